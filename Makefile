@@ -1,0 +1,40 @@
+# rnnedge: `make export` does the main job on a fresh machine; `make test` runs the suite. Both install.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ART ?= artifacts
+CHECKPOINT := $(ART)/train/model.pt
+BUNDLE := $(ART)/bundle
+
+.PHONY: install train export bench test lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[train,export,dev]'
+	touch $@
+
+$(CHECKPOINT): | install
+	$(BIN)/rnnedge train --out $(ART)/train
+
+train: install  ## train the default HAPT tagger (always retrains)
+	$(BIN)/rnnedge train --out $(ART)/train
+
+export: install $(CHECKPOINT)  ## train if needed, export + quantize + verify every format, print the tables
+	$(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
+	$(BIN)/rnnedge bench $(BUNDLE) --quick --out $(ART)/bench-quick
+
+bench: install $(CHECKPOINT)  ## full on-device benchmark; writes $(ART)/bench/ (JSON, Markdown, PNG)
+	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
+	$(BIN)/rnnedge bench $(BUNDLE) --out $(ART)/bench
+
+lint: install
+	$(BIN)/ruff check rnnedge tests
+
+test: install lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(ART) .pytest_cache

@@ -1,0 +1,192 @@
+"""The bundle: the one contract between export, runtime, devices and apps.
+
+A bundle is a folder holding `manifest.json` plus model files (and `reference.npz`, held-out real data with
+reference outputs). This module is the manifest's schema, written down once (pydantic models; the JSON
+Schema in docs/bundle-schema.json is generated from them), and is imported by the torch-free runtime.
+
+Model graph I/O, identical for every streaming file whatever the cell:
+  inputs  x [batch, time, channels] float32 in RAW sensor units (normalization is inside the graph),
+          state [batch, state_size] float32
+  outputs y [batch, time, outputs] float32, state_out [batch, state_size] float32
+Window files (bidirectional or window tasks) take only x [batch, time, channels] and return y [batch, outputs].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rnnedge.atomic import write_text_atomic
+from rnnedge.errors import BundleError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+REFERENCE_NAME = "reference.npz"
+
+Format = Literal["onnx", "tflite"]
+Precision = Literal["fp32", "fp16", "int8", "int8_static"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Normalization(_Strict):
+    mean: list[float]
+    std: list[float]
+
+
+class InputSpec(_Strict):
+    name: str = "x"
+    channels: list[str]
+    sample_rate_hz: float = Field(gt=0)
+    normalization: Normalization  # applied inside each graph: callers feed raw units
+
+
+class OutputSpec(_Strict):
+    name: str = "y"
+    size: int = Field(gt=0)
+    kind: Literal["logits", "forecast"]
+    labels: list[str] = []  # class names for logits; empty for forecast
+
+
+class StateSpec(_Strict):
+    input: str = "state"
+    output: str = "state_out"
+    size: int = Field(ge=0)
+    parts: list[str]  # packed in this order: ("h", "c") for LSTM, ("h",) otherwise
+    layers: int
+    directions: int
+    hidden_size: int
+    dtype: Literal["float32"] = "float32"
+
+
+class Parity(_Strict):
+    """How closely this file reproduces the torch model on held-out real data."""
+
+    samples: int  # time steps compared
+    max_abs_diff_output: float
+    max_abs_diff_state: float | None = None
+    streaming_max_abs_diff: float | None = None  # step-by-step with carried state vs full sequence
+    argmax_agreement: float | None = None
+    tolerance: float | None = None  # the bound this file was held to (fp32 only); None = reported only
+
+
+class ModelFile(_Strict):
+    path: str
+    format: Format
+    precision: Precision
+    graph: Literal["stream", "window"]
+    chunk_len: int | None = None  # fixed time length, or None when the file takes any length
+    sha256: str
+    size_bytes: int
+    runtimes: list[str]  # runtimes known to load it, e.g. "onnxruntime>=1.18", "ai-edge-litert>=2.0"
+    parity: Parity
+    accuracy: float | None = None  # task metric on the evaluation data (per-sample accuracy for tag)
+    notes: str = ""
+
+
+class Rejected(_Strict):
+    """A variant that was built and measured but not shipped (e.g. static int8 that loses accuracy)."""
+
+    format: Format
+    precision: Precision
+    reason: str
+    accuracy: float | None = None
+
+
+class Evaluation(_Strict):
+    data: str  # what the held-out data is (subjects, recordings)
+    metric: str
+    torch_accuracy: float | None = None
+    samples: int = 0
+
+
+class Reference(_Strict):
+    """Held-out real data (raw units) with the torch model's outputs: accuracy and parity on any device.
+    Arrays: x [N, T, C] float32, labels [N, T] int64 (0 = unscored), y [N, T, outputs] float32."""
+
+    path: str = REFERENCE_NAME
+    sha256: str
+    description: str
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str
+    created: str
+    rnnedge_version: str
+    task: Literal["tag", "classify", "forecast"]
+    model: dict  # the training ModelConfig, as saved in the checkpoint
+    streamable: bool
+    input: InputSpec
+    output: OutputSpec
+    state: StateSpec
+    chunk_lens: list[int]  # time lengths every stream file supports (ONNX supports any)
+    files: list[ModelFile]
+    rejected: list[Rejected] = []
+    evaluation: Evaluation
+    reference: Reference | None = None
+    provenance: dict = {}
+
+    def find(self, fmt: str, precision: str = "fp32", graph: str = "stream",
+             chunk_len: int | None = None) -> ModelFile:
+        for f in self.files:
+            if (f.format, f.precision, f.graph) == (fmt, precision, graph) and (
+                    chunk_len is None or f.chunk_len in (None, chunk_len)):
+                return f
+        have = ", ".join(f"{f.format}/{f.precision}/{f.graph}" for f in self.files) or "none"
+        raise BundleError(f"bundle has no {fmt}/{precision}/{graph} file (has: {have})")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(bundle: str | Path) -> Manifest:
+    """Parse and validate `bundle/manifest.json` (schema only; see `verify_file` for hashes)."""
+    path = Path(bundle) / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(f"{bundle}: not a bundle (no {MANIFEST_NAME})")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: unreadable manifest ({exc})") from None
+    if isinstance(raw, dict) and raw.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise BundleError(f"{path}: schema_version {raw.get('schema_version')} is not supported "
+                          f"(this rnnedge reads {SCHEMA_VERSION})")
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise BundleError(f"{path}: invalid manifest at {where}: {first['msg']}") from None
+
+
+def verify_file(bundle: str | Path, entry: ModelFile | str, sha256: str | None = None) -> Path:
+    """Return the file's path if its sha256 matches the manifest; refuse it otherwise."""
+    rel, expected = (entry.path, entry.sha256) if isinstance(entry, ModelFile) else (entry, sha256)
+    path = Path(bundle) / rel
+    if not path.is_file():
+        raise BundleError(f"{path}: listed in the manifest but missing")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise BundleError(f"{path}: sha256 mismatch (manifest {expected[:12]}..., file {actual[:12]}...): "
+                          "the file was modified or corrupted; re-export the bundle")
+    return path
+
+
+def write_manifest(bundle: str | Path, manifest: Manifest) -> Path:
+    return write_text_atomic(Path(bundle) / MANIFEST_NAME, manifest.model_dump_json(indent=2) + "\n")
+
+
+def json_schema() -> dict:
+    return Manifest.model_json_schema()

@@ -1,0 +1,50 @@
+"""The bundled HAPT recordings (UCI, CC BY 4.0; attribution in hapt/README.md beside the data file)."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.data.recording import Dataset, Recording
+
+HAPT_PATH = Path(__file__).parent / "hapt" / "hapt.npz"
+HAPT_SHA256 = "fc4a624ee2af57f962e3409e8c2497f04be3d6d8adb602e4dc321a091cc1d586"
+
+# The data set's official test subjects; validation is a fixed set of five other subjects, picked once
+# (spread across the id range) and never changed, so numbers stay comparable between runs.
+TEST_SUBJECTS = (2, 4, 9, 10, 12, 13, 18, 20, 24)
+VALIDATION_SUBJECTS = (3, 8, 15, 22, 28)
+TRAIN_SUBJECTS = tuple(s for s in range(1, 31) if s not in TEST_SUBJECTS + VALIDATION_SUBJECTS)
+HAPT_SPLITS = {"train": TRAIN_SUBJECTS, "val": VALIDATION_SUBJECTS, "test": TEST_SUBJECTS}
+
+GET_UP_LABELS = ("LIE_TO_SIT", "LIE_TO_STAND")  # the bed-exit monitor's positive events
+
+
+@lru_cache(maxsize=1)
+def load_hapt(path: str | None = None) -> Dataset:
+    """All 61 HAPT recordings in physical units (g, rad/s), float32, with per-sample labels."""
+    file = Path(path) if path else HAPT_PATH
+    with np.load(file, allow_pickle=False) as npz:
+        signals = npz["signals"].astype(np.float32) * npz["scale"].astype(np.float32)
+        labels = npz["labels"].astype(np.int64)
+        offsets, subjects, experiments = npz["offsets"], npz["subject"], npz["experiment"]
+        channels = [str(c) for c in npz["channels"]]
+        label_names = [str(n) for n in npz["label_names"]]
+        rate = float(npz["sample_rate_hz"])
+    recordings = [
+        Recording(signals[a:b], labels[a:b], int(s), f"hapt-exp{int(e):02d}-subj{int(s):02d}")
+        for a, b, s, e in zip(offsets[:-1], offsets[1:], subjects, experiments, strict=True)
+    ]
+    return Dataset(recordings, channels, label_names, rate, source=f"hapt:{file.name}",
+                   meta={"license": "CC BY 4.0", "citation": "Reyes-Ortiz et al., Neurocomputing 2016"})
+
+
+def hapt_sha256(path: Path = HAPT_PATH) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def hapt_split(split: str) -> Dataset:
+    return load_hapt().subset(HAPT_SPLITS[split])

@@ -1,0 +1,33 @@
+"""Typed exceptions. Every user-facing failure is one of these, with a one-line message."""
+
+
+class RnnedgeError(Exception):
+    """Base class: the CLI prints the message on one line and exits with code 2."""
+
+
+class DataError(RnnedgeError, ValueError):
+    """A data file is missing, malformed or inconsistent (the message names file, row and column)."""
+
+
+class CheckpointError(RnnedgeError):
+    """A checkpoint is corrupt, incomplete, or carries pickled code."""
+
+
+class BundleError(RnnedgeError):
+    """A bundle folder or manifest is invalid, or a file's hash does not match."""
+
+
+class ExportError(RnnedgeError):
+    """An export could not be produced or failed verification; nothing was written."""
+
+
+class InputError(RnnedgeError, ValueError):
+    """A sample or chunk fed to a stream has the wrong shape, dtype or non-finite values."""
+
+
+class SnapshotError(RnnedgeError):
+    """A state snapshot is corrupt, from another model, or of an unknown version."""
+
+
+class BackendUnavailableError(RnnedgeError):
+    """The requested inference backend (or execution provider) is not installed or not usable here."""

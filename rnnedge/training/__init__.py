@@ -1,0 +1,1 @@
+"""Training: the model family, stateful truncated-BPTT training, checkpoints."""

@@ -1,0 +1,95 @@
+"""Batches for stateful truncated BPTT.
+
+Recordings are packed end to end into `lanes` parallel streams, each recording padded to a whole number of
+chunks so that every recording starts on a chunk boundary. The trainer carries each lane's state from one
+chunk to the next (detached) and zeroes it exactly where a new recording starts: training sees the same
+state regime as streaming inference, and no state leaks from one recording into the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.data.recording import Normalization, Recording
+
+IGNORE = -100  # target value the losses skip (unlabelled samples and padding)
+
+
+@dataclass
+class Chunk:
+    x: np.ndarray  # [lanes, chunk, channels] normalized
+    target: np.ndarray  # [lanes, chunk] class ids (tag) or [lanes, chunk, outputs] values (forecast)
+    mask: np.ndarray  # [lanes, chunk] bool: real samples (not padding)
+    reset: np.ndarray  # [lanes] bool: a new recording starts at this chunk
+
+
+def tag_targets(labels: np.ndarray) -> np.ndarray:
+    """Dataset labels (0 = unlabelled) -> model classes (label - 1), unlabelled -> IGNORE."""
+    return np.where(labels > 0, labels - 1, IGNORE)
+
+
+def forecast_targets(x: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Next `horizon` values after each step, flattened; the last `horizon` steps have no target."""
+    steps, channels = x.shape
+    target = np.zeros((steps, horizon * channels), np.float32)
+    for k in range(1, horizon + 1):
+        target[: steps - k, (k - 1) * channels: k * channels] = x[k:]
+    valid = np.arange(steps) < steps - horizon
+    return target, valid
+
+
+def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str, lanes: int, chunk_len: int,
+                    rng: np.random.Generator, horizon: int = 1) -> Iterator[Chunk]:
+    """One epoch of chunks over all recordings, in a random packing (random order and start offset)."""
+    order = rng.permutation(len(recordings))
+    lanes = max(1, min(lanes, len(recordings)))
+    lane_items: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(lanes)]
+    lane_len = np.zeros(lanes, int)
+    for i in order:
+        rec = recordings[i]
+        start = int(rng.integers(0, min(chunk_len, max(1, len(rec) // 4))))  # vary chunk boundaries
+        x = norm.apply(rec.signals[start:])
+        if task == "forecast":
+            target, valid = forecast_targets(x, horizon)
+        else:
+            target, valid = tag_targets(rec.labels[start:]), np.ones(len(x), bool)
+        lane = int(np.argmin(lane_len))
+        lane_items[lane].append((x, target, valid))
+        lane_len[lane] += -(-len(x) // chunk_len) * chunk_len
+    total = int(lane_len.max())
+    channels = recordings[0].signals.shape[1]
+    target_shape = () if task != "forecast" else (horizon * channels,)
+    xs = np.zeros((lanes, total, channels), np.float32)
+    targets = np.full((lanes, total, *target_shape), IGNORE if task != "forecast" else 0,
+                      np.int64 if task != "forecast" else np.float32)
+    mask = np.zeros((lanes, total), bool)
+    resets = np.zeros((lanes, total // chunk_len), bool)
+    for lane, items in enumerate(lane_items):
+        pos = 0
+        for x, target, valid in items:
+            xs[lane, pos: pos + len(x)] = x
+            targets[lane, pos: pos + len(x)] = target
+            mask[lane, pos: pos + len(x)] = valid
+            resets[lane, pos // chunk_len] = True
+            pos += -(-len(x) // chunk_len) * chunk_len
+    for c in range(total // chunk_len):
+        window = slice(c * chunk_len, (c + 1) * chunk_len)
+        yield Chunk(xs[:, window], targets[:, window], mask[:, window], resets[:, c])
+
+
+def random_windows(recordings: list[Recording], norm: Normalization, window_len: int, count: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Classify: `count` random labelled windows; a window's class is the label of its last sample."""
+    xs, ys = [], []
+    eligible = [r for r in recordings if len(r) >= window_len]
+    while len(xs) < count:
+        rec = eligible[int(rng.integers(len(eligible)))]
+        end = int(rng.integers(window_len, len(rec) + 1))
+        label = int(rec.labels[end - 1])
+        if label > 0:
+            xs.append(norm.apply(rec.signals[end - window_len: end]))
+            ys.append(label - 1)
+    return np.stack(xs), np.asarray(ys, np.int64)

@@ -1,0 +1,125 @@
+"""`rnnedge train` and `rnnedge data`: defaults train the HAPT per-step activity tagger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rnnedge.errors import DataError, RnnedgeError
+
+DEFAULT_RUN_DIR = Path("artifacts/train")
+
+
+def _load_dataset(data: str, channels: str | None, label_column: str | None, sample_rate: float | None):
+    from rnnedge.data import load_csv, load_hapt, load_npz
+
+    if data == "hapt":
+        return load_hapt()
+    paths = sorted(Path(data).glob("*.csv")) if Path(data).is_dir() else [Path(data)]
+    if not paths or not all(p.exists() for p in paths):
+        raise DataError(f"{data}: no such file or folder of CSV files")
+    if paths[0].suffix == ".npz":
+        return load_npz(paths[0])
+    if not channels or not sample_rate:
+        raise DataError("CSV data needs --channels (comma-separated column names) and --sample-rate")
+    return load_csv(paths, channels.split(","), sample_rate, label_column)
+
+
+def train_command(
+    data: str = typer.Option("hapt", help="'hapt' (bundled), a CSV file/folder (one file per recording) or an NPZ."),
+    out: Path = typer.Option(DEFAULT_RUN_DIR, help="Run folder: model.pt, metrics.json, training_curve.png."),
+    cell: str = typer.Option("lstm", help="rnn_tanh | rnn_relu | lstm | gru"),
+    hidden: int = typer.Option(64, min=1, help="Hidden units per layer."),
+    layers: int = typer.Option(2, min=1, max=4, help="Stacked recurrent layers."),
+    task: str = typer.Option("tag", help="tag (label per step, streaming) | classify (window) | forecast"),
+    bidirectional: bool = typer.Option(False, help="Window tasks only (needs the future)."),
+    horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
+    epochs: int = typer.Option(30, min=1),
+    chunk_len: int = typer.Option(250, min=2, help="Truncated-BPTT chunk length in samples."),
+    lanes: int = typer.Option(16, min=1, help="Parallel recordings (stateful) or windows per batch."),
+    window_len: int = typer.Option(128, min=2, help="classify: window length in samples."),
+    lr: float = typer.Option(3e-3, min=0.0),
+    dropout: float = typer.Option(0.1, min=0.0, max=0.9),
+    patience: int = typer.Option(6, min=1),
+    max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
+    seed: int = typer.Option(0),
+    channels: str | None = typer.Option(None, help="CSV: channel columns, comma-separated."),
+    label_column: str | None = typer.Option(None, help="CSV: label column."),
+    sample_rate: float | None = typer.Option(None, help="CSV: sample rate in Hz."),
+    val_subjects: str | None = typer.Option(None, help="Non-HAPT data: comma-separated recording indices for "
+                                            "validation (default: every fifth recording)."),
+) -> None:
+    """Train a recurrent model with stateful truncated BPTT and save a checkpoint."""
+    from rnnedge.data.hapt import HAPT_SPLITS
+    from rnnedge.training.config import ModelConfig, TrainConfig
+    from rnnedge.training.evaluate import report
+    from rnnedge.training.train import train
+
+    dataset = _load_dataset(data, channels, label_column, sample_rate)
+    if data == "hapt":
+        train_set, val_set = dataset.subset(HAPT_SPLITS["train"]), dataset.subset(HAPT_SPLITS["val"])
+    else:
+        train_set, val_set = _split_user_data(dataset, val_subjects)
+    outputs = len(dataset.label_names) - 1 if task != "forecast" else len(dataset.channels) * horizon
+    try:
+        model_config = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=hidden, num_layers=layers,
+                                   output_size=outputs, dropout=dropout, bidirectional=bidirectional, task=task,
+                                   horizon=horizon)
+    except ValueError as exc:
+        raise RnnedgeError(str(exc)) from None
+    config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
+                         patience=patience, seed=seed, max_minutes=max_minutes)
+    result = train(train_set, val_set, model_config, config, out_dir=out)
+    typer.echo(f"best epoch {result.best_epoch}: validation {result.history[result.best_epoch - 1]['val_accuracy']:.4f}")
+    if data == "hapt":
+        test = report(result.checkpoint.build_model(), dataset.subset(HAPT_SPLITS["test"]).recordings,
+                      result.checkpoint.normalization, result.checkpoint.labels, window_len)
+        typer.echo(f"test subjects {HAPT_SPLITS['test']}: accuracy {test['accuracy']:.4f}")
+    typer.echo(f"checkpoint: {out / 'model.pt'}")
+
+
+def _split_user_data(dataset, val_subjects: str | None):
+    from rnnedge.data.recording import Dataset
+
+    count = len(dataset.recordings)
+    if count < 2:
+        raise DataError("need at least two recordings (one for validation)")
+    try:
+        val_index = {int(i) for i in val_subjects.split(",")} if val_subjects else set(range(4, count, 5)) or {count - 1}
+    except ValueError:
+        raise DataError(f"--val-subjects must be comma-separated integers, got {val_subjects!r}") from None
+    parts = ([r for i, r in enumerate(dataset.recordings) if i not in val_index],
+             [r for i, r in enumerate(dataset.recordings) if i in val_index])
+    if not all(parts):
+        raise DataError("validation split leaves no training or no validation recordings")
+    return tuple(Dataset(p, dataset.channels, dataset.label_names, dataset.sample_rate_hz, dataset.source)
+                 for p in parts)
+
+
+def data_command(
+    data: str = typer.Argument("hapt", help="'hapt' or a CSV/NPZ path."),
+    channels: str | None = typer.Option(None), label_column: str | None = typer.Option(None),
+    sample_rate: float | None = typer.Option(None),
+) -> None:
+    """Describe a data set: recordings, subjects, channels, labels and their counts."""
+    import numpy as np
+
+    from rnnedge.data.hapt import HAPT_SPLITS
+
+    dataset = _load_dataset(data, channels, label_column, sample_rate)
+    hours = dataset.num_samples / dataset.sample_rate_hz / 3600
+    typer.echo(f"source {dataset.source}: {len(dataset.recordings)} recordings, {dataset.num_samples} samples "
+               f"({hours:.2f} h) at {dataset.sample_rate_hz:g} Hz")
+    typer.echo(f"channels: {', '.join(dataset.channels)}")
+    counts = np.bincount(np.concatenate([r.labels for r in dataset.recordings]), minlength=len(dataset.label_names))
+    for name, n in zip(dataset.label_names, counts, strict=True):
+        typer.echo(f"  {name:<20} {n:>9}")
+    if data == "hapt":
+        for split, subjects in HAPT_SPLITS.items():
+            typer.echo(f"{split:<5} subjects: {', '.join(map(str, subjects))}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+    app.command("data")(data_command)

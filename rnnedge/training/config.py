@@ -1,0 +1,84 @@
+"""Configuration dataclasses for the model family and for training (plain data: saved in checkpoints)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
+
+Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
+Task = Literal["tag", "classify", "forecast"]
+CELLS: tuple[str, ...] = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+TASKS: tuple[str, ...] = ("tag", "classify", "forecast")
+
+
+@dataclass
+class ModelConfig:
+    cell: Cell = "lstm"
+    input_size: int = 6
+    hidden_size: int = 64
+    num_layers: int = 2
+    output_size: int = 13  # classes for tag/classify; input_size * horizon for forecast
+    dropout: float = 0.1  # between stacked layers (ignored with one layer)
+    bidirectional: bool = False  # window tasks only: a streaming model cannot see the future
+    task: Task = "tag"
+    horizon: int = 1  # forecast: values predicted per step
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if not 1 <= self.num_layers <= 4:
+            raise ValueError(f"num_layers must be 1-4, got {self.num_layers}")
+        if self.hidden_size < 1 or self.input_size < 1 or self.output_size < 1:
+            raise ValueError("input_size, hidden_size and output_size must be positive")
+        if self.bidirectional and self.task == "tag":
+            raise ValueError("bidirectional models need the future: use them for window tasks, not 'tag'")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_tensors(self) -> tuple[str, ...]:
+        """The recurrent state's parts, in the order they are packed into the one flat state vector."""
+        return ("h", "c") if self.cell == "lstm" else ("h",)
+
+    @property
+    def state_size(self) -> int:
+        """Length of the flat per-stream state vector: parts x layers x directions x hidden."""
+        return len(self.state_tensors) * self.num_layers * self.directions * self.hidden_size
+
+    @property
+    def streamable(self) -> bool:
+        return not self.bidirectional
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    chunk_len: int = 250  # truncated-BPTT length in samples (5 s at 50 Hz)
+    batch_size: int = 32  # parallel lanes (recordings) for tag/forecast, windows for classify
+    window_len: int = 128  # classify: window length in samples
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    patience: int = 6  # early stopping: epochs without validation improvement
+    class_weight_power: float = 0.5  # weight = (1 / frequency) ** power, rare classes count more
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,75 @@
+"""The model family: one recurrent stack (RNN tanh/relu, LSTM, GRU) plus a linear head.
+
+The recurrent state travels as ONE flat float tensor per stream, shape [batch, state_size]. Training,
+export and the runtime all use this layout, so a streaming call has exactly two inputs (x, state) and two
+outputs (y, state) whatever the cell, and the state is trivially saved, batched and reset.
+Layout: state.view(batch, parts, layers * directions, hidden), parts = (h, c) for LSTM, (h,) otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnedge.training.config import ModelConfig
+
+_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN, "rnn_relu": nn.RNN}
+
+
+class RecurrentModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        kwargs = {"nonlinearity": config.cell.removeprefix("rnn_")} if config.cell.startswith("rnn_") else {}
+        self.rnn = _RNN_CLASSES[config.cell](
+            config.input_size, config.hidden_size, num_layers=config.num_layers, batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=config.bidirectional, **kwargs,
+        )
+        self.head = nn.Linear(config.hidden_size * config.directions, config.output_size)
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.config.state_size)
+
+    def _unpack(self, state: torch.Tensor):
+        c = self.config
+        parts = state.reshape(state.shape[0], len(c.state_tensors), c.num_layers * c.directions, c.hidden_size)
+        parts = parts.permute(1, 2, 0, 3).contiguous()  # [parts, layers*dirs, batch, hidden]
+        return (parts[0], parts[1]) if c.cell == "lstm" else parts[0]
+
+    @staticmethod
+    def _pack(torch_state) -> torch.Tensor:
+        stacked = torch.stack(torch_state if isinstance(torch_state, tuple) else (torch_state,))
+        return stacked.permute(2, 0, 1, 3).reshape(stacked.shape[2], -1)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [batch, time, input] (normalized) -> (per-step outputs [batch, time, output], new state)."""
+        if state is None:
+            state = self.initial_state(x.shape[0]).to(x)
+        features, new_state = self.rnn(x, self._unpack(state))
+        return self.head(features), self._pack(new_state)
+
+    def window_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Window tasks: one output per window. Unidirectional: the last step's output. Bidirectional:
+        the forward direction's last step joined with the backward direction's first step."""
+        features, _ = self.rnn(x, self._unpack(self.initial_state(x.shape[0]).to(x)))
+        if self.config.bidirectional:
+            h = self.config.hidden_size
+            summary = torch.cat([features[:, -1, :h], features[:, 0, h:]], dim=-1)
+        else:
+            summary = features[:, -1]
+        return self.head(summary)
+
+    @torch.no_grad()
+    def rollout(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """Forecast one-to-many: warm up on x, then feed each predicted next value back as input."""
+        if self.config.task != "forecast":
+            raise ValueError("rollout needs a forecast model")
+        out, state = self(x)
+        step_input = out[:, -1:, : self.config.input_size]
+        predictions = []
+        for _ in range(steps):
+            predictions.append(step_input)
+            out, state = self(step_input, state)
+            step_input = out[:, -1:, : self.config.input_size]
+        return torch.cat(predictions, dim=1)

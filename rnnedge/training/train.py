@@ -1,0 +1,171 @@
+"""The training loop: stateful truncated BPTT for streaming tasks, random windows for `classify`.
+
+AdamW with weight decay, gradient-norm clipping, dropout between layers, class weights for rare classes,
+early stopping on validation (the best epoch's weights are kept), per-epoch metrics JSON and a curve PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+from rnnedge.atomic import write_atomic, write_text_atomic
+from rnnedge.data.recording import Dataset, Normalization
+from rnnedge.training.batches import IGNORE, random_windows, stateful_chunks, tag_targets
+from rnnedge.training.checkpoint import Checkpoint
+from rnnedge.training.config import ModelConfig, TrainConfig
+from rnnedge.training.evaluate import report
+from rnnedge.training.model import RecurrentModel
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Checkpoint
+    history: list[dict]
+    best_epoch: int
+
+
+def class_weights(train: Dataset, classes: int, power: float) -> torch.Tensor:
+    targets = np.concatenate([tag_targets(r.labels) for r in train.recordings])
+    counts = np.bincount(targets[targets != IGNORE], minlength=classes).astype(np.float64)
+    weights = (counts.sum() / np.maximum(counts, 1) / classes) ** power
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainConfig, rng, progress, task_id):
+    total, count = 0.0, 0
+    state = None
+    chunks = list(stateful_chunks(train.recordings, norm, model.config.task, cfg.batch_size, cfg.chunk_len, rng,
+                                  model.config.horizon))
+    progress.update(task_id, total=len(chunks), completed=0)
+    for chunk in chunks:
+        x = torch.from_numpy(chunk.x)
+        if state is None:
+            state = model.initial_state(x.shape[0])
+        state = state * torch.from_numpy(~chunk.reset).float()[:, None]  # fresh state where a recording starts
+        out, state = model(x, state)
+        state = state.detach()  # truncate backprop at the chunk boundary, keep the value
+        loss = loss_fn(out, torch.from_numpy(chunk.target), torch.from_numpy(chunk.mask))
+        if loss is None:  # nothing scored in this chunk (unlabelled gap or padding): state still advanced
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        total, count = total + loss.item(), count + 1
+        progress.advance(task_id)
+    return total / max(1, count)
+
+
+def _epoch_windows(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainConfig, rng, progress, task_id):
+    steps = max(1, 64 * cfg.extra.get("windows_per_epoch", 64) // cfg.batch_size)
+    x_all, y_all = random_windows(train.recordings, norm, cfg.window_len, steps * cfg.batch_size, rng)
+    progress.update(task_id, total=steps, completed=0)
+    total = 0.0
+    for i in range(steps):
+        batch = slice(i * cfg.batch_size, (i + 1) * cfg.batch_size)
+        logits = model.window_logits(torch.from_numpy(x_all[batch]))
+        loss = loss_fn.ce(logits, torch.from_numpy(y_all[batch]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        total += loss.item()
+        progress.advance(task_id)
+    return total / steps
+
+
+class _Loss:
+    """Masked per-step loss: weighted cross-entropy for classes, MSE for forecasts."""
+
+    def __init__(self, task: str, weights: torch.Tensor | None) -> None:
+        self.task = task
+        self.ce = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        if self.task == "forecast":
+            err = ((out - target) ** 2).mean(-1)
+            return (err * mask).sum() / mask.sum() if mask.any() else None
+        if not (target != IGNORE).any():
+            return None
+        return self.ce(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+
+
+def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
+          out_dir: str | Path | None = None, quiet: bool = False) -> TrainResult:
+    """Train, early-stop on validation, and return the best checkpoint (also saved to out_dir if given)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    norm = Normalization.fit(train_data.recordings)
+    scored_labels = train_data.label_names[1:]  # label 0 is 'unlabelled': streamed through, never a class
+    model = RecurrentModel(model_config)
+    weights = class_weights(train_data, model_config.output_size, cfg.class_weight_power) \
+        if model_config.task != "forecast" else None
+    loss_fn = _Loss(model_config.task, weights)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs), eta_min=cfg.lr / 20)
+    run_epoch = _epoch_windows if model_config.task == "classify" else _epoch_stateful
+    history: list[dict] = []
+    best = (-np.inf, 0, {k: v.clone() for k, v in model.state_dict().items()})
+    started = time.monotonic()
+    columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+    with Progress(*columns, disable=quiet, transient=False) as progress:
+        task_id = progress.add_task("train", epoch=0, info="", total=1)
+        for epoch in range(1, cfg.epochs + 1):
+            progress.update(task_id, epoch=f"{epoch}/{cfg.epochs}")
+            model.train()
+            train_loss = run_epoch(model, optimizer, loss_fn, train_data, norm, cfg, rng, progress, task_id)
+            scheduler.step()
+            val = report(model, val_data.recordings, norm, scored_labels, cfg.window_len)
+            row = {"epoch": epoch, "train_loss": train_loss, "val_accuracy": val["accuracy"],
+                   "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.monotonic() - started, 1)}
+            history.append(row)
+            if val["accuracy"] > best[0]:
+                best = (val["accuracy"], epoch, {k: v.clone() for k, v in model.state_dict().items()})
+            progress.update(task_id, info=f"loss {train_loss:.4f}  val {val['accuracy']:.4f}  best {best[0]:.4f}")
+            if out_dir:
+                write_text_atomic(Path(out_dir) / "metrics.json", json.dumps(history, indent=1))
+            over_time = cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60
+            if epoch - best[1] >= cfg.patience or over_time:
+                break
+    model.load_state_dict(best[2])
+    checkpoint = Checkpoint(
+        model_config, model.state_dict(), norm, train_data.channels,
+        scored_labels if model_config.task != "forecast" else [], train_data.sample_rate_hz,
+        provenance={"data": train_data.source, "train_subjects": train_data.subjects,
+                    "val_subjects": val_data.subjects, "train_config": cfg.to_dict(), "best_epoch": best[1],
+                    "val_accuracy": best[0], "meta": train_data.meta},
+    )
+    if out_dir:
+        checkpoint.save(Path(out_dir) / "model.pt")
+        plot_history(history, Path(out_dir) / "training_curve.png")
+    return TrainResult(checkpoint, history, best[1])
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, left = plt.subplots(figsize=(6, 3.5))
+    left.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("train loss", color="tab:blue")
+    right = left.twinx()
+    right.plot(epochs, [h["val_accuracy"] for h in history], "s-", color="tab:orange", label="validation")
+    right.set_ylabel("validation score", color="tab:orange")
+    fig.tight_layout()
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
+    plt.close(fig)
