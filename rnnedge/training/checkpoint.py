@@ -53,11 +53,13 @@ class Checkpoint:
         file = Path(path)
         if not file.is_file():
             raise CheckpointError(f"{file}: no such checkpoint")
+        if not zipfile.is_zipfile(file):  # torch.save always writes a zip archive
+            raise CheckpointError(f"{file}: corrupt or not a checkpoint (not a torch archive)")
         try:
             payload = torch.load(file, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            reason = str(exc).splitlines()[0] if "weights_only" not in str(exc) else "it carries pickled code"
-            raise CheckpointError(f"{file}: refused: {reason} (only weights-only checkpoints load)") from None
+        except pickle.UnpicklingError:
+            raise CheckpointError(f"{file}: refused: it carries pickled code (only weights-only checkpoints "
+                                  "load)") from None
         except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
             raise CheckpointError(f"{file}: corrupt or not a checkpoint ({str(exc).splitlines()[0]})") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -1,0 +1,65 @@
+"""The exported graphs as torch modules: normalization (raw sensor units in) + the model, with the bundle's
+I/O names. Both exporters trace these, so ONNX and TFLite files compute exactly the same function."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnedge.errors import ExportError
+from rnnedge.training.checkpoint import Checkpoint
+
+GRAPHS: tuple[str, ...] = ("stream", "window")
+
+
+class _Normalized(nn.Module):
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        super().__init__()
+        self.model = checkpoint.build_model()
+        self.register_buffer("mean", torch.as_tensor(checkpoint.normalization.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(checkpoint.normalization.std, dtype=torch.float32))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class StreamGraph(_Normalized):
+    """x [batch, time, channels] raw, state [batch, state_size] -> {y [batch, time, outputs], state_out}."""
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
+        y, state_out = self.model(self.normalize(x), state)
+        return {"y": y, "state_out": state_out}
+
+
+class WindowGraph(_Normalized):
+    """x [batch, time, channels] raw -> {y [batch, outputs]}: one output per window."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"y": self.model.window_logits(self.normalize(x))}
+
+
+def default_graphs(checkpoint: Checkpoint) -> tuple[str, ...]:
+    """What a model is for: stream files for causal models, window files for window tasks."""
+    config = checkpoint.config
+    if not config.streamable:
+        return ("window",)
+    return ("stream", "window") if config.task == "classify" else ("stream",)
+
+
+def build_graph(checkpoint: Checkpoint, graph: str) -> nn.Module:
+    if graph not in GRAPHS:
+        raise ExportError(f"unknown graph {graph!r} (choose from {', '.join(GRAPHS)})")
+    if graph == "stream" and not checkpoint.config.streamable:
+        raise ExportError("a bidirectional model cannot be exported for streaming: its backward direction needs "
+                          "the future of the sequence; export the 'window' graph instead")
+    if graph == "window" and checkpoint.config.task != "classify":
+        raise ExportError(f"the window graph is for classify models; this one is a {checkpoint.config.task} model")
+    module = StreamGraph(checkpoint) if graph == "stream" else WindowGraph(checkpoint)
+    return module.eval()
+
+
+def example_inputs(checkpoint: Checkpoint, graph: str, time: int, batch: int = 1) -> dict[str, torch.Tensor]:
+    x = torch.zeros(batch, time, checkpoint.config.input_size)
+    if graph == "window":
+        return {"x": x}
+    return {"x": x, "state": torch.zeros(batch, checkpoint.config.state_size)}

@@ -1,0 +1,59 @@
+"""ONNX export with torch's legacy (TorchScript) exporter: it emits the native LSTM/GRU/RNN ops and keeps batch
+and time dynamic, so one file serves single steps and chunks. (The dynamo exporter fixes time to the example
+length for recurrent models; see the measured notes.)"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from rnnedge.export.graphs import example_inputs
+from rnnedge.training.checkpoint import Checkpoint
+
+OPSET = 17
+OUTPUTS = {"stream": ["y", "state_out"], "window": ["y"]}
+
+
+class _Tuple(nn.Module):
+    """The legacy exporter wants tuple outputs; the graph modules return named dicts."""
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.graph(*inputs).values())
+
+
+def export_onnx(checkpoint: Checkpoint, module: nn.Module, graph: str, summary: dict[str, str]) -> onnx.ModelProto:
+    """Trace `module` (a StreamGraph or WindowGraph) to an opset-17 model with dynamic batch and time."""
+    inputs = example_inputs(checkpoint, graph, time=3, batch=2)
+    dynamic = {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"} if graph == "stream" else {0: "batch"}}
+    if graph == "stream":
+        dynamic |= {"state": {0: "batch"}, "state_out": {0: "batch"}}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter warns about batch_first RNNs and its own deprecation
+        torch.onnx.export(_Tuple(module).eval(), tuple(inputs.values()), buffer, dynamo=False, opset_version=OPSET,
+                          input_names=list(inputs), output_names=OUTPUTS[graph], dynamic_axes=dynamic,
+                          do_constant_folding=True)
+    model = onnx.load_from_string(buffer.getvalue())
+    set_metadata(model, summary)
+    return model
+
+
+def set_metadata(model: onnx.ModelProto, summary: dict[str, str]) -> None:
+    """A file found alone still says what it is (Netron and onnx.load show metadata_props)."""
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, summary)
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path

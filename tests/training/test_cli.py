@@ -1,0 +1,37 @@
+"""The CLI's contract for user errors: one line on stderr, exit code 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def rnnedge(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rnnedge.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--cell", "transformer", "--epochs", "1"], "cell must be one of"),
+    (["train", "--data", "/nonexistent/folder"], "no such file or folder"),
+    (["train", "--task", "tag", "--bidirectional", "--epochs", "1"], "need the future"),
+])
+def test_user_errors_are_one_line_and_exit_2(args, message):
+    result = rnnedge(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_csv_error_reaches_the_user_with_row_and_column(tmp_path):
+    (tmp_path / "a.csv").write_text("ax,ay,label\n1,2,walk\n1,x,walk\n")
+    result = rnnedge("train", "--data", str(tmp_path), "--channels", "ax,ay", "--label-column", "label",
+                     "--sample-rate", "50")
+    assert result.returncode == 2
+    assert "a.csv: row 3, column ay: not a number: 'x'" in result.stderr
+
+
+def test_data_command_describes_hapt():
+    result = rnnedge("data")
+    assert result.returncode == 0
+    assert "61 recordings" in result.stdout and "LIE_TO_STAND" in result.stdout
+    assert "test  subjects: 2, 4, 9, 10, 12, 13, 18, 20, 24" in result.stdout

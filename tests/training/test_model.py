@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from rnnedge.training.config import CELLS, ModelConfig
+from rnnedge.training.model import RecurrentModel
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layers", [1, 3])
+def test_chunked_stateful_forward_equals_full_sequence(cell, layers):
+    torch.manual_seed(0)
+    model = RecurrentModel(ModelConfig(cell=cell, input_size=6, hidden_size=16, num_layers=layers,
+                                       output_size=5, dropout=0.3)).eval()
+    x = torch.randn(3, 120, 6)
+    full, full_state = model(x)
+    state, outputs = None, []
+    for size in (1, 7, 50, 1, 61):  # uneven chunks, including single steps
+        step_out, state = model(x[:, sum(o.shape[1] for o in outputs):][:, :size], state)
+        outputs.append(step_out)
+    torch.testing.assert_close(torch.cat(outputs, 1), full, atol=1e-5, rtol=0)
+    torch.testing.assert_close(state, full_state, atol=1e-5, rtol=0)
+    assert state.shape == (3, model.config.state_size)
+
+
+def test_state_layout_matches_torch_hidden_states():
+    model = RecurrentModel(ModelConfig(cell="lstm", hidden_size=4, num_layers=2, output_size=3)).eval()
+    x = torch.randn(2, 5, 6)
+    _, state = model(x)
+    _, (h, c) = model.rnn(x)
+    parts = state.view(2, 2, 2, 4)  # batch, (h, c), layers, hidden
+    torch.testing.assert_close(parts[:, 0].transpose(0, 1), h)
+    torch.testing.assert_close(parts[:, 1].transpose(0, 1), c)
+
+
+def test_config_rejects_what_cannot_stream():
+    with pytest.raises(ValueError, match="need the future"):
+        ModelConfig(bidirectional=True, task="tag")
+    with pytest.raises(ValueError, match="num_layers"):
+        ModelConfig(num_layers=5)
+
+
+def test_bidirectional_window_and_forecast_rollout_shapes():
+    bi = RecurrentModel(ModelConfig(cell="gru", hidden_size=8, output_size=4, task="classify", bidirectional=True))
+    assert bi.window_logits(torch.randn(2, 30, 6)).shape == (2, 4)
+    fc = RecurrentModel(ModelConfig(cell="gru", hidden_size=8, output_size=12, task="forecast", horizon=2))
+    assert fc.rollout(torch.randn(2, 30, 6), steps=10).shape == (2, 10, 6)
