@@ -43,8 +43,23 @@ def export_onnx(checkpoint: Checkpoint, module: nn.Module, graph: str, summary: 
                           input_names=list(inputs), output_names=OUTPUTS[graph], dynamic_axes=dynamic,
                           do_constant_folding=True)
     model = onnx.load_from_string(buffer.getvalue())
+    _compact_names(model)
     set_metadata(model, summary)
     return model
+
+
+def _compact_names(model: onnx.ModelProto) -> None:
+    """Short internal tensor names: the traced ones ('/graph/model/rnn/Reshape_output_0') weigh more than the
+    weights of a small model. Graph inputs and outputs keep their contract names."""
+    keep = {v.name for v in (*model.graph.input, *model.graph.output)} | {""}
+    internal = [init.name for init in model.graph.initializer] + [o for n in model.graph.node for o in n.output]
+    rename = {name: f"t{i}" for i, name in enumerate(dict.fromkeys(n for n in internal if n not in keep))}
+    for init in model.graph.initializer:
+        init.name = rename.get(init.name, init.name)
+    for node in model.graph.node:
+        node.name = ""
+        node.input[:] = [rename.get(n, n) for n in node.input]
+        node.output[:] = [rename.get(n, n) for n in node.output]
 
 
 def set_metadata(model: onnx.ModelProto, summary: dict[str, str]) -> None:

@@ -55,10 +55,9 @@ def compress_weights(model: onnx.ModelProto, precision: str) -> onnx.ModelProto:
             q, scale = quantize_int8(w, targets[init.name])
             axis = targets[init.name] % w.ndim
             added += [numpy_helper.from_array(q, f"{init.name}_int8"),
-                      numpy_helper.from_array(scale, f"{init.name}_scale"),
-                      numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{init.name}_zero")]
-            decoders.append(helper.make_node("DequantizeLinear", [f"{init.name}_int8", f"{init.name}_scale",
-                                                                  f"{init.name}_zero"], [init.name], axis=axis))
+                      numpy_helper.from_array(scale, f"{init.name}_scale")]  # zero point: omitted = 0
+            decoders.append(helper.make_node("DequantizeLinear", [f"{init.name}_int8", f"{init.name}_scale"],
+                                             [init.name], axis=axis))
         elif precision == "fp16":
             added.append(numpy_helper.from_array(w.astype(np.float16), f"{init.name}_fp16"))
             decoders.append(helper.make_node("Cast", [f"{init.name}_fp16"], [init.name], to=onnx.TensorProto.FLOAT))

@@ -1,0 +1,101 @@
+"""Device profiles: where to start for each kind of target (backend, precision, threads), as plain data.
+
+A profile is a starting point, not a measurement: `rnnedge bench BUNDLE` on the device says what actually
+wins there. The real-time budget turns a sample rate and a measured step cost into "how many streams fit".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rnnedge.devices.info import Backend, Machine
+
+
+@dataclass(frozen=True)
+class Profile:
+    key: str
+    name: str
+    backends: tuple[str, ...]  # preference order; the first usable one is recommended
+    precision: str
+    threads: int  # intra-op threads per model; one stream per core scales better than threads per stream
+    pool_sizes: tuple[int, ...]  # stream counts the bench tries for the batched pool
+    why: str
+
+
+PROFILES = (
+    Profile("x86-cpu", "x86-64 CPU", ("onnxruntime", "litert"), "fp32", 1, (1, 64, 1024),
+            "ONNX Runtime's batched LSTM kernel is the fastest CPU path measured; int8 gives no latency gain at "
+            "batch 1 on x86 (call overhead dominates), so keep fp32's exact outputs"),
+    Profile("cuda-gpu", "CUDA GPU", ("onnxruntime-cuda", "onnxruntime", "litert"), "fp32", 1,
+            (1, 1024, 4096, 8192),
+            "a GPU pays off for large pools (thousands of streams per tick); single streams are faster on the "
+            "CPU, because each step's kernel launches and copies cost more than the math"),
+    Profile("rpi4", "Raspberry Pi 4 (Cortex-A72)", ("litert", "tflite-runtime", "onnxruntime"), "fp32", 1,
+            (1, 64, 256),
+            "LiteRT (XNNPACK) is built for ARM NEON; the A72 has no fp16 arithmetic, and a small recurrent "
+            "model fits its 1 MB L2, so fp32 costs nothing; prefer int8 when the model outgrows the cache"),
+    Profile("rpi5", "Raspberry Pi 5 (Cortex-A76)", ("litert", "tflite-runtime", "onnxruntime"), "fp32", 1,
+            (1, 64, 1024),
+            "LiteRT (XNNPACK) on NEON; about 2-3x a Pi 4 per core; fp32 keeps outputs exact, int8 halves "
+            "memory traffic for larger models"),
+    Profile("jetson-orin", "NVIDIA Jetson Orin (aarch64 + CUDA)", ("onnxruntime-cuda", "litert", "onnxruntime"),
+            "fp32", 1, (1, 1024, 4096, 8192),
+            "the integrated GPU serves large pools through the CUDA execution provider; single streams run on "
+            "the Cortex-A78AE cores with LiteRT"),
+    Profile("arm64-cpu", "Other 64-bit ARM CPU", ("litert", "onnxruntime", "tflite-runtime"), "fp32", 1,
+            (1, 64, 1024), "an unrecognised ARM core: LiteRT first, as on the Raspberry Pis"),
+)
+
+
+def profile(key: str) -> Profile:
+    for candidate in PROFILES:
+        if candidate.key == key:
+            return candidate
+    raise KeyError(f"no device profile {key!r} (have: {', '.join(p.key for p in PROFILES)})")
+
+
+def match(machine: Machine) -> Profile:
+    """The profile describing this machine: board name first, then CPU core, then GPU."""
+    board = (machine.board or "").lower()
+    if "jetson" in board or (machine.is_arm and machine.gpus):
+        return profile("jetson-orin")
+    if machine.is_arm:
+        if "raspberry pi 5" in board or machine.cpu_part == "0xd0b":
+            return profile("rpi5")
+        if "raspberry pi 4" in board or machine.cpu_part == "0xd08":
+            return profile("rpi4")
+        return profile("arm64-cpu")
+    return profile("cuda-gpu") if machine.gpus else profile("x86-cpu")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    profile: Profile
+    backend: str | None  # None when none of the profile's backends is usable here
+    format: str | None
+    precision: str
+    threads: int
+
+
+def recommend(machine: Machine, backends: list[Backend]) -> Recommendation:
+    chosen = match(machine)
+    usable = {b.name: b for b in backends if b.usable}
+    backend = next((usable[name] for name in chosen.backends if name in usable), None)
+    return Recommendation(chosen, backend and backend.name, backend and backend.format, chosen.precision,
+                          chosen.threads)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Real-time budget for streams sampled at `sample_rate_hz`: every step must finish within one period."""
+
+    sample_rate_hz: float
+    step_budget_us: float  # 1 / sample rate
+    steps_per_s: float | None  # measured throughput of the engine (one stream, or a batched pool)
+    streams: int | None  # streams whose steps fit in that throughput, in real time
+
+    @staticmethod
+    def for_rate(sample_rate_hz: float, steps_per_s: float | None = None) -> Budget:
+        streams = None if steps_per_s is None else math.floor(steps_per_s / sample_rate_hz)
+        return Budget(sample_rate_hz, 1e6 / sample_rate_hz, steps_per_s, streams)
