@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
+from rnnedge.atomic import write_text_atomic
+from rnnedge.data.hapt import GET_UP_LABELS
 from rnnedge.errors import DataError, RnnedgeError
 
 DEFAULT_RUN_DIR = Path("artifacts/train")
@@ -47,8 +50,8 @@ def train_command(
     channels: str | None = typer.Option(None, help="CSV: channel columns, comma-separated."),
     label_column: str | None = typer.Option(None, help="CSV: label column."),
     sample_rate: float | None = typer.Option(None, help="CSV: sample rate in Hz."),
-    val_subjects: str | None = typer.Option(None, help="Non-HAPT data: comma-separated recording indices for "
-                                            "validation (default: every fifth recording)."),
+    val_recordings: str | None = typer.Option(None, help="Non-HAPT data: comma-separated recording indices "
+                                              "for validation (default: every fifth recording)."),
 ) -> None:
     """Train a recurrent model with stateful truncated BPTT and save a checkpoint."""
     from rnnedge.data.hapt import HAPT_SPLITS
@@ -60,7 +63,7 @@ def train_command(
     if data == "hapt":
         train_set, val_set = dataset.subset(HAPT_SPLITS["train"]), dataset.subset(HAPT_SPLITS["val"])
     else:
-        train_set, val_set = _split_user_data(dataset, val_subjects)
+        train_set, val_set = _split_user_data(dataset, val_recordings)
     outputs = len(dataset.label_names) - 1 if task != "forecast" else len(dataset.channels) * horizon
     try:
         model_config = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=hidden, num_layers=layers,
@@ -71,24 +74,47 @@ def train_command(
     config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
                          patience=patience, seed=seed, max_minutes=max_minutes)
     result = train(train_set, val_set, model_config, config, out_dir=out)
-    typer.echo(f"best epoch {result.best_epoch}: validation {result.history[result.best_epoch - 1]['val_accuracy']:.4f}")
+    best = result.history[result.best_epoch - 1]
+    typer.echo(f"best epoch {result.best_epoch}: validation {best['val_accuracy']:.4f}")
     if data == "hapt":
         test = report(result.checkpoint.build_model(), dataset.subset(HAPT_SPLITS["test"]).recordings,
                       result.checkpoint.normalization, result.checkpoint.labels, window_len)
-        typer.echo(f"test subjects {HAPT_SPLITS['test']}: accuracy {test['accuracy']:.4f}")
+        write_text_atomic(out / "test_report.json", json.dumps(test, indent=1))
+        print_confusion(test)
+        typer.echo(f"test subjects {HAPT_SPLITS['test']}: accuracy {test['accuracy']:.4f} "
+                   f"({test.get('scored_samples', test.get('windows'))} scored)")
     typer.echo(f"checkpoint: {out / 'model.pt'}")
 
 
-def _split_user_data(dataset, val_subjects: str | None):
+def print_confusion(test: dict) -> None:
+    """Rows = true class, columns = predicted, as % of the row; the get-up classes are the bed-exit events."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if "confusion" not in test:
+        return
+    table = Table(title="test confusion: % of each true class (rows) predicted as column", show_lines=False)
+    table.add_column("true class")
+    for number in range(1, len(test["labels"]) + 1):
+        table.add_column(str(number), justify="right")
+    for number, (name, row) in enumerate(zip(test["labels"], test["confusion"], strict=True), start=1):
+        total = max(1, sum(row))
+        style = "bold yellow" if name in GET_UP_LABELS else None
+        table.add_row(f"{number} {name}", *[f"{100 * v / total:.0f}" for v in row], style=style)
+    Console(width=120).print(table)
+
+
+def _split_user_data(dataset, val_recordings: str | None):
     from rnnedge.data.recording import Dataset
 
     count = len(dataset.recordings)
     if count < 2:
         raise DataError("need at least two recordings (one for validation)")
     try:
-        val_index = {int(i) for i in val_subjects.split(",")} if val_subjects else set(range(4, count, 5)) or {count - 1}
+        val_index = {int(i) for i in val_recordings.split(",")} if val_recordings else set(range(4, count, 5))
     except ValueError:
-        raise DataError(f"--val-subjects must be comma-separated integers, got {val_subjects!r}") from None
+        raise DataError(f"--val-recordings must be comma-separated integers, got {val_recordings!r}") from None
+    val_index = val_index or {count - 1}
     parts = ([r for i, r in enumerate(dataset.recordings) if i not in val_index],
              [r for i, r in enumerate(dataset.recordings) if i in val_index])
     if not all(parts):
