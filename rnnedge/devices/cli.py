@@ -1,9 +1,121 @@
-"""CLI commands for this stage (registered by rnnedge.cli)."""
+"""`rnnedge devices` (what this machine is, what to ship to it) and `rnnedge bench BUNDLE` (measure it)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
 import typer
+
+DEFAULT_OUT = Path("artifacts/bench")
+
+
+def _step_us(bundle: Path, backend: str, precision: str, threads: int) -> float:
+    """Median batch-1 step time of the bundle on this backend (200 steps after a warm-up)."""
+    import numpy as np
+
+    import rnnedge.runtime as rt
+    from rnnedge.devices.bench import timed
+
+    model = rt.load(bundle, backend=backend, precision=precision, threads=threads)
+    stream = model.stream()
+    timed(lambda: stream.step(model.mean), 20)
+    return float(np.median(timed(lambda: stream.step(model.mean), 200)) / 1e3)
+
+
+def devices_command(
+    sample_rate: float = typer.Option(50.0, min=0.001, help="Sample rate (Hz) for the real-time budget."),
+    bundle: Path | None = typer.Option(None, help="A bundle: use its sample rate and time its step here, "
+                                       "to say how many real-time streams fit."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Describe this machine, its usable backends and the recommended format/precision/threads."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rnnedge.bundle import read_manifest
+    from rnnedge.devices.info import detect_backends, detect_machine
+    from rnnedge.devices.profiles import Budget, recommend
+
+    machine = detect_machine()
+    backends = detect_backends(machine)
+    advice = recommend(machine, backends)
+    step_us = None
+    if bundle is not None:
+        sample_rate = read_manifest(bundle).input.sample_rate_hz
+        if advice.backend is not None:
+            step_us = _step_us(bundle, advice.backend, advice.precision, advice.threads)
+    # One stream per core at batch 1 (a pool does better: see `rnnedge bench`).
+    budget = Budget.for_rate(sample_rate, None if step_us is None else machine.cores * 1e6 / step_us)
+    if as_json:
+        print(json.dumps({"machine": asdict(machine), "backends": [asdict(b) for b in backends],
+                          "recommendation": asdict(advice), "step_us": step_us, "budget": asdict(budget)},
+                         indent=2))
+        return
+    console = Console()
+    facts = Table(title="this machine", show_header=False)
+    gpus = ", ".join(f"{g.name} ({g.memory_mb} MiB, driver {g.driver})" for g in machine.gpus) or "none"
+    cpu = machine.cpu_model + (f" (CPU part {machine.cpu_part})" if machine.cpu_part else "")
+    for key, value in (("arch", machine.arch), ("cpu", cpu), ("cores", str(machine.cores)),
+                       ("memory", f"{machine.memory_mb / 1024:.1f} GiB"), ("board", machine.board or "-"),
+                       ("gpu", gpus), ("os", machine.os), ("python", machine.python)):
+        facts.add_row(key, value)
+    found = Table("backend", "format", "version", "usable", "detail", title="backends")
+    for b in backends:
+        found.add_row(b.name, b.format, b.version or "-", "yes" if b.usable else "no", b.detail,
+                      style=None if b.usable else "dim")
+    console.print(facts, found)
+    p = advice.profile
+    console.print(f"[bold]profile[/]: {p.name} ({p.key}): {p.why}")
+    console.print(f"[bold]recommended[/]: backend {advice.backend or 'none usable'}, "
+                  f"format {advice.format or '-'}, precision {advice.precision}, threads {advice.threads}")
+    line = f"[bold]real-time budget[/]: {budget.step_budget_us / 1e3:g} ms per step at {sample_rate:g} Hz"
+    if step_us is None:
+        line += "; pass --bundle to see how many streams fit"
+    else:
+        line += f"; a step takes {step_us:.1f} us here: {budget.streams:,} streams fit (batch 1, all cores)"
+    console.print(line)
+
+
+def bench_command(
+    bundle: Path = typer.Argument(..., help="Bundle folder (from `rnnedge export`)."),
+    out: Path = typer.Option(DEFAULT_OUT, help="Report folder: bench.json, bench.md, bench.png."),
+    quick: bool = typer.Option(False, help="Fewer repetitions and one pool size: under a minute."),
+    checkpoint: Path | None = typer.Option(None, help="Source checkpoint for the torch eager row "
+                                           "(default: the manifest's provenance, if recorded)."),
+    backend: list[str] = typer.Option([], help="Only these backends (repeatable)."),
+    precision: list[str] = typer.Option([], help="Only these precisions (repeatable)."),
+    pool_sizes: str = typer.Option("", help="Comma-separated pool sizes (default: the device profile's)."),
+    threads: int = typer.Option(1, min=1, help="Intra-op threads per model."),
+    cold_start: bool = typer.Option(True, help="Measure cold start and peak RSS in a fresh process."),
+) -> None:
+    """Benchmark every format x precision x backend of BUNDLE on this machine; print and write the report."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from rnnedge.devices import bench, report
+    from rnnedge.errors import RnnedgeError
+
+    if pool_sizes and not all(part.strip().isdigit() and int(part) > 0 for part in pool_sizes.split(",")):
+        raise RnnedgeError(f"--pool-sizes must be positive integers separated by commas, got {pool_sizes!r}")
+    settings = replace(bench.QUICK if quick else bench.FULL, threads=threads, cold_start=cold_start,
+                       pool_sizes=tuple(int(part) for part in pool_sizes.split(",") if part.strip()))
+    if quick and not settings.pool_sizes:
+        settings = replace(settings, pool_sizes=(1024,))
+    console = Console(width=None if sys.stdout.isatty() else 200)  # logs and pipes get the whole table
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("bench", total=None)
+        result = bench.run(
+            bundle, settings, checkpoint,
+            only=lambda _, p, b: (not backend or b in backend) and (not precision or p in precision),
+            progress=lambda label: progress.update(task, description=label, advance=1))
+    console.print(report.table(result))
+    for path in report.write(result, out):
+        console.print(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the app."""
+    app.command("devices")(devices_command)
+    app.command("bench")(bench_command)

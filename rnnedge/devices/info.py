@@ -23,8 +23,10 @@ ARM_PARTS = {  # ARM Ltd (implementer 0x41) core part numbers, as in the Linux k
 }
 # Backends the runtime knows, with the file format each one runs and the module that provides it.
 BACKENDS = {"onnxruntime": "onnx", "onnxruntime-cuda": "onnx", "litert": "tflite", "tflite-runtime": "tflite"}
-_MODULES = {"onnxruntime": ("onnxruntime", "onnxruntime"), "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
-            "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime")}
+_MODULES = {  # backend -> (module to import, distribution name)
+    "onnxruntime": ("onnxruntime", "onnxruntime"), "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
+}
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,9 @@ def read_board(root: Path = Path("/")) -> str | None:
     model = root / "proc" / "device-tree" / "model"
     if model.is_file():
         return model.read_bytes().rstrip(b"\0\n").decode(errors="replace") or None
-    if (root / "etc" / "nv_tegra_release").is_file():
-        return "NVIDIA Jetson (" + (root / "etc" / "nv_tegra_release").read_text().split(",")[0].strip("# ") + ")"
+    release = root / "etc" / "nv_tegra_release"  # "# R36 (release), REVISION: 3.0, ..."
+    if release.is_file():
+        return f"NVIDIA Jetson ({release.read_text().split(',')[0].strip('# ')})"
     return None
 
 
@@ -140,10 +143,10 @@ def detect_backends(machine: Machine) -> list[Backend]:
         module, distribution = _MODULES["onnxruntime" if name.startswith("onnxruntime") else name]
         try:
             imported = importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - a broken install (e.g. numpy ABI) is "not usable" too
-            found.append(Backend(name, fmt, _version(distribution), False,
-                                 "not installed" if isinstance(exc, ImportError) and not _version(distribution)
-                                 else f"import failed: {str(exc).splitlines()[0]}"))
+        except Exception as exc:  # a broken install (e.g. a numpy ABI clash) is "not usable" too
+            version = _version(distribution)
+            why = "not installed" if version is None else f"import failed: {str(exc).splitlines()[0]}"
+            found.append(Backend(name, fmt, version, False, why))
             continue
         version = getattr(imported, "__version__", None) or _version(distribution)
         if name.startswith("onnxruntime"):

@@ -24,27 +24,35 @@ class Profile:
 
 
 PROFILES = (
-    Profile("x86-cpu", "x86-64 CPU", ("onnxruntime", "litert"), "fp32", 1, (1, 64, 1024),
-            "ONNX Runtime's batched LSTM kernel is the fastest CPU path measured; int8 gives no latency gain at "
-            "batch 1 on x86 (call overhead dominates), so keep fp32's exact outputs"),
-    Profile("cuda-gpu", "CUDA GPU", ("onnxruntime-cuda", "onnxruntime", "litert"), "fp32", 1,
-            (1, 1024, 4096, 8192),
-            "a GPU pays off for large pools (thousands of streams per tick); single streams are faster on the "
-            "CPU, because each step's kernel launches and copies cost more than the math"),
-    Profile("rpi4", "Raspberry Pi 4 (Cortex-A72)", ("litert", "tflite-runtime", "onnxruntime"), "fp32", 1,
-            (1, 64, 256),
-            "LiteRT (XNNPACK) is built for ARM NEON; the A72 has no fp16 arithmetic, and a small recurrent "
-            "model fits its 1 MB L2, so fp32 costs nothing; prefer int8 when the model outgrows the cache"),
-    Profile("rpi5", "Raspberry Pi 5 (Cortex-A76)", ("litert", "tflite-runtime", "onnxruntime"), "fp32", 1,
-            (1, 64, 1024),
-            "LiteRT (XNNPACK) on NEON; about 2-3x a Pi 4 per core; fp32 keeps outputs exact, int8 halves "
-            "memory traffic for larger models"),
-    Profile("jetson-orin", "NVIDIA Jetson Orin (aarch64 + CUDA)", ("onnxruntime-cuda", "litert", "onnxruntime"),
-            "fp32", 1, (1, 1024, 4096, 8192),
-            "the integrated GPU serves large pools through the CUDA execution provider; single streams run on "
-            "the Cortex-A78AE cores with LiteRT"),
-    Profile("arm64-cpu", "Other 64-bit ARM CPU", ("litert", "onnxruntime", "tflite-runtime"), "fp32", 1,
-            (1, 64, 1024), "an unrecognised ARM core: LiteRT first, as on the Raspberry Pis"),
+    Profile(
+        "x86-cpu", "x86-64 CPU", backends=("onnxruntime", "litert"), precision="fp32", threads=1,
+        pool_sizes=(1, 64, 1024),
+        why="ONNX Runtime's batched recurrent kernels are the fastest CPU path measured; int8 brings no "
+            "latency gain at batch 1 on x86 (call overhead dominates), so keep fp32's exact outputs"),
+    Profile(
+        "cuda-gpu", "CUDA GPU", backends=("onnxruntime-cuda", "onnxruntime", "litert"), precision="fp32",
+        threads=1, pool_sizes=(1, 1024, 4096, 8192),
+        why="a GPU pays off for large pools (thousands of streams per tick); a single stream is faster on "
+            "the CPU, where a step costs less than the GPU's launches and copies"),
+    Profile(
+        "rpi4", "Raspberry Pi 4 (Cortex-A72)", backends=("litert", "tflite-runtime", "onnxruntime"),
+        precision="fp32", threads=1, pool_sizes=(1, 64, 256),
+        why="LiteRT (XNNPACK) targets ARM NEON; the A72 has no fp16 arithmetic and a small recurrent model "
+            "fits its 1 MB L2, so fp32 costs little; try int8 when the model outgrows the cache"),
+    Profile(
+        "rpi5", "Raspberry Pi 5 (Cortex-A76)", backends=("litert", "tflite-runtime", "onnxruntime"),
+        precision="fp32", threads=1, pool_sizes=(1, 64, 1024),
+        why="LiteRT (XNNPACK) on NEON; fp32 keeps outputs exact, int8 cuts memory traffic for larger models"),
+    Profile(
+        "jetson-orin", "NVIDIA Jetson Orin (aarch64 + CUDA)",
+        backends=("onnxruntime-cuda", "litert", "onnxruntime"), precision="fp32", threads=1,
+        pool_sizes=(1, 1024, 4096, 8192),
+        why="the integrated GPU serves large pools through ONNX Runtime's CUDA execution provider; single "
+            "streams run on the Cortex-A78AE cores with LiteRT"),
+    Profile(
+        "arm64-cpu", "Other 64-bit ARM CPU", backends=("litert", "onnxruntime", "tflite-runtime"),
+        precision="fp32", threads=1, pool_sizes=(1, 64, 1024),
+        why="an ARM core without a profile of its own: LiteRT first, as on the Raspberry Pis"),
 )
 
 

@@ -1,9 +1,69 @@
-"""CLI commands for this stage (registered by rnnedge.cli)."""
+"""`rnnedge export CHECKPOINT --out DIR`: build, quantize and verify a bundle, then print what it holds."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
+
+DEFAULT_BUNDLE = Path("artifacts/bundle")
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `rnnedge train` (model.pt)."),
+    out: Path = typer.Option(DEFAULT_BUNDLE, help="Bundle folder to write (replaced atomically if it exists)."),
+    formats: str = typer.Option("onnx,tflite", help="Comma-separated: onnx, tflite."),
+    precisions: str = typer.Option("fp32,int8,fp16", help="Comma-separated: fp32, int8, fp16, int8_static "
+                                   "(int8 also tries TFLite static int8; fp32 is always built)."),
+    chunk_len: int = typer.Option(50, min=1, help="Fixed chunk length of the TFLite stream files (besides T=1)."),
+) -> None:
+    """Export a checkpoint to ONNX and TFLite (fp32, int8, fp16), verified against torch on held-out data."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the quantizer's own bars would tear the progress display
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rnnedge.export.build import export_bundle
+
+    console = Console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task("loading", total=None)
+
+        def progress(message: str, done: int, total: int) -> None:
+            bar.update(task, description=message, completed=done, total=total)
+
+        manifest = export_bundle(checkpoint, out, _split(formats), _split(precisions), chunk_len,
+                                 progress=progress)
+    _print_table(console, manifest, out)
+
+
+def _print_table(console, manifest, out: Path) -> None:
+    from rich.table import Table
+
+    torch_accuracy = manifest.evaluation.torch_accuracy
+    table = Table(title=f"{out}  ({manifest.name}; torch accuracy {torch_accuracy:.4f} on "
+                        f"{manifest.evaluation.data})")
+    for column in ("format", "precision", "graph", "T", "size", "parity (max abs diff)", "argmax agree",
+                   "accuracy", "status"):
+        table.add_column(column, justify="left" if column in ("format", "precision", "graph", "status") else "right")
+    for f in manifest.files:
+        p = f.parity
+        parity = f"{max(p.max_abs_diff_output, p.max_abs_diff_state or 0):.1e}"
+        table.add_row(f.format, f.precision, f.graph, str(f.chunk_len or "any"), f"{f.size_bytes / 1024:.1f} KB",
+                      parity, f"{p.argmax_agreement:.4f}" if p.argmax_agreement is not None else "-",
+                      f"{f.accuracy:.4f}" if f.accuracy is not None else "-",
+                      "[green]verified[/]" if p.tolerance is not None else "[green]shipped[/]")
+    for r in manifest.rejected:
+        table.add_row(r.format, r.precision, "", "", "", "", "", f"{r.accuracy:.4f}" if r.accuracy is not None
+                      else "-", f"[red]rejected[/]: {r.reason}")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("export")(export_command)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from pathlib import Path
 
 import onnx
 import torch
@@ -68,7 +67,6 @@ def set_metadata(model: onnx.ModelProto, summary: dict[str, str]) -> None:
     onnx.helper.set_model_props(model, summary)
 
 
-def save_onnx(model: onnx.ModelProto, path: Path) -> Path:
-    onnx.checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
-    return path
+def serialize_onnx(model: onnx.ModelProto) -> bytes:
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()

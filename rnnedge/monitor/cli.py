@@ -1,9 +1,83 @@
-"""CLI commands for this stage (registered by rnnedge.cli)."""
+"""`rnnedge monitor` (live bed-exit alarms as JSON lines) and `rnnedge evaluate-alarms` (scored on HAPT)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+
 import typer
+
+BACKEND_HELP = "auto | onnxruntime | onnxruntime-cuda | litert | tflite-runtime"
+
+
+def monitor_command(
+    bundle: Path = typer.Argument(..., help="Bundle folder (rnnedge export)."),
+    input: str = typer.Option(..., "--input", "-i", help="CSV file, '-' for standard input (one sample per "
+                              "line), or hapt:SUBJECT[:EXPERIMENT] for a bundled HAPT recording."),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    precision: str = typer.Option("int8", help="fp32 | int8 | fp16 (a file the bundle has)."),
+    operating_point: Path | None = typer.Option(None, help="operating_point.json from evaluate-alarms "
+                                                "(default: the one chosen for the default model)."),
+    snapshot: Path | None = typer.Option(None, help="Save the monitor state here periodically; a restarted "
+                                         "monitor resumes from it."),
+    snapshot_every: float = typer.Option(60.0, min=0.0, help="Seconds of stream time between snapshots."),
+    report_every: float = typer.Option(0.0, min=0.0, help="Also write the score every this many seconds."),
+    max_gap: float = typer.Option(2.0, min=0.0, help="Longer timestamp gaps reset the monitor (shorter: held)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="JSON-lines file (default: stdout)."),
+) -> None:
+    """Run the bed-exit monitor over a sample source; write JSON-lines events (alarm_start/alarm_end...)."""
+    import rnnedge.runtime as rt
+    from rnnedge.monitor.monitor import Monitor
+    from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
+    from rnnedge.monitor.sources import open_source
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    model = rt.load(bundle, backend=backend, precision=precision)
+    point = OperatingPoint.load(operating_point) if operating_point else DEFAULT
+    monitor = Monitor(model, point, snapshot=snapshot, snapshot_every_s=snapshot_every,
+                      report_every_s=report_every, max_gap_s=max_gap)
+    rows = open_source(input, list(model.manifest.input.channels), model.manifest.input.sample_rate_hz)
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
+        for record in monitor.run(rows):
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()  # a live consumer sees each alarm as it happens
+
+
+def evaluate_alarms_command(
+    bundle: Path = typer.Argument(..., help="Bundle folder (rnnedge export)."),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    precision: str = typer.Option("int8", help="fp32 | int8 | fp16 (a file the bundle has)."),
+    out: Path = typer.Option(Path("artifacts/alarms"), help="Folder: report.json, operating_point.json, "
+                             "trace.png."),
+    operating_point: Path | None = typer.Option(None, help="Score this point instead of choosing one on the "
+                                                "validation subjects."),
+    max_false_alarms_per_hour: float = typer.Option(1.0, min=0.0, help="Validation budget when choosing."),
+    trace: str | None = typer.Option(None, help="Recording to plot, hapt:SUBJECT[:EXPERIMENT] (default: the "
+                                     "first test recording)."),
+) -> None:
+    """Choose the alarm's operating point on HAPT validation subjects; score get-up alarms on test subjects."""
+    import rnnedge.runtime as rt
+    from rnnedge.monitor.evaluate import evaluate_alarms
+    from rnnedge.monitor.operating_point import OperatingPoint
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    model = rt.load(bundle, backend=backend, precision=precision)
+    point = OperatingPoint.load(operating_point) if operating_point else None
+    report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace)
+    for split in ("validation", "test"):
+        m = report[split]
+        delays = "-" if m["median_delay_s"] is None else f"{m['median_delay_s']:.2f} s / {m['p90_delay_s']:.2f} s"
+        typer.echo(f"{split:>10}: recall {m['recall']:.3f} ({m['detected']}/{m['events']}), delay median/p90 "
+                   f"{delays}, false alarms {m['false_alarms']} in {m['other_hours']:.2f} h = "
+                   f"{m['false_alarms_per_hour']:.2f}/h")
+    typer.echo(f"wrote {out}/report.json, {out}/operating_point.json" + (", trace.png" if report["trace"] else ""))
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("monitor")(monitor_command)
+    app.command("evaluate-alarms")(evaluate_alarms_command)

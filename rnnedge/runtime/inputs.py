@@ -40,13 +40,14 @@ def as_samples(value, shape: tuple[int | None, ...], what: str) -> np.ndarray:
         raise InputError(f"{what}: expected a real array of shape {expected}, got dtype {array.dtype}")
     if array.ndim != len(shape) or any(n not in (None, m) for n, m in zip(shape, array.shape, strict=True)):
         raise InputError(f"{what}: expected shape {expected}, got {tuple(array.shape)}")
-    return array
+    with np.errstate(over="ignore"):  # values beyond float32 become +-inf: the NaN policy handles them
+        return array.astype(np.float32)
 
 
 def all_finite(x: np.ndarray) -> bool:
-    # A dot product is finite iff every value is, barring overflow (|x| > 1e19): check exactly only then.
-    flat = x.reshape(-1)
-    return math.isfinite(flat.dot(flat)) or bool(np.isfinite(flat).all())
+    """For float32 x. A float64 sum of float32 values cannot overflow, so it is finite iff every value is
+    (NaN and Inf propagate, Inf - Inf is NaN): one cheap reduction instead of a boolean array."""
+    return math.isfinite(sum(x.tolist()) if x.ndim == 1 else x.sum(dtype=np.float64))
 
 
 def hold(x: np.ndarray, last_good: np.ndarray) -> np.ndarray:

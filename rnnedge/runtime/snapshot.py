@@ -50,12 +50,15 @@ def load_snapshot(path: str | Path, model_sha256: str, state_size: int, channels
         header = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise SnapshotError(f"{path}: corrupt snapshot header") from None
-    if not isinstance(header, dict) or header.get("version") != VERSION:
-        raise SnapshotError(f"{path}: snapshot version {header.get('version') if isinstance(header, dict) else '?'}"
-                            f" is not supported (this rnnedge reads {VERSION})")
+    if not isinstance(header, dict):
+        raise SnapshotError(f"{path}: corrupt snapshot header")
+    if header.get("version") != VERSION:
+        raise SnapshotError(f"{path}: snapshot version {header.get('version')} is not supported "
+                            f"(this rnnedge reads {VERSION})")
     if header.get("model_sha256") != model_sha256:
-        raise SnapshotError(f"{path}: snapshot of another model (sha256 {str(header.get('model_sha256'))[:12]}...,"
-                            f" this model is {model_sha256[:12]}...): its state means nothing here")
+        theirs = str(header.get("model_sha256"))[:12]
+        raise SnapshotError(f"{path}: snapshot of another model (sha256 {theirs}..., this model is "
+                            f"{model_sha256[:12]}...): its state means nothing here")
     if (header.get("state_size"), header.get("channels")) != (state_size, channels) or \
             hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
         raise SnapshotError(f"{path}: corrupt snapshot (payload does not match its header)")

@@ -1,0 +1,344 @@
+"""`rnnedge bench BUNDLE`: every format x precision x backend this machine has, measured the same way.
+
+Per variant: batch-1 step latency (p50/p90/p99), chunk latency, batched pool throughput and the real-time
+streams it sustains at the model's sample rate, cold start and peak RSS (in a fresh process), file size,
+and task accuracy + parity on the bundle's reference data, so a fast but wrong variant shows up as such.
+Two comparison rows show what streaming saves: the torch eager source model stepping (only where torch is
+installed), and naive windowed recompute (re-running the last N samples through the same backend every step).
+
+Imports numpy, the runtime and the backends only: it runs unchanged on a board, or under emulation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.bundle import Manifest, ModelFile, read_manifest, verify_file
+from rnnedge.devices.info import BACKENDS, detect_backends, detect_machine
+from rnnedge.devices.profiles import Budget, match, profile
+from rnnedge.errors import BundleError, RnnedgeError
+
+LAUNCHER_ENV = "RNNEDGE_PYTHON"  # the interpreter command for fresh-process measurements (emulation sets it)
+OK, PARITY_FAILED, UNAVAILABLE, LOAD_FAILED = "ok", "parity failed", "backend not available", "load failed"
+
+
+@dataclass(frozen=True)
+class Settings:
+    steps: int  # timed batch-1 steps per variant
+    chunks: int  # timed chunk calls per variant
+    pool_steps: int  # stream-steps timed per pool size (ticks = pool_steps // size, at least 3)
+    eval_steps: int  # reference time steps checked for parity and accuracy (0 = all)
+    window: int  # naive recompute: samples re-run every step
+    windowed_steps: int  # steps timed and scored for the naive recompute row
+    threads: int
+    pool_sizes: tuple[int, ...] = ()  # () = the device profile's sizes
+    cold_start: bool = True
+
+
+QUICK = Settings(steps=300, chunks=20, pool_steps=20_000, eval_steps=2_000, window=100, windowed_steps=100,
+                 threads=1)
+FULL = Settings(steps=3_000, chunks=200, pool_steps=300_000, eval_steps=0, window=100, windowed_steps=1_000,
+                threads=1)
+
+
+@dataclass
+class Row:
+    kind: str  # "stream" | "torch eager" | "windowed N"
+    format: str
+    precision: str
+    backend: str
+    status: str = OK
+    note: str = ""
+    file_bytes: int | None = None
+    step_us: tuple[float, float, float] | None = None  # p50, p90, p99 at batch 1
+    chunk_len: int | None = None
+    chunk_us: float | None = None  # median time of one chunk call
+    pool_steps_per_s: dict[int, float] = field(default_factory=dict)  # pool size -> stream-steps/s
+    streams: int | None = None  # real-time streams sustained at the model's sample rate
+    cold_start_s: float | None = None
+    peak_rss_mb: float | None = None
+    max_abs_diff: float | None = None  # vs the reference (torch) outputs
+    allowed_diff: float | None = None
+    accuracy: float | None = None
+
+
+@dataclass
+class Report:
+    bundle: str
+    model: str
+    task: str
+    sample_rate_hz: float
+    machine: dict
+    profile: str
+    settings: dict
+    versions: dict
+    rows: list[Row]
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+@dataclass(frozen=True)
+class Reference:
+    x: np.ndarray  # [N, T, C] raw units
+    labels: np.ndarray  # [N, T] int64, 0 = unscored (class = label - 1)
+    y: np.ndarray  # [N, T, outputs] the torch model's outputs
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every measurement reads: the bundle, its manifest, the reference data and the settings."""
+
+    bundle: Path
+    manifest: Manifest
+    ref: Reference
+    settings: Settings
+
+    @property
+    def sample_rate(self) -> float:
+        return self.manifest.input.sample_rate_hz
+
+
+def load_reference(bundle: Path, manifest: Manifest, eval_steps: int) -> Reference:
+    """The bundle's held-out data, cut to about `eval_steps` time steps (whole sequences, then a prefix)."""
+    if manifest.reference is None:
+        raise BundleError(f"{bundle}: has no reference data, so accuracy and parity cannot be checked")
+    with np.load(verify_file(bundle, manifest.reference.path, manifest.reference.sha256)) as data:
+        x, labels, y = data["x"], data["labels"], data["y"]
+    n, t = x.shape[:2]
+    if eval_steps:
+        n, t = max(1, min(n, eval_steps // t)), min(t, eval_steps)
+    return Reference(x[:n, :t], labels[:n, :t], y[:n, :t])
+
+
+def _percentiles(samples_ns: list[int]) -> tuple[float, float, float]:
+    p50, p90, p99 = np.percentile(np.asarray(samples_ns) / 1e3, [50, 90, 99])
+    return float(p50), float(p90), float(p99)
+
+
+def timed(call: Callable[[], object], repeats: int) -> list[int]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        call()
+        times.append(time.perf_counter_ns() - start)
+    return times
+
+
+def _score(outputs: np.ndarray, ctx: Context, row: Row, ref: Reference | None = None) -> None:
+    """Parity (max |output - torch|) and, for classifiers, accuracy on the scored steps."""
+    ref = ref or ctx.ref
+    row.max_abs_diff = float(np.abs(outputs - ref.y).max())
+    if ctx.manifest.output.kind == "logits":
+        scored = ref.labels > 0
+        row.accuracy = float((outputs.argmax(-1)[scored] == ref.labels[scored] - 1).mean())
+
+
+def _allowed_diff(entry: ModelFile) -> float:
+    """The file's own bound (fp32), else twice the difference measured at export plus kernel slack: a device
+    whose kernels disagree with the exporting machine's by more than that computes something else."""
+    if entry.parity.tolerance is not None:
+        return entry.parity.tolerance
+    return 2 * entry.parity.max_abs_diff_output + 1e-3
+
+
+def _launcher() -> list[str]:
+    return shlex.split(os.environ.get(LAUNCHER_ENV, "")) or [sys.executable]
+
+
+def cold_start(bundle: Path, backend: str, precision: str, checkpoint: Path | None = None) -> dict:
+    """Import + load + first step in a fresh interpreter, and its peak RSS."""
+    args = [*_launcher(), "-m", "rnnedge.devices.probe", str(bundle), backend, precision]
+    done = subprocess.run(args + ([str(checkpoint)] if checkpoint else []), capture_output=True, text=True,
+                          timeout=600)
+    if done.returncode != 0:
+        raise RnnedgeError(f"cold-start probe failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _pool_rate(model, samples: np.ndarray, size: int, ticks: int) -> float:
+    """Stream-steps per second of a pool of `size` streams advanced together (the array fast path)."""
+    pool = model.pool(capacity=size)
+    for stream_id in range(size):
+        pool.add(stream_id)
+    batch = np.resize(samples, (size, samples.shape[1]))
+    pool.step_array(batch)
+    return size * ticks / (sum(timed(lambda: pool.step_array(batch), ticks)) / 1e9)
+
+
+def _measure_stream(model, ctx: Context, pool_sizes: tuple[int, ...], row: Row) -> None:
+    settings, chunk_len = ctx.settings, max(ctx.manifest.chunk_lens or [50])
+    samples = ctx.ref.x.reshape(-1, ctx.ref.x.shape[-1])
+    stream = model.stream()
+    steps = iter(np.resize(samples, (settings.steps + 50, samples.shape[1])))
+    timed(lambda: stream.step(next(steps)), 50)  # warm-up: first calls allocate and pick kernels
+    row.step_us = _percentiles(timed(lambda: stream.step(next(steps)), settings.steps))
+    chunk = np.resize(samples, (chunk_len, samples.shape[1]))
+    stream.feed(chunk)
+    row.chunk_len, row.chunk_us = chunk_len, float(np.median(timed(lambda: stream.feed(chunk),
+                                                                    settings.chunks)) / 1e3)
+    for size in pool_sizes:
+        row.pool_steps_per_s[size] = _pool_rate(model, samples, size, max(3, settings.pool_steps // size))
+    best = max([*row.pool_steps_per_s.values(), 1e6 / row.step_us[0]])
+    row.streams = Budget.for_rate(ctx.sample_rate, best).streams
+
+
+def _bench_variant(ctx: Context, fmt: str, precision: str, backend: str, pool_sizes: tuple[int, ...],
+                   usable: bool) -> Row:
+    import rnnedge.runtime as rt
+
+    kind = (fmt, precision, "stream")
+    entries = [f for f in ctx.manifest.files if (f.format, f.precision, f.graph) == kind]
+    row = Row("stream", fmt, precision, backend, file_bytes=sum(f.size_bytes for f in entries),
+              allowed_diff=min(_allowed_diff(f) for f in entries))
+    if not usable:
+        row.status = UNAVAILABLE
+        return row
+    try:
+        model = rt.load(ctx.bundle, backend=backend, precision=precision, threads=ctx.settings.threads)
+    except RnnedgeError as exc:
+        row.status, row.note = LOAD_FAILED, str(exc)
+        return row
+    stream = model.stream()
+    outputs = np.stack([(stream.reset(), stream.feed(x))[1] for x in ctx.ref.x])
+    _score(outputs, ctx, row)
+    if row.max_abs_diff > row.allowed_diff:
+        row.status = PARITY_FAILED
+    _measure_stream(model, ctx, pool_sizes, row)
+    if ctx.settings.cold_start:
+        probe = cold_start(ctx.bundle, backend, precision)
+        row.cold_start_s, row.peak_rss_mb = probe["cold_start_s"], probe["peak_rss_mb"]
+    return row
+
+
+def _bench_windowed(ctx: Context, backend: str) -> Row:
+    """Naive recompute: every step re-runs the last `window` samples from a zero state."""
+    import rnnedge.runtime as rt
+
+    ref, settings, n = ctx.ref, ctx.settings, ctx.settings.window
+    row = Row(f"windowed {n}", BACKENDS[backend], "fp32", backend)
+    stream = rt.load(ctx.bundle, backend=backend, precision="fp32", threads=settings.threads).stream()
+    positions = [(i, t) for i in range(len(ref.x)) for t in range(n - 1, ref.x.shape[1])]
+    positions = positions[:: max(1, len(positions) // settings.windowed_steps)][: settings.windowed_steps]
+    if not positions:
+        row.status, row.note = LOAD_FAILED, f"reference sequences are shorter than the window ({n})"
+        return row
+    outputs, times = [], []
+    for i, t in positions:
+        start = time.perf_counter_ns()
+        stream.reset()
+        outputs.append(stream.feed(ref.x[i, t - n + 1: t + 1])[-1])
+        times.append(time.perf_counter_ns() - start)
+    row.step_us = _percentiles(times)
+    picked = tuple(np.array(positions).T)
+    sub = Reference(ref.x[picked][:, None], ref.labels[picked][:, None], ref.y[picked][:, None])
+    _score(np.stack(outputs)[:, None], ctx, row, sub)
+    row.note = f"accuracy on {len(positions)} sampled steps; the diff is what truncating the context costs"
+    row.streams = Budget.for_rate(ctx.sample_rate, 1e6 / row.step_us[0]).streams
+    return row
+
+
+def find_checkpoint(bundle: Path, manifest: Manifest) -> Path | None:
+    """The source checkpoint recorded in the manifest's provenance, if it is still where it was."""
+    recorded = manifest.provenance.get("checkpoint")
+    recorded = recorded.get("path") if isinstance(recorded, dict) else recorded
+    if not recorded:
+        return None
+    for candidate in (Path(recorded), bundle / recorded):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _bench_torch(ctx: Context, checkpoint: Path | None) -> Row:
+    """The source model in torch eager mode, stepping with a carried state as a naive device app would."""
+    row = Row("torch eager", "checkpoint", "fp32", "torch")
+    if importlib.util.find_spec("torch") is None:
+        row.status, row.note = UNAVAILABLE, "torch is not installed"
+        return row
+    if checkpoint is None:
+        row.status, row.note = UNAVAILABLE, "no checkpoint (pass --checkpoint)"
+        return row
+    import torch
+
+    from rnnedge.training.checkpoint import Checkpoint
+
+    source = Checkpoint.load(checkpoint)
+    model, norm, steps = source.build_model(), source.normalization, ctx.settings.steps
+    row.file_bytes = checkpoint.stat().st_size
+    torch.set_num_threads(ctx.settings.threads)
+    with torch.no_grad():
+        outputs = np.stack([model(torch.from_numpy(norm.apply(x))[None])[0][0].numpy() for x in ctx.ref.x])
+        _score(outputs, ctx, row)
+        flat = norm.apply(ctx.ref.x.reshape(-1, ctx.ref.x.shape[-1]))
+        samples = iter(np.resize(flat, (steps + 50, flat.shape[1]))[:, None, None])
+        state = model.initial_state(1)
+
+        def step() -> None:
+            nonlocal state
+            _, state = model(torch.from_numpy(next(samples)), state)
+
+        timed(step, 50)
+        row.step_us = _percentiles(timed(step, steps))
+    row.streams = Budget.for_rate(ctx.sample_rate, 1e6 / row.step_us[0]).streams
+    if ctx.settings.cold_start:
+        probe = cold_start(ctx.bundle, "torch-eager", "fp32", checkpoint)
+        row.cold_start_s, row.peak_rss_mb = probe["cold_start_s"], probe["peak_rss_mb"]
+    return row
+
+
+def variants(manifest: Manifest) -> list[tuple[str, str, str]]:
+    """(format, precision, backend) for every streaming file precision and every backend of its format."""
+    kinds = sorted({(f.format, f.precision) for f in manifest.files if f.graph == "stream"})
+    return [(fmt, precision, backend) for fmt, precision in kinds
+            for backend, backend_format in BACKENDS.items() if backend_format == fmt]
+
+
+def run(bundle: str | Path, settings: Settings, checkpoint: Path | None = None,
+        only: Callable[[str, str, str], bool] = lambda *_: True,
+        progress: Callable[[str], None] = lambda _: None) -> Report:
+    """Benchmark every variant of `bundle` on this machine; `progress(label)` is called before each one."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    if not manifest.streamable:
+        raise BundleError(f"{bundle}: a window (bidirectional) model does not stream; nothing to bench")
+    machine = detect_machine()
+    usable = {b.name: b.usable for b in detect_backends(machine)}
+    device = match(machine)
+    ctx = Context(bundle, manifest, load_reference(bundle, manifest, settings.eval_steps), settings)
+    rows = []
+    for fmt, precision, backend in (v for v in variants(manifest) if only(*v)):
+        progress(f"{fmt} {precision} on {backend}")
+        target = profile("cuda-gpu") if backend.endswith("cuda") else device  # GPUs get pools up to 8192
+        sizes = settings.pool_sizes or target.pool_sizes
+        rows.append(_bench_variant(ctx, fmt, precision, backend, sizes, usable[backend]))
+    baseline = next((r for r in rows if r.status == OK and r.precision == "fp32"
+                     and r.backend in device.backends), None)
+    if baseline is not None:
+        progress(f"windowed recompute on {baseline.backend}")
+        rows.append(_bench_windowed(ctx, baseline.backend))
+    progress("torch eager")
+    rows.append(_bench_torch(ctx, checkpoint or find_checkpoint(bundle, manifest)))
+    return Report(str(bundle), manifest.name, manifest.task, ctx.sample_rate, asdict(machine), device.key,
+                  asdict(settings), _versions(), rows)
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    found = {"python": sys.version.split()[0]}
+    for name in ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "torch"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found

@@ -1,0 +1,116 @@
+"""The bench report as a terminal table, JSON, Markdown and a PNG chart (the chart needs matplotlib).
+
+One set of columns and cell formats serves the terminal and the Markdown, so they always agree.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from rnnedge.atomic import write_bytes_atomic, write_text_atomic
+from rnnedge.devices.bench import OK, Report, Row
+
+COLUMNS = ("variant", "backend", "status", "size KB", "step us p50/p90/p99", "chunk us/step", "pool steps/s",
+           "RT streams", "cold start s", "peak RSS MB", "accuracy", "max diff")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def cells(row: Row) -> list[str]:
+    best_pool = max(row.pool_steps_per_s.items(), key=lambda item: item[1], default=None)
+    variant = f"{row.format} {row.precision}" if row.kind == "stream" else f"{row.kind} ({row.precision})"
+    return [
+        variant, row.backend, row.status,
+        _num(row.file_bytes and row.file_bytes / 1024, ".0f"),
+        "-" if row.step_us is None else "/".join(format(v, ".1f") for v in row.step_us),
+        "-" if row.chunk_us is None else f"{row.chunk_us / row.chunk_len:.2f} (T={row.chunk_len})",
+        "-" if best_pool is None else f"{best_pool[1]:,.0f} (N={best_pool[0]})",
+        _num(row.streams, ","),
+        _num(row.cold_start_s, ".2f"),
+        _num(row.peak_rss_mb, ".0f"),
+        _num(row.accuracy, ".4f"),
+        _num(row.max_abs_diff, ".1e"),
+    ]
+
+
+def _header(report: Report) -> list[str]:
+    m = report.machine
+    gpus = ", ".join(g["name"] for g in m["gpus"]) or "none"
+    versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
+    return [
+        f"bundle `{report.bundle}` ({report.model}, {report.task}, {report.sample_rate_hz:g} Hz)",
+        f"machine: {m['arch']}, {m['cpu_model']}, {m['cores']} cores, {m['memory_mb'] / 1024:.1f} GiB, "
+        f"board {m['board'] or '-'}, GPU {gpus}; profile `{report.profile}`",
+        f"versions: {versions}; {report.created}",
+    ]
+
+
+def table(report: Report):
+    from rich.table import Table
+
+    out = Table(title="rnnedge bench", caption="\n".join(_header(report)).replace("`", ""))
+    for name in COLUMNS:
+        out.add_column(name, justify="left" if name in ("variant", "backend", "status") else "right")
+    for row in report.rows:
+        style = None if row.status == OK else "red" if row.status == "parity failed" else "dim"
+        out.add_row(*cells(row), style=style)
+    return out
+
+
+def markdown(report: Report) -> str:
+    lines = ["# rnnedge bench", "", *(f"- {line}" for line in _header(report)), "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells(row)) + " |" for row in report.rows]
+    notes = [f"- {row.kind} {row.format} {row.precision} on {row.backend}: {row.note}" for row in report.rows
+             if row.note]
+    lines += ["", "Step latency at batch 1; chunk = one `feed` of T samples; pool = all streams advanced by "
+              "one batched call (best size shown; all sizes in bench.json); RT streams = streams whose "
+              f"samples the best of these keeps up with at {report.sample_rate_hz:g} Hz on the threads used; "
+              "cold start = import + load + first step in a fresh process; max diff = largest "
+              "|output - torch reference| on the bundle's reference data.", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: Report) -> bytes | None:
+    """Step latency (p50 bar, p99 whisker) and best pool throughput per measured variant, as PNG bytes."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.rows if r.step_us is not None]
+    labels = [f"{cells(r)[0]}\n{r.backend}" for r in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(rows)), 5))
+    p50 = [r.step_us[0] for r in rows]
+    left.bar(labels, p50, yerr=[[0] * len(rows), [r.step_us[2] - r.step_us[0] for r in rows]],
+             color=["tab:blue" if r.status == OK else "tab:red" for r in rows], capsize=3)
+    left.set(yscale="log", ylabel="us per step (batch 1, p50; whisker p99)", title="latency")
+    pool = [max(r.pool_steps_per_s.values(), default=0) for r in rows]
+    right.bar(labels, pool, color="tab:green")
+    right.set(ylabel="stream-steps / s (best pool size)", title="throughput")
+    for axis in (left, right):
+        axis.tick_params(axis="x", labelrotation=60, labelsize=7)
+    figure.suptitle(_header(report)[1].replace("`", ""), fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write(report: Report, out: Path) -> list[Path]:
+    """bench.json, bench.md and (with matplotlib) bench.png in `out`; returns the paths written."""
+    written = [write_text_atomic(out / "bench.json", json.dumps(asdict(report), indent=2) + "\n"),
+               write_text_atomic(out / "bench.md", markdown(report))]
+    png = chart(report)
+    if png is not None:
+        written.append(write_bytes_atomic(out / "bench.png", png))
+    return written

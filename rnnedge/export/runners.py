@@ -1,0 +1,101 @@
+"""Run an exported file on numpy arrays, the same way for ONNX and TFLite, and stream long sequences through
+it with the state carried between calls. Verification and accuracy use these, so they measure the files
+exactly as a device will run them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnedge.export.tflite_export import SIGNATURE
+
+
+@dataclass
+class FileRunner:
+    """One loaded file. `batch`/`time` are fixed sizes (TFLite) or None (ONNX takes any)."""
+
+    call: Any  # dict of input arrays -> dict of output arrays
+    batch: int | None
+    time: int | None
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        return self.call(inputs)
+
+
+def onnx_runner(path: Path) -> FileRunner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return FileRunner(lambda feeds: dict(zip(names, session.run(None, feeds), strict=True)), None, None)
+
+
+def tflite_runner(path: Path) -> FileRunner:
+    """set_tensor/invoke/get_tensor on the signature's tensors; int8 I/O (static quantization) is quantized
+    and dequantized here with each tensor's own scale and zero point."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    signature = interpreter.get_signature_runner(SIGNATURE)
+    inputs, outputs = signature.get_input_details(), signature.get_output_details()
+    del signature  # a live SignatureRunner makes invoke() refuse to run
+    interpreter.allocate_tensors()
+
+    def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, detail in inputs.items():
+            interpreter.set_tensor(detail["index"], _to_tensor(feeds[name], detail))
+        interpreter.invoke()
+        return {name: _from_tensor(interpreter.get_tensor(d["index"]), d) for name, d in outputs.items()}
+
+    x_shape = inputs["x"]["shape"]
+    return FileRunner(call, int(x_shape[0]), int(x_shape[1]))
+
+
+def _to_tensor(value: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if detail["dtype"] == np.float32:
+        return np.ascontiguousarray(value, np.float32)
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(value / scale) + zero, info.min, info.max).astype(detail["dtype"])
+
+
+def _from_tensor(value: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    return value.copy() if value.dtype == np.float32 else ((value.astype(np.float32) - zero) * scale)
+
+
+def load_runner(path: Path, fmt: str) -> FileRunner:
+    return onnx_runner(path) if fmt == "onnx" else tflite_runner(path)
+
+
+def stream(runner: FileRunner, x: np.ndarray, state: np.ndarray, chunk: int | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Feed x [batch, time, channels] in calls of `chunk` steps (the file's fixed time, else `chunk`, else all
+    at once), carrying the state. A short last chunk is padded by repeating the last sample: causal outputs
+    before the padding are exact, but the returned state then includes the padded steps."""
+    if runner.batch is not None and x.shape[0] != runner.batch:
+        rows = [stream(runner, x[i: i + 1], state[i: i + 1], chunk) for i in range(x.shape[0])]
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+    step = runner.time or chunk or x.shape[1]
+    outputs = []
+    for start in range(0, x.shape[1], step):
+        piece = x[:, start: start + step]
+        real = piece.shape[1]
+        if runner.time is not None and real < step:
+            piece = np.concatenate([piece, np.repeat(piece[:, -1:], step - real, axis=1)], axis=1)
+        result = runner(x=piece, state=state)
+        outputs.append(result["y"][:, :real])
+        state = result["state_out"]
+    return np.concatenate(outputs, axis=1), state
+
+
+def windows(runner: FileRunner, x: np.ndarray) -> np.ndarray:
+    """Window files: x [n, time, channels] -> y [n, outputs] (one call per window on fixed-batch files)."""
+    if runner.batch is None:
+        return runner(x=x)["y"]
+    return np.concatenate([runner(x=x[i: i + 1])["y"] for i in range(len(x))])

@@ -1,0 +1,62 @@
+"""TFLite (LiteRT) export: litert-torch converts the graph module at a fixed batch (1) and time length, and
+ai-edge-quantizer derives the smaller variants from that fp32 flatbuffer."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+from torch import nn
+
+SIGNATURE = "serving_default"  # litert-torch's signature key; inputs/outputs keep the graph module's names
+
+NOTES = {
+    "fp32": "float32 weights and compute; recurrence unrolled over the fixed time length",
+    "int8": "dynamic-range int8: FULLY_CONNECTED weights int8 (per channel), activations quantized on the fly "
+            "inside the int8 kernels; I/O and states float32",
+    "fp16": "weights stored float16 and dequantized to float32; compute, I/O and states float32",
+    "int8_static": "int8 weights and activations (calibrated on training data); x, state, y and state_out are "
+                   "int8 tensors: quantize inputs and dequantize outputs with each tensor's (scale, zero_point), "
+                   "and re-quantize the state between calls",
+}
+
+
+def convert_tflite(module: nn.Module, inputs: dict) -> bytes:
+    """fp32 flatbuffer of `module` at the example inputs' fixed shapes (batch 1, time T)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import litert_torch
+
+    litert_torch.config.show_progress = False
+    return bytes(litert_torch.convert(module, sample_kwargs=inputs).model_content())
+
+
+def quantize_tflite(fp32: bytes, precision: str, calibration: list[dict[str, np.ndarray]] | None = None) -> bytes:
+    """int8 (dynamic range), fp16 (weights) or int8_static (calibrated int8 activations) from the fp32 model."""
+    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.qtyping import TFLOperationName
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the quantizer's calibration bars would break our progress display
+    q = quantizer.Quantizer(bytearray(fp32))
+    if precision == "int8":
+        q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    elif precision == "fp16":
+        q.add_weight_only_config(".*", TFLOperationName.ALL_SUPPORTED, 16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+    elif precision == "int8_static":
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+    else:
+        raise ValueError(f"unknown TFLite precision {precision!r}")
+    calibrated = q.calibrate({SIGNATURE: calibration}, num_threads=1) if q.need_calibration else None
+    return bytes(q.quantize(calibrated, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+
+
+def set_description(model: bytes, summary: str) -> bytes:
+    """Write the human summary into the flatbuffer's `description` field (shown by Netron and flatc), so a
+    file found alone still says what it is; the signature names carry the I/O contract."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    obj.description = summary
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))

@@ -1,0 +1,136 @@
+"""`evaluate-alarms`: stream every HAPT validation and test recording through a bundle on the torch-free
+runtime, choose the operating point on validation subjects only, then score it on the test subjects.
+
+Each recording is streamed causally from a zero state (`stream.feed` over the whole recording gives the same
+outputs as stepping, which the runtime's tests prove) and scored with the same GetUpScore and Alarm classes the
+live monitor steps, so these numbers are the monitor's.
+
+Choosing (`choose`): every point of GRID is scored on validation; a point is allowed if its false alarms are
+at most `max_false_alarms_per_hour` x validation other-hours, rounded to the nearest whole alarm (validation
+is ~1 hour: 1.0/h allows one); among allowed points the best has the highest recall, then fewest false
+alarms, then lowest median delay, then the longest refractory period and highest threshold (the quietest).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.atomic import write_text_atomic
+from rnnedge.data.hapt import HAPT_SPLITS, load_hapt
+from rnnedge.data.recording import Recording
+from rnnedge.monitor.alarm import AlarmConfig, alarm_intervals
+from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize
+from rnnedge.monitor.operating_point import OperatingPoint
+from rnnedge.monitor.score import GetUpScore, ScoreConfig
+
+SCORE_GRID = [ScoreConfig(smoothing_s=s, lying_gate_s=g, warmup_s=w)
+              for s, g, w in itertools.product((0.0, 0.1, 0.2, 0.4), (0.0, 5.0, 30.0), (3.0, 10.0))]
+ALARM_GRID = [AlarmConfig(t, t * r, f) for t, r, f in itertools.product(
+    (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98), (0.5, 1.0), (0.0, 5.0, 20.0))]
+
+
+def recording_logits(model, recordings: list[Recording]) -> list[np.ndarray]:
+    """Per-step logits of each recording, each streamed from a fresh zero state."""
+    return [model.stream().feed(r.signals) for r in recordings]
+
+
+class Scored:
+    """A split's recordings with their logits, scored under any operating point (scores cached per config)."""
+
+    def __init__(self, recordings: list[Recording], logits: list[np.ndarray], labels: list[str],
+                 sample_rate_hz: float) -> None:
+        names = load_hapt().label_names
+        self.recordings, self.logits, self.labels, self.rate = recordings, logits, labels, sample_rate_hz
+        self.events = [get_up_events(r.labels, names) for r in recordings]
+        self._scores: dict[ScoreConfig, list[np.ndarray]] = {}
+
+    def scores(self, config: ScoreConfig) -> list[np.ndarray]:
+        if config not in self._scores:
+            self._scores[config] = [GetUpScore(config, self.labels, self.rate).feed(y) for y in self.logits]
+        return self._scores[config]
+
+    def alarms(self, point: OperatingPoint) -> list[list[tuple[int, int]]]:
+        return [alarm_intervals(s, point.alarm, self.rate) for s in self.scores(point.score)]
+
+    def evaluate(self, point: OperatingPoint) -> tuple[dict, list]:
+        per = [score_recording([a for a, _ in alarms], events, len(r), self.rate)
+               for alarms, events, r in zip(self.alarms(point), self.events, self.recordings, strict=True)]
+        return summarize(per), per
+
+
+def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoint, dict]:
+    rows = [(OperatingPoint(s, a), val.evaluate(OperatingPoint(s, a))[0])
+            for s, a in itertools.product(SCORE_GRID, ALARM_GRID)]
+    allowed = round(max_false_alarms_per_hour * rows[0][1]["other_hours"])
+    feasible = [r for r in rows if r[1]["false_alarms"] <= allowed]
+
+    def rank(row: tuple[OperatingPoint, dict]) -> tuple:
+        point, m = row
+        return (-m["recall"], m["false_alarms"], m["median_delay_s"] if m["median_delay_s"] is not None else 1e9,
+                -point.alarm.refractory_s, -point.alarm.threshold)
+
+    point, metrics = min(feasible or rows, key=rank)
+    rule = {"split": "val", "subjects": list(HAPT_SPLITS["val"]), "points_tried": len(rows),
+            "max_false_alarms_per_hour": max_false_alarms_per_hour, "false_alarms_allowed": allowed,
+            "budget_met": bool(feasible)}
+    return point, {"rule": rule, "validation": metrics}
+
+
+def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
+                    max_false_alarms_per_hour: float = 1.0, trace: str | None = None) -> dict:
+    """Choose (unless `point` is given) on validation, score on test; write report.json, operating_point.json
+    and trace.png (the `trace` HAPT recording, 'hapt:SUBJECT[:EXP]'; default: the first test recording)."""
+    from rnnedge.monitor.plot import plot_trace
+    from rnnedge.monitor.sources import hapt_recording
+
+    started = time.monotonic()
+    manifest, dataset = model.manifest, load_hapt()
+    labels, rate = list(manifest.output.labels), manifest.input.sample_rate_hz
+    splits = {name: dataset.subset(HAPT_SPLITS[name]).recordings for name in ("val", "test")}
+    scored = {name: Scored(recs, recording_logits(model, recs), labels, rate) for name, recs in splits.items()}
+    if point is None:
+        chosen, provenance = choose(scored["val"], max_false_alarms_per_hour)
+        point = OperatingPoint(chosen.score, chosen.alarm, {**provenance, "bundle": manifest.name,
+                                                            "backend": model.backend, "model_sha256": model.sha256})
+    test_metrics, per = scored["test"].evaluate(point)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    point.save(out_dir / "operating_point.json")
+    report = {
+        "bundle": str(model.bundle), "backend": model.backend, "model_sha256": model.sha256,
+        "definitions": {"event": "onset of a LIE_TO_SIT/LIE_TO_STAND run", "detected_window_s": [-EARLY_S, LATE_S],
+                        "other_hours": "streamed time outside [onset - early, end of get-up run), unlabelled included"},
+        "operating_point": asdict(point),
+        "validation": scored["val"].evaluate(point)[0],
+        "test": test_metrics,
+        "test_subjects": list(HAPT_SPLITS["test"]),
+        "test_details": _details(scored["test"], per, point),
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    recording = hapt_recording(trace) if trace else splits["test"][0]
+    one = Scored([recording], recording_logits(model, [recording]), labels, rate)
+    report["trace"] = plot_trace(recording, one.scores(point.score)[0], one.alarms(point)[0], point,
+                                 dataset.label_names, rate, out_dir / "trace.png")
+    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _details(scored: Scored, per: list, point: OperatingPoint) -> dict:
+    """What limits the numbers: each missed event with the best score it reached in its window; each false alarm."""
+    early, late = round(EARLY_S * scored.rate), round(LATE_S * scored.rate)
+    missed, false_alarms = [], []
+    for rec, events, result, scores in zip(scored.recordings, scored.events, per, scored.scores(point.score),
+                                           strict=True):
+        for event, delay in zip(events, result.delays_s, strict=True):
+            if delay is None:
+                window = scores[max(0, event.onset - early): event.onset + late + 1]
+                missed.append({"recording": rec.name, "label": event.label, "t": event.onset / scored.rate,
+                               "max_score_in_window": round(float(window.max()), 4)})
+        false_alarms += [{"recording": rec.name, "t": s / scored.rate} for s in result.false_alarms]
+    return {"missed": missed, "false_alarms": false_alarms}
+

@@ -1,0 +1,86 @@
+"""Scoring alarms against ground truth: get-up events, detections, delays, false alarms per hour.
+
+Definitions (the numbers in every report mean exactly this):
+  event      the onset of a maximal run of LIE_TO_SIT / LIE_TO_STAND labels in a recording;
+  detected   an alarm STARTS within [onset - EARLY_S, onset + LATE_S]; each alarm detects at most one
+             event (the earliest alarm in the window counts); delay = alarm start - onset (negative = early);
+  get-up zone [onset - EARLY_S, end of the get-up run): alarms starting here that detect nothing (a second
+             alarm, or one later than LATE_S) are `late_alarms`, reported but not counted as false;
+  false alarm an alarm starting outside every get-up zone;
+  other hours all streamed time outside the get-up zones, unlabelled stretches included (a device sees them),
+             in hours: the false-alarm rate's denominator.
+EARLY_S: HAPT's hand-marked onsets can trail the first movement (the model fires up to ~1 s before them on
+validation); an alarm more than 1 s early is not credited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.data.hapt import GET_UP_LABELS
+
+EARLY_S = 1.0
+LATE_S = 1.5
+
+
+@dataclass(frozen=True)
+class Event:
+    onset: int  # step
+    end: int  # first step after the get-up run
+    label: str
+
+
+@dataclass(frozen=True)
+class RecordingScore:
+    delays_s: list[float | None]  # per event: detection delay, None = missed
+    false_alarms: list[int]  # start steps of false alarms
+    late_alarms: int
+    other_s: float
+
+
+def get_up_events(labels: np.ndarray, label_names: list[str]) -> list[Event]:
+    codes = [label_names.index(n) for n in GET_UP_LABELS]
+    inside = np.isin(labels, codes).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], inside, [0]]))
+    return [Event(int(a), int(b), label_names[labels[a]])
+            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)]
+
+
+def score_recording(starts: list[int], events: list[Event], steps: int, sample_rate_hz: float,
+                    early_s: float = EARLY_S, late_s: float = LATE_S) -> RecordingScore:
+    early, late = round(early_s * sample_rate_hz), round(late_s * sample_rate_hz)
+    used: set[int] = set()
+    delays: list[float | None] = []
+    for event in events:
+        hit = next((s for s in starts if event.onset - early <= s <= event.onset + late and s not in used), None)
+        if hit is not None:
+            used.add(hit)
+        delays.append(None if hit is None else (hit - event.onset) / sample_rate_hz)
+    zones = [(max(0, e.onset - early), e.end) for e in events]
+    in_zone = [s for s in starts if any(a <= s < b for a, b in zones)]
+    zone_steps = int(np.count_nonzero(_mask(zones, steps)))
+    return RecordingScore(delays, [s for s in starts if s not in in_zone],
+                          len([s for s in in_zone if s not in used]), (steps - zone_steps) / sample_rate_hz)
+
+
+def _mask(zones: list[tuple[int, int]], steps: int) -> np.ndarray:
+    mask = np.zeros(steps, bool)
+    for a, b in zones:
+        mask[a:b] = True
+    return mask
+
+
+def summarize(scores: list[RecordingScore]) -> dict:
+    delays = [d for s in scores for d in s.delays_s]
+    hit = np.array([d for d in delays if d is not None])
+    false_alarms = sum(len(s.false_alarms) for s in scores)
+    hours = sum(s.other_s for s in scores) / 3600
+    return {
+        "events": len(delays), "detected": len(hit), "recall": len(hit) / max(1, len(delays)),
+        "median_delay_s": float(np.median(hit)) if len(hit) else None,
+        "p90_delay_s": float(np.percentile(hit, 90)) if len(hit) else None,
+        "false_alarms": false_alarms, "other_hours": hours, "false_alarms_per_hour": false_alarms / max(hours, 1e-9),
+        "late_alarms": sum(s.late_alarms for s in scores),
+    }

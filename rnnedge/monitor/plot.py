@@ -1,0 +1,56 @@
+"""The PNG trace of one recording: signal, get-up score with thresholds, alarms, and ground truth."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.data.hapt import GET_UP_LABELS
+from rnnedge.data.recording import Recording
+from rnnedge.monitor.events import get_up_events
+from rnnedge.monitor.operating_point import OperatingPoint
+
+log = logging.getLogger("rnnedge.monitor")
+
+
+def plot_trace(recording: Recording, scores: np.ndarray, alarms: list[tuple[int, int]], point: OperatingPoint,
+               label_names: list[str], sample_rate_hz: float, path: Path) -> dict | None:
+    """Write the PNG; None (logged) where matplotlib is not installed, as on a bare device."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no trace PNG (pip install 'rnnedge[train]')")
+        return None
+    t = np.arange(len(recording)) / sample_rate_hz
+    events = get_up_events(recording.labels, label_names)
+    fig, (ax_sig, ax_p, ax_lab) = plt.subplots(3, 1, figsize=(14, 7), sharex=True,
+                                               gridspec_kw={"height_ratios": [2, 2, 1.2]})
+    for c, name in enumerate(("acc-x", "acc-y", "acc-z")):
+        ax_sig.plot(t, recording.signals[:, c], lw=0.6, label=name)
+    ax_sig.set_ylabel("acceleration (g)")
+    ax_sig.legend(loc="upper right", fontsize=7, ncol=3)
+    ax_p.plot(t, scores, lw=0.8, color="black", label="get-up score")
+    ax_p.axhline(point.alarm.threshold, color="red", ls="--", lw=0.7, label="threshold")
+    ax_p.axhline(point.alarm.release, color="orange", ls=":", lw=0.7, label="release")
+    for i, (a, b) in enumerate(alarms):
+        ax_p.axvspan(a / sample_rate_hz, b / sample_rate_hz, color="red", alpha=0.25, label="alarm" if i == 0 else None)
+    ax_p.set_ylim(-0.02, 1.02)
+    ax_p.set_ylabel("score")
+    ax_p.legend(loc="upper right", fontsize=7, ncol=4)
+    ax_lab.step(t, recording.labels, where="post", lw=0.7, color="gray")
+    for i, e in enumerate(events):
+        ax_lab.axvspan(e.onset / sample_rate_hz, e.end / sample_rate_hz, color="green", alpha=0.35,
+                       label=" / ".join(GET_UP_LABELS) if i == 0 else None)
+    ax_lab.set_yticks(range(len(label_names)), label_names, fontsize=5)
+    ax_lab.set_xlabel("time (s)")
+    ax_lab.legend(loc="upper right", fontsize=7)
+    fig.suptitle(f"{recording.name}: {len(events)} get-up events, {len(alarms)} alarms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"recording": recording.name, "path": str(path)}

@@ -1,0 +1,182 @@
+"""Micro-benchmark of the runtime's own targets (issue 4), on one bundle, in one run, on one machine:
+Stream.step vs the bare backend call on the same file and vs a torch eager step; a 1024-stream pool;
+chunks of 50; a fresh process's import + load time and peak RSS.
+
+    python -m rnnedge.runtime.bench BUNDLE [--out results.json]
+
+Timings are the best of interleaved rounds (a shared machine is noisy: compare the ratios). Torch is imported
+only for its own row, after everything else, and only if installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import rnnedge.runtime as rt
+
+
+def per_call_us(fns: dict[str, Callable[[], object]], rounds: int = 15, min_seconds: float = 0.02
+                ) -> dict[str, float]:
+    """Microseconds per call of each function: rounds interleaved, so that all see the same machine load,
+    and the best round kept (on a shared machine, other work only ever adds time)."""
+    calls = {}
+    for name, fn in fns.items():  # calibrate: enough calls per round to outlast the timer's noise
+        calls[name] = 1
+        while _timed(fn, calls[name]) < min_seconds:
+            calls[name] *= 2
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], _timed(fn, calls[name]) / calls[name] * 1e6)
+    return best
+
+
+def _timed(fn: Callable[[], object], calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return time.perf_counter() - start
+
+
+def bare_call(model: rt.Model) -> Callable[[], object]:
+    """The backend's plain API on the same file, carrying the state as the caller would."""
+    sample = np.zeros((1, 1, model.channels), np.float32)
+    state = [np.zeros((1, model.state_size), np.float32)]
+    if model.backend.startswith("onnxruntime"):
+        run, names = model.engine.session.run, model.engine.session.get_inputs()
+
+        def call() -> object:
+            y, state[0] = run(None, {names[0].name: sample, names[1].name: state[0]})
+            return y
+
+        return call
+    from rnnedge.runtime.litert import by_rank
+
+    interpreter = model.engine.interpreter_class(model_path=str(model.engine.paths[1]), num_threads=1)
+    interpreter.allocate_tensors()
+    x_i, state_i, y_i, state_out_i = (d["index"] for d in (*by_rank(interpreter.get_input_details()),
+                                                           *by_rank(interpreter.get_output_details())))
+
+    def call() -> object:
+        interpreter.set_tensor(x_i, sample)
+        interpreter.set_tensor(state_i, state[0])
+        interpreter.invoke()
+        state[0] = interpreter.get_tensor(state_out_i)
+        return interpreter.get_tensor(y_i)
+
+    return call
+
+
+def torch_eager_step_us(model: rt.Model) -> float | None:
+    """A torch eager step of the source model (same config and normalization; weights do not change speed)."""
+    if not importlib.util.find_spec("torch"):
+        return None
+    import torch
+
+    from rnnedge.training.config import ModelConfig
+    from rnnedge.training.model import RecurrentModel
+
+    torch.set_num_threads(1)
+    net = RecurrentModel(ModelConfig.from_dict(model.manifest.model)).eval()
+    mean, std = model.mean, np.asarray(model.manifest.input.normalization.std, np.float32)
+    sample, state = np.zeros(model.channels, np.float32), [net.initial_state(1)]
+
+    @torch.no_grad()
+    def step() -> object:
+        x = torch.from_numpy((sample - mean) / std).view(1, 1, -1)
+        y, state[0] = net(x, state[0])
+        return y[0, 0].numpy()
+
+    return per_call_us({"torch": step}, rounds=5)["torch"]
+
+
+def process_cost(bundle: Path, backend: str) -> dict:
+    """A fresh process that imports the runtime, loads the bundle and streams: wall time and peak RSS.
+    (Peak RSS is VmHWM: ru_maxrss would count the parent's pages, shared by the fork before exec.)"""
+    code = (
+        "import time, sys; t = time.perf_counter()\n"
+        "import numpy as np, rnnedge.runtime as rt\n"
+        f"m = rt.load({str(bundle)!r}, backend={backend!r}); s = m.stream(); t = time.perf_counter() - t\n"
+        "for _ in range(1000): s.step(np.zeros(m.channels, np.float32))\n"
+        "peak = next(int(n.split()[1]) for n in open('/proc/self/status') if n.startswith('VmHWM'))\n"
+        "print(t, peak / 1024, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    seconds, peak_mb, torch_imported = out.split()
+    return {"import_load_s": float(seconds), "peak_rss_mb": float(peak_mb),
+            "torch_imported": torch_imported == "True"}
+
+
+def speeds(model: rt.Model) -> dict:
+    stream, sample = model.stream(), np.zeros(model.channels, np.float32)
+    chunk = np.zeros((50, model.channels), np.float32)
+    row = per_call_us({"bare_call_us": bare_call(model), "stream_step_us": lambda: stream.step(sample),
+                       "feed50_us_per_step": lambda: stream.feed(chunk)})
+    row["feed50_us_per_step"] /= 50
+    row["step_over_bare"] = row["stream_step_us"] / row["bare_call_us"]
+    if model.backend.startswith("onnxruntime"):  # LiteRT files do not batch: a pool is a loop there
+        pool = model.pool(1024)
+        for i in range(1024):
+            pool.add(i)
+        batch = np.zeros((1024, model.channels), np.float32)
+        tick = per_call_us({"tick": lambda: pool.step_array(batch)}, rounds=5)["tick"]
+        row["pool1024_steps_per_s"] = 1024 / tick * 1e6
+    return row
+
+
+def measure(bundle: str | Path, backends: tuple[str, ...] = ("onnxruntime", "litert")) -> dict:
+    bundle = Path(bundle)
+    results: dict = {"bundle": str(bundle), "machine": platform.machine(),
+                     "python": platform.python_version(), "backends": {}}
+    for backend in backends:
+        model = rt.load(bundle, backend=backend)
+        results["backends"][model.backend] = speeds(model) | process_cost(bundle, backend)
+    torch_us = torch_eager_step_us(rt.load(bundle, backend=backends[0]))
+    results["torch_eager_step_us"] = torch_us
+    for row in results["backends"].values():
+        row["torch_over_step"] = torch_us / row["stream_step_us"] if torch_us else None
+    return results
+
+
+COLUMNS = (  # (heading with the issue's target, key, format)
+    ("bare call us", "bare_call_us", "{:.1f}"), ("Stream.step us", "stream_step_us", "{:.1f}"),
+    ("step / bare (<= 1.3)", "step_over_bare", "{:.2f}"),
+    ("torch / step (>= 20)", "torch_over_step", "{:.1f}"),
+    ("feed 50, us/step (<= 5)", "feed50_us_per_step", "{:.2f}"),
+    ("pool 1024, steps/s (>= 550k)", "pool1024_steps_per_s", "{:,.0f}"),
+    ("import + load s (<= 0.3)", "import_load_s", "{:.2f}"), ("peak RSS MB (<= 60)", "peak_rss_mb", "{:.0f}"),
+)
+
+
+def table(results: dict) -> str:
+    lines = ["| backend | " + " | ".join(c[0] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, row in results["backends"].items():
+        cells = [fmt.format(row[key]) if row.get(key) is not None else "-" for _, key, fmt in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    results = measure(args.bundle)
+    print(table(results))
+    print(f"torch eager step: {results['torch_eager_step_us']} us; machine: {results['machine']}")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""`load`: verify a bundle, pick a backend, and hand out streams and pools over its streaming file(s).
+
+Backends, by name: "onnxruntime" (CPU), "onnxruntime-cuda" (CUDA execution provider), "litert"
+(ai-edge-litert, else tflite-runtime), "tflite-runtime" (only that package). "auto": ONNX Runtime, on CUDA
+when onnxruntime-gpu sees a GPU, when it is installed and the bundle has an ONNX file of that precision;
+LiteRT otherwise. Only the chosen backend is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.bundle import Manifest, read_manifest, verify_file
+from rnnedge.errors import BackendUnavailableError, BundleError
+from rnnedge.runtime.pool import Pool
+from rnnedge.runtime.stream import Stream
+
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "litert", "tflite-runtime")
+
+
+class Model:
+    """A verified bundle bound to one backend. Cheap to keep; create streams and pools from it."""
+
+    def __init__(self, bundle: Path, manifest: Manifest, engine, sha256: str) -> None:
+        self.bundle = bundle
+        self.manifest = manifest
+        self.engine = engine  # the backend object: bind(x, state, y, state_out) -> call
+        self.backend: str = engine.name
+        self.sha256 = sha256  # of the file that steps (snapshots are bound to it)
+        self.channels = len(manifest.input.channels)
+        self.outputs = manifest.output.size
+        self.state_size = manifest.state.size
+        self.mean = np.asarray(manifest.input.normalization.mean, np.float32)  # the neutral raw sample
+
+    def stream(self, resume: str | Path | None = None, nan_policy: str = "raise") -> Stream:
+        """A new stream from zero state, or from the snapshot at `resume` (see Stream.save)."""
+        return Stream(self, resume=resume, nan_policy=nan_policy)
+
+    def pool(self, capacity: int = 1024, nan_policy: str = "raise") -> Pool:
+        """Many streams advanced together, one backend call per tick (see Pool)."""
+        return Pool(self, capacity=capacity, nan_policy=nan_policy)
+
+    def __repr__(self) -> str:
+        return f"Model({self.manifest.name!r}, backend={self.backend!r}, bundle={str(self.bundle)!r})"
+
+
+def load(bundle: str | Path, backend: str = "auto", precision: str = "fp32", threads: int = 1) -> Model:
+    """Read and verify `bundle` (schema + sha256 of the files used; a tampered file is refused)."""
+    if backend not in BACKENDS:
+        raise BackendUnavailableError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    if not manifest.streamable:
+        raise BundleError(f"{bundle}: a window model (bidirectional) cannot stream")
+    chosen = _auto(manifest, precision) if backend == "auto" else backend
+    if chosen.startswith("onnxruntime"):
+        return _load_onnx(bundle, manifest, precision, threads, cuda=chosen == "onnxruntime-cuda",
+                          cpu_fallback=backend == "auto")
+    return _load_tflite(bundle, manifest, precision, threads, only_tflite_runtime=chosen == "tflite-runtime")
+
+
+def _auto(manifest: Manifest, precision: str) -> str:
+    has_onnx = any((f.format, f.precision, f.graph) == ("onnx", precision, "stream") for f in manifest.files)
+    if not (has_onnx and importlib.util.find_spec("onnxruntime")):
+        return "litert"
+    from rnnedge.runtime.ort import cuda_available
+
+    return "onnxruntime-cuda" if cuda_available() else "onnxruntime"
+
+
+def _load_onnx(bundle: Path, manifest: Manifest, precision: str, threads: int, cuda: bool,
+               cpu_fallback: bool) -> Model:
+    if not importlib.util.find_spec("onnxruntime"):
+        raise BackendUnavailableError("onnxruntime is not installed (pip install onnxruntime)")
+    from rnnedge.runtime.ort import OrtBackend
+
+    entry = manifest.find("onnx", precision, "stream")
+    path = verify_file(bundle, entry)
+    try:
+        engine = OrtBackend(path, manifest, threads, cuda=cuda)
+    except BackendUnavailableError:
+        if not (cuda and cpu_fallback):
+            raise
+        engine = OrtBackend(path, manifest, threads, cuda=False)  # "auto" tried CUDA; the GPU said no
+    return Model(bundle, manifest, engine, entry.sha256)
+
+
+def _load_tflite(bundle: Path, manifest: Manifest, precision: str, threads: int,
+                 only_tflite_runtime: bool) -> Model:
+    from rnnedge.runtime.litert import LiteRTBackend
+
+    entries = {f.chunk_len: f for f in manifest.files
+               if (f.format, f.precision, f.graph) == ("tflite", precision, "stream")}
+    if 1 not in entries:
+        raise BundleError(f"{bundle}: no {precision} TFLite stream file of time length 1 (steps need one; "
+                          f"lengths found: {sorted(entries, key=str) or 'none'})")
+    paths = {time_len: verify_file(bundle, entry) for time_len, entry in entries.items()}
+    engine = LiteRTBackend(paths, threads, only_tflite_runtime=only_tflite_runtime)
+    return Model(bundle, manifest, engine, entries[1].sha256)

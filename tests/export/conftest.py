@@ -1,0 +1,26 @@
+"""Tiny checkpoints with random weights (no training) and normalization fit on real HAPT data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnedge.data.recording import Dataset, Normalization
+from rnnedge.training.checkpoint import Checkpoint
+from rnnedge.training.config import ModelConfig
+from rnnedge.training.model import RecurrentModel
+
+
+def make_checkpoint(data: Dataset, cell: str = "gru", layers: int = 1, hidden: int = 8, task: str = "tag",
+                    bidirectional: bool = False, seed: int = 0) -> Checkpoint:
+    torch.manual_seed(seed)
+    config = ModelConfig(cell=cell, input_size=len(data.channels), hidden_size=hidden, num_layers=layers,
+                         output_size=len(data.label_names) - 1, task=task, bidirectional=bidirectional)
+    return Checkpoint(config, RecurrentModel(config).state_dict(), Normalization.fit(data.recordings),
+                      list(data.channels), list(data.label_names[1:]), data.sample_rate_hz,
+                      {"data": data.source, "train_config": {"window_len": 32}})
+
+
+@pytest.fixture(scope="session")
+def tiny(hapt_small_train) -> Checkpoint:
+    return make_checkpoint(hapt_small_train, "gru", layers=2, hidden=16)

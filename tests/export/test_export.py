@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from rnnedge.bundle import read_manifest, verify_file
+from rnnedge.errors import BundleError, ExportError
+from rnnedge.export import export_bundle
+from rnnedge.training.config import CELLS
+from tests.export.conftest import make_checkpoint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cell_exports_with_parity(cell, layers, hapt_small_train, hapt_small_val, tmp_path):
+    checkpoint = make_checkpoint(hapt_small_train, cell, layers)
+    manifest = export_bundle(checkpoint, tmp_path / "b", precisions=("fp32",), chunk_len=5,
+                             eval_data=hapt_small_val)  # raises if any fp32 file misses the tolerance
+    assert [(f.format, f.chunk_len) for f in manifest.files] == [("onnx", None), ("tflite", 1), ("tflite", 5)]
+    assert manifest == read_manifest(tmp_path / "b") and manifest.chunk_lens == [1, 5]
+    for f in manifest.files:
+        verify_file(tmp_path / "b", f)
+        assert f.parity.max_abs_diff_output <= 1e-4 and f.parity.tolerance == 1e-5
+        assert f.parity.argmax_agreement == 1.0 and f.accuracy == pytest.approx(manifest.evaluation.torch_accuracy)
+    onnx_model = onnx.load(tmp_path / "b" / "stream_fp32.onnx")
+    assert "gru" in cell or cell in {p.value for p in onnx_model.metadata_props}.pop()
+    assert [i.name for i in onnx_model.graph.input] == ["x", "state"]
+    assert [o.name for o in onnx_model.graph.output] == ["y", "state_out"]
+    signature = Interpreter(model_path=str(tmp_path / "b" / "stream_t5_fp32.tflite")).get_signature_list()
+    assert signature == {"serving_default": {"inputs": ["state", "x"], "outputs": ["state_out", "y"]}}
+
+
+@pytest.mark.slow
+def test_int8_and_fp16_are_smaller_and_accurate(tiny, hapt_small_val, tmp_path):
+    manifest = export_bundle(tiny, tmp_path / "b", chunk_len=4, eval_data=hapt_small_val)
+    sizes = {(f.format, f.precision, f.chunk_len): f.size_bytes for f in manifest.files}
+    for fmt, length in (("onnx", None), ("tflite", 1)):
+        assert sizes[(fmt, "int8", length)] < 0.6 * sizes[(fmt, "fp32", length)]
+        assert sizes[(fmt, "fp16", length)] < 0.7 * sizes[(fmt, "fp32", length)]
+    torch_accuracy = manifest.evaluation.torch_accuracy
+    for f in manifest.files:
+        assert abs(f.accuracy - torch_accuracy) <= 0.01 and f.parity.argmax_agreement >= 0.95
+    attempted = {(f.precision, f.chunk_len) for f in manifest.files} | {(r.precision, None) for r in
+                                                                         manifest.rejected}
+    assert any(p == "int8_static" for p, _ in attempted)  # static int8 is tried; shipped or rejected with a reason
+    assert all(r.reason and r.accuracy is not None for r in manifest.rejected)
+    with np.load(tmp_path / "b" / "reference.npz") as ref:
+        assert ref["x"].shape[:2] == ref["labels"].shape == ref["y"].shape[:2]
+        assert ref["state_out"].shape == (len(ref["x"]), tiny.config.state_size)
+    assert (tmp_path / "b" / "reference.npz").stat().st_size < 1_000_000
+
+
+def test_tampered_file_is_refused(tiny, hapt_small_val, tmp_path):
+    manifest = export_bundle(tiny, tmp_path / "b", formats=("onnx",), precisions=("fp32",), eval_data=hapt_small_val)
+    path = tmp_path / "b" / manifest.files[0].path
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256 mismatch"):
+        verify_file(tmp_path / "b", manifest.files[0])
+
+
+def test_failed_verification_writes_nothing_and_keeps_the_old_bundle(tiny, hapt_small_val, tmp_path):
+    export_bundle(tiny, tmp_path / "b", formats=("onnx",), precisions=("fp32",), eval_data=hapt_small_val)
+    before = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    with pytest.raises(ExportError, match="failed verification"):
+        export_bundle(tiny, tmp_path / "b", formats=("onnx",), precisions=("fp32", "int8"),
+                      eval_data=hapt_small_val, tolerance=1e-12)
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no staging folder left behind
+    with pytest.raises(ExportError, match="failed verification"):
+        export_bundle(tiny, tmp_path / "new", formats=("onnx",), eval_data=hapt_small_val, tolerance=1e-12)
+    assert not (tmp_path / "new").exists()
+
+
+def test_bidirectional_model_refuses_streaming_and_exports_a_window_graph(hapt_small_train, hapt_small_val,
+                                                                          tmp_path):
+    checkpoint = make_checkpoint(hapt_small_train, "lstm", task="classify", bidirectional=True)
+    with pytest.raises(ExportError, match="needs the future"):
+        export_bundle(checkpoint, tmp_path / "s", formats=("onnx",), graphs=("stream",), eval_data=hapt_small_val)
+    assert not (tmp_path / "s").exists()
+    manifest = export_bundle(checkpoint, tmp_path / "w", formats=("onnx",), eval_data=hapt_small_val)
+    assert {(f.graph, f.precision) for f in manifest.files} == {("window", "fp32"), ("window", "int8"),
+                                                                ("window", "fp16")}
+    assert not manifest.streamable and manifest.files[0].parity.max_abs_diff_output <= 1e-5
+
+
+def test_bad_requests_are_export_errors(tiny, hapt_small_val, tmp_path):
+    with pytest.raises(ExportError, match="unknown"):
+        export_bundle(tiny, tmp_path / "b", formats=("coreml",), eval_data=hapt_small_val)
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not a bundle"):
+        export_bundle(tiny, tmp_path / "user", eval_data=hapt_small_val)
