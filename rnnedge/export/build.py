@@ -114,6 +114,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by others
     try:
         files: list[ModelFile] = []
         fp32_bytes: dict[tuple, bytes] = {}

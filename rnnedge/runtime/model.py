@@ -1,15 +1,17 @@
 """`load`: verify a bundle, pick a backend, and hand out streams and pools over its streaming file(s).
 
 Backends, by name: "onnxruntime" (CPU), "onnxruntime-cuda" (CUDA execution provider), "litert"
-(ai-edge-litert, else tflite-runtime), "tflite-runtime" (only that package). "auto": ONNX Runtime, on CUDA
-when onnxruntime-gpu sees a GPU, when it is installed and the bundle has an ONNX file of that precision;
+(ai-edge-litert, else tflite-runtime), "tflite-runtime" (only that package). "auto": ONNX Runtime if it is
+installed and the bundle has an ONNX file of that precision (on CUDA when onnxruntime-gpu starts on a GPU),
 LiteRT otherwise. Only the chosen backend is imported.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -21,13 +23,23 @@ from rnnedge.runtime.stream import Stream
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "litert", "tflite-runtime")
 
 
+class Engine(Protocol):
+    """What a backend offers: calls pre-bound to caller-owned buffers (x, state) -> (y, state_out)."""
+
+    name: str
+    chunk_lens: tuple[int, ...] | None  # the time lengths its files run; None: any
+
+    def bind(self, x: np.ndarray, state: np.ndarray, y: np.ndarray,
+             state_out: np.ndarray) -> Callable[[], None]: ...
+
+
 class Model:
     """A verified bundle bound to one backend. Cheap to keep; create streams and pools from it."""
 
-    def __init__(self, bundle: Path, manifest: Manifest, engine, sha256: str) -> None:
+    def __init__(self, bundle: Path, manifest: Manifest, engine: Engine, sha256: str) -> None:
         self.bundle = bundle
         self.manifest = manifest
-        self.engine = engine  # the backend object: bind(x, state, y, state_out) -> call
+        self.engine = engine
         self.backend: str = engine.name
         self.sha256 = sha256  # of the file that steps (snapshots are bound to it)
         self.channels = len(manifest.input.channels)

@@ -135,7 +135,9 @@ class Pool:
         self.last_held = []
         if not all_finite(batch):
             if self.nan_policy == "raise":
-                raise non_finite_error("Pool.step", batch)
+                row = int(np.flatnonzero(~np.isfinite(batch).all(axis=1))[0])
+                stream_id = self._ids[row if rows is None else rows[row]]
+                raise non_finite_error(f"Pool.step[{stream_id!r}]", batch[row])
             last_good = self._x[rows if rows is not None else slice(n), 0]
             bad = ~np.isfinite(batch)
             batch = np.where(bad, last_good, batch)

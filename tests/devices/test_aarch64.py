@@ -43,7 +43,7 @@ print(platform.machine(), "torch" in sys.modules)
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session, like small_bundle, so it is set up (or skips) first
 def emulator() -> emulate.Emulator:
     try:
         return emulate.ensure(log=lambda message: print(f"[aarch64] {message}", flush=True))

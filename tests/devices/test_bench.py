@@ -88,3 +88,14 @@ def test_devices_cli(small_bundle: Path) -> None:
 def test_bench_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
     done = rnnedge("bench", str(tmp_path), "--quick", "--out", str(tmp_path / "out"))
     assert done.returncode == 2 and "not a bundle" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cuda_pools_up_to_8192_streams(request: pytest.FixtureRequest) -> None:
+    usable = {b.name: b for b in detect_backends(detect_machine())}
+    if not usable["onnxruntime-cuda"].usable:
+        pytest.skip(f"no CUDA here: {usable['onnxruntime-cuda'].detail}")
+    report = bench.run(request.getfixturevalue("small_bundle"), replace(FAST, pool_sizes=(1024, 8192)),
+                       only=lambda _, precision, backend: backend == "onnxruntime-cuda" and precision == "fp32")
+    row = next(r for r in report.rows if r.backend == "onnxruntime-cuda" and r.kind == "stream")
+    assert row.status == "ok", row
+    assert row.pool_steps_per_s[8192] > 0 and row.max_abs_diff <= row.allowed_diff

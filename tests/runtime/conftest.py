@@ -17,11 +17,11 @@ from rnnedge.training.config import ModelConfig
 from rnnedge.training.model import RecurrentModel
 
 
-def make_checkpoint(cell: str, hidden: int, seed: int) -> Checkpoint:
+def make_checkpoint(cell: str, hidden: int, seed: int, **config) -> Checkpoint:
     torch.manual_seed(seed)
     train = hapt_split("train")
     classes = len(train.label_names) - 1  # label 0 is "unlabelled", never a model class
-    config = ModelConfig(cell=cell, hidden_size=hidden, num_layers=2, output_size=classes, dropout=0.0)
+    config = ModelConfig(cell=cell, hidden_size=hidden, output_size=classes, dropout=0.0, **config)
     return Checkpoint(config, RecurrentModel(config).state_dict(), Normalization.fit(train.recordings[:4]),
                       train.channels, train.label_names[1:], train.sample_rate_hz, {"data": "hapt:test-slice"})
 
@@ -37,17 +37,26 @@ def held_out(samples: int = 400, count: int = 3) -> Dataset:
 def bundle(tmp_path_factory) -> Path:
     """LSTM, ONNX (any length) + TFLite (T=1 and T=50), fp32."""
     out = tmp_path_factory.mktemp("bundles") / "lstm"
-    export_bundle(make_checkpoint("lstm", 24, seed=0), out, formats=("onnx", "tflite"), precisions=("fp32",),
-                  chunk_len=50, eval_data=held_out())
+    export_bundle(make_checkpoint("lstm", 24, seed=0, num_layers=2), out, formats=("onnx", "tflite"),
+                  precisions=("fp32",), chunk_len=50, eval_data=held_out())
     return out
 
 
 @pytest.fixture(scope="session")
 def other_bundle(tmp_path_factory) -> Path:
-    """A different model (GRU, ONNX only): its snapshots must not load into the LSTM's streams."""
+    """A different model (GRU, ONNX only, fp32 + int8): its snapshots must not load into the LSTM's streams."""
     out = tmp_path_factory.mktemp("bundles") / "gru"
-    export_bundle(make_checkpoint("gru", 16, seed=1), out, formats=("onnx",), precisions=("fp32",),
+    export_bundle(make_checkpoint("gru", 16, seed=1, num_layers=2), out, formats=("onnx",), precisions=("fp32", "int8"),
                   chunk_len=50, eval_data=held_out())
+    return out
+
+
+@pytest.fixture(scope="session")
+def window_bundle(tmp_path_factory) -> Path:
+    """A bidirectional classifier: window files only, nothing to stream."""
+    out = tmp_path_factory.mktemp("bundles") / "window"
+    checkpoint = make_checkpoint("gru", 8, seed=2, num_layers=1, bidirectional=True, task="classify")
+    export_bundle(checkpoint, out, formats=("onnx",), precisions=("fp32",), eval_data=held_out())
     return out
 
 

@@ -99,10 +99,14 @@ def test_pool_hold_is_per_stream(model, signals):
     alone = model.stream()
     alone.step(signals[0])
     np.testing.assert_allclose(out["a"], alone.step(signals[0]), atol=1e-5)
-    raising = model.pool(capacity=1)  # nan_policy="raise": the producer hears of it at submit
+    raising = model.pool(capacity=2)  # nan_policy="raise"
     raising.add("x")
-    with pytest.raises(InputError, match="non-finite"):
+    raising.add("y")
+    with pytest.raises(InputError, match=r"Pool.submit\['x'\]: non-finite"):  # the producer hears of it
         raising.submit("x", np.full(6, np.nan))
+    with pytest.raises(InputError, match=r"Pool.step\['y'\]: non-finite value inf at channel 3"):
+        raising.step({"x": signals[0], "y": np.array([0, 0, 0, np.inf, 0, 0])})
+    assert not raising.state("x").any()  # the tick did not happen, for any stream
 
 
 def test_bad_nan_policy(model):

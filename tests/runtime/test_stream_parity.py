@@ -63,5 +63,15 @@ def test_pool_equals_streams(models, reference, backend):
                                by_array[:, :50], atol=1e-6)
 
 
+def test_int8_file_streams_close_to_fp32(other_bundle):
+    with np.load(other_bundle / "reference.npz") as npz:
+        x, y = npz["x"][0], npz["y"][0]
+    int8 = rt.load(other_bundle, precision="int8")
+    assert int8.sha256 == int8.manifest.find("onnx", "int8").sha256
+    out = int8.stream().feed(x)
+    np.testing.assert_allclose(out, y, atol=0.05)  # int8 weights: small, bounded error
+    assert (out.argmax(-1) == y.argmax(-1)).mean() > 0.95
+
+
 def test_auto_picks_onnxruntime_on_cpu(bundle):
     assert rt.load(bundle).backend == "onnxruntime"  # no onnxruntime-gpu here

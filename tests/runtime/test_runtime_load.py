@@ -37,6 +37,11 @@ def test_tampered_file_is_refused(bundle, tmp_path):
     rt.load(copy, backend="litert")  # only the files a backend uses are read: the TFLite ones are intact
 
 
+def test_window_models_do_not_stream(window_bundle):
+    with pytest.raises(BundleError, match="cannot stream"):
+        rt.load(window_bundle)
+
+
 def test_missing_pieces_are_named(bundle, other_bundle, tmp_path):
     with pytest.raises(BundleError, match="no onnx/int8/stream file"):
         rt.load(bundle, backend="onnxruntime", precision="int8")
