@@ -6,7 +6,7 @@ ART ?= artifacts
 CHECKPOINT := $(ART)/train/model.pt
 BUNDLE := $(ART)/bundle
 
-.PHONY: install train export bench test lint clean
+.PHONY: install train export bench alarms test lint clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ export: install $(CHECKPOINT)  ## train if needed, export + quantize + verify ev
 bench: install $(CHECKPOINT)  ## full on-device benchmark; writes $(ART)/bench/ (JSON, Markdown, PNG)
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
 	$(BIN)/rnnedge bench $(BUNDLE) --out $(ART)/bench
+
+alarms: install $(CHECKPOINT)  ## bed-exit alarms: operating point on validation, scored on test (ONNX + TFLite int8)
+	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
+	$(BIN)/rnnedge evaluate-alarms $(BUNDLE) --precision int8 --backend onnxruntime --out $(ART)/alarms-onnx-int8
+	$(BIN)/rnnedge evaluate-alarms $(BUNDLE) --precision int8 --backend litert --out $(ART)/alarms-tflite-int8
 
 lint: install
 	$(BIN)/ruff check rnnedge tests

@@ -41,9 +41,29 @@ def forecast_targets(x: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarra
     return target, valid
 
 
+def vector_groups(channels: list[str]) -> list[list[int]]:
+    """Channel triples that form one 3-axis sensor (names ending -x, -y, -z), e.g. acc and gyro."""
+    return [[i, i + 1, i + 2] for i in range(len(channels) - 2)
+            if [c[-2:] for c in channels[i: i + 3]] == ["-x", "-y", "-z"]]
+
+
+def rotate(signals: np.ndarray, groups: list[list[int]], degrees: float) -> np.ndarray:
+    """Rotate every 3-axis sensor by the same angle about its x axis (the body's long axis for a waist-worn
+    device): the same movement seen with the device worn at another angle, or the person lying on a side."""
+    angle = np.deg2rad(degrees)
+    cos, sin = np.cos(angle), np.sin(angle)
+    out = signals.copy()
+    for _, y, z in groups:
+        out[:, y] = cos * signals[:, y] - sin * signals[:, z]
+        out[:, z] = sin * signals[:, y] + cos * signals[:, z]
+    return out
+
+
 def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str, lanes: int, chunk_len: int,
-                    rng: np.random.Generator, horizon: int = 1) -> Iterator[Chunk]:
-    """One epoch of chunks over all recordings, in a random packing (random order and start offset)."""
+                    rng: np.random.Generator, horizon: int = 1, rotate_deg: float = 0.0,
+                    groups: list[list[int]] | None = None) -> Iterator[Chunk]:
+    """One epoch of chunks over all recordings, in a random packing (random order and start offset), each
+    recording rotated by a random angle in [-rotate_deg, rotate_deg] when augmentation is on."""
     order = rng.permutation(len(recordings))
     lanes = max(1, min(lanes, len(recordings)))
     lane_items: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(lanes)]
@@ -51,7 +71,10 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
     for i in order:
         rec = recordings[i]
         start = int(rng.integers(0, min(chunk_len, max(1, len(rec) // 4))))  # vary chunk boundaries
-        x = norm.apply(rec.signals[start:])
+        signals = rec.signals[start:]
+        if rotate_deg and groups:
+            signals = rotate(signals, groups, rng.uniform(-rotate_deg, rotate_deg))
+        x = norm.apply(signals)
         if task == "forecast":
             target, valid = forecast_targets(x, horizon)
         else:

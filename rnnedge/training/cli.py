@@ -45,6 +45,8 @@ def train_command(
     lr: float = typer.Option(3e-3, min=0.0),
     dropout: float = typer.Option(0.1, min=0.0, max=0.9),
     patience: int = typer.Option(6, min=1),
+    rotate_deg: float = typer.Option(0.0, min=0.0, max=180.0, help="Augment: rotate 3-axis sensors (channels "
+                                     "named *-x/-y/-z) by a random angle up to this about x, per recording."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     seed: int = typer.Option(0),
     channels: str | None = typer.Option(None, help="CSV: channel columns, comma-separated."),
@@ -72,7 +74,7 @@ def train_command(
     except ValueError as exc:
         raise RnnedgeError(str(exc)) from None
     config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
-                         patience=patience, seed=seed, max_minutes=max_minutes)
+                         patience=patience, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg)
     result = train(train_set, val_set, model_config, config, out_dir=out)
     best = result.history[result.best_epoch - 1]
     typer.echo(f"best epoch {result.best_epoch}: validation {best['val_accuracy']:.4f}")

@@ -75,6 +75,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 6  # early stopping: epochs without validation improvement
     class_weight_power: float = 0.5  # weight = (1 / frequency) ** power, rare classes count more
+    rotate_deg: float = 0.0  # augmentation: random rotation of 3-axis sensors about x (0 = off)
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     max_minutes: float = 0.0  # wall-clock budget; 0 = none

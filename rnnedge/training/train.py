@@ -18,7 +18,7 @@ from torch import nn
 
 from rnnedge.atomic import write_atomic, write_text_atomic
 from rnnedge.data.recording import Dataset, Normalization
-from rnnedge.training.batches import IGNORE, random_windows, stateful_chunks, tag_targets
+from rnnedge.training.batches import IGNORE, random_windows, stateful_chunks, tag_targets, vector_groups
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.evaluate import report
@@ -43,7 +43,7 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
     total, count = 0.0, 0
     state = None
     chunks = list(stateful_chunks(train.recordings, norm, model.config.task, cfg.batch_size, cfg.chunk_len, rng,
-                                  model.config.horizon))
+                                  model.config.horizon, cfg.rotate_deg, vector_groups(train.channels)))
     progress.update(task_id, total=len(chunks), completed=0)
     for chunk in chunks:
         x = torch.from_numpy(chunk.x)

@@ -77,3 +77,16 @@ def test_checkpoint_refuses_corrupt_and_pickled_code(tmp_path):
     torch.save({"format": "rnnedge-checkpoint", "hook": Checkpoint}, pickled)  # a class object = pickled code
     with pytest.raises(CheckpointError, match="refused"):
         Checkpoint.load(pickled)
+
+
+def test_rotation_augmentation_keeps_magnitudes_and_the_long_axis(hapt_small_train):
+    from rnnedge.training.batches import rotate, vector_groups
+
+    signals = hapt_small_train.recordings[0].signals
+    groups = vector_groups(hapt_small_train.channels)
+    assert groups == [[0, 1, 2], [3, 4, 5]]
+    turned = rotate(signals, groups, 90.0)
+    np.testing.assert_allclose(np.linalg.norm(turned[:, :3], axis=1), np.linalg.norm(signals[:, :3], axis=1),
+                               rtol=1e-5)
+    np.testing.assert_array_equal(turned[:, [0, 3]], signals[:, [0, 3]])
+    np.testing.assert_allclose(turned[:, 2], signals[:, 1], atol=1e-6)  # y turns into z
