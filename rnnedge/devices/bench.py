@@ -38,7 +38,6 @@ class Settings:
     steps: int  # timed batch-1 steps per variant
     chunks: int  # timed chunk calls per variant
     pool_steps: int  # stream-steps timed per pool size (ticks = pool_steps // size, at least 3)
-    eval_steps: int  # reference time steps checked for parity and accuracy (0 = all)
     window: int  # naive recompute: samples re-run every step
     windowed_steps: int  # steps timed and scored for the naive recompute row
     threads: int
@@ -46,10 +45,8 @@ class Settings:
     cold_start: bool = True
 
 
-QUICK = Settings(steps=300, chunks=20, pool_steps=20_000, eval_steps=2_000, window=100, windowed_steps=100,
-                 threads=1)
-FULL = Settings(steps=3_000, chunks=200, pool_steps=300_000, eval_steps=0, window=100, windowed_steps=1_000,
-                threads=1)
+QUICK = Settings(steps=300, chunks=20, pool_steps=20_000, window=100, windowed_steps=100, threads=1)
+FULL = Settings(steps=3_000, chunks=200, pool_steps=300_000, window=100, windowed_steps=1_000, threads=1)
 
 
 @dataclass
@@ -108,16 +105,12 @@ class Context:
         return self.manifest.input.sample_rate_hz
 
 
-def load_reference(bundle: Path, manifest: Manifest, eval_steps: int) -> Reference:
-    """The bundle's held-out data, cut to about `eval_steps` time steps (whole sequences, then a prefix)."""
+def load_reference(bundle: Path, manifest: Manifest) -> Reference:
+    """The bundle's held-out data (the exporter keeps it to a few thousand steps: every run checks it all)."""
     if manifest.reference is None:
         raise BundleError(f"{bundle}: has no reference data, so accuracy and parity cannot be checked")
     with np.load(verify_file(bundle, manifest.reference.path, manifest.reference.sha256)) as data:
-        x, labels, y = data["x"], data["labels"], data["y"]
-    n, t = x.shape[:2]
-    if eval_steps:
-        n, t = max(1, min(n, eval_steps // t)), min(t, eval_steps)
-    return Reference(x[:n, :t], labels[:n, :t], y[:n, :t])
+        return Reference(data["x"], data["labels"], data["y"])
 
 
 def _percentiles(samples_ns: list[int]) -> tuple[float, float, float]:
@@ -138,8 +131,8 @@ def _score(outputs: np.ndarray, ctx: Context, row: Row, ref: Reference | None = 
     """Parity (max |output - torch|) and, for classifiers, accuracy on the scored steps."""
     ref = ref or ctx.ref
     row.max_abs_diff = float(np.abs(outputs - ref.y).max())
-    if ctx.manifest.output.kind == "logits":
-        scored = ref.labels > 0
+    scored = ref.labels > 0
+    if ctx.manifest.output.kind == "logits" and scored.any():
         row.accuracy = float((outputs.argmax(-1)[scored] == ref.labels[scored] - 1).mean())
 
 
@@ -316,7 +309,7 @@ def run(bundle: str | Path, settings: Settings, checkpoint: Path | None = None,
     machine = detect_machine()
     usable = {b.name: b.usable for b in detect_backends(machine)}
     device = match(machine)
-    ctx = Context(bundle, manifest, load_reference(bundle, manifest, settings.eval_steps), settings)
+    ctx = Context(bundle, manifest, load_reference(bundle, manifest), settings)
     rows = []
     for fmt, precision, backend in (v for v in variants(manifest) if only(*v)):
         progress(f"{fmt} {precision} on {backend}")

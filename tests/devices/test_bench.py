@@ -19,7 +19,7 @@ from rnnedge.devices import bench
 from rnnedge.devices.info import detect_backends, detect_machine
 
 pytestmark = pytest.mark.slow
-FAST = replace(bench.QUICK, steps=50, chunks=3, pool_steps=256, eval_steps=500, windowed_steps=20,
+FAST = replace(bench.QUICK, steps=50, chunks=3, pool_steps=256, windowed_steps=20,
                pool_sizes=(8,), cold_start=False)
 
 
