@@ -183,6 +183,10 @@ def _deb(debs: Path, name: str, arch: str) -> Path:
 def _assemble(recipe: Recipe, debs: Path, root: Path, log: Callable[[str], None]) -> None:
     log("unpacking qemu-user-static and the arm64 python into the rootfs")
     _sh(["dpkg", "-x", str(_deb(debs, "qemu-user-static", "*")), str(root / "qemu")], "dpkg -x qemu")
+    for other in (root / "qemu" / "usr" / "bin").iterdir():  # the package holds every target: keep ours
+        if other.name != "qemu-aarch64-static":
+            other.unlink()
+    shutil.rmtree(root / "qemu" / "usr" / "share", ignore_errors=True)
     for name in recipe.debian_packages:
         _sh(["dpkg", "-x", str(_deb(debs, name, "arm64")), str(root / "rootfs")], f"dpkg -x {name}")
     (root / "rootfs" / "proc").mkdir()

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import short
 
 import rnnedge.runtime as rt
 from rnnedge.data.hapt import hapt_split
 from rnnedge.monitor import DEFAULT, Monitor, MonitorError, OperatingPoint
 from rnnedge.monitor.evaluate import Scored
 from rnnedge.monitor.sources import csv_rows, hapt_recording, open_source
+from tests.conftest import short
 
 CHECKPOINT = Path("artifacts/train/model.pt")
 TRACE = "hapt:2:3"  # test subject 2: a get-up at ~103 s and one at ~148 s
