@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 ART ?= artifacts
 CHECKPOINT := $(ART)/train/model.pt
 BUNDLE := $(ART)/bundle
+export COLUMNS ?= 160  # rich tables: full width in logs and CI, where there is no terminal
 
 .PHONY: install train export bench alarms test lint clean
 

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rnnedge.devices.emulate import CPUINFO_CORE
 from rnnedge.devices.info import Gpu, Machine, detect_backends, detect_machine, parse_cpuinfo, read_board
 from rnnedge.devices.profiles import PROFILES, Budget, match, recommend
 
-PI4_CORE = """processor\t: {i}
-BogoMIPS\t: 108.00
-Features\t: fp asimd evtstrm crc32 cpuid
-CPU implementer\t: 0x41
-CPU architecture: 8
-CPU variant\t: 0x0
-CPU part\t: 0xd08
-CPU revision\t: 3
-
-"""
+PI4_CORE = CPUINFO_CORE.replace("{index}", "{i}")  # the emulator's Cortex-A72 core, a real Pi 4 text
 PI5_CORE = """processor\t: {i}
 BogoMIPS\t: 108.00
 Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
