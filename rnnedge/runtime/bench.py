@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import rnnedge.runtime as rt
+from rnnedge.atomic import write_text_atomic
 
 
 def per_call_us(fns: dict[str, Callable[[], object]], rounds: int = 15, min_seconds: float = 0.02
@@ -178,7 +179,8 @@ def main() -> None:
     results = measure(args.bundle)
     print(table(results))
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
+        write_text_atomic(args.out.with_suffix(".md"), table(results) + "\n")
 
 
 if __name__ == "__main__":
