@@ -53,7 +53,9 @@ from rnnedge.export.evaluation import (
 )
 from rnnedge.export.graphs import build_graph, default_graphs, example_inputs
 from rnnedge.export.onnx_export import export_onnx, serialize_onnx
+from rnnedge.export.onnx_stream import OPSET
 from rnnedge.export.runners import load_runner
+from rnnedge.export.tflite_stream import UnrolledStream
 from rnnedge.export.verify import FP32_TOLERANCE, Expected, expected_from, measure
 from rnnedge.training.checkpoint import Checkpoint
 
@@ -221,7 +223,8 @@ def _build(ckpt: Checkpoint, module, variant: Variant, fp32_bytes: dict, eval_da
         return serialize_onnx(model)
     if key not in fp32_bytes:
         inputs = example_inputs(ckpt, variant.graph, variant.time)
-        fp32_bytes[key] = tflite_export.convert_tflite(module, inputs)
+        source = UnrolledStream(ckpt) if variant.graph == "stream" else module
+        fp32_bytes[key] = tflite_export.convert_tflite(source.eval(), inputs)
     model = fp32_bytes[key]
     if variant.precision != "fp32":
         calibration = None
@@ -229,7 +232,7 @@ def _build(ckpt: Checkpoint, module, variant: Variant, fp32_bytes: dict, eval_da
             calibration = calibration_samples(module, _calibration_recordings(ckpt, eval_data), variant.graph,
                                               variant.time, ckpt.config.state_size)
         model = tflite_export.quantize_tflite(model, variant.precision, calibration)
-    return tflite_export.set_description(model, summary)
+    return tflite_export.finish_tflite(model, summary)
 
 
 def _calibration_recordings(ckpt: Checkpoint, eval_data: Dataset | None):
@@ -300,7 +303,7 @@ def _provenance(ckpt: Checkpoint, source: Path | None, seconds: float) -> dict:
     return {"checkpoint": str(source) if source else None,
             "checkpoint_sha256": sha256_file(source) if source else None,
             "weights_sha256": weights.hexdigest(), "training": ckpt.provenance, "exporters": tools,
-            "onnx_opset": 17, "export_seconds": round(seconds, 1)}
+            "onnx_opset": OPSET, "export_seconds": round(seconds, 1)}
 
 
 def _recheck(staging: Path) -> None:

@@ -1,6 +1,7 @@
-"""ONNX export with torch's legacy (TorchScript) exporter: it emits the native LSTM/GRU/RNN ops and keeps batch
-and time dynamic, so one file serves single steps and chunks. (The dynamo exporter fixes time to the example
-length for recurrent models; see the measured notes.)"""
+"""ONNX export. Stream graphs are written node by node from the weights (onnx_stream: a few nodes, the fastest
+at batch 1); window graphs (classify models, bidirectional ones included) are traced with torch's legacy
+(TorchScript) exporter, which emits the native LSTM/GRU/RNN ops and keeps batch and time dynamic. (The dynamo
+exporter fixes time to the example length for recurrent models; see the measured notes.)"""
 
 from __future__ import annotations
 
@@ -12,10 +13,8 @@ import torch
 from torch import nn
 
 from rnnedge.export.graphs import example_inputs
+from rnnedge.export.onnx_stream import OPSET, build_stream_onnx
 from rnnedge.training.checkpoint import Checkpoint
-
-OPSET = 17
-OUTPUTS = {"stream": ["y", "state_out"], "window": ["y"]}
 
 
 class _Tuple(nn.Module):
@@ -30,16 +29,16 @@ class _Tuple(nn.Module):
 
 
 def export_onnx(checkpoint: Checkpoint, module: nn.Module, graph: str, summary: dict[str, str]) -> onnx.ModelProto:
-    """Trace `module` (a StreamGraph or WindowGraph) to an opset-17 model with dynamic batch and time."""
-    inputs = example_inputs(checkpoint, graph, time=3, batch=2)
-    dynamic = {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"} if graph == "stream" else {0: "batch"}}
+    """An opset-17 model with dynamic batch and time of `graph` ("stream", or "window": `module` traced)."""
     if graph == "stream":
-        dynamic |= {"state": {0: "batch"}, "state_out": {0: "batch"}}
+        return build_stream_onnx(checkpoint, summary)
+    inputs = example_inputs(checkpoint, graph, time=3, batch=2)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter warns about batch_first RNNs and its own deprecation
         torch.onnx.export(_Tuple(module).eval(), tuple(inputs.values()), buffer, dynamo=False, opset_version=OPSET,
-                          input_names=list(inputs), output_names=OUTPUTS[graph], dynamic_axes=dynamic,
+                          input_names=list(inputs), output_names=["y"],
+                          dynamic_axes={"x": {0: "batch", 1: "time"}, "y": {0: "batch"}},
                           do_constant_folding=True)
     model = onnx.load_from_string(buffer.getvalue())
     _compact_names(model)

@@ -52,11 +52,20 @@ def quantize_tflite(fp32: bytes, precision: str, calibration: list[dict[str, np.
     return bytes(q.quantize(calibrated, enable_progress_bar=False, enable_progress_report=False).quantized_model)
 
 
-def set_description(model: bytes, summary: str) -> bytes:
+def finish_tflite(model: bytes, summary: str) -> bytes:
     """Write the human summary into the flatbuffer's `description` field (shown by Netron and flatc), so a
-    file found alone still says what it is; the signature names carry the I/O contract."""
+    file found alone still says what it is (the signature names carry the I/O contract), and shorten the
+    tensor names: the converter's ('rnnedge.export.graphs.StreamGraph/...LSTM_rnn;6', ~110 bytes each, one
+    per tensor per unrolled step) outweigh the int8 weights of a small model."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
     obj.description = summary
+    io_names = {}  # (subgraph, tensor index) -> signature name: graph inputs and outputs keep their names
+    for signature in obj.signatureDefs or []:
+        for tensor in [*signature.inputs, *signature.outputs]:
+            io_names[(signature.subgraphIndex, tensor.tensorIndex)] = tensor.name
+    for g, subgraph in enumerate(obj.subgraphs):
+        for i, tensor in enumerate(subgraph.tensors):
+            tensor.name = io_names.get((g, i), f"t{i}")
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))

@@ -29,6 +29,8 @@ def test_every_cell_exports_with_parity(cell, layers, hapt_small_train, hapt_sma
     assert "gru" in cell or cell in {p.value for p in onnx_model.metadata_props}.pop()
     assert [i.name for i in onnx_model.graph.input] == ["x", "state"]
     assert [o.name for o in onnx_model.graph.output] == ["y", "state_out"]
+    ops = [n.op_type for n in onnx_model.graph.node]  # the hand-written graph: no shape arithmetic per call
+    assert len(ops) == 10 + 2 * layers and not {"Shape", "Gather", "Unsqueeze"} & set(ops)
     signature = Interpreter(model_path=str(tmp_path / "b" / "stream_t5_fp32.tflite")).get_signature_list()
     assert signature == {"serving_default": {"inputs": ["state", "x"], "outputs": ["state_out", "y"]}}
 

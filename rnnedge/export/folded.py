@@ -1,0 +1,50 @@
+"""The stream graphs' weights, read from a checkpoint once for both hand-written graphs (ONNX and TFLite).
+
+Input normalization is folded into the first layer: W (x - mean) / std + b == (W / std) x + (b - W mean / std),
+so the files take raw sensor units and spend no node on normalizing. Gate blocks stay in torch order
+(LSTM i,f,g,o; GRU r,z,n); each graph writer reorders them for its own ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.training.checkpoint import Checkpoint
+
+
+@dataclass(frozen=True)
+class Layer:
+    w_ih: np.ndarray  # [gates*H, in] float64
+    w_hh: np.ndarray  # [gates*H, H]
+    b_ih: np.ndarray  # [gates*H]
+    b_hh: np.ndarray  # [gates*H]
+
+
+def folded_layers(checkpoint: Checkpoint) -> list[Layer]:
+    """Per layer, torch's weights in float64 with the input normalization folded into layer 0."""
+    sd = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in checkpoint.state_dict.items()}
+    layers = []
+    for i in range(checkpoint.config.num_layers):
+        w_ih, b_ih = sd[f"rnn.weight_ih_l{i}"], sd[f"rnn.bias_ih_l{i}"]
+        if i == 0:
+            mean = np.asarray(checkpoint.normalization.mean, np.float64)
+            std = np.asarray(checkpoint.normalization.std, np.float64)
+            b_ih = b_ih - w_ih @ (mean / std)
+            w_ih = w_ih / std
+        layers.append(Layer(w_ih, sd[f"rnn.weight_hh_l{i}"], b_ih, sd[f"rnn.bias_hh_l{i}"]))
+    return layers
+
+
+def head(checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
+    """The linear head's (weight [outputs, features], bias [outputs]) in float64."""
+    sd = checkpoint.state_dict
+    return (sd["head.weight"].detach().cpu().numpy().astype(np.float64),
+            sd["head.bias"].detach().cpu().numpy().astype(np.float64))
+
+
+def reorder_gates(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+    """Gate blocks along axis 0 in `order` (indices into torch's blocks)."""
+    blocks = np.split(w, len(order), axis=0)
+    return np.concatenate([blocks[i] for i in order], axis=0)

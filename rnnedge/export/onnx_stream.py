@@ -1,0 +1,96 @@
+"""The ONNX stream graph, written node by node from the checkpoint's weights.
+
+Tracing the torch model gives a correct graph whose state plumbing (Shape/Gather/Concat/Reshape chains to
+unpack and repack the flat state) is most of its run time at batch 1. Written by hand it is a few nodes:
+
+    x [B,T,C] -> Transpose -> LSTM/GRU/RNN per layer (+Squeeze) -> MatMul+Add -> Transpose -> y [B,T,O]
+    state [B,S] -> Reshape [B,P*L,H] -> Transpose -> Split into P*L [1,B,H] -> the layers' initial states
+    the layers' final states -> Concat -> Transpose -> Reshape -> state_out [B,S]
+
+Input normalization is folded into the first layer's weights (rnnedge.export.folded), so callers still feed
+raw sensor units and the graph spends no node on it. The state layout is the one of
+rnnedge.training.model: [batch, parts (h, c), layers, hidden], flattened.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rnnedge.export.folded import Layer, folded_layers, head, reorder_gates
+from rnnedge.training.checkpoint import Checkpoint
+
+OPSET = 17
+# torch gate blocks -> ONNX gate blocks (LSTM: i,f,g,o -> i,o,f,c; GRU: r,z,n -> z,r,h)
+_GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn_tanh": (0,), "rnn_relu": (0,)}
+_OP = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
+
+
+def _onnx_weights(layer: Layer, cell: str) -> dict[str, np.ndarray]:
+    """ONNX W [1, G*H, in], R [1, G*H, H], B [1, 2*G*H] of one layer."""
+    order = _GATE_ORDER[cell]
+    arrays = {"W": reorder_gates(layer.w_ih, order)[None], "R": reorder_gates(layer.w_hh, order)[None],
+              "B": np.concatenate([reorder_gates(layer.b_ih, order), reorder_gates(layer.b_hh, order)])[None]}
+    return {k: v.astype(np.float32) for k, v in arrays.items()}
+
+
+def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.ModelProto:
+    """The streaming graph: x [batch, time, channels] raw, state [batch, S] -> y [batch, time, O], state_out."""
+    config = checkpoint.config
+    layers, hidden, parts = config.num_layers, config.hidden_size, len(config.state_tensors)
+    pieces = parts * layers
+    nodes, inits = [], []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def node(op: str, inputs: list[str], outputs: list[str], **attrs) -> None:
+        nodes.append(helper.make_node(op, inputs, outputs, **attrs))
+
+    node("Transpose", ["x"], ["seq"], perm=[1, 0, 2])  # ONNX recurrent ops want [time, batch, features]
+    node("Reshape", ["state", const("pieces_shape", np.array([0, pieces, hidden], np.int64))], ["pieces"])
+    node("Transpose", ["pieces"], ["pieces_t"], perm=[1, 0, 2])
+    initial = [f"init{i}" for i in range(pieces)]  # index = part * layers + layer
+    node("Split", ["pieces_t"], initial, axis=0)  # equal pieces [1, batch, hidden]
+    h_out, c_out = [], []
+    sequence = "seq"
+    for layer, folded in enumerate(folded_layers(checkpoint)):
+        weights = {k: const(f"{k}{layer}", v) for k, v in _onnx_weights(folded, config.cell).items()}
+        inputs = [sequence, weights["W"], weights["R"], weights["B"], "", initial[layer]]
+        outputs = [f"y{layer}", f"h{layer}"]
+        attrs = {"hidden_size": hidden}
+        if config.cell == "lstm":
+            inputs.append(initial[layers + layer])
+            outputs.append(f"c{layer}")
+            c_out.append(f"c{layer}")
+        elif config.cell == "gru":
+            attrs["linear_before_reset"] = 1  # torch's GRU applies the reset gate after the recurrent matmul
+        else:
+            attrs["activations"] = ["Relu" if config.cell == "rnn_relu" else "Tanh"]
+        node(_OP[config.cell], inputs, outputs, **attrs)
+        h_out.append(f"h{layer}")
+        node("Squeeze", [f"y{layer}", const(f"axis1_{layer}", np.array([1], np.int64))], [f"seq{layer}"])
+        sequence = f"seq{layer}"  # [time, batch, hidden]: the next layer's input
+    head_w, head_b = head(checkpoint)
+    node("MatMul", [sequence, const("head_w", head_w.T.astype(np.float32))], ["head_mm"])
+    node("Add", ["head_mm", const("head_b", head_b.astype(np.float32))], ["y_tb"])
+    node("Transpose", ["y_tb"], ["y"], perm=[1, 0, 2])
+    node("Concat", h_out + c_out, ["final"], axis=0)  # [P*L, batch, hidden]
+    node("Transpose", ["final"], ["final_t"], perm=[1, 0, 2])
+    node("Reshape", ["final_t", const("state_shape", np.array([0, config.state_size], np.int64))], ["state_out"])
+
+    f32 = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "rnnedge_stream",
+        [helper.make_tensor_value_info("x", f32, ["batch", "time", config.input_size]),
+         helper.make_tensor_value_info("state", f32, ["batch", config.state_size])],
+        [helper.make_tensor_value_info("y", f32, ["batch", "time", config.output_size]),
+         helper.make_tensor_value_info("state_out", f32, ["batch", config.state_size])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="rnnedge")
+    model.ir_version = 8  # opset 17's IR: loadable by onnxruntime >= 1.14
+    helper.set_model_props(model, summary)
+    return model

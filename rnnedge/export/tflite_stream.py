@@ -1,0 +1,88 @@
+"""The TFLite stream graph: the recurrence written out with explicit cells, for litert-torch to convert.
+
+Converting torch's nn.LSTM/GRU/RNN gives two FULLY_CONNECTED per layer and step plus slicing for every gate.
+Written out, each layer projects the whole input chunk at once (one matmul for all T steps, both biases
+pre-summed) and each step costs one recurrent matmul plus the gate arithmetic; LSTM gates are reordered
+(i, f, o, g) so one sigmoid covers three of them. Fewer ops make the file smaller (most of a small unrolled
+model's bytes are op and tensor records, not weights) and the call faster. Weights and the folded input
+normalization come from rnnedge.export.folded, shared with the ONNX graph; the state layout is the bundle's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnedge.export.folded import Layer, folded_layers, head, reorder_gates
+from rnnedge.training.checkpoint import Checkpoint
+
+_GATE_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn_tanh": (0,), "rnn_relu": (0,)}
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, np.float32))
+
+
+class UnrolledStream(nn.Module):
+    """x [batch, T, channels] raw, state [batch, state_size] -> {y [batch, T, outputs], state_out}."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        super().__init__()
+        config = checkpoint.config
+        self.cell, self.hidden = config.cell, config.hidden_size
+        self.parts, self.layers = len(config.state_tensors), config.num_layers
+        self.w_x, self.b_x, self.w_h, self.b_h = (nn.ParameterList() for _ in range(4))
+        for layer in folded_layers(checkpoint):
+            for target, value in zip((self.w_x, self.b_x, self.w_h, self.b_h), self._weights(layer), strict=True):
+                target.append(nn.Parameter(_tensor(value), requires_grad=False))
+        head_w, head_b = head(checkpoint)
+        self.head_w = nn.Parameter(_tensor(head_w.T), requires_grad=False)
+        self.head_b = nn.Parameter(_tensor(head_b), requires_grad=False)
+
+    def _weights(self, layer: Layer) -> tuple[np.ndarray, ...]:
+        """(input weight [in, G*H], input bias, recurrent weight [H, G*H], recurrent bias) in this graph's
+        gate order. The biases are summed into the input projection, except GRU's new-gate recurrent bias,
+        which the reset gate multiplies."""
+        order = _GATE_ORDER[self.cell]
+        w_ih, w_hh = reorder_gates(layer.w_ih, order), reorder_gates(layer.w_hh, order)
+        b_ih, b_hh = reorder_gates(layer.b_ih, order), reorder_gates(layer.b_hh, order)
+        b_h = np.zeros_like(b_hh)
+        if self.cell == "gru":
+            b_h[2 * self.hidden:] = b_hh[2 * self.hidden:]
+            b_hh = b_hh - b_h
+        return w_ih.T, b_ih + b_hh, w_hh.T, b_h
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = state.reshape(state.shape[0], self.parts, self.layers, self.hidden)
+        finals: list[list[torch.Tensor]] = [[] for _ in range(self.parts)]
+        sequence = x
+        for layer in range(self.layers):
+            projected = sequence @ self.w_x[layer] + self.b_x[layer]  # [batch, T, G*H]: all steps at once
+            carried = [parts[:, p, layer] for p in range(self.parts)]
+            outputs = []
+            for x_t in projected.unbind(1):
+                carried = self._cell(x_t, carried, layer)
+                outputs.append(carried[0])
+            sequence = torch.stack(outputs, 1)
+            for p in range(self.parts):
+                finals[p].append(carried[p])
+        y = sequence @ self.head_w + self.head_b
+        state_out = torch.stack([t for part in finals for t in part], 1).reshape(state.shape[0], -1)
+        return {"y": y, "state_out": state_out}
+
+    def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], layer: int) -> list[torch.Tensor]:
+        h, n = carried[0], self.hidden
+        gates = h @ self.w_h[layer]
+        if self.cell == "lstm":
+            gates = gates + x_t
+            sig = torch.sigmoid(gates[:, :3 * n])
+            c = sig[:, n:2 * n] * carried[1] + sig[:, :n] * torch.tanh(gates[:, 3 * n:])
+            return [sig[:, 2 * n:] * torch.tanh(c), c]
+        if self.cell == "gru":
+            gates = gates + self.b_h[layer]
+            r_z = torch.sigmoid(x_t[:, :2 * n] + gates[:, :2 * n])
+            new = torch.tanh(x_t[:, 2 * n:] + r_z[:, :n] * gates[:, 2 * n:])
+            return [new + r_z[:, n:] * (h - new)]
+        act = torch.relu if self.cell == "rnn_relu" else torch.tanh
+        return [act(x_t + gates)]
