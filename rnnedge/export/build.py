@@ -74,6 +74,18 @@ class Variant:
     format: str
     precision: str
     time: int | None  # fixed time length (TFLite), None = any (ONNX)
+    per_channel: bool = False  # TFLite int8: one weight scale per output channel instead of per tensor
+
+    @property
+    def label(self) -> str:
+        if (self.format, self.precision) != ("tflite", "int8"):
+            return self.filename
+        return f"{self.filename} ({'per-channel' if self.per_channel else 'per-tensor'} scales)"
+
+    @property
+    def key(self) -> tuple:
+        """Variants with the same key are alternatives for one file: the first that passes ships."""
+        return self.graph, self.format, self.precision, self.time
 
     @property
     def filename(self) -> str:
@@ -120,9 +132,13 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
     try:
         files: list[ModelFile] = []
         fp32_bytes: dict[tuple, bytes] = {}
+        shipped: set[tuple] = set()
         for done, variant in enumerate(variants, start=1):
+            if variant.key in shipped:
+                continue
             report(f"{variant.format} {variant.precision} {variant.graph}"
-                   + (f" T={variant.time}" if variant.time else ""), done, total)
+                   + (f" T={variant.time}" if variant.time else "")
+                   + (" per-channel" if variant.per_channel else ""), done, total)
             payload = _build(ckpt, modules[variant.graph], variant, fp32_bytes, eval_data)
             path = staging / variant.filename
             path.write_bytes(payload)
@@ -136,13 +152,14 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
             loss = torch_accuracy[variant.graph] - accuracy
             gate = GATES.get(variant.precision)
             if gate is not None and config.task != "forecast" and not loss <= gate:
-                reason = (f"{variant.filename}: accuracy {accuracy:.4f} is {loss * 100:.2f} points below "
-                          f"torch ({gate * 100:g} allowed)")
+                reason = (f"{variant.label}: accuracy {accuracy:.4f} is {loss * 100:.2f} points below torch "
+                          f"({gate * 100:g} allowed)")
                 rejected.append(Rejected(format=variant.format, precision=variant.precision, reason=reason,
                                          accuracy=accuracy))
                 path.unlink()
                 continue
             files.append(_entry(variant, path, parity, accuracy, fp32_bytes))
+            shipped.add(variant.key)
         report("writing the reference data and manifest", total - 1, total)
         reference = _write_reference(staging, x_ref, labels_ref, expected[main_graph], ref_description)
         manifest = Manifest(
@@ -200,6 +217,8 @@ def _plan(ckpt: Checkpoint, graphs: Sequence[str], formats: Sequence[str], preci
             for length in lengths:
                 for precision in wanted:
                     variants.append(Variant(graph, fmt, precision, length))
+                    if (fmt, precision) == ("tflite", "int8"):  # per tensor is smaller; per channel if it loses
+                        variants.append(Variant(graph, fmt, precision, length, per_channel=True))
                 if fmt == "tflite" and "int8" in wanted and "int8_static" not in wanted:
                     variants.append(Variant(graph, fmt, "int8_static", length))
     if "int8_static" in precisions and "onnx" in formats:
@@ -231,7 +250,7 @@ def _build(ckpt: Checkpoint, module, variant: Variant, fp32_bytes: dict, eval_da
         if variant.precision == "int8_static":
             calibration = calibration_samples(module, _calibration_recordings(ckpt, eval_data), variant.graph,
                                               variant.time, ckpt.config.state_size)
-        model = tflite_export.quantize_tflite(model, variant.precision, calibration)
+        model = tflite_export.quantize_tflite(model, variant.precision, calibration, variant.per_channel)
     return tflite_export.finish_tflite(model, summary)
 
 
@@ -263,6 +282,8 @@ def _accuracy(ckpt: Checkpoint, runner, data: EvalSet) -> float:
 
 def _entry(variant: Variant, path: Path, parity, accuracy: float, fp32_bytes: dict) -> ModelFile:
     notes = (onnx_weights.NOTES if variant.format == "onnx" else tflite_export.NOTES)[variant.precision]
+    if variant.format == "tflite" and variant.precision == "int8":
+        notes += "; one scale per output channel" if variant.per_channel else "; one scale per weight tensor"
     size = path.stat().st_size
     base = fp32_bytes.get((variant.graph, variant.format, variant.time))
     if variant.precision != "fp32" and base is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -23,7 +22,6 @@ def export_command(
     chunk_len: int = typer.Option(50, min=1, help="Fixed chunk length of the TFLite stream files (besides T=1)."),
 ) -> None:
     """Export a checkpoint to ONNX and TFLite (fp32, int8, fp16), verified against torch on held-out data."""
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the quantizer's own bars would tear the progress display
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

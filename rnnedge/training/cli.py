@@ -45,8 +45,11 @@ def train_command(
     lr: float = typer.Option(3e-3, min=0.0),
     dropout: float = typer.Option(0.1, min=0.0, max=0.9),
     patience: int = typer.Option(6, min=1),
-    rotate_deg: float = typer.Option(0.0, min=0.0, max=180.0, help="Augment: rotate 3-axis sensors (channels "
-                                     "named *-x/-y/-z) by a random angle up to this about x, per recording."),
+    rotate_deg: float | None = typer.Option(
+        None, min=0.0, max=180.0, show_default=False,
+        help="Augment: rotate 3-axis sensors (channels named *-x/-y/-z) by a random angle up to this about x, per "
+             "recording. Default: 180 for hapt (x runs along the wearer's body, so this covers lying on the back, "
+             "either side or front), 0 for other data."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     seed: int = typer.Option(0),
     channels: str | None = typer.Option(None, help="CSV: channel columns, comma-separated."),
@@ -62,6 +65,8 @@ def train_command(
     from rnnedge.training.train import train
 
     dataset = _load_dataset(data, channels, label_column, sample_rate)
+    if rotate_deg is None:
+        rotate_deg = 180.0 if data == "hapt" else 0.0
     if data == "hapt":
         train_set, val_set = dataset.subset(HAPT_SPLITS["train"]), dataset.subset(HAPT_SPLITS["val"])
     else:
