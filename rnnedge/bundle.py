@@ -73,7 +73,8 @@ class Parity(_Strict):
     max_abs_diff_state: float | None = None
     streaming_max_abs_diff: float | None = None  # step-by-step with carried state vs full sequence
     argmax_agreement: float | None = None
-    tolerance: float | None = None  # the bound this file was held to (fp32 only); None = reported only
+    tolerance: float | None = None  # the bound this file was held to (fp32 only; plus 3x the model's float32
+    # noise, see Evaluation); None = reported only
 
 
 class ModelFile(_Strict):
@@ -104,6 +105,10 @@ class Evaluation(_Strict):
     metric: str
     torch_accuracy: float | None = None
     samples: int = 0
+    # torch fp32 vs the same model in float64 on the reference slice, per chunk from the same state: the
+    # model's own rounding noise, part of each fp32 file's parity bound (rnnedge/export/verify.py)
+    float32_noise_output: float | None = None
+    float32_noise_state: float | None = None
 
 
 class Reference(_Strict):

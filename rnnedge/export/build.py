@@ -56,7 +56,7 @@ from rnnedge.export.onnx_export import export_onnx, serialize_onnx
 from rnnedge.export.onnx_stream import OPSET
 from rnnedge.export.runners import load_runner
 from rnnedge.export.tflite_stream import UnrolledStream
-from rnnedge.export.verify import FP32_TOLERANCE, Expected, expected_from, measure
+from rnnedge.export.verify import FP32_TOLERANCE, Expected, expected_from, float32_noise, measure
 from rnnedge.training.checkpoint import Checkpoint
 
 FORMATS = ("onnx", "tflite")
@@ -123,7 +123,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
     x_ref, labels_ref, ref_description = reference_inputs(data, chunk_len)
     expected = {g: expected_from(torch_runner(m), x_ref, config.state_size if g == "stream" else None,
                                  min(chunk_len, x_ref.shape[1]), config.task != "forecast",
-                                 len(config.state_tensors))
+                                 len(config.state_tensors), exact=torch_runner(m, float64=True))
                 for g, m in modules.items()}
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +162,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
             shipped.add(variant.key)
         report("writing the reference data and manifest", total - 1, total)
         reference = _write_reference(staging, x_ref, labels_ref, expected[main_graph], ref_description)
+        noise = float32_noise(expected[main_graph])
         manifest = Manifest(
             name=f"{config.task}-{config.cell}-{config.num_layers}x{config.hidden_size}",
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -178,7 +179,8 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
             chunk_lens=sorted({f.chunk_len for f in files if f.graph == "stream" and f.chunk_len}),
             files=files, rejected=rejected,
             evaluation=Evaluation(data=data.description, metric=METRICS[config.task],
-                                  torch_accuracy=torch_accuracy[main_graph], samples=data.samples),
+                                  torch_accuracy=torch_accuracy[main_graph], samples=data.samples,
+                                  float32_noise_output=noise[0], float32_noise_state=noise[1]),
             reference=reference,
             provenance=_provenance(ckpt, source, time.monotonic() - started),
         )

@@ -4,6 +4,7 @@ computed the way rnnedge.training.evaluate does (model class i = label i + 1, la
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,12 +61,16 @@ def eval_set(checkpoint: Checkpoint, data: Dataset | None) -> EvalSet:
     return EvalSet(f"{description}, {EVAL_WINDOWS} random windows of {window_len}", data.recordings, (x, y))
 
 
-def torch_runner(module: nn.Module) -> FileRunner:
-    """The torch graph module behind the same interface as the exported files: the reference they match."""
+def torch_runner(module: nn.Module, float64: bool = False) -> FileRunner:
+    """The torch graph module behind the same interface as the exported files: the reference they match.
+    `float64`: the same model in double precision (a copy), to measure float32's own rounding noise."""
+    dtype = torch.float64 if float64 else torch.float32
+    if float64:
+        module = copy.deepcopy(module).double()
 
     @torch.no_grad()
     def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = module(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
+        out = module(**{k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in feeds.items()})
         return {k: v.numpy() for k, v in out.items()}
 
     return FileRunner(call, None, None)
