@@ -41,5 +41,5 @@ class OperatingPoint:
             raise MonitorError(f"{path}: unreadable operating point ({exc})") from None
 
 
-DEFAULT = OperatingPoint(ScoreConfig(smoothing_s=0.2, warmup_s=10.0), AlarmConfig(0.95, 0.95, 5.0),
+DEFAULT = OperatingPoint(ScoreConfig(smoothing_s=0.1, warmup_s=10.0), AlarmConfig(0.98, 0.49, 20.0),
                          {"note": "evaluate-alarms on HAPT validation subjects, default model, ONNX+TFLite int8"})
