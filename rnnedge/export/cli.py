@@ -44,8 +44,10 @@ def _print_table(console, manifest, out: Path) -> None:
     from rich.table import Table
 
     torch_accuracy = manifest.evaluation.torch_accuracy
-    table = Table(title=f"{out}  ({manifest.name}; torch accuracy {torch_accuracy:.4f} on "
-                        f"{manifest.evaluation.data})")
+    # A header line, not the table's title: a title wraps to the table's width and splits the data's name.
+    console.print(f"{out}: {manifest.name}, torch accuracy {torch_accuracy:.4f} on {manifest.evaluation.data}",
+                  soft_wrap=True, highlight=False)
+    table = Table()
     for column in ("format", "precision", "graph", "T", "size", "parity (max abs diff)", "argmax agree",
                    "accuracy", "status"):
         table.add_column(column, justify="left" if column in ("format", "precision", "graph", "status") else "right")
