@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 ART ?= artifacts
 CHECKPOINT := $(ART)/train/model.pt
 BUNDLE := $(ART)/bundle
-export COLUMNS ?= 160  # rich tables: full width in logs and CI, where there is no terminal
+# rich tables at full width in logs and CI, where there is no terminal (no comment on the line itself:
+# make would keep the spaces before it in the value, and rich ignores a COLUMNS that is not all digits)
+export COLUMNS ?= 160
 
 .PHONY: install train export bench alarms test lint clean
 

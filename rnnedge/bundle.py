@@ -1,8 +1,10 @@
 """The bundle: the one contract between export, runtime, devices and apps.
 
 A bundle is a folder holding `manifest.json` plus model files (and `reference.npz`, held-out real data with
-reference outputs). This module is the manifest's schema, written down once (pydantic models; the JSON
-Schema in docs/bundle-schema.json is generated from them), and is imported by the torch-free runtime.
+reference outputs). This module is the manifest's schema, written down once as msgspec Structs (typed, strict:
+unknown fields are refused; `rnnedge schema` prints the JSON Schema generated from them), and is imported by
+the torch-free runtime, so it must stay light: msgspec validates while it parses, in ~1 MB of memory where
+pydantic's schema machinery cost ~15 MB of the runtime's budget.
 
 Model graph I/O, identical for every streaming file whatever the cell:
   inputs  x [batch, time, channels] float32 in RAW sensor units (normalization is inside the graph),
@@ -14,11 +16,10 @@ Window files (bidirectional or window tasks) take only x [batch, time, channels]
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import msgspec
 
 from rnnedge.atomic import write_text_atomic
 from rnnedge.errors import BundleError
@@ -31,33 +32,38 @@ Format = Literal["onnx", "tflite"]
 Precision = Literal["fp32", "fp16", "int8", "int8_static"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class Normalization(_Strict):
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Unknown fields refused, immutable; subclasses say kw_only=True (msgspec does not inherit it) so that
+    fields with defaults may precede required ones."""
+
+
+class Normalization(_Strict, kw_only=True):
     mean: list[float]
     std: list[float]
 
 
-class InputSpec(_Strict):
+class InputSpec(_Strict, kw_only=True):
     name: str = "x"
     channels: list[str]
-    sample_rate_hz: float = Field(gt=0)
+    sample_rate_hz: Positive
     normalization: Normalization  # applied inside each graph: callers feed raw units
 
 
-class OutputSpec(_Strict):
+class OutputSpec(_Strict, kw_only=True):
     name: str = "y"
-    size: int = Field(gt=0)
+    size: Annotated[int, msgspec.Meta(gt=0)]
     kind: Literal["logits", "forecast"]
     labels: list[str] = []  # class names for logits; empty for forecast
 
 
-class StateSpec(_Strict):
+class StateSpec(_Strict, kw_only=True):
     input: str = "state"
     output: str = "state_out"
-    size: int = Field(ge=0)
+    size: Count
     parts: list[str]  # packed in this order: ("h", "c") for LSTM, ("h",) otherwise
     layers: int
     directions: int
@@ -65,10 +71,10 @@ class StateSpec(_Strict):
     dtype: Literal["float32"] = "float32"
 
 
-class Parity(_Strict):
+class Parity(_Strict, kw_only=True):
     """How closely this file reproduces the torch model on held-out real data."""
 
-    samples: int  # time steps compared
+    samples: Count  # time steps compared
     max_abs_diff_output: float
     max_abs_diff_state: float | None = None
     streaming_max_abs_diff: float | None = None  # step-by-step with carried state vs full sequence
@@ -77,21 +83,21 @@ class Parity(_Strict):
     # noise, see Evaluation); None = reported only
 
 
-class ModelFile(_Strict):
+class ModelFile(_Strict, kw_only=True):
     path: str
     format: Format
     precision: Precision
     graph: Literal["stream", "window"]
     chunk_len: int | None = None  # fixed time length, or None when the file takes any length
     sha256: str
-    size_bytes: int
+    size_bytes: Count
     runtimes: list[str]  # runtimes known to load it, e.g. "onnxruntime>=1.18", "ai-edge-litert>=2.0"
     parity: Parity
     accuracy: float | None = None  # task metric on the evaluation data (per-sample accuracy for tag)
     notes: str = ""
 
 
-class Rejected(_Strict):
+class Rejected(_Strict, kw_only=True):
     """A variant that was built and measured but not shipped (e.g. static int8 that loses accuracy)."""
 
     format: Format
@@ -100,18 +106,18 @@ class Rejected(_Strict):
     accuracy: float | None = None
 
 
-class Evaluation(_Strict):
+class Evaluation(_Strict, kw_only=True):
     data: str  # what the held-out data is (subjects, recordings)
     metric: str
     torch_accuracy: float | None = None
-    samples: int = 0
+    samples: Count = 0
     # torch fp32 vs the same model in float64 on the reference slice, per chunk from the same state: the
     # model's own rounding noise, part of each fp32 file's parity bound (rnnedge/export/verify.py)
     float32_noise_output: float | None = None
     float32_noise_state: float | None = None
 
 
-class Reference(_Strict):
+class Reference(_Strict, kw_only=True):
     """Held-out real data (raw units) with the torch model's outputs: accuracy and parity on any device.
     Arrays: x [N, T, C] float32, labels [N, T] int64 (0 = unscored), y [N, T, outputs] float32."""
 
@@ -120,13 +126,13 @@ class Reference(_Strict):
     description: str
 
 
-class Manifest(_Strict):
+class Manifest(_Strict, kw_only=True):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
     created: str
     rnnedge_version: str
     task: Literal["tag", "classify", "forecast"]
-    model: dict  # the training ModelConfig, as saved in the checkpoint
+    model: dict[str, Any]  # the training ModelConfig, as saved in the checkpoint
     streamable: bool
     input: InputSpec
     output: OutputSpec
@@ -136,7 +142,7 @@ class Manifest(_Strict):
     rejected: list[Rejected] = []
     evaluation: Evaluation
     reference: Reference | None = None
-    provenance: dict = {}
+    provenance: dict[str, Any] = {}
 
     def find(self, fmt: str, precision: str = "fp32", graph: str = "stream",
              chunk_len: int | None = None) -> ModelFile:
@@ -162,18 +168,26 @@ def read_manifest(bundle: str | Path) -> Manifest:
     if not path.is_file():
         raise BundleError(f"{bundle}: not a bundle (no {MANIFEST_NAME})")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_bytes()
+        version = msgspec.json.decode(text, type=_Versioned).schema_version
+    except (OSError, msgspec.DecodeError) as exc:
         raise BundleError(f"{path}: unreadable manifest ({exc})") from None
-    if isinstance(raw, dict) and raw.get("schema_version") not in (None, SCHEMA_VERSION):
-        raise BundleError(f"{path}: schema_version {raw.get('schema_version')} is not supported "
-                          f"(this rnnedge reads {SCHEMA_VERSION})")
+    if version not in (None, SCHEMA_VERSION):
+        raise BundleError(f"{path}: schema_version {version} is not supported (this rnnedge reads {SCHEMA_VERSION})")
+    return _decode(text, str(path))
+
+
+class _Versioned(msgspec.Struct):
+    """Just the version, read first so a newer manifest gets that message rather than a field error."""
+
+    schema_version: Any = None
+
+
+def _decode(text: bytes, where: str) -> Manifest:
     try:
-        return Manifest.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise BundleError(f"{path}: invalid manifest at {where}: {first['msg']}") from None
+        return msgspec.json.decode(text, type=Manifest)
+    except msgspec.ValidationError as exc:  # e.g. "Expected `int`, got `str` - at `$.state.size`"
+        raise BundleError(f"{where}: invalid manifest: {exc}") from None
 
 
 def verify_file(bundle: str | Path, entry: ModelFile | str, sha256: str | None = None) -> Path:
@@ -190,8 +204,27 @@ def verify_file(bundle: str | Path, entry: ModelFile | str, sha256: str | None =
 
 
 def write_manifest(bundle: str | Path, manifest: Manifest) -> Path:
-    return write_text_atomic(Path(bundle) / MANIFEST_NAME, manifest.model_dump_json(indent=2) + "\n")
+    """Write atomically, after checking that what is written reads back as a valid manifest (Struct
+    construction does not check types: a numpy scalar or a wrong type would otherwise reach the file)."""
+    try:
+        text = msgspec.json.encode(manifest, enc_hook=_plain)
+    except TypeError as exc:
+        raise BundleError(f"manifest not serializable: {exc}") from None
+    _decode(text, "manifest to write")
+    return write_text_atomic(Path(bundle) / MANIFEST_NAME, msgspec.json.format(text, indent=2).decode() + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (float32 diffs, int64 counts) as Python numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def with_changes(struct: msgspec.Struct, **changes: Any) -> Any:
+    """A copy of a manifest (or one of its parts) with some fields changed."""
+    return msgspec.structs.replace(struct, **changes)
 
 
 def json_schema() -> dict:
-    return Manifest.model_json_schema()
+    return msgspec.json.schema(Manifest)

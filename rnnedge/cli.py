@@ -25,6 +25,16 @@ def _register() -> None:
         module.register(app)
 
 
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of a bundle's manifest.json (generated from rnnedge/bundle.py)."""
+    import json
+
+    from rnnedge.bundle import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
 _register()
 
 

@@ -2,7 +2,7 @@
 
 Recipe (see the measured notes): Debian's `qemu-user-static` unpacked privately (no binfmt, no root install),
 an arm64 CPython 3.11 assembled from Debian arm64 .debs, the aarch64 wheels of the host's pinned numpy /
-onnxruntime / ai-edge-litert / pydantic / typer / rich installed by the host's pip, and an ARM
+onnxruntime / ai-edge-litert / msgspec / typer / rich installed by the host's pip, and an ARM
 `/proc/cpuinfo` text file (onnxruntime and LiteRT segfault under QEMU without one; with `-L ROOTFS` the
 emulated process reads that file instead of the host's). The rootfs is cached, keyed by a hash of the recipe.
 
@@ -38,7 +38,7 @@ DEBIAN_PACKAGES = (  # python3.11's runtime dependency closure (arm64), plus lib
     "python3.11-minimal", "python3.11",
 )
 # What rnnedge.runtime, rnnedge.bundle and the CLI (`devices`, `bench`) import; never torch.
-WHEELS = ("numpy", "onnxruntime", "ai-edge-litert", "pydantic", "typer", "rich")
+WHEELS = ("numpy", "onnxruntime", "ai-edge-litert", "msgspec", "typer", "rich")
 CPUINFO_CORE = """processor\t: {index}
 BogoMIPS\t: 108.00
 Features\t: fp asimd evtstrm crc32 cpuid

@@ -9,7 +9,7 @@
     pool = model.pool(capacity=1024)          # many streams, one backend call per tick
     pool.add("bed-7"); pool.step({"bed-7": sample})
 
-Imports numpy, pydantic (the manifest schema) and the one backend it uses, never torch.
+Imports numpy, msgspec (the manifest schema) and the one backend it uses, never torch.
 """
 
 from rnnedge.runtime.model import BACKENDS, Model, load

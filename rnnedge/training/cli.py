@@ -10,6 +10,7 @@ import typer
 from rnnedge.atomic import write_text_atomic
 from rnnedge.data.hapt import GET_UP_LABELS
 from rnnedge.errors import DataError, RnnedgeError
+from rnnedge.training.config import TrainConfig
 
 DEFAULT_RUN_DIR = Path("artifacts/train")
 
@@ -38,20 +39,20 @@ def train_command(
     task: str = typer.Option("tag", help="tag (label per step, streaming) | classify (window) | forecast"),
     bidirectional: bool = typer.Option(False, help="Window tasks only (needs the future)."),
     horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
-    epochs: int = typer.Option(30, min=1),
-    chunk_len: int = typer.Option(250, min=2, help="Truncated-BPTT chunk length in samples."),
+    epochs: int = typer.Option(TrainConfig.epochs, min=1),
+    chunk_len: int = typer.Option(TrainConfig.chunk_len, min=2, help="Truncated-BPTT chunk length in samples."),
     lanes: int = typer.Option(16, min=1, help="Parallel recordings (stateful) or windows per batch."),
     window_len: int = typer.Option(128, min=2, help="classify: window length in samples."),
-    lr: float = typer.Option(3e-3, min=0.0),
+    lr: float = typer.Option(TrainConfig.lr, min=0.0),
     dropout: float = typer.Option(0.1, min=0.0, max=0.9),
-    patience: int = typer.Option(6, min=1),
+    patience: int = typer.Option(TrainConfig.patience, min=1),
     rotate_deg: float | None = typer.Option(
         None, min=0.0, max=180.0, show_default=False,
         help="Augment: rotate 3-axis sensors (channels named *-x/-y/-z) by a random angle up to this about x, per "
              "recording. Default: 180 for hapt (x runs along the wearer's body, so this covers lying on the back, "
              "either side or front), 0 for other data."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(TrainConfig.seed),
     channels: str | None = typer.Option(None, help="CSV: channel columns, comma-separated."),
     label_column: str | None = typer.Option(None, help="CSV: label column."),
     sample_rate: float | None = typer.Option(None, help="CSV: sample rate in Hz."),
@@ -60,7 +61,7 @@ def train_command(
 ) -> None:
     """Train a recurrent model with stateful truncated BPTT and save a checkpoint."""
     from rnnedge.data.hapt import HAPT_SPLITS
-    from rnnedge.training.config import ModelConfig, TrainConfig
+    from rnnedge.training.config import ModelConfig
     from rnnedge.training.evaluate import report
     from rnnedge.training.train import train
 

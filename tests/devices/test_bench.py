@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnedge.bundle import read_manifest, sha256_file, write_manifest
+from rnnedge.bundle import read_manifest, sha256_file, with_changes, write_manifest
 from rnnedge.devices import bench
 from rnnedge.devices.info import detect_backends, detect_machine
 
@@ -66,9 +66,8 @@ def test_a_fast_but_wrong_file_shows_as_parity_failed(small_bundle: Path, tmp_pa
         if len(init.dims) == 3:  # the LSTM's W and R
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 0.5, init.name))
     onnx.save(graph, bundle / entry.path)
-    swapped = entry.model_copy(update={"sha256": sha256_file(bundle / entry.path)})
-    write_manifest(bundle, manifest.model_copy(
-        update={"files": [swapped if f is entry else f for f in manifest.files]}))
+    swapped = with_changes(entry, sha256=sha256_file(bundle / entry.path))
+    write_manifest(bundle, with_changes(manifest, files=[swapped if f is entry else f for f in manifest.files]))
     report = bench.run(bundle, FAST, only=lambda fmt, _, backend: fmt == "onnx" and backend == "onnxruntime")
     status = {(r.kind, r.precision): r.status for r in report.rows}
     assert status[("stream", "fp16")] == "parity failed"

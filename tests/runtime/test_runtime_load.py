@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import rnnedge.runtime as rt
+from rnnedge.bundle import json_schema
 from rnnedge.errors import BackendUnavailableError, BundleError
 
 
@@ -59,3 +62,31 @@ def test_model_describes_itself(bundle):
     assert model.state_size == model.manifest.state.size
     assert model.sha256 == model.manifest.find("onnx").sha256
     assert "onnxruntime" in repr(model)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m: m["state"].update(size="256"), r"invalid manifest: Expected `int`, got `str` - at `\$.state.size`"),
+    (lambda m: m.update(colour="red"), r"invalid manifest: Object contains unknown field `colour`"),
+    (lambda m: m["input"].update(sample_rate_hz=0), r"Expected `float` > 0\.0 - at `\$.input.sample_rate_hz`"),
+    (lambda m: m["files"][0].pop("sha256"), r"missing required field `sha256` - at `\$.files\[0\]`"),
+    (lambda m: m.update(schema_version=2), r"schema_version 2 is not supported \(this rnnedge reads 1\)"),
+])
+def test_invalid_manifests_are_refused_with_where(bundle, tmp_path, edit, message):
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        rt.load(copy)
+
+
+def test_unreadable_manifest_is_refused(bundle, tmp_path):
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    (copy / "manifest.json").write_text('{"name": ')
+    with pytest.raises(BundleError, match="unreadable manifest"):
+        rt.load(copy)
+
+
+def test_the_documented_schema_is_the_code_s():
+    documented = json.loads((Path(__file__).parents[2] / "docs" / "bundle-schema.json").read_text())
+    assert documented == json_schema(), "docs/bundle-schema.json is stale: rnnedge schema > docs/bundle-schema.json"
