@@ -131,6 +131,7 @@ def measure(runner: FileRunner, expected: Expected, tolerance: float | None = No
                                                               noise=_noise(expected.y, expected.y_carried_exact))
     parity = Parity(samples=int(np.prod(expected.x.shape[:2])), max_abs_diff_output=out_diff,
                     max_abs_diff_state=state_diff, streaming_max_abs_diff=_max_diff(carried, whole),
+                    streamed_max_abs_diff=_max_diff(carried, expected.y),
                     argmax_agreement=_agreement(carried, expected), tolerance=tolerance)
     return parity, _failed(checks, tolerance)
 

@@ -8,7 +8,6 @@ version, or torn, is refused with SnapshotError. Writes are atomic (write-then-r
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.atomic import write_bytes_atomic
+from rnnedge.digest import sha256_bytes
 from rnnedge.errors import SnapshotError
 
 MAGIC = b"RNNEDGE-SNAPSHOT\n"
@@ -34,7 +34,7 @@ def save_snapshot(path: str | Path, model_sha256: str, snapshot: Snapshot) -> Pa
     payload = snapshot.state.astype(_LE_F32).tobytes() + snapshot.last_good.astype(_LE_F32).tobytes()
     header = {"version": VERSION, "model_sha256": model_sha256, "state_size": snapshot.state.size,
               "channels": snapshot.last_good.size, "steps": snapshot.steps,
-              "payload_sha256": hashlib.sha256(payload).hexdigest()}
+              "payload_sha256": sha256_bytes(payload)}
     return write_bytes_atomic(path, MAGIC + json.dumps(header).encode() + b"\n" + payload)
 
 
@@ -60,7 +60,7 @@ def load_snapshot(path: str | Path, model_sha256: str, state_size: int, channels
         raise SnapshotError(f"{path}: snapshot of another model (sha256 {theirs}..., this model is "
                             f"{model_sha256[:12]}...): its state means nothing here")
     if (header.get("state_size"), header.get("channels")) != (state_size, channels) or \
-            hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+            sha256_bytes(payload) != header.get("payload_sha256"):
         raise SnapshotError(f"{path}: corrupt snapshot (payload does not match its header)")
     values = np.frombuffer(payload, _LE_F32).astype(np.float32)
     return Snapshot(values[:state_size].copy(), values[state_size:].copy(), int(header.get("steps", 0)))

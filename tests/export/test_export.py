@@ -5,6 +5,7 @@ import onnx
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
+import rnnedge.runtime as rt
 from rnnedge.bundle import read_manifest, verify_file
 from rnnedge.errors import BundleError, ExportError
 from rnnedge.export import export_bundle
@@ -54,6 +55,11 @@ def test_int8_and_fp16_are_smaller_and_accurate(hapt_small_train, hapt_small_val
     with np.load(tmp_path / "b" / "reference.npz") as ref:
         assert ref["x"].shape[:2] == ref["labels"].shape == ref["y"].shape[:2]
         assert ref["state_out"].shape == (len(ref["x"]), checkpoint.config.state_size)
+        for f in manifest.files:  # the streamed figure is what a device sees streaming the slice from zero state
+            if f.format == "onnx":
+                model = rt.load(tmp_path / "b", backend="onnxruntime", precision=f.precision)
+                y = np.stack([model.stream().feed(x) for x in ref["x"]])
+                assert np.abs(y - ref["y"]).max() == pytest.approx(f.parity.streamed_max_abs_diff, rel=1e-3, abs=1e-6)
     assert (tmp_path / "b" / "reference.npz").stat().st_size < 1_000_000
 
 
