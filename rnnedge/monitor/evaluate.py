@@ -25,7 +25,7 @@ from rnnedge.atomic import write_text_atomic
 from rnnedge.data.hapt import HAPT_SPLITS, load_hapt
 from rnnedge.data.recording import Recording
 from rnnedge.monitor.alarm import AlarmConfig, alarm_intervals
-from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize
+from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize, unlabelled_get_ups
 from rnnedge.monitor.operating_point import OperatingPoint
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
 
@@ -48,6 +48,7 @@ class Scored:
         names = load_hapt().label_names
         self.recordings, self.logits, self.labels, self.rate = recordings, logits, labels, sample_rate_hz
         self.events = [get_up_events(r.labels, names) for r in recordings]
+        self.unlabelled = [unlabelled_get_ups(r.labels, names) for r in recordings]
         self._scores: dict[ScoreConfig, list[np.ndarray]] = {}
 
     def scores(self, config: ScoreConfig) -> list[np.ndarray]:
@@ -59,8 +60,9 @@ class Scored:
         return [alarm_intervals(s, point.alarm, self.rate) for s in self.scores(point.score)]
 
     def evaluate(self, point: OperatingPoint) -> tuple[dict, list]:
-        per = [score_recording([a for a, _ in alarms], events, len(r), self.rate)
-               for alarms, events, r in zip(self.alarms(point), self.events, self.recordings, strict=True)]
+        per = [score_recording([a for a, _ in alarms], events, len(r), self.rate, unlabelled=unlabelled)
+               for alarms, events, unlabelled, r in zip(self.alarms(point), self.events, self.unlabelled,
+                                                         self.recordings, strict=True)]
         return summarize(per), per
 
 

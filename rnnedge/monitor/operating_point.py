@@ -42,4 +42,5 @@ class OperatingPoint:
 
 
 DEFAULT = OperatingPoint(ScoreConfig(smoothing_s=0.1, warmup_s=10.0), AlarmConfig(0.98, 0.49, 20.0),
-                         {"note": "evaluate-alarms on HAPT validation subjects, default model, ONNX+TFLite int8"})
+                         {"note": "evaluate-alarms on HAPT validation subjects (18/18 get-ups, 1 false alarm in "
+                                  "0.97 h), default model (60 epochs), ONNX and TFLite int8 agree"})

@@ -76,3 +76,19 @@ def test_matching_window_zones_and_denominator():
     assert summary["recall"] == 0.5 and summary["false_alarms"] == 1
     assert summary["false_alarms_per_hour"] == pytest.approx(3600 / result.other_s)
     assert score_recording([1000 + late], events, 10000, rate).delays_s == [LATE_S, None]  # inclusive end
+
+
+def test_unlabelled_get_ups_are_neither_detections_nor_false_alarms(hapt):
+    from rnnedge.monitor.events import unlabelled_get_ups
+
+    names = ["UNLABELED", "LAYING", "SITTING", "STANDING"]
+    labels = np.array([0] * 10 + [1] * 50 + [0] * 20 + [2] * 50 + [0] * 20 + [1] * 50 + [0] * 20 + [1] * 30)
+    assert unlabelled_get_ups(labels, names) == [(60, 80)]  # lying -> gap -> sitting; not lying -> gap -> lying
+    rate, early = 10.0, round(EARLY_S * 10)
+    result = score_recording([55, 75, 150], [], len(labels), rate, unlabelled=[(60, 80)])
+    assert result.unlabelled_alarms == 2 and result.false_alarms == [150]
+    assert result.other_s == pytest.approx((len(labels) - (20 + early)) / rate)
+    assert summarize([result])["unlabelled_get_up_alarms"] == 2
+    # on the real labels, only subject 28 (validation) has such stretches: the test subjects' scores are unchanged
+    found = {r.subject for r in hapt.recordings if unlabelled_get_ups(r.labels, hapt.label_names)}
+    assert found == {28}
