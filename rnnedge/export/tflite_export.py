@@ -7,6 +7,9 @@ import contextlib
 import io
 import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 from torch import nn
@@ -24,13 +27,38 @@ NOTES = {
 }
 
 
+@contextlib.contextmanager
+def native_stderr_held() -> Iterator[None]:
+    """Importing litert-torch and converting write TensorFlow/absl/torchao start-up notices ("oneDNN custom
+    operations are on", "Failed to load .../torchao/_C_mxfp8...so", pytree deprecations) straight to file
+    descriptor 2 from C++, where no Python switch reaches. Send fd 2 to a temp file meanwhile, and replay it
+    if the step fails, so real errors still show."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def convert_tflite(module: nn.Module, inputs: dict) -> bytes:
     """fp32 flatbuffer of `module` at the example inputs' fixed shapes (batch 1, time T)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import litert_torch
+    with native_stderr_held():
+        import litert_torch
 
-    litert_torch.config.show_progress = False
-    return bytes(litert_torch.convert(module, sample_kwargs=inputs).model_content())
+        litert_torch.config.show_progress = False
+        return bytes(litert_torch.convert(module, sample_kwargs=inputs).model_content())
 
 
 def quantize_tflite(fp32: bytes, precision: str, calibration: list[dict[str, np.ndarray]] | None = None,
