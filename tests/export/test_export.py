@@ -105,3 +105,17 @@ def test_bad_requests_are_export_errors(tiny, hapt_small_val, tmp_path):
     (tmp_path / "user" / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="not a bundle"):
         export_bundle(tiny, tmp_path / "user", eval_data=hapt_small_val)
+
+
+def test_converter_chatter_is_held_back_and_replayed_on_failure(capfd):
+    import os
+
+    from rnnedge.export.tflite_export import native_stderr_held
+
+    with native_stderr_held():
+        os.write(2, b"oneDNN custom operations are on\n")
+    assert "oneDNN" not in capfd.readouterr().err
+    with pytest.raises(RuntimeError), native_stderr_held():
+        os.write(2, b"the converter's real complaint\n")
+        raise RuntimeError("conversion failed")
+    assert "the converter's real complaint" in capfd.readouterr().err
