@@ -33,6 +33,7 @@ Precision = Literal["fp32", "fp16", "int8", "int8_static"]
 
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
@@ -55,7 +56,7 @@ class InputSpec(_Strict, kw_only=True):
 
 class OutputSpec(_Strict, kw_only=True):
     name: str = "y"
-    size: Annotated[int, msgspec.Meta(gt=0)]
+    size: PositiveInt
     kind: Literal["logits", "forecast"]
     labels: list[str] = []  # class names for logits; empty for forecast
 
