@@ -41,7 +41,7 @@ def train_command(
     horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
     epochs: int = typer.Option(TrainConfig.epochs, min=1),
     chunk_len: int = typer.Option(TrainConfig.chunk_len, min=2, help="Truncated-BPTT chunk length in samples."),
-    lanes: int = typer.Option(16, min=1, help="Parallel recordings (stateful) or windows per batch."),
+    lanes: int = typer.Option(TrainConfig.batch_size, min=1, help="Parallel recordings (stateful) or windows per batch."),
     window_len: int = typer.Option(128, min=2, help="classify: window length in samples."),
     lr: float = typer.Option(TrainConfig.lr, min=0.0),
     dropout: float = typer.Option(0.1, min=0.0, max=0.9),

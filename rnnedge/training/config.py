@@ -68,7 +68,7 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 60  # with the cosine schedule; HAPT's validation accuracy still climbs past epoch 40
     chunk_len: int = 250  # truncated-BPTT length in samples (5 s at 50 Hz)
-    batch_size: int = 32  # parallel lanes (recordings) for tag/forecast, windows for classify
+    batch_size: int = 16  # parallel lanes (recordings) for tag/forecast, windows for classify
     window_len: int = 128  # classify: window length in samples
     lr: float = 3e-3
     weight_decay: float = 1e-4
