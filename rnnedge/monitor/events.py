@@ -20,6 +20,7 @@ validation); an alarm more than 1 s early is not credited.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ def unlabelled_get_ups(labels: np.ndarray, label_names: list[str]) -> list[tuple
 
 def score_recording(starts: list[int], events: list[Event], steps: int, sample_rate_hz: float,
                     early_s: float = EARLY_S, late_s: float = LATE_S,
-                    unlabelled: list[tuple[int, int]] = ()) -> RecordingScore:
+                    unlabelled: Sequence[tuple[int, int]] = ()) -> RecordingScore:
     early, late = round(early_s * sample_rate_hz), round(late_s * sample_rate_hz)
     used: set[int] = set()
     delays: list[float | None] = []
@@ -80,7 +81,7 @@ def score_recording(starts: list[int], events: list[Event], steps: int, sample_r
     unlabelled_zones = [(max(0, a - early), b) for a, b in unlabelled]
     in_zone = [s for s in starts if any(a <= s < b for a, b in zones)]
     in_unlabelled = [s for s in starts if s not in in_zone and any(a <= s < b for a, b in unlabelled_zones)]
-    zone_steps = int(np.count_nonzero(_mask(zones + unlabelled_zones, steps)))
+    zone_steps = int(np.count_nonzero(_mask([*zones, *unlabelled_zones], steps)))
     return RecordingScore(delays, [s for s in starts if s not in in_zone and s not in in_unlabelled],
                           len([s for s in in_zone if s not in used]), (steps - zone_steps) / sample_rate_hz,
                           len(in_unlabelled))
