@@ -48,12 +48,13 @@ def _print_table(console, manifest, out: Path) -> None:
     console.print(f"{out}: {manifest.name}, torch accuracy {torch_accuracy:.4f} on {manifest.evaluation.data}",
                   soft_wrap=True, highlight=False)
     table = Table()
-    for column in ("format", "precision", "graph", "T", "size", "parity (max abs diff)", "argmax agree",
-                   "accuracy", "status"):
+    for column in ("format", "precision", "graph", "T", "size", "max abs diff vs torch: y / state",
+                   "argmax agree", "accuracy", "status"):
         table.add_column(column, justify="left" if column in ("format", "precision", "graph", "status") else "right")
     for f in manifest.files:
         p = f.parity
-        parity = f"{max(p.max_abs_diff_output, p.max_abs_diff_state or 0):.1e}"
+        parity = f"{p.max_abs_diff_output:.1e}" + (f" / {p.max_abs_diff_state:.1e}"
+                                                    if p.max_abs_diff_state is not None else "")
         table.add_row(f.format, f.precision, f.graph, str(f.chunk_len or "any"), f"{f.size_bytes / 1024:.1f} KB",
                       parity, f"{p.argmax_agreement:.4f}" if p.argmax_agreement is not None else "-",
                       f"{f.accuracy:.4f}" if f.accuracy is not None else "-",
