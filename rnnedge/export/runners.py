@@ -28,9 +28,9 @@ class FileRunner:
 def onnx_runner(path: Path) -> FileRunner:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from rnnedge.runtime.ort import session_options  # verify with the device runtime's own settings
+
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return FileRunner(lambda feeds: dict(zip(names, session.run(None, feeds), strict=True)), None, None)
 

@@ -20,7 +20,7 @@ from rnnedge.devices.info import detect_backends, detect_machine
 
 pytestmark = pytest.mark.slow
 FAST = replace(bench.QUICK, steps=50, chunks=3, pool_steps=256, windowed_steps=20,
-               pool_sizes=(8,), cold_start=False)
+               pool_sizes=(8,), cold_start=False, warmup_s=0.05)
 
 
 def rnnedge(*args: str) -> subprocess.CompletedProcess[str]:
