@@ -19,7 +19,8 @@ def export_command(
     formats: str = typer.Option("onnx,tflite", help="Comma-separated: onnx, tflite."),
     precisions: str = typer.Option("fp32,int8,fp16", help="Comma-separated: fp32, int8, fp16, int8_static "
                                    "(int8 also tries TFLite static int8; fp32 is always built)."),
-    chunk_len: int = typer.Option(50, min=1, help="Fixed chunk length of the TFLite stream files (besides T=1)."),
+    chunk_len: int = typer.Option(50, min=1, help="Fixed chunk length of the TFLite stream files (besides T=1; "
+                                  "1 = T=1 files only, the smallest bundle)."),
 ) -> None:
     """Export a checkpoint to ONNX and TFLite (fp32, int8, fp16), verified against torch on held-out data."""
     from rich.console import Console
