@@ -2,7 +2,7 @@
 Stream.step vs the bare backend call on the same file and vs a torch eager step; a 1024-stream pool;
 chunks of 50; a fresh process's import + load time and peak RSS.
 
-    python -m rnnedge.runtime.bench BUNDLE [--out results.json]
+    python -m rnnedge.devices.runtime_bench BUNDLE [--out results.json]
 
 Timings are the best of interleaved rounds (a shared machine is noisy: compare the ratios). Torch is imported
 only for its own row, after everything else, and only if installed.
