@@ -163,17 +163,13 @@ def read_manifest(bundle: str | Path) -> Manifest:
     if not path.is_file():
         raise BundleError(f"{bundle}: not a bundle (no {MANIFEST_NAME})")
     try:
-        text = path.read_bytes()
-        version = msgspec.json.decode(text, type=_Versioned).schema_version
-    except (OSError, msgspec.DecodeError) as exc:
+        return _decode(path.read_bytes(), str(path))
+    except OSError as exc:
         raise BundleError(f"{path}: unreadable manifest ({exc})") from None
-    if version not in (None, SCHEMA_VERSION):
-        raise BundleError(f"{path}: schema_version {version} is not supported (this rnnedge reads {SCHEMA_VERSION})")
-    return _decode(text, str(path))
 
 
 class _Versioned(msgspec.Struct):
-    """Just the version, read first so a newer manifest gets that message rather than a field error."""
+    """Just the version: read when a manifest fails validation, so a newer one gets that message instead."""
 
     schema_version: Any = None
 
@@ -182,7 +178,16 @@ def _decode(text: bytes, where: str) -> Manifest:
     try:
         return msgspec.json.decode(text, type=Manifest)
     except msgspec.ValidationError as exc:  # e.g. "Expected `int`, got `str` - at `$.state.size`"
+        try:
+            version = msgspec.json.decode(text, type=_Versioned).schema_version
+        except msgspec.DecodeError:
+            version = None
+        if version not in (None, SCHEMA_VERSION):
+            raise BundleError(f"{where}: schema_version {version} is not supported (this rnnedge reads "
+                              f"{SCHEMA_VERSION})") from None
         raise BundleError(f"{where}: invalid manifest: {exc}") from None
+    except msgspec.DecodeError as exc:  # not JSON at all
+        raise BundleError(f"{where}: unreadable manifest ({exc})") from None
 
 
 def verify_file(bundle: str | Path, entry: ModelFile | str, sha256: str | None = None) -> Path:

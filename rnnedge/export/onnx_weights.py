@@ -76,7 +76,8 @@ NOTES = {
     "int8": "weights stored int8 (symmetric, per output channel) and dequantized by DequantizeLinear into the "
             "native recurrent ops and head, which compute in float32; states and activations stay float32. "
             "Smaller file, same speed as fp32 with ONNX Runtime session config session.disable_quant_qdq=1 "
-            "(rnnedge.runtime sets it; without it ORT quantizes the head's activations and runs ~1.8x slower).",
+            "(rnnedge.runtime sets it; without it ORT keeps DequantizeLinear at run time, fuses the head into a "
+            "MatMulNBits kernel with slightly different outputs, and runs ~1.7x slower).",
     "fp16": "weights stored float16 and cast to float32 at load; compute, states and activations in float32. "
             "Smaller file, same speed as fp32.",
 }

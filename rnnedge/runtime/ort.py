@@ -57,7 +57,7 @@ def session_options(threads: int = 1):
     # Spinning threads burn the core between calls and make multi-thread timings swing.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # int8 files store weights as int8 behind DequantizeLinear. Left to its QDQ rules, ORT keeps those nodes
-    # at run time (no int8 LSTM kernel exists) and turns the head into a dynamically quantized int8 MatMul:
+    # at run time (no int8 LSTM kernel exists) and turns the head into a block-quantized MatMulNBits kernel:
     # 26.6 us per step against fp32's 14.6 here. Without them it folds the weights back to float32 at load:
     # the small file runs at fp32 speed, computing in float32 as the manifest says.
     options.add_session_config_entry("session.disable_quant_qdq", "1")
