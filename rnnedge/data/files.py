@@ -6,24 +6,43 @@ because the person fixing it has the file open in a spreadsheet.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from rnnedge.data.recording import Dataset, Recording
+from rnnedge.data.recording import UNLABELED, Dataset, Recording
 from rnnedge.errors import DataError
 
 
-def _read_csv(path: Path, channels: Sequence[str], label_column: str | None) -> tuple[np.ndarray, list[str]]:
+def _decode(path: Path) -> str:
+    """The file's text: UTF-8 with or without a byte-order mark; anything else is one DataError line."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror})") from None
-    with handle:
-        reader = csv.reader(handle)
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: the file is UTF-16 text; save it as UTF-8 CSV")
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                        "save the file as UTF-8 CSV") from None
+
+
+def _read_csv(
+    path: Path, channels: Sequence[str], label_column: str | None,
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Signals (T, C) and, with a label column, (row number, stripped label) per data row."""
+    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    try:
         header = next(reader, None)
         if not header or not any(cell.strip() for cell in header):
             raise DataError(f"{path}: empty file (expected a header row naming the columns)")
@@ -32,10 +51,13 @@ def _read_csv(path: Path, channels: Sequence[str], label_column: str | None) -> 
         missing = [c for c in wanted if c not in header]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}; header has {', '.join(header)}")
+        doubled = [c for c in wanted if header.count(c) > 1]
+        if doubled:
+            raise DataError(f"{path}: column(s) {', '.join(doubled)} appear more than once in the header")
         index = [header.index(c) for c in channels]
         label_index = header.index(label_column) if label_column else None
         rows: list[list[float]] = []
-        labels: list[str] = []
+        labels: list[tuple[int, str]] = []
         for row_number, row in enumerate(reader, start=2):  # row 1 is the header
             if not row or all(not cell.strip() for cell in row):
                 continue
@@ -52,47 +74,118 @@ def _read_csv(path: Path, channels: Sequence[str], label_column: str | None) -> 
                 values.append(value)
             rows.append(values)
             if label_index is not None:
-                labels.append(row[label_index].strip())
+                labels.append((row_number, row[label_index].strip()))
+    except csv.Error as exc:
+        raise DataError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
     return np.asarray(rows, dtype=np.float32), labels
 
 
+def _csv_files(paths: str | Path | Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """(file, recording name) for each CSV: a folder stands for the .csv files directly in it, in name order.
+
+    The name is the file's path relative to the folder that holds every file given (the stem for a single file),
+    so files with the same name in different folders stay distinct.
+    """
+    entries = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    if not entries:
+        raise DataError("no CSV files given")
+    files: list[Path] = []
+    for entry in entries:
+        if entry.is_dir():
+            found = sorted(p for p in entry.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+            if not found:
+                raise DataError(f"{entry}: no .csv files in this folder")
+            files += found
+        elif entry.is_file():
+            files.append(entry)
+        else:
+            raise DataError(f"{entry}: no such file or folder")
+    absolute = [p.absolute() for p in files]
+    if len(set(absolute)) < len(absolute):
+        twice = next(p for p in files if absolute.count(p.absolute()) > 1)
+        raise DataError(f"{twice}: given more than once")
+    if len(entries) == 1 and len(files) == 1 and not entries[0].is_dir():
+        return [(files[0], files[0].stem)]
+    root = Path(os.path.commonpath([p.parent for p in absolute]))
+    return [(p, a.relative_to(root).as_posix()) for p, a in zip(files, absolute, strict=True)]
+
+
+def _name(value: str, what: str) -> str:
+    """A column name as given on a command line (`--channels "a, b"`): surrounding spaces are not part of it."""
+    name = value.strip()
+    if not name:
+        raise DataError(f"empty {what} name in {value!r}")
+    return name
+
+
+def _class_order(names: set[str]) -> list[str]:
+    """Class names in sorted order: numerically when every name is a number ('2' before '10'), else as text."""
+    try:
+        keys = {n: float(n) for n in names}
+    except ValueError:
+        return sorted(names)
+    if not all(math.isfinite(k) for k in keys.values()):
+        return sorted(names)
+    return sorted(names, key=lambda n: (keys[n], n))
+
+
 def load_csv(
-    paths: Sequence[str | Path],
+    paths: str | Path | Sequence[str | Path],
     channels: Sequence[str],
     sample_rate_hz: float,
     label_column: str | None = None,
     label_names: Sequence[str] | None = None,
+    unlabelled: str | None = None,
 ) -> Dataset:
-    """Load CSV recordings (one per file). Labels may be names or integer ids; '' means unlabelled (0).
+    """Load CSV recordings, one per file (a folder stands for the .csv files in it).
 
-    `label_names` fixes the label set (index 0 must be the 'unlabelled' name); otherwise it is
-    ['UNLABELED', *sorted names found].
+    Every label value is a class, `0` included, matched by its name. A row is unlabelled (index UNLABELED = 0,
+    streamed through but never trained on or scored) only when its label cell is empty or equals `unlabelled`.
+    Without `label_names` the classes are the labels found, sorted (numerically when all are numbers), at
+    indices 1..K after an 'UNLABELED' placeholder. `label_names` fixes the set instead (index 0 is the
+    placeholder, never matched), e.g. the training split's `Dataset.label_names` when loading its test split;
+    a label not in it is a DataError naming file, row and column. Names are stripped of surrounding spaces.
     """
-    if not paths:
-        raise DataError("no CSV files given")
     if sample_rate_hz <= 0:
         raise DataError(f"sample rate must be positive, got {sample_rate_hz}")
-    loaded = [(Path(p), *_read_csv(Path(p), channels, label_column)) for p in paths]
+    channels = [_name(c, "channel") for c in channels]
+    if not channels:
+        raise DataError("no channel columns given")
+    if len(set(channels)) < len(channels):
+        raise DataError(f"a channel is named more than once: {', '.join(channels)}")
+    if label_column is not None:
+        label_column = _name(label_column, "label column")
+        if label_column in channels:
+            raise DataError(f"column {label_column} is both a channel and the label column")
+    unlabelled_values = {"", unlabelled.strip()} if unlabelled is not None else {""}
+    loaded = [(file, name, *_read_csv(file, channels, label_column)) for file, name in _csv_files(paths)]
     if label_names is None:
-        found = sorted({lab for _, _, labs in loaded for lab in labs if lab and lab != "0"})
-        label_names = ["UNLABELED", *found]
-    lookup = {name: i for i, name in enumerate(label_names)}
+        found = {lab for *_, labs in loaded for _, lab in labs} - unlabelled_values
+        placeholder = "UNLABELED"
+        while placeholder in found:  # a user class may carry the placeholder's name; it stays a class
+            placeholder = f"_{placeholder}"
+        label_names = [placeholder, *_class_order(found)]
+    label_names = list(label_names)
+    if not label_names:
+        raise DataError("label_names must start with the unlabelled placeholder at index 0")
+    classes = label_names[UNLABELED + 1:]
+    if len(set(classes)) < len(classes):
+        raise DataError(f"a label name appears more than once: {', '.join(classes)}")
+    lookup = {name: i for i, name in enumerate(label_names) if i != UNLABELED}
     recordings = []
-    for file, signals, raw_labels in loaded:
-        labels = np.zeros(len(signals), np.int64)
-        for row_offset, lab in enumerate(raw_labels):
-            if lab in ("", "0"):
+    for file, name, signals, raw_labels in loaded:
+        labels = np.full(len(signals), UNLABELED, np.int64)
+        for offset, (row_number, lab) in enumerate(raw_labels):
+            if lab in unlabelled_values:
                 continue
-            if lab in lookup:
-                labels[row_offset] = lookup[lab]
-            elif lab.isdigit() and int(lab) < len(label_names):
-                labels[row_offset] = int(lab)
-            else:
-                raise DataError(f"{file}: row {row_offset + 2}, column {label_column}: unknown label {lab!r}")
-        recordings.append(Recording(signals, labels, subject=0, name=file.stem))
-    return Dataset(recordings, list(channels), list(label_names), float(sample_rate_hz), source="csv")
+            if lab not in lookup:
+                raise DataError(f"{file}: row {row_number}, column {label_column}: unknown label {lab!r} "
+                                f"(labels: {', '.join(classes) or 'none'})")
+            labels[offset] = lookup[lab]
+        recordings.append(Recording(signals, labels, subject=0, name=name))
+    return Dataset(recordings, channels, label_names, float(sample_rate_hz), source="csv")
 
 
 def load_npz(path: str | Path) -> Dataset:
