@@ -174,6 +174,7 @@ def load_csv(
     if len(set(classes)) < len(classes):
         raise DataError(f"a label name appears more than once: {', '.join(classes)}")
     lookup = {name: i for i, name in enumerate(label_names) if i != UNLABELED}
+    known = ", ".join(classes[:20]) + (f", ... ({len(classes)} in all)" if len(classes) > 20 else "") or "none"
     recordings = []
     for file, name, signals, raw_labels in loaded:
         labels = np.full(len(signals), UNLABELED, np.int64)
@@ -182,7 +183,7 @@ def load_csv(
                 continue
             if lab not in lookup:
                 raise DataError(f"{file}: row {row_number}, column {label_column}: unknown label {lab!r} "
-                                f"(labels: {', '.join(classes) or 'none'})")
+                                f"(labels: {known})")
             labels[offset] = lookup[lab]
         recordings.append(Recording(signals, labels, subject=0, name=name))
     return Dataset(recordings, channels, label_names, float(sample_rate_hz), source="csv")
