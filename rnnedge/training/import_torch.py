@@ -6,7 +6,8 @@ names (`lstm.weight_ih_l0`, `encoder.rnn.*`, `fc.weight`, ...). batch_first does
 does not matter. The user's forward is assumed to be rnnedge's: `head(rnn(x)[0])` at every step (tag,
 forecast), at the last step for classify (bidirectional: the forward direction's last step joined with the
 backward direction's first, i.e. `cat(h_n[-2], h_n[-1])`). A state_dict cannot tell `nn.RNN`'s nonlinearity:
-it is given (tanh by default).
+it is given (tanh by default). A forecast head is taken to predict the next `horizon` inputs in the units the
+model was fed (normalized when a normalization is given), laid out [t+1 channels..., t+2 channels..., ...].
 
 Everything that does not fit (a projection, bias=False, a second recurrent module, layers between the recurrent
 module and the head, ...) is refused with a CheckpointError that names the module or key. An imported checkpoint
@@ -52,6 +53,7 @@ class ImportSpec:
     normalization: Normalization | None = None  # None: the model takes raw inputs (mean 0, std 1)
     nonlinearity: str = "tanh"  # nn.RNN only
     horizon: int = 1  # forecast only
+    window_len: int | None = None  # classify: the window it was trained on (None: whole series)
 
     @staticmethod
     def from_dict(values: Mapping, where: str = "spec") -> ImportSpec:
@@ -70,7 +72,8 @@ class ImportSpec:
             kwargs["labels"] = _names(values["labels"], "labels", where)
         if values.get("normalization") is not None:
             kwargs["normalization"] = _normalization(values["normalization"], where)
-        for key, kind in (("sample_rate_hz", (int, float)), ("horizon", int), ("task", str), ("nonlinearity", str)):
+        for key, kind in (("sample_rate_hz", (int, float)), ("horizon", int), ("window_len", int), ("task", str),
+                          ("nonlinearity", str)):
             if key in kwargs and (not isinstance(kwargs[key], kind) or isinstance(kwargs[key], bool)):
                 raise DataError(f"{where}: {key} must be a {'number' if key == 'sample_rate_hz' else kind.__name__}, "
                                 f"got {kwargs[key]!r}")
@@ -257,7 +260,7 @@ def _inspect(state_dict: Mapping[str, torch.Tensor]) -> tuple[_Found, dict[str, 
 def import_state_dict(state_dict: Mapping[str, torch.Tensor], *, channels: list[str], sample_rate_hz: float,
                       task: str = "tag", labels: list[str] | None = None,
                       normalization: Normalization | None = None, nonlinearity: str = "tanh", horizon: int = 1,
-                      source: str = "") -> Checkpoint:
+                      window_len: int | None = None, source: str = "") -> Checkpoint:
     """A plain-torch state_dict (recurrent module + nn.Linear head) -> a Checkpoint that `rnnedge export` takes.
     Raises CheckpointError naming the module or key that does not fit."""
     found, weights = _inspect(state_dict)
@@ -280,6 +283,8 @@ def import_state_dict(state_dict: Mapping[str, torch.Tensor], *, channels: list[
     if found.cell != "rnn" and nonlinearity != "tanh":
         raise CheckpointError(f"nonlinearity {nonlinearity} is for nn.RNN, but recurrent module {rnn} is a "
                               f"{found.cell.upper()}")
+    if window_len is not None and (task != "classify" or window_len < 1):
+        raise CheckpointError(f"window length {window_len}: only a classify model takes one (>= 1)")
     if task == "forecast":
         if found.output_size != len(channels) * horizon:
             raise CheckpointError(f"head {head} gives {found.output_size} outputs; a forecast of {len(channels)} "
@@ -307,6 +312,8 @@ def import_state_dict(state_dict: Mapping[str, torch.Tensor], *, channels: list[
         raise CheckpointError(f"recurrent module {rnn}: {exc}") from None
     provenance = {"imported": {"file": source or None, "sha256": None, "rnn": found.rnn, "head": head},
                   "data": None}
+    if window_len is not None:  # where export looks for the classify window (as for rnnedge-trained models)
+        provenance["train_config"] = {"window_len": window_len}
     checkpoint = Checkpoint(config, weights, norm, channels, list(labels), float(sample_rate_hz), provenance)
     checkpoint.build_model()  # the shapes were checked above; this is the same check export makes
     return checkpoint
@@ -348,7 +355,8 @@ def import_file(path: str | Path, spec: ImportSpec) -> Checkpoint:
     state_dict = load_state_dict(path)
     checkpoint = import_state_dict(state_dict, channels=spec.channels, sample_rate_hz=spec.sample_rate_hz,
                                    task=spec.task, labels=spec.labels, normalization=spec.normalization,
-                                   nonlinearity=spec.nonlinearity, horizon=spec.horizon, source=str(path))
+                                   nonlinearity=spec.nonlinearity, horizon=spec.horizon,
+                                   window_len=spec.window_len, source=str(path))
     checkpoint.provenance["imported"]["sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return checkpoint
 
@@ -365,15 +373,18 @@ def import_torch_command(
     nonlinearity: str | None = typer.Option(None, help="nn.RNN only: tanh (default) | relu (a state_dict does "
                                             "not say)."),
     horizon: int | None = typer.Option(None, min=1, help="forecast: values predicted per channel and step."),
+    window_len: int | None = typer.Option(None, min=1, help="classify: the window length it was trained on "
+                                          "(default: whole series)."),
     normalization: str | None = typer.Option(None, help="'none' (default: the model takes the raw inputs it was "
                                              "trained on) or a JSON file {\"mean\": [...], \"std\": [...]}."),
     spec: Path | None = typer.Option(None, help="JSON file with any of channels, sample_rate_hz, task, labels, "
-                                     "normalization, nonlinearity, horizon; options given here override it."),
+                                     "normalization, nonlinearity, horizon, window_len; options given here "
+                                     "override it."),
 ) -> None:
     """Turn a recurrent model trained in plain PyTorch (nn.LSTM/GRU/RNN + nn.Linear) into an rnnedge checkpoint."""
     values = _read_json(spec) if spec is not None else {}
     given = {"channels": channels, "sample_rate_hz": sample_rate, "task": task, "labels": labels,
-             "nonlinearity": nonlinearity, "horizon": horizon}
+             "nonlinearity": nonlinearity, "horizon": horizon, "window_len": window_len}
     values |= {k: v for k, v in given.items() if v is not None}
     if normalization is not None:
         values.pop("normalization", None)

@@ -22,6 +22,7 @@ from rnnedge.training.import_torch import ImportSpec, import_state_dict, import_
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
 LABELS = ["sit", "stand", "walk", "lie"]
 PARITY = 1e-5  # fp32 files against the user's module
+TAG = ("--labels", ",".join(LABELS))
 
 
 @pytest.fixture(autouse=True)
@@ -107,16 +108,18 @@ def user_outputs(model: nn.Module, raw: np.ndarray, batch_first: bool) -> np.nda
     return (y[0] if batch_first else y[:, 0]).numpy()
 
 
-def import_and_export(tmp_path, model: nn.Module, formats: tuple[str, ...], *options: str):
+def import_and_export(tmp_path, model: nn.Module, formats: tuple[str, ...], *options: str,
+                      data: Dataset | None = None):
     weights = tmp_path / "user_model.pt"
     torch.save(model.state_dict(), weights)
     ckpt = tmp_path / "imported.pt"
     result = run_cli(str(weights), "--out", str(ckpt), "--channels", ",".join(CHANNELS), "--sample-rate", "50",
-                     "--labels", ",".join(LABELS), *options)
+                     *options)
     assert result.exit_code == 0, result.output
     assert "export it with" in result.output and "--data" in result.output
     bundle = tmp_path / "bundle"
-    export_bundle(ckpt, bundle, formats=formats, precisions=("fp32",), chunk_len=10, eval_data=random_walks())
+    export_bundle(ckpt, bundle, formats=formats, precisions=("fp32",), chunk_len=10,
+                  eval_data=data or random_walks())
     return result.output, Checkpoint.load(ckpt), bundle
 
 
@@ -135,7 +138,7 @@ def assert_streams_like(model: nn.Module, bundle, backend: str, raw: np.ndarray,
 @pytest.mark.slow
 def test_plain_torch_lstm_seq_first_exports_and_streams_like_the_users_module(tmp_path):
     model = train_plainly(Tagger(nn.LSTM(6, 16, num_layers=2), 4), batch_first=False)
-    output, ckpt, bundle = import_and_export(tmp_path, model, ("onnx", "tflite"))
+    output, ckpt, bundle = import_and_export(tmp_path, model, ("onnx", "tflite"), *TAG)
     assert "lstm 2x16" in output and "6 inputs" in output and "4 classes" in output
     assert (ckpt.config.cell, ckpt.config.num_layers, ckpt.config.hidden_size) == ("lstm", 2, 16)
     assert ckpt.labels == LABELS and ckpt.provenance["data"] is None
@@ -146,8 +149,8 @@ def test_plain_torch_lstm_seq_first_exports_and_streams_like_the_users_module(tm
 
 
 @pytest.mark.parametrize("rnn, options", [
-    (nn.GRU(6, 12, batch_first=True), ()),
-    (nn.RNN(6, 12, nonlinearity="relu", batch_first=True), ("--nonlinearity", "relu")),
+    (nn.GRU(6, 12, batch_first=True), TAG),
+    (nn.RNN(6, 12, nonlinearity="relu", batch_first=True), (*TAG, "--nonlinearity", "relu")),
 ])
 def test_plain_torch_gru_and_relu_rnn_batch_first_stream_like_the_users_module(tmp_path, rnn, options):
     model = train_plainly(NestedTagger(rnn, 4), batch_first=True)
@@ -162,10 +165,55 @@ def test_normalization_file_makes_the_graph_take_the_users_raw_units(tmp_path):
     model = train_plainly(Tagger(nn.GRU(6, 8), 4), batch_first=False)
     mean, std = np.linspace(-1, 1, 6).astype(np.float32), np.linspace(0.5, 2, 6).astype(np.float32)
     (tmp_path / "norm.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
-    _, ckpt, bundle = import_and_export(tmp_path, model, ("onnx",), "--normalization", str(tmp_path / "norm.json"))
+    _, ckpt, bundle = import_and_export(tmp_path, model, ("onnx",), *TAG, "--normalization",
+                                        str(tmp_path / "norm.json"))
     assert np.array_equal(ckpt.normalization.mean, mean) and np.array_equal(ckpt.normalization.std, std)
     raw = random_walks(1, 60, seed=9).recordings[0].signals
     assert_streams_like(model, bundle, "onnxruntime", raw, batch_first=False, user_input=(raw - mean) / std)
+
+
+class LastStepClassifier(nn.Module):
+    """One class per series: the head on the last step's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(6, 10, batch_first=True)
+        self.fc = nn.Linear(10, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.gru(x)[0][:, -1])
+
+
+def test_one_way_classifier_streams_the_class_of_the_series_so_far(tmp_path):
+    torch.manual_seed(0)
+    model = LastStepClassifier().eval()
+    walks = random_walks(count=6, steps=40, seed=3).recordings
+    series = Dataset([Recording(r.signals, np.full(len(r), 1 + i % 4, np.int64), i, r.name)
+                      for i, r in enumerate(walks)], CHANNELS, ["unlabelled", *LABELS], 50.0, "series")
+    _, ckpt, bundle = import_and_export(tmp_path, model, ("onnx",), *TAG, "--task", "classify", "--window-len",
+                                        "40", data=series)
+    assert ckpt.config.task == "classify" and ckpt.provenance["train_config"] == {"window_len": 40}
+    stream = rt.load(bundle, backend="onnxruntime").stream()
+    raw = random_walks(1, 30, seed=4).recordings[0].signals
+    fed = stream.feed(raw)
+    with torch.no_grad():
+        expected = np.stack([model(torch.from_numpy(raw[None, : t + 1]))[0].numpy() for t in range(len(raw))])
+    assert np.abs(fed - expected).max() <= PARITY
+
+
+def test_forecaster_streams_in_the_users_units(tmp_path):
+    """A forecaster trained on normalized inputs predicts normalized values; the bundle gives the data's units."""
+    torch.manual_seed(0)
+    model = Tagger(nn.LSTM(6, 8), 12).eval()  # next 2 steps of 6 channels per step
+    mean, std = np.full(6, 0.5, np.float32), np.linspace(1, 3, 6).astype(np.float32)
+    (tmp_path / "norm.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
+    _, ckpt, bundle = import_and_export(tmp_path, model, ("onnx",), "--task", "forecast", "--horizon", "2",
+                                        "--normalization", str(tmp_path / "norm.json"))
+    assert (ckpt.config.task, ckpt.config.horizon, ckpt.labels) == ("forecast", 2, [])
+    raw = random_walks(1, 50, seed=5).recordings[0].signals
+    normalized = user_outputs(model, (raw - mean) / std, batch_first=False)
+    fed = rt.load(bundle, backend="onnxruntime").stream().feed(raw)
+    assert np.abs(fed - (normalized * np.tile(std, 2) + np.tile(mean, 2))).max() <= PARITY
 
 
 def test_bidirectional_classify_matches_the_usual_h_n_head():
@@ -221,6 +269,7 @@ def lstm_fc(**extra: nn.Module) -> dict[str, torch.Tensor]:
                                             "takes 6 inputs"),
     (lstm_fc(), {"labels": LABELS[:3]}, "3 label(s) given (sit, stand, walk), but head fc gives 4 outputs"),
     (lstm_fc(), {"nonlinearity": "relu"}, "nonlinearity relu is for nn.RNN, but recurrent module lstm is a LSTM"),
+    (lstm_fc(), {"window_len": 32}, "window length 32: only a classify model takes one"),
     (lstm_fc(), {"normalization": Normalization(np.zeros(6, np.float32), np.zeros(6, np.float32))},
      "std finite and positive"),
 ])
