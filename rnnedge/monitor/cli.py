@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -25,12 +25,16 @@ def monitor_command(
                                          "monitor resumes from it."),
     snapshot_every: float = typer.Option(60.0, min=0.0, help="Seconds of stream time between snapshots."),
     report_every: float = typer.Option(0.0, min=0.0, help="Also write the score every this many seconds."),
-    max_gap: float = typer.Option(2.0, min=0.0, help="Longer timestamp gaps reset the monitor (shorter: held)."),
+    max_gap: float = typer.Option(2.0, min=0.0, help="Longer timestamp gaps reset the monitor (shorter: held); "
+                                  "timestamps further back than this resync the clock."),
+    sensor_check: float = typer.Option(3.0, min=0.0, help="Seconds without a clean sample before a sensor_check "
+                                       "event (repeated while the fault lasts)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="JSON-lines file (default: stdout)."),
 ) -> None:
     """Run the bed-exit monitor over a sample source; write JSON-lines events (alarm_start/alarm_end...)."""
     import rnnedge.runtime as rt
-    from rnnedge.monitor.monitor import Monitor
+    from rnnedge.monitor.errors import MonitorError
+    from rnnedge.monitor.monitor import Monitor, json_line
     from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
     from rnnedge.monitor.sources import open_source
 
@@ -38,13 +42,19 @@ def monitor_command(
     model = rt.load(bundle, backend=backend, precision=precision)
     point = OperatingPoint.load(operating_point) if operating_point else DEFAULT
     monitor = Monitor(model, point, snapshot=snapshot, snapshot_every_s=snapshot_every,
-                      report_every_s=report_every, max_gap_s=max_gap)
+                      report_every_s=report_every, max_gap_s=max_gap, sensor_check_s=sensor_check)
     rows = open_source(input, list(model.manifest.input.channels), model.manifest.input.sample_rate_hz)
-    with contextlib.ExitStack() as stack:
-        sink = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
-        for record in monitor.run(rows):
-            sink.write(json.dumps(record) + "\n")
-            sink.flush()  # a live consumer sees each alarm as it happens
+    where = output or "standard output"
+    try:
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
+            for record in monitor.run(rows):  # the monitor snapshots only after its records are written
+                sink.write(json_line(record) + "\n")
+                sink.flush()  # a live consumer sees each alarm as it happens
+    except OSError as exc:
+        if output is None:  # the reader is gone: spare the interpreter's own failing flush of stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise MonitorError(f"{where}: cannot write the events ({exc.strerror or exc})") from None
 
 
 def evaluate_alarms_command(

@@ -5,19 +5,42 @@
     monitor = Monitor(rt.load("bundle/", precision="int8"), snapshot="state/monitor.json")
     for record in monitor.push(sample, t=timestamp):   # each new sample (raw units); t optional
         ...                                             # dicts: alarm_start / alarm_end / sample issues
+    monitor.flush()                                     # at the end of a source (a row may wait, sources.py)
 
-Records are JSON-ready dicts with "event" in: alarm_start, alarm_end, probability (every `report_every_s`),
-sample (a late/missing/malformed sample, see sources.py), reset (after a long gap), snapshot.
-Snapshots: every `snapshot_every_s` of stream time the whole monitor state is saved: the runtime stream's
-hidden state in `<snapshot>.<step>.stream` (rnnedge.runtime's own atomic, model-bound format), then score,
-alarm and clock in `<snapshot>` (JSON, atomic) naming that file, then the older stream file is removed. A
-process killed at any point finds a consistent pair, and `Monitor(..., snapshot=path)` resumes from it.
+Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with "event", "id" and "t":
+  alarm_start, alarm_end  the alarm (p: the get-up score);
+  probability             the score, every `report_every_s`;
+  sample                  a late / missing / malformed / timestamp issue with one row (sources.py), or a value
+                          the runtime held ("held": beyond the sensor's range); the first LOGGED_PER_KIND of
+                          each kind, the rest only counted (summary, sensor_check);
+  sensor_check            no clean sample has reached the model for `sensor_check_s` (rows dropped, or samples
+                          held: a dead, stuck or garbled sensor, a stuck clock), repeated every
+                          SENSOR_CHECK_REPEAT_S while it lasts; `sensor_ok` when a clean sample arrives again;
+  reset                   model, score and alarm restarted (warm-up again): a gap, or a step the runtime refused
+                          or whose output was not finite (the state is poisoned: never carried on);
+  resync                  the clock jumped back and was re-anchored (state kept);
+  snapshot, snapshot_error, summary.
+Ids name the event's place in the stream, "<slot>:<event>[-<kind>]" ("<slot>+<n>" for the n-th row dropped
+after that slot, "<slot>r<n>" for a replayed row): the same event gets the same id when a monitor resumed from a
+snapshot meets the same rows again, so a consumer drops duplicates by id.
+
+Snapshots (at-least-once): every `snapshot_every_s` of stream time the whole monitor state is saved, at the next
+`push`/`feed_row` call, i.e. after the caller has written out the records of every step the snapshot covers: a
+process killed at any moment resumes from a snapshot whose steps' events were all delivered, and re-emits (same
+ids) those of the steps after it. A snapshot is the runtime stream's hidden state in `<snapshot>.<step>.stream`
+(rnnedge.runtime's own atomic, model-bound format), then score, alarm, clock and sensor watch in `<snapshot>`
+(JSON, atomic) naming that file; stream files it does not name are removed. A process killed at any point finds
+a consistent pair, and `Monitor(..., snapshot=path)` resumes from it. A snapshot that cannot be written is an
+event (`snapshot_error`), not a stop: the alarm keeps running.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,33 +48,45 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.atomic import write_text_atomic
+from rnnedge.errors import RnnedgeError
 from rnnedge.monitor.alarm import Alarm
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
 from rnnedge.monitor.score import GetUpScore
-from rnnedge.monitor.sources import Cadence, Row
+from rnnedge.monitor.sources import JUMP, LATE, MISSING, Cadence, Row, usable_time
+from rnnedge.runtime.inputs import all_finite
 
 log = logging.getLogger("rnnedge.monitor")
 SNAPSHOT_FORMAT = "rnnedge-monitor-snapshot"
-LOGGED_PER_KIND = 10  # sample issues logged one by one per kind; the rest only counted (summary)
+LOGGED_PER_KIND = 10  # sample issues logged one by one per kind; the rest only counted (summary, sensor_check)
+SENSOR_CHECK_S = 3.0  # default sensor_check_s
+SENSOR_CHECK_REPEAT_S = 10.0
 
 
 class Monitor:
     def __init__(self, model, point: OperatingPoint = DEFAULT, snapshot: str | Path | None = None,
-                 snapshot_every_s: float = 60.0, report_every_s: float = 0.0, max_gap_s: float = 2.0) -> None:
+                 snapshot_every_s: float = 60.0, report_every_s: float = 0.0, max_gap_s: float = 2.0,
+                 sensor_check_s: float = SENSOR_CHECK_S) -> None:
         manifest = model.manifest
         self.model, self.point = model, point
         self.rate = manifest.input.sample_rate_hz
         self.score = GetUpScore(point.score, list(manifest.output.labels), self.rate)
         self.alarm = Alarm(point.alarm, self.rate)
         self.cadence = Cadence(self.rate, max_gap_s)
+        self.watch = SensorWatch(max(1, round(sensor_check_s * self.rate)), round(SENSOR_CHECK_REPEAT_S * self.rate))
         self.snapshot = Path(snapshot) if snapshot else None
         self.snapshot_every = round(snapshot_every_s * self.rate) if snapshot_every_s > 0 else 0
         self.report_every = round(report_every_s * self.rate) if report_every_s > 0 else 0
         self.issues: Counter[str] = Counter()
         self.alarms = 0
         self.p = 0.0  # the latest score
+        self.pending: Row | None = None  # a row whose timestamp jumped, waiting for the next one (sources.py)
+        self.dropped = 0  # rows dropped since the last slot was fed (they name their events' ids)
+        self.replayed = 0  # rows of a replay dropped since the resume
+        self.save_due = False
         self.stream_file: Path | None = None
+        if self.snapshot:
+            _check_snapshot_place(self.snapshot)
         self.stream = self._resume() if self.snapshot and self.snapshot.exists() else model.stream(nan_policy="hold")
 
     @property
@@ -63,45 +98,99 @@ class Monitor:
         return self.feed_row(Row(t, None if values is None else np.asarray(values, np.float32)))
 
     def feed_row(self, row: Row) -> list[dict]:
-        records: list[dict] = []
-        if row.values is None and self.cadence.t0 is not None:  # timed source, no usable time: drop
-            return self._issue(records, "malformed", self.cadence.last + 1, f"{row.problem}; dropped")
-        slot, skipped = self.cadence.place(row.t)
-        if slot <= self.cadence.last:
-            return self._issue(records, "late", slot, f"t={row.t} is not after the last sample "
-                               f"(t={self.cadence.time(self.cadence.last):.3f}); dropped")
-        if skipped > self.cadence.max_gap:
-            records += self._reset(slot, f"gap of {skipped / self.rate:.2f} s before t={row.t}")
-        elif skipped:
-            self._issue(records, "missing", slot, f"{skipped} sample(s) missing before t={row.t}; held")
-            records += self._steps(np.full((skipped, self.model.channels), np.nan, np.float32))
-        if row.problem or row.values is None:
-            self._issue(records, "malformed", slot, f"{row.problem or 'no values'}; held")
-        values = row.values if row.values is not None else np.full(self.model.channels, np.nan, np.float32)
-        return records + self._steps(values[None])
+        """The records one source row causes (after a snapshot that became due with the previous rows)."""
+        records = [self.save()] if self.save_due else []
+        if self.pending is not None and not self._dropped(row):
+            records += self._settle(row.t is not None and self.cadence.follows(self.pending.t, row.t))
+        return records + self._place(row)
+
+    def flush(self) -> list[dict]:
+        """The end of the source: a row still waiting on a jump is taken as one."""
+        return self._settle(True) if self.pending is not None else []
 
     def run(self, rows: Iterable[Row]) -> Iterator[dict]:
         """Feed a whole source; yields records as they happen, then a summary."""
         for row in rows:
             yield from self.feed_row(row)
+        yield from self.flush()
         if self.snapshot:
             yield self.save()
-        yield {"event": "summary", "t": self._t(self.cadence.last), "steps": self.steps, "alarms": self.alarms,
-               "alarm_active": self.alarm.active, "sample_issues": dict(self.issues)}
+        yield self._record("summary", self.cadence.last, steps=self.steps, alarms=self.alarms,
+                           alarm_active=self.alarm.active, sample_issues=dict(self.issues))
 
-    def _steps(self, samples: np.ndarray) -> list[dict]:
+    def _dropped(self, row: Row) -> bool:
+        """Rows with nothing to place: an unusable timestamp, or no values once the source is timed."""
+        return not usable_time(row.t) or (row.values is None and self.cadence.t0 is not None)
+
+    def _place(self, row: Row) -> list[dict]:
+        if self._dropped(row):
+            return self._drop("malformed", f"{row.problem or f'unusable timestamp t={row.t}'}; dropped")
+        kind, offset = self.cadence.place(row.t)
+        if kind == JUMP:
+            self.pending = row
+            return []
+        if kind == LATE:
+            return self._drop("late", f"t={row.t} is not after the last sample "
+                              f"(t={self.cadence.time(self.cadence.last):.3f}); dropped")
+        records: list[dict] = []
+        slot = self.cadence.last + 1 + offset
+        if kind == MISSING:
+            self._issue(records, "missing", slot, f"{offset} sample(s) missing before t={row.t}; held")
+            self.watch.bad -= min(self.dropped, offset)  # those slots' rows were counted when dropped
+            records += self._steps(np.full((offset, self.model.channels), np.nan, np.float32), flagged=True)
+        flagged = row.problem is not None or row.values is None
+        if flagged:
+            self._issue(records, "malformed", slot, f"{row.problem or 'no values'}; held")
+        values = row.values if row.values is not None else np.full(self.model.channels, np.nan, np.float32)
+        return records + self._steps(values[None], flagged)
+
+    def _settle(self, jumped: bool) -> list[dict]:
+        """Decide about the waiting row (sources.py, jump): the clock jumped, or its timestamp alone was wrong."""
+        row, self.pending = self.pending, None
+        slot = self.cadence.last + 1
+        moved = row.t - self.cadence.time(slot)
+        if not jumped:
+            records = self._issue([], "timestamp", slot, f"t={row.t} is {moved:+.2f} s off the clock and the next "
+                                  "row does not follow it; taken as the next sample")
+            return records + self._place(Row(None, row.values, row.problem, row.line))
+        self.cadence.anchor(row.t)
+        if moved > 0:
+            records = self._reset(slot, "gap", f"gap of {moved:.2f} s before t={row.t}")
+        else:
+            self.issues["resync"] += 1
+            reason = f"the clock went back {-moved:.2f} s (t={row.t}): re-anchored, state kept"
+            log.warning("resync at t=%.2f s: %s", self._t(slot), reason)
+            records = [self._record("resync", slot, reason=reason)]
+        return records + self._place(row)
+
+    def _steps(self, samples: np.ndarray, flagged: bool) -> list[dict]:
         records: list[dict] = []
         for sample in samples:  # one runtime step per sample: what a live device does
-            first = self.cadence.last + 1
-            scores = self.score.feed(self.stream.step(sample))
-            self.p = float(scores[-1])
-            self.cadence.last = first
-            for change in self.alarm.feed(scores):
-                records.append(self._transition(change.start, change.step))
-            if self.report_every and first % self.report_every == 0:
-                records.append({"event": "probability", "t": self._t(first), "p": round(self.p, 4)})
-            if self.snapshot and self.snapshot_every and (first + 1) % self.snapshot_every == 0:
-                records.append(self.save())
+            slot = self.cadence.last + 1
+            try:
+                logits = self.stream.step(sample)
+                fault = None if all_finite(logits) else "the model's output is not finite"
+            except RnnedgeError as exc:  # the runtime refused the step (its state would not be finite)
+                fault = str(exc)
+            if fault:
+                records += self._reset(slot, "fault", f"{fault}; model state reset")
+            self.cadence.last, self.dropped = slot, 0
+            held = fault is not None or bool(np.any(self.stream.last_held))
+            if held and not flagged and not fault:
+                self._issue(records, "held", slot, "the runtime held a value (beyond the sensor's range?)")
+            if not fault:
+                records += self._score(slot, logits)
+            records += self._watch(slot, held)
+            if self.snapshot and self.snapshot_every and (slot + 1) % self.snapshot_every == 0:
+                self.save_due = True
+        return records
+
+    def _score(self, slot: int, logits: np.ndarray) -> list[dict]:
+        scores = self.score.feed(logits)
+        self.p = float(scores[-1])
+        records = [self._transition(change.start, change.step) for change in self.alarm.feed(scores)]
+        if self.report_every and slot % self.report_every == 0:
+            records.append(self._record("probability", slot, p=round(self.p, 4)))
         return records
 
     def _transition(self, start: bool, step: int) -> dict:
@@ -110,27 +199,68 @@ class Monitor:
         if start:
             self.alarms += 1
             log.warning("ALARM at t=%.2f s (p=%.3f)", self._t(slot), self.p)
-            return {"event": "alarm_start", "t": self._t(slot), "p": round(self.p, 4)}
+            return self._record("alarm_start", slot, p=round(self.p, 4))
         duration = (step - self.alarm.started) / self.rate
-        return {"event": "alarm_end", "t": self._t(slot), "p": round(self.p, 4), "duration_s": duration}
+        return self._record("alarm_end", slot, p=round(self.p, 4), duration_s=duration)
 
-    def _reset(self, slot: int, reason: str) -> list[dict]:
+    def _reset(self, slot: int, kind: str, reason: str) -> list[dict]:
         records = [self._transition(False, self.alarm.steps)] if self.alarm.active else []
         self.stream.reset()
         self.score.reset()
         self.alarm.reset()
-        self.cadence.last = slot - 1
         log.warning("reset at t=%.2f s: %s", self._t(slot), reason)
-        self.issues["gap"] += 1
-        return [*records, {"event": "reset", "t": self._t(slot), "reason": reason}]
-
-    def _issue(self, records: list[dict], kind: str, slot: int, detail: str) -> list[dict]:
         self.issues[kind] += 1
+        return [*records, self._record("reset", slot, kind, reason=reason)]
+
+    def _drop(self, kind: str, detail: str) -> list[dict]:
+        """A row that takes no slot. During a replay (after a resume) it is the source repeating itself."""
+        replaying = kind == LATE and self.cadence.replayed is not None
+        if replaying:
+            self.replayed += 1
+        else:
+            self.dropped += 1
+        key = f"{self.cadence.last}r{self.replayed}" if replaying else f"{self.cadence.last}+{self.dropped}"
+        records = self._issue([], kind, self.cadence.last, detail, key)
+        return records + self._watch(self.cadence.last, True, key)
+
+    def _watch(self, slot: int, bad: bool, key: str | None = None) -> list[dict]:
+        """Count sample periods without a clean sample; sensor_check while that lasts, sensor_ok after."""
+        watch = self.watch
+        if not bad:
+            watch.clean = self._t(slot)
+            if not watch.raised:
+                if watch.bad:
+                    watch.bad, watch.kinds = 0, Counter()
+                return []
+            record = self._record("sensor_ok", slot, key, fault_s=round(watch.bad / self.rate, 2))
+            log.warning("sensor ok again at t=%.2f s after %.1f s", self._t(slot), watch.bad / self.rate)
+            watch.bad, watch.raised, watch.kinds = 0, 0, Counter()
+            return [record]
+        watch.bad += 1
+        if watch.bad < watch.first + watch.raised * watch.repeat:
+            return []
+        watch.raised += 1
+        fault_s = round(watch.bad / self.rate, 2)
+        kinds = ", ".join(f"{k} {n}" for k, n in watch.kinds.items()) or "held"
+        since = "the start" if watch.clean is None else f"t={watch.clean:.2f}"
+        detail = f"no clean sample for {fault_s:.1f} s (since {since}; {kinds}): check the sensor"
+        log.warning("sensor check at t=%.2f s: %s", self._t(slot), detail)
+        return [self._record("sensor_check", slot, key, fault_s=fault_s, since=watch.clean,
+                             issues=dict(watch.kinds), detail=detail)]
+
+    def _issue(self, records: list[dict], kind: str, slot: int, detail: str, key: str | None = None) -> list[dict]:
+        self.issues[kind] += 1
+        self.watch.kinds[kind] += 1
         if self.issues[kind] <= LOGGED_PER_KIND:
             more = " (further ones only counted)" if self.issues[kind] == LOGGED_PER_KIND else ""
             log.warning("%s sample at t=%.2f s: %s%s", kind, self._t(slot), detail, more)
-            records.append({"event": "sample", "t": self._t(slot), "issue": kind, "detail": detail})
+            records.append(self._record("sample", slot, key, kind, issue=kind, detail=detail))
         return records
+
+    def _record(self, event: str, slot: int, key: str | None = None, kind: str | None = None, **fields) -> dict:
+        """An event at `slot` (its id names the place: see the module docstring)."""
+        name = f"{event}-{kind}" if kind else event
+        return {"event": event, "id": f"{key or slot}:{name}", "t": self._t(slot), **fields}
 
     def _t(self, slot: int) -> float:
         return round(self.cadence.time(slot), 3)
@@ -138,21 +268,30 @@ class Monitor:
     def save(self) -> dict:
         """Snapshot the whole monitor now (see the module docstring); returns the snapshot record."""
         assert self.snapshot is not None
-        previous = self.stream_file
-        self.stream_file = self.snapshot.with_name(f"{self.snapshot.name}.{self.steps}.stream")
-        self.stream.save(self.stream_file)
+        self.save_due = False
+        stream_file = self.snapshot.with_name(f"{self.snapshot.name}.{self.steps}.stream")
         state = {"format": SNAPSHOT_FORMAT, "version": 1, "model_sha256": self.model.sha256,
-                 "stream": self.stream_file.name, "score": self.score.state(), "alarm": self.alarm.state(),
-                 "cadence": self.cadence.state(), "alarms": self.alarms, "issues": dict(self.issues)}
-        write_text_atomic(self.snapshot, json.dumps(state) + "\n")
-        if previous is not None and previous != self.stream_file:
-            previous.unlink(missing_ok=True)
-        return {"event": "snapshot", "t": self._t(self.cadence.last), "path": str(self.snapshot)}
+                 "stream": stream_file.name, "score": self.score.state(), "alarm": self.alarm.state(),
+                 "cadence": self.cadence.state(), "alarms": self.alarms, "issues": dict(self.issues),
+                 "watch": self.watch.state()}
+        try:
+            self.stream.save(stream_file)
+            write_text_atomic(self.snapshot, json.dumps(state, allow_nan=False) + "\n")
+        except (OSError, ValueError, RnnedgeError) as exc:
+            error = f"{self.snapshot}: cannot save the snapshot ({getattr(exc, 'strerror', None) or exc})"
+            log.error("%s", error)
+            return self._record("snapshot_error", self.cadence.last, path=str(self.snapshot), error=error)
+        self.stream_file = stream_file
+        # the previous stream file, and any a kill left between writing one and naming it
+        for old in self.snapshot.parent.glob(f"{glob.escape(self.snapshot.name)}.*.stream"):
+            if old.name != stream_file.name:
+                old.unlink(missing_ok=True)
+        return self._record("snapshot", self.cadence.last, path=str(self.snapshot))
 
     def _resume(self):
         assert self.snapshot is not None
         try:
-            state = json.loads(self.snapshot.read_text(encoding="utf-8"))
+            state = json.loads(self.snapshot.read_text(encoding="utf-8"), parse_constant=_no_constant)
             if state.get("format") != SNAPSHOT_FORMAT or state.get("version") != 1:
                 raise MonitorError(f"{self.snapshot}: not a monitor snapshot (format/version)")
             if state["model_sha256"] != self.model.sha256:
@@ -161,9 +300,55 @@ class Monitor:
             self.score.load_state(state["score"])
             self.alarm.load_state(state["alarm"])
             self.cadence.load_state(state["cadence"])
-            self.alarms, self.issues = int(state["alarms"]), Counter(state["issues"])
+            self.watch.load_state(state.get("watch", {}))
+            self.alarms = int(state["alarms"])
+            self.issues = Counter({str(kind): int(n) for kind, n in state["issues"].items()})
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError,
-                ValueError) as exc:
+                ValueError, OverflowError) as exc:
             raise MonitorError(f"{self.snapshot}: unreadable monitor snapshot ({exc})") from None
         log.info("resumed from %s at step %d", self.snapshot, self.steps)
         return self.model.stream(resume=self.stream_file, nan_policy="hold")
+
+
+class SensorWatch:
+    """Sample periods (held slots, dropped rows) since the last clean sample, and the sensor_checks raised."""
+
+    def __init__(self, first: int, repeat: int) -> None:
+        self.first, self.repeat = first, repeat  # in sample periods
+        self.bad = 0
+        self.raised = 0  # sensor_check events in this fault
+        self.kinds: Counter[str] = Counter()  # sample issues in this fault
+        self.clean: float | None = None  # time of the last clean sample
+
+    def state(self) -> dict:
+        return {"bad": self.bad, "raised": self.raised, "kinds": dict(self.kinds), "clean": self.clean}
+
+    def load_state(self, state: dict) -> None:
+        self.bad, self.raised = int(state.get("bad", 0)), int(state.get("raised", 0))
+        self.kinds = Counter({str(kind): int(n) for kind, n in state.get("kinds", {}).items()})
+        clean = state.get("clean")
+        self.clean = None if clean is None else float(clean)
+
+
+def json_line(record: dict) -> str:
+    """A record as one line of strict JSON: a non-finite number becomes null, its key listed in "non_finite"."""
+    bad = [key for key, value in record.items() if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        record = {**{key: None if key in bad else value for key, value in record.items()}, "non_finite": bad}
+    return json.dumps(record, allow_nan=False)
+
+
+def _check_snapshot_place(snapshot: Path) -> None:
+    """Refuse a snapshot path that can never be written, at start rather than at the first save."""
+    if snapshot.is_dir():
+        raise MonitorError(f"{snapshot}: is a folder; --snapshot names a file")
+    try:
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MonitorError(f"{snapshot}: cannot create its folder ({exc.strerror or exc})") from None
+    if not os.access(snapshot.parent, os.W_OK | os.X_OK):
+        raise MonitorError(f"{snapshot}: its folder {snapshot.parent} is not writable")
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a snapshot may hold")

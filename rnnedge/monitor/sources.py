@@ -4,40 +4,59 @@ Sources (`open_source(spec, channels, rate)`), each an iterator of Rows, read la
   "-"                      standard input, one sample per line, as a live sensor would deliver it;
   PATH                     a CSV file;
   "hapt:SUBJECT[:EXP]"     a bundled HAPT recording (the subject's first, or experiment EXP), at 50 Hz.
-CSV lines: `t,<channels...>` or `<channels...>` (raw sensor units, the bundle's channel order), with an optional
-header naming the columns (then any order; a time column is named t, time or timestamp, in seconds). Blank
-lines and lines starting with # are skipped.
+CSV lines: `t,<channels...>` or `<channels...>` (raw sensor units, the bundle's channel order). A header naming
+the columns may come first (then any order and extra columns; a time column is named t, time or timestamp, in
+seconds). Without one, the layout (time column or not) is fixed by the first LAYOUT_AGREE lines with the same
+number of fields (channels, or channels + 1), never by one line: a fragment read when attaching to a live feed
+mid-line, or a garbled first line, cannot fix it; the lines read until then are parsed with the layout once it is
+fixed. Blank lines and lines starting with # are skipped; bytes that are not UTF-8 are unreadable values.
 
-The policy (`Cadence`), one model step per sample period (1 / sample rate):
-  malformed   a line with the wrong number of fields or an unreadable value: the unreadable values become
-              NaN and the runtime's "hold" policy repeats each channel's last good value for that step; a
-              line whose timestamp is unreadable is dropped (the next line fills its slot as missing);
-  missing     timestamps that skip slots (> 1.5 periods apart): the skipped slots are fed as held samples, so
-              the model's clock stays right; a gap longer than `max_gap_s` resets the model, score and alarm
-              instead (state that old means nothing), which restarts the warm-up;
-  late        a timestamp at or before the last slot fed (out of order, duplicate, or replayed after a resume
-              from a snapshot): dropped; a causal stream cannot go back in time.
-Without timestamps every line is the next slot. Every such case is logged and counted, never raised.
+The policy (`Cadence`, applied by the Monitor), one model step ("slot") per sample period (1 / sample rate):
+  malformed   a line with an unreadable value: unreadable values become NaN and the runtime's "hold" policy
+              repeats each channel's last good value for that step. A line with the wrong number of fields, or
+              whose timestamp is unusable (unreadable, non-finite, or |t| > MAX_TIME_S), is dropped (the next
+              line fills its slot as missing);
+  missing     timestamps that skip up to `max_gap_s` worth of slots: the skipped slots are fed as held samples,
+              so the model's clock stays right;
+  late        a timestamp at most `max_gap_s` behind the next slot (out of order, duplicate, a small clock step
+              back): dropped, a causal stream cannot go back in time. After a resume from a snapshot, rows up to
+              the snapshot's last slot whose timestamps advance are a replay of the source: late too;
+  jump        a timestamp further off, forward or back (t=1e9 in a recording, an NTP step, a clock reset): the
+              row waits for the next one. If the next row follows it (within `max_gap_s`), the clock jumped and
+              is re-anchored so that the row takes the next slot, and nothing after it is dropped: forward, it is
+              a gap (longer than `max_gap_s`: what the model, score and alarm hold is too old to mean anything,
+              so they are reset, which restarts the warm-up; `reset` event); back, the data ran on and only the
+              clock moved (`resync` event, state kept). Otherwise the row's timestamp alone was wrong: it is
+              ignored and the row takes the next slot (`timestamp` issue). A source that ends on a waiting row
+              takes it as a jump.
+Without timestamps every line is the next slot. Every case is logged and counted, never raised; a fault that
+lasts is also reported while it lasts (the Monitor's sensor_check events).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
 from rnnedge.monitor.errors import MonitorError
 
 TIME_COLUMNS = ("t", "time", "timestamp")
+LAYOUT_AGREE = 3  # lines with the same field count that fix a header-less layout
+LAYOUT_WAIT = 25  # lines held back at most while it is not fixed (0.5 s at 50 Hz); older ones are malformed
+MAX_TIME_S = 1e12  # |t| beyond this is unusable: no clock reads it, and float64 could not resolve a sample period
+MAX_LINE_BYTES = 1 << 16  # a longer "line" is garbage: read in pieces, each malformed, never all into memory
 
 
 @dataclass(frozen=True)
 class Row:
-    t: float | None  # seconds, None = no timestamp
+    t: float | None  # seconds (maybe unusable: sources.usable_time), None = no timestamp
     values: np.ndarray | None  # (channels,) float32, NaN where unreadable; None = nothing usable
     problem: str | None = None  # why the row is (partly) unusable
     line: int = 0
@@ -47,16 +66,31 @@ def open_source(spec: str, channels: list[str], sample_rate_hz: float) -> Iterat
     if spec.startswith("hapt:"):
         return hapt_rows(spec, channels, sample_rate_hz)
     if spec == "-":
-        return csv_rows(iter(sys.stdin.readline, ""), channels)
+        if sys.stdin is None:
+            raise MonitorError("standard input is closed (use a CSV file or hapt:SUBJECT)")
+        return _read_rows(sys.stdin.buffer, "standard input", channels)
     path = Path(spec)
-    if not path.is_file():
+    if not path.exists():
         raise MonitorError(f"{spec}: no such input file (use '-' for standard input or hapt:SUBJECT)")
     return _file_rows(path, channels)
 
 
 def _file_rows(path: Path, channels: list[str]) -> Iterator[Row]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        yield from csv_rows(handle, channels)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below; only the opening error is caught)
+    except OSError as exc:
+        raise MonitorError(f"{path}: cannot read the input ({exc.strerror or exc})") from None
+    with handle:
+        yield from _read_rows(handle, str(path), channels)
+
+
+def _read_rows(handle: BinaryIO, name: str, channels: list[str]) -> Iterator[Row]:
+    """Lines of at most MAX_LINE_BYTES (a longer one is cut into malformed pieces), decoded leniently."""
+    lines = iter(lambda: handle.readline(MAX_LINE_BYTES), b"")
+    try:
+        yield from csv_rows((line.decode("utf-8", errors="replace") for line in lines), channels)
+    except OSError as exc:
+        raise MonitorError(f"{name}: cannot read the input ({exc.strerror or exc})") from None
 
 
 def hapt_rows(spec: str, channels: list[str], sample_rate_hz: float) -> Iterator[Row]:
@@ -87,50 +121,75 @@ def hapt_recording(spec: str):
     return found[0]
 
 
+class Layout(NamedTuple):
+    fields: int  # fields per line
+    columns: list[int]  # field index of each channel
+    time: int | None  # field index of the timestamp
+
+
 def csv_rows(lines: Iterable[str], channels: list[str]) -> Iterator[Row]:
-    """Parse lines lazily; the layout (header or not, time column or not) is fixed by the first data line."""
-    columns: list[int] | None = None  # field index of each channel
-    time_column: int | None = None
-    fields_expected = 0
+    """Parse lines lazily (a live feed works); the layout is fixed by a header or by agreeing lines (see above)."""
+    layout: Layout | None = None
+    waiting: list[tuple[int, list[str]]] = []  # data lines read while the layout is not fixed
+    first = True
     for number, text in enumerate(lines, start=1):
         text = text.strip()
         if not text or text.startswith("#"):
             continue
         fields = [f.strip() for f in text.split(",")]
-        if columns is None:
-            columns, time_column, is_header = _layout(fields, channels, number)
-            fields_expected = len(fields)
-            if is_header:
-                continue
-        if len(fields) != fields_expected:
-            yield Row(None, None, f"line {number}: expected {fields_expected} fields, got {len(fields)}", number)
-            continue
-        t = None
-        if time_column is not None:
-            t = _number(fields[time_column])
-            if not math.isfinite(t):
-                yield Row(None, None, f"line {number}: unreadable timestamp {fields[time_column]!r}", number)
-                continue
-        values = np.array([_number(fields[c]) for c in columns], np.float32)
-        bad = [channels[i] for i in np.flatnonzero(~np.isfinite(values))]
-        yield Row(t, values, f"line {number}: unreadable or non-finite {', '.join(bad)}" if bad else None, number)
+        if first and _is_header(fields, channels):
+            layout = _header_layout(fields, channels, number)
+        else:
+            waiting.append((number, fields))
+        first = False
+        layout = layout or _agreed_layout(waiting, channels, LAYOUT_AGREE)
+        if layout is None and len(waiting) > LAYOUT_WAIT:
+            number, fields = waiting.pop(0)
+            yield _row(number, fields, None, channels)
+        if layout is not None:
+            yield from (_row(n, f, layout, channels) for n, f in waiting)
+            waiting.clear()
+    layout = layout or _agreed_layout(waiting, channels, 1)  # a source shorter than LAYOUT_AGREE lines
+    yield from (_row(n, f, layout, channels) for n, f in waiting)
 
 
-def _layout(fields: list[str], channels: list[str], number: int) -> tuple[list[int], int | None, bool]:
-    if all(math.isfinite(_number(f)) for f in fields):  # no header: position decides
-        if len(fields) == len(channels):
-            return list(range(len(channels))), None, False
-        if len(fields) == len(channels) + 1:
-            return list(range(1, len(channels) + 1)), 0, False
-        raise MonitorError(f"line {number}: {len(fields)} values, expected {len(channels)} "
-                           f"({','.join(channels)}) or t plus those")
+def _row(number: int, fields: list[str], layout: Layout | None, channels: list[str]) -> Row:
+    if layout is None or len(fields) != layout.fields:
+        expected = f"{layout.fields}" if layout else f"{len(channels)} ({','.join(channels)}) or t plus those"
+        return Row(None, None, f"line {number}: {len(fields)} fields, expected {expected}", number)
+    t = None if layout.time is None else _number(fields[layout.time])
+    with np.errstate(over="ignore"):  # beyond float32: +-inf, unreadable like any non-finite value
+        values = np.array([_number(fields[c]) for c in layout.columns], np.float32)
+    if not usable_time(t):
+        return Row(t, values, f"line {number}: unusable timestamp {fields[layout.time]!r}", number)
+    bad = [channels[i] for i in np.flatnonzero(~np.isfinite(values))]
+    return Row(t, values, f"line {number}: unreadable or non-finite {', '.join(bad)}" if bad else None, number)
+
+
+def _is_header(fields: list[str], channels: list[str]) -> bool:
+    """No field is a number and one names a column: a header (a line of garbage is data, and malformed)."""
+    names = {c.lower() for c in channels} | set(TIME_COLUMNS)
+    return not any(_is_number(f) for f in fields) and any(f.lower() in names for f in fields)
+
+
+def _header_layout(fields: list[str], channels: list[str], number: int) -> Layout:
     names = [f.lower() for f in fields]
     missing = [c for c in channels if c.lower() not in names]
     if missing:
         raise MonitorError(f"line {number}: header lacks column(s) {', '.join(missing)} "
                            f"(expected {','.join(channels)}, optionally t)")
     time_column = next((names.index(n) for n in TIME_COLUMNS if n in names), None)
-    return [names.index(c.lower()) for c in channels], time_column, True
+    return Layout(len(fields), [names.index(c.lower()) for c in channels], time_column)
+
+
+def _agreed_layout(waiting: list[tuple[int, list[str]]], channels: list[str], needed: int) -> Layout | None:
+    """The first field count (channels, or t + channels) that `needed` of the waiting lines have."""
+    counts = Counter(len(f) for _, f in waiting if len(f) in (len(channels), len(channels) + 1))
+    agreed = next((n for n, count in counts.items() if count >= needed), None)
+    if agreed is None:
+        return None
+    timed = agreed > len(channels)
+    return Layout(agreed, list(range(int(timed), len(channels) + int(timed))), 0 if timed else None)
 
 
 def _number(text: str) -> float:
@@ -140,23 +199,55 @@ def _number(text: str) -> float:
         return math.nan
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def usable_time(t: float | None) -> bool:
+    """None (untimed) or a timestamp the clock can use."""
+    return t is None or (math.isfinite(t) and abs(t) <= MAX_TIME_S)
+
+
+NEXT, MISSING, LATE, JUMP = "next", "missing", "late", "jump"
+
+
 class Cadence:
-    """Maps rows to model steps (slots of 1 / sample rate) following the policy above."""
+    """Maps timestamps to slots (model steps of 1 / sample rate) following the policy above."""
 
     def __init__(self, sample_rate_hz: float, max_gap_s: float) -> None:
         self.rate = sample_rate_hz
         self.max_gap = max(1, round(max_gap_s * sample_rate_hz))
-        self.t0: float | None = None  # timestamp of slot 0 (timed sources)
+        self.t0: float | None = None  # timestamp of slot 0 (timed sources); re-anchored at each jump
         self.last = -1  # last slot fed
+        self.replayed: int | None = None  # after a resume: the latest slot of the source's replay so far
 
-    def place(self, t: float | None) -> tuple[int, int]:
-        """(slot, skipped slots) for a row at time t; slot <= self.last means late."""
+    def place(self, t: float | None) -> tuple[str, int]:
+        """(NEXT | MISSING | LATE | JUMP, slots from the next slot) for a row at time t (usable_time(t))."""
         if t is None:
-            return self.last + 1, 0
+            return NEXT, 0
         if self.t0 is None:
-            self.t0 = t - (self.last + 1) / self.rate  # a first timestamp continues an untimed start
-        slot = round((t - self.t0) * self.rate)
-        return slot, max(0, slot - self.last - 1)
+            self.anchor(t)  # a first timestamp continues an untimed start
+        offset = round((t - self.t0) * self.rate) - self.last - 1  # |t|, |t0| <= ~MAX_TIME_S: finite
+        if offset >= 0:
+            self.replayed = None
+            return (JUMP if offset > self.max_gap else MISSING if offset else NEXT), offset
+        slot = self.last + 1 + offset
+        if self.replayed is not None and slot >= max(0, self.replayed - self.max_gap):
+            self.replayed = max(self.replayed, slot)
+            return LATE, offset
+        return (LATE if offset > -self.max_gap - 1 else JUMP), offset
+
+    def follows(self, t: float, t_next: float) -> bool:
+        """Does a row at t_next continue a clock on which a row at t took the last slot?"""
+        return 0 < round((t_next - t) * self.rate) <= self.max_gap + 1
+
+    def anchor(self, t: float) -> None:
+        """Re-read the clock so that time t is the next slot."""
+        self.t0 = t - (self.last + 1) / self.rate
 
     def time(self, slot: int) -> float:
         return (self.t0 or 0.0) + slot / self.rate
@@ -165,4 +256,7 @@ class Cadence:
         return {"t0": self.t0, "last": self.last}
 
     def load_state(self, state: dict) -> None:
-        self.t0, self.last = state["t0"], int(state["last"])
+        t0, last = state["t0"], state["last"]
+        if not (t0 is None or (type(t0) in (int, float) and usable_time(t0))) or type(last) is not int or last < -1:
+            raise ValueError(f"invalid clock t0={t0!r}, last={last!r}")
+        self.t0, self.last, self.replayed = t0, last, -1
