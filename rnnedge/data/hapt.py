@@ -39,7 +39,11 @@ def load_hapt(path: str | None = None) -> Dataset:
         for a, b, s, e in zip(offsets[:-1], offsets[1:], subjects, experiments, strict=True)
     ]
     return Dataset(recordings, channels, label_names, rate, source=f"hapt:{file.name}",
-                   meta={"license": "CC BY 4.0", "citation": "Reyes-Ortiz et al., Neurocomputing 2016"})
+                   meta={"license": "CC BY 4.0", "citation": "Reyes-Ortiz et al., Neurocomputing 2016",
+                         "subject_splits": HAPT_SPLITS,
+                         # x runs along the wearer's body: rotating about it covers lying on the back, a side
+                         # or the front, and the device worn at another angle around the waist
+                         "augment_rotate_deg": 180.0})
 
 
 def hapt_sha256(path: Path = HAPT_PATH) -> str:

@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.bundle import Manifest, ModelFile, read_manifest, verify_file
+from rnnedge.data.recording import Recording
 from rnnedge.devices.info import BACKENDS, detect_backends, detect_machine
 from rnnedge.devices.profiles import Budget, match, profile
 from rnnedge.errors import BundleError, RnnedgeError
+from rnnedge.tasks import score
 
 LAUNCHER_ENV = "RNNEDGE_PYTHON"  # the interpreter command for fresh-process measurements (emulation sets it)
 OK, PARITY_FAILED, UNAVAILABLE, LOAD_FAILED = "ok", "parity failed", "backend not available", "load failed"
@@ -72,7 +74,7 @@ class Row:
     peak_rss_mb: float | None = None
     max_abs_diff: float | None = None  # vs the reference (torch) outputs
     allowed_diff: float | None = None
-    accuracy: float | None = None
+    score: float | None = None  # the task metric (manifest.evaluation.metric) on the reference slice
 
 
 @dataclass
@@ -133,12 +135,12 @@ def timed(call: Callable[[], object], repeats: int) -> list[int]:
 
 
 def _score(outputs: np.ndarray, ctx: Context, row: Row, ref: Reference | None = None) -> None:
-    """Parity (max |output - torch|) and, for classifiers, accuracy on the scored steps."""
+    """Parity (max |output - torch|) and the task metric (rnnedge.tasks) on the reference rows."""
     ref = ref or ctx.ref
     row.max_abs_diff = float(np.abs(outputs - ref.y).max())
-    scored = ref.labels > 0
-    if ctx.manifest.output.kind == "logits" and scored.any():
-        row.accuracy = float((outputs.argmax(-1)[scored] == ref.labels[scored] - 1).mean())
+    rows = [Recording(x, labels, 0, str(i)) for i, (x, labels) in enumerate(zip(ref.x, ref.labels, strict=True))]
+    row.score = score(ctx.manifest.task, list(outputs), rows, ctx.manifest.output.labels,
+                      ctx.manifest.model.get("horizon", 1))["value"]
 
 
 def _allowed_diff(entry: ModelFile) -> float:
@@ -252,7 +254,7 @@ def _bench_windowed(ctx: Context, backend: str) -> Row:
     picked = tuple(np.array(positions).T)
     sub = Reference(ref.x[picked][:, None], ref.labels[picked][:, None], ref.y[picked][:, None])
     _score(np.stack(outputs)[:, None], ctx, row, sub)
-    row.note = f"accuracy on {len(positions)} sampled steps; the diff is what truncating the context costs"
+    row.note = f"score on {len(positions)} sampled steps; the diff is what truncating the context costs"
     row.streams = Budget.for_rate(ctx.sample_rate, 1e6 / row.step_us[0]).streams
     return row
 

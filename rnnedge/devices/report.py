@@ -13,9 +13,10 @@ from pathlib import Path
 
 from rnnedge.atomic import write_bytes_atomic, write_text_atomic
 from rnnedge.devices.bench import OK, Report, Row
+from rnnedge.tasks import get_task
 
 COLUMNS = ("variant", "backend", "status", "size KB", "step us p50/p90/p99", "chunk us/step", "pool steps/s",
-           "RT streams", "cold start s", "peak RSS MB", "accuracy", "max diff")
+           "RT streams", "cold start s", "peak RSS MB", "score", "max diff")
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -34,7 +35,7 @@ def cells(row: Row) -> list[str]:
         _num(row.streams, ","),
         _num(row.cold_start_s, ".2f"),
         _num(row.peak_rss_mb, ".0f"),
-        _num(row.accuracy, ".4f"),
+        _num(row.score, ".4g"),
         _num(row.max_abs_diff, ".1e"),
     ]
 
@@ -44,7 +45,8 @@ def _header(report: Report) -> list[str]:
     gpus = ", ".join(g["name"] for g in m["gpus"]) or "none"
     versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
     return [
-        f"bundle `{report.bundle}` ({report.model}, {report.task}, {report.sample_rate_hz:g} Hz)",
+        f"bundle `{report.bundle}` ({report.model}, {report.task}, {report.sample_rate_hz:g} Hz); "
+        f"score: {get_task(report.task).metric} on the reference slice",
         f"machine: {m['arch']}, {m['cpu_model']}, {m['cores']} cores, {m['memory_mb'] / 1024:.1f} GiB, "
         f"board {m['board'] or '-'}, GPU {gpus}; profile `{report.profile}`",
         f"versions: {versions}; {report.created}",

@@ -1,64 +1,71 @@
-"""Held-out data and task metrics for exported files: the evaluation set (HAPT test subjects by default), the
-bounded reference slice shipped in the bundle, calibration samples for static int8, and the task metric
-computed the way rnnedge.training.evaluate does (model class i = label i + 1, label 0 unscored)."""
+"""Held-out data for exported files: the evaluation set (the checkpoint's recorded test split by default), the
+bounded reference slice shipped in the bundle, calibration samples for static int8, and each file's task score
+(rnnedge.tasks.score, as training computes it)."""
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from rnnedge.data.recording import Dataset, Normalization, Recording
-from rnnedge.errors import ExportError
+from rnnedge.data.recording import Dataset, Recording
+from rnnedge.data.source import UNLABELLED_NAME, held_out_split, load_split, recorded_splits
+from rnnedge.errors import DataError, ExportError
 from rnnedge.export.runners import FileRunner, stream, windows
-from rnnedge.training.batches import IGNORE, forecast_targets, random_windows, tag_targets
+from rnnedge.tasks import classify_series, score
 from rnnedge.training.checkpoint import Checkpoint
 
-REFERENCE_RECORDINGS = 3
-REFERENCE_STEPS = 2000  # per recording: 3 x 2000 steps of raw x + outputs is ~0.5 MB
-REFERENCE_WINDOWS = 64
-EVAL_WINDOWS = 2000  # classify: as many random windows as training's classify_report
-METRICS = {"tag": "per-sample accuracy over labelled samples", "classify": "window accuracy",
-           "forecast": "mse of next-step prediction in normalized units (lower is better)"}
-_RAW = Normalization(np.zeros(1, np.float32), np.ones(1, np.float32))  # broadcasts: leaves signals raw
+REFERENCE_STEPS = 2000  # longest slice per recording
+REFERENCE_TARGET = 6000  # steps in the whole slice when the data has them (3 x 2000 of x + outputs: ~0.5 MB)
+REFERENCE_MAX_RECORDINGS = 256  # short series: up to this many of them
 
 
 @dataclass
 class EvalSet:
+    """What files are scored on: whole recordings (tag, forecast) or series (classify), raw units."""
+
     description: str
     recordings: list[Recording]
-    windows: tuple[np.ndarray, np.ndarray] | None = None  # classify: raw x [n, time, channels], class ids [n]
 
     @property
     def samples(self) -> int:
-        return len(self.windows[0]) if self.windows else sum(len(r) for r in self.recordings)
+        return sum(len(r) for r in self.recordings)
+
+
+def held_out(checkpoint: Checkpoint, data: Dataset | None = None) -> Dataset:
+    """The caller's data, or the held-out split recorded in the checkpoint (test, else validation)."""
+    if data is not None:
+        return data
+    record = recorded_splits(checkpoint.provenance)
+    if not record:
+        raise ExportError("the checkpoint records no held-out data (imported, or trained before splits were "
+                          "recorded): pass evaluation data (--data)")
+    split = held_out_split(record)
+    try:
+        return load_split(record, split, [UNLABELLED_NAME, *checkpoint.labels])
+    except DataError as exc:
+        raise ExportError(f"cannot read the recorded {split} split: {exc}") from None
 
 
 def eval_set(checkpoint: Checkpoint, data: Dataset | None) -> EvalSet:
-    """The caller's data, or the HAPT test subjects when the checkpoint was trained on HAPT."""
-    if data is None:
-        if not str(checkpoint.provenance.get("data", "")).startswith("hapt:"):
-            raise ExportError("this checkpoint was not trained on HAPT: pass held-out evaluation data")
-        from rnnedge.data.hapt import TEST_SUBJECTS, hapt_split
-
-        data = hapt_split("test")
-        subjects = ", ".join(map(str, TEST_SUBJECTS))
-        description = f"HAPT test subjects {subjects} ({len(data.recordings)} recordings)"
-    else:
-        description = f"{data.source}: {len(data.recordings)} recordings"
+    data = held_out(checkpoint, data)
     if not data.recordings:
         raise ExportError("the evaluation data has no recordings")
     if len(data.channels) != checkpoint.config.input_size:
         raise ExportError(f"evaluation data has {len(data.channels)} channels, the model takes "
                           f"{checkpoint.config.input_size}")
+    description = f"{data.source}: {len(data.recordings)} recordings"
     if checkpoint.config.task != "classify":
         return EvalSet(description, data.recordings)
-    window_len = int(checkpoint.provenance.get("train_config", {}).get("window_len", 128))
-    x, y = random_windows(data.recordings, _RAW, window_len, EVAL_WINDOWS, np.random.default_rng(1))
-    return EvalSet(f"{description}, {EVAL_WINDOWS} random windows of {window_len}", data.recordings, (x, y))
+    window_len = int(checkpoint.provenance.get("train_config", {}).get("window_len", 0)) or None
+    series = classify_series(data.recordings, window_len)
+    if len(series) != len(data.recordings):
+        description += f", {len(series)} windows of {series[0].signals.shape[0]} samples"
+    return EvalSet(description, series)
 
 
 def torch_runner(module: nn.Module, float64: bool = False) -> FileRunner:
@@ -76,60 +83,81 @@ def torch_runner(module: nn.Module, float64: bool = False) -> FileRunner:
     return FileRunner(call, None, None)
 
 
-def outputs(runner: FileRunner, data: EvalSet, state_size: int, group: int = 64) -> list[np.ndarray]:
-    """Per-recording outputs of a stream file (recordings of similar length batched, padded at the end), or
-    the window outputs of a window file."""
-    if data.windows is not None:
-        return [windows(runner, data.windows[0])]
-    order = sorted(range(len(data.recordings)), key=lambda i: len(data.recordings[i]))
-    result: list[np.ndarray] = [np.empty(0)] * len(order)
+def outputs(runner: FileRunner, data: EvalSet, state_size: int, window: bool = False,
+            group: int = 64) -> list[np.ndarray]:
+    """Per-recording outputs of a stream file (recordings of similar length batched, padded at the end, which
+    changes nothing before the padding), or one output per series of a window file (equal lengths batched)."""
+    recordings = data.recordings
+    result: list[np.ndarray] = [np.empty(0)] * len(recordings)
+    if window:
+        by_length: dict[int, list[int]] = {}
+        for i, rec in enumerate(recordings):
+            by_length.setdefault(len(rec), []).append(i)
+        for members in by_length.values():
+            y = windows(runner, np.stack([recordings[i].signals for i in members]).astype(np.float32))
+            for row, i in enumerate(members):
+                result[i] = y[row]
+        return result
+    order = sorted(range(len(recordings)), key=lambda i: len(recordings[i]))
     size = 1 if runner.batch is not None else group
     for start in range(0, len(order), size):
         members = order[start: start + size]
-        longest = max(len(data.recordings[i]) for i in members)
-        pads = [((0, longest - len(data.recordings[i])), (0, 0)) for i in members]
-        x = np.stack([np.pad(data.recordings[i].signals, pad, "edge") for i, pad in zip(members, pads, strict=True)])
-        x = x.astype(np.float32)
+        longest = max(len(recordings[i]) for i in members)
+        x = np.stack([np.pad(recordings[i].signals, ((0, longest - len(recordings[i])), (0, 0)), "edge")
+                      for i in members]).astype(np.float32)
         y, _ = stream(runner, x, np.zeros((len(members), state_size), np.float32))
         for row, i in enumerate(members):
-            result[i] = y[row, : len(data.recordings[i])]
+            result[i] = y[row, : len(recordings[i])]
     return result
 
 
-def score(task: str, outputs_: list[np.ndarray], data: EvalSet, norm: Normalization, horizon: int) -> float:
-    if task == "classify":
-        return float((outputs_[0].argmax(-1) == data.windows[1]).mean())
-    if task == "forecast":
-        errors = []
-        for out, rec in zip(outputs_, data.recordings, strict=True):
-            target, valid = forecast_targets(norm.apply(rec.signals), horizon)
-            errors.append((out[valid] - target[valid]) ** 2)
-        return float(np.concatenate(errors).mean())
-    predicted = np.concatenate([o.argmax(-1) for o in outputs_])
-    target = np.concatenate([tag_targets(r.labels) for r in data.recordings])
-    keep = target != IGNORE
-    return float((predicted[keep] == target[keep]).mean()) if keep.any() else float("nan")
+def file_score(checkpoint: Checkpoint, runner: FileRunner, data: EvalSet, window: bool = False) -> float:
+    """The task metric of one file (or the torch reference) on the evaluation set."""
+    config = checkpoint.config
+    return score(config.task, outputs(runner, data, config.state_size, window), data.recordings,
+                 checkpoint.labels, config.horizon)["value"]
 
 
 def reference_inputs(data: EvalSet, chunk_len: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """A bounded slice of the held-out data: raw x [n, time, channels], labels [n, time] (0 = unscored).
-    Stream tasks: the first REFERENCE_STEPS of recordings from different subjects, cut to whole chunks so that
-    fixed-length files end exactly on the slice's end. Classify: windows, their label repeated per step."""
-    if data.windows is not None:
-        x, y = data.windows[0][:REFERENCE_WINDOWS], data.windows[1][:REFERENCE_WINDOWS]
-        labels = np.repeat((y + 1)[:, None], x.shape[1], axis=1).astype(np.int64)
-        return x, labels, f"{len(x)} windows of {x.shape[1]} steps from {data.description}"
-    chosen: dict[int, Recording] = {}
-    for rec in data.recordings:
-        chosen.setdefault(rec.subject, rec)
-    picks = list(chosen.values())[:REFERENCE_RECORDINGS] or data.recordings[:REFERENCE_RECORDINGS]
-    steps = min(REFERENCE_STEPS, *(len(r) for r in picks))
+    """A bounded slice of the held-out data: raw x [n, steps, channels], labels [n, steps] (0 = unscored).
+    Several recordings (different subjects first), each from its start and all cut to one length, chosen so the
+    slice holds about REFERENCE_TARGET steps where the data has them: 3 x 2000 steps of long recordings, or
+    hundreds of short series. Lengths of at least chunk_len are cut to whole chunks, so fixed-length files end
+    exactly on the slice's end."""
+    lengths = sorted({min(len(r), REFERENCE_STEPS) for r in data.recordings})
+
+    def count(steps: int) -> int:
+        eligible = sum(len(r) >= steps for r in data.recordings)
+        return min(eligible, REFERENCE_MAX_RECORDINGS, math.ceil(REFERENCE_TARGET / steps))
+
+    steps = max(lengths, key=lambda s: (min(s * count(s), REFERENCE_TARGET), s))
     if steps >= chunk_len:
         steps -= steps % chunk_len
+    eligible = [r for r in data.recordings if len(r) >= steps]
+    by_subject: dict[int, list[Recording]] = {}
+    for rec in eligible:
+        by_subject.setdefault(rec.subject, []).append(rec)
+    picks: list[Recording] = []  # round robin over subjects: as many different people as possible
+    while len(picks) < count(steps):
+        for group in by_subject.values():
+            if group and len(picks) < count(steps):
+                picks.append(group.pop(0))
     x = np.stack([r.signals[:steps] for r in picks]).astype(np.float32)
     labels = np.stack([r.labels[:steps] for r in picks]).astype(np.int64)
-    names = ", ".join(r.name for r in picks)
+    names = ", ".join(r.name for r in picks[:3]) + (f" and {len(picks) - 3} more" if len(picks) > 3 else "")
     return x, labels, f"first {steps} steps of {names} ({data.description}); raw sensor units"
+
+
+def calibration_recordings(checkpoint: Checkpoint, data: EvalSet) -> list[Recording]:
+    """Training-like data for static int8: the checkpoint's training split when it can be read again, else the
+    evaluation recordings."""
+    record = recorded_splits(checkpoint.provenance)
+    if "train" in record:
+        try:
+            return load_split(record, "train", [UNLABELLED_NAME, *checkpoint.labels]).recordings[:8]
+        except DataError:
+            pass  # moved or changed since training: the held-out data is still real data
+    return data.recordings[:8]
 
 
 def calibration_samples(module: nn.Module, recordings: list[Recording], graph: str, time: int,

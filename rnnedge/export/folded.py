@@ -1,8 +1,8 @@
 """The stream graphs' weights, read from a checkpoint once for both hand-written graphs (ONNX and TFLite).
 
 Input normalization is folded into the first layer: W (x - mean) / std + b == (W / std) x + (b - W mean / std),
-so the files take raw sensor units and spend no node on normalizing. Gate blocks stay in torch order
-(LSTM i,f,g,o; GRU r,z,n); each graph writer reorders them for its own ops.
+so the files take raw sensor units and spend no node on normalizing; a forecast head folds the inverse in.
+Gate blocks stay in torch order (LSTM i,f,g,o; GRU r,z,n); each graph writer reorders them for its own ops.
 """
 
 from __future__ import annotations
@@ -38,10 +38,17 @@ def folded_layers(checkpoint: Checkpoint) -> list[Layer]:
 
 
 def head(checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
-    """The linear head's (weight [outputs, features], bias [outputs]) in float64."""
+    """The linear head's (weight [outputs, features], bias [outputs]) in float64; a forecast head folds the
+    de-normalization in (y * std + mean), so forecasts leave the graph in the data's units."""
     sd = checkpoint.state_dict
-    return (sd["head.weight"].detach().cpu().numpy().astype(np.float64),
-            sd["head.bias"].detach().cpu().numpy().astype(np.float64))
+    weight = sd["head.weight"].detach().cpu().numpy().astype(np.float64)
+    bias = sd["head.bias"].detach().cpu().numpy().astype(np.float64)
+    config = checkpoint.config
+    if config.task == "forecast":
+        std = np.tile(np.asarray(checkpoint.normalization.std, np.float64), config.horizon)
+        mean = np.tile(np.asarray(checkpoint.normalization.mean, np.float64), config.horizon)
+        weight, bias = weight * std[:, None], bias * std + mean
+    return weight, bias
 
 
 def reorder_gates(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""The exported graphs as torch modules: normalization (raw sensor units in) + the model, with the bundle's
-I/O names. Both exporters trace these, so ONNX and TFLite files compute exactly the same function."""
+"""The exported graphs as torch modules: normalization (raw sensor units in) + the model (+ forecasts back in the
+data's units), with the bundle's I/O names. They are the reference every exported file is verified against; the
+stream files are written by hand from the same weights (onnx_stream, tflite_stream), window files traced."""
 
 from __future__ import annotations
 
@@ -18,9 +19,17 @@ class _Normalized(nn.Module):
         self.model = checkpoint.build_model()
         self.register_buffer("mean", torch.as_tensor(checkpoint.normalization.mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(checkpoint.normalization.std, dtype=torch.float32))
+        horizon = checkpoint.config.horizon if checkpoint.config.task == "forecast" else 0
+        self.forecast = horizon > 0
+        self.register_buffer("out_mean", self.mean.repeat(max(horizon, 1)))
+        self.register_buffer("out_std", self.std.repeat(max(horizon, 1)))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+    def to_units(self, y: torch.Tensor) -> torch.Tensor:
+        """Forecasts leave the graph in the data's units; logits as they are."""
+        return y * self.out_std + self.out_mean if self.forecast else y
 
 
 class StreamGraph(_Normalized):
@@ -28,7 +37,7 @@ class StreamGraph(_Normalized):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
         y, state_out = self.model(self.normalize(x), state)
-        return {"y": y, "state_out": state_out}
+        return {"y": self.to_units(y), "state_out": state_out}
 
 
 class WindowGraph(_Normalized):
@@ -39,11 +48,9 @@ class WindowGraph(_Normalized):
 
 
 def default_graphs(checkpoint: Checkpoint) -> tuple[str, ...]:
-    """What a model is for: stream files for causal models, window files for window tasks."""
-    config = checkpoint.config
-    if not config.streamable:
-        return ("window",)
-    return ("stream", "window") if config.task == "classify" else ("stream",)
+    """Stream files for causal models (a classify stream's output is the class of the series so far), window
+    files for bidirectional ones."""
+    return ("stream",) if checkpoint.config.streamable else ("window",)
 
 
 def build_graph(checkpoint: Checkpoint, graph: str) -> nn.Module:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnedge.data.recording import Normalization, Recording
-
-IGNORE = -100  # target value the losses skip (unlabelled samples and padding)
+from rnnedge.tasks import IGNORE, forecast_targets, tag_targets
 
 
 @dataclass
@@ -24,21 +23,6 @@ class Chunk:
     target: np.ndarray  # [lanes, chunk] class ids (tag) or [lanes, chunk, outputs] values (forecast)
     mask: np.ndarray  # [lanes, chunk] bool: real samples (not padding)
     reset: np.ndarray  # [lanes] bool: a new recording starts at this chunk
-
-
-def tag_targets(labels: np.ndarray) -> np.ndarray:
-    """Dataset labels (0 = unlabelled) -> model classes (label - 1), unlabelled -> IGNORE."""
-    return np.where(labels > 0, labels - 1, IGNORE)
-
-
-def forecast_targets(x: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Next `horizon` values after each step, flattened; the last `horizon` steps have no target."""
-    steps, channels = x.shape
-    target = np.zeros((steps, horizon * channels), np.float32)
-    for k in range(1, horizon + 1):
-        target[: steps - k, (k - 1) * channels: k * channels] = x[k:]
-    valid = np.arange(steps) < steps - horizon
-    return target, valid
 
 
 def vector_groups(channels: list[str]) -> list[list[int]]:
@@ -103,16 +87,18 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
         yield Chunk(xs[:, window], targets[:, window], mask[:, window], resets[:, c])
 
 
-def random_windows(recordings: list[Recording], norm: Normalization, window_len: int, count: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Classify: `count` random labelled windows; a window's class is the label of its last sample."""
-    xs, ys = [], []
-    eligible = [r for r in recordings if len(r) >= window_len]
-    while len(xs) < count:
-        rec = eligible[int(rng.integers(len(eligible)))]
-        end = int(rng.integers(window_len, len(rec) + 1))
-        label = int(rec.labels[end - 1])
-        if label > 0:
-            xs.append(norm.apply(rec.signals[end - window_len: end]))
-            ys.append(label - 1)
-    return np.stack(xs), np.asarray(ys, np.int64)
+def series_batches(series: list[Recording], norm: Normalization, batch: int, rng: np.random.Generator
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Classify: every series once, in random batches of equal-length series (no padding, so a bidirectional
+    model's backward direction sees only the series): x [batch, time, channels] normalized, class ids [batch]."""
+    by_length: dict[int, list[Recording]] = {}
+    for rec in series:
+        by_length.setdefault(len(rec), []).append(rec)
+    batches = []
+    for group in by_length.values():
+        order = rng.permutation(len(group))
+        batches += [[group[i] for i in order[start: start + batch]] for start in range(0, len(group), batch)]
+    for index in rng.permutation(len(batches)):
+        members = batches[index]
+        x = np.stack([norm.apply(r.signals) for r in members])
+        yield x, tag_targets(np.array([r.labels[-1] for r in members]))

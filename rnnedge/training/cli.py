@@ -1,4 +1,5 @@
-"""`rnnedge train` and `rnnedge data`: defaults train the HAPT per-step activity tagger."""
+"""`rnnedge train` and `rnnedge data`: defaults train the bundled per-step activity tagger; any CSV/NPZ data
+set trains the same way, with its train / validation / test recordings recorded in the checkpoint."""
 
 from __future__ import annotations
 
@@ -8,72 +9,75 @@ from pathlib import Path
 import typer
 
 from rnnedge.atomic import write_text_atomic
-from rnnedge.data.hapt import GET_UP_LABELS
-from rnnedge.errors import DataError, RnnedgeError
+from rnnedge.errors import RnnedgeError
 from rnnedge.training.config import TrainConfig
 
 DEFAULT_RUN_DIR = Path("artifacts/train")
 
-
-def _load_dataset(data: str, channels: str | None, label_column: str | None, sample_rate: float | None):
-    from rnnedge.data import load_csv, load_hapt, load_npz
-
-    if data == "hapt":
-        return load_hapt()
-    paths = sorted(Path(data).glob("*.csv")) if Path(data).is_dir() else [Path(data)]
-    if not paths or not all(p.exists() for p in paths):
-        raise DataError(f"{data}: no such file or folder of CSV files")
-    if paths[0].suffix == ".npz":
-        return load_npz(paths[0])
-    if not channels or not sample_rate:
-        raise DataError("CSV data needs --channels (comma-separated column names) and --sample-rate")
-    return load_csv(paths, channels.split(","), sample_rate, label_column)
+_DATA_HELP = "'hapt' (bundled), a CSV file or folder (one file per recording) or an NPZ."
+_CSV = {
+    "channels": typer.Option(None, help="CSV: channel columns, comma-separated."),
+    "label_column": typer.Option(None, help="CSV: label column (any values; 0 is a label like any other)."),
+    "sample_rate": typer.Option(None, help="CSV: sample rate in Hz."),
+    "unlabelled": typer.Option(None, help="CSV: the label value that marks unlabelled rows (empty cells always "
+                                          "do); unlabelled samples are streamed through but never scored."),
+}
 
 
 def train_command(
-    data: str = typer.Option("hapt", help="'hapt' (bundled), a CSV file/folder (one file per recording) or an NPZ."),
+    data: str = typer.Option("hapt", help=_DATA_HELP),
+    val: str | None = typer.Option(None, help="Validation: another CSV file/folder, or comma-separated recording "
+                                   "indices of --data (default: the data set's own split, else every fifth)."),
+    test: str | None = typer.Option(None, help="Test: another CSV file/folder, read like --data; scored after "
+                                    "training and found again by `rnnedge export` and `rnnedge evaluate`."),
     out: Path = typer.Option(DEFAULT_RUN_DIR, help="Run folder: model.pt, metrics.json, training_curve.png."),
     cell: str = typer.Option("lstm", help="rnn_tanh | rnn_relu | lstm | gru"),
     hidden: int = typer.Option(64, min=1, help="Hidden units per layer."),
     layers: int = typer.Option(2, min=1, max=4, help="Stacked recurrent layers."),
-    task: str = typer.Option("tag", help="tag (label per step, streaming) | classify (window) | forecast"),
-    bidirectional: bool = typer.Option(False, help="Window tasks only (needs the future)."),
+    task: str = typer.Option("tag", help="tag (a label per step) | classify (a label per series; streams the "
+                             "class of the series so far) | forecast (next values, in the data's units)"),
+    bidirectional: bool = typer.Option(False, help="classify only (needs the whole series: window files, no "
+                                       "streaming)."),
     horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
     epochs: int = typer.Option(TrainConfig.epochs, min=1),
     chunk_len: int = typer.Option(TrainConfig.chunk_len, min=2, help="Truncated-BPTT chunk length in samples."),
     lanes: int = typer.Option(TrainConfig.batch_size, min=1,
-                              help="Parallel recordings (stateful) or windows per batch."),
-    window_len: int = typer.Option(TrainConfig.window_len, min=2, help="classify: window length in samples."),
+                              help="Parallel recordings (tag/forecast) or series per batch (classify)."),
+    window_len: int = typer.Option(TrainConfig.window_len, min=0, help="classify: use each series' last N samples "
+                                   "(0 = the whole series, any length); where labels change within recordings, "
+                                   "random windows of N (default 128)."),
     lr: float = typer.Option(TrainConfig.lr, min=0.0),
     dropout: float = typer.Option(0.1, min=0.0, max=0.9),
     patience: int = typer.Option(TrainConfig.patience, min=1),
     rotate_deg: float | None = typer.Option(
         None, min=0.0, max=180.0, show_default=False,
         help="Augment: rotate 3-axis sensors (channels named *-x/-y/-z) by a random angle up to this about x, per "
-             "recording. Default: 180 for hapt (x runs along the wearer's body, so this covers lying on the back, "
-             "either side or front), 0 for other data."),
+             "recording. Default: the data set's own (180 for the bundled waist-worn IMU), else 0."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
+    threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
+                                "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),
     seed: int = typer.Option(TrainConfig.seed),
-    channels: str | None = typer.Option(None, help="CSV: channel columns, comma-separated."),
-    label_column: str | None = typer.Option(None, help="CSV: label column."),
-    sample_rate: float | None = typer.Option(None, help="CSV: sample rate in Hz."),
-    val_recordings: str | None = typer.Option(None, help="Non-HAPT data: comma-separated recording indices "
-                                              "for validation (default: every fifth recording)."),
+    channels: str | None = _CSV["channels"],
+    label_column: str | None = _CSV["label_column"],
+    sample_rate: float | None = _CSV["sample_rate"],
+    unlabelled: str | None = _CSV["unlabelled"],
 ) -> None:
-    """Train a recurrent model with stateful truncated BPTT and save a checkpoint."""
-    from rnnedge.data.hapt import HAPT_SPLITS
+    """Train a recurrent model and save a checkpoint that records its data splits."""
+    from rnnedge.data.source import DataSource, make_splits, split_record
     from rnnedge.training.config import ModelConfig
     from rnnedge.training.evaluate import report
     from rnnedge.training.train import train
 
-    dataset = _load_dataset(data, channels, label_column, sample_rate)
+    source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
+    dataset = source.load()
+    splits = make_splits(dataset, source, val, test)
     if rotate_deg is None:
-        rotate_deg = 180.0 if data == "hapt" else 0.0
-    if data == "hapt":
-        train_set, val_set = dataset.subset(HAPT_SPLITS["train"]), dataset.subset(HAPT_SPLITS["val"])
-    else:
-        train_set, val_set = _split_user_data(dataset, val_recordings)
-    outputs = len(dataset.label_names) - 1 if task != "forecast" else len(dataset.channels) * horizon
+        rotate_deg = float(dataset.meta.get("augment_rotate_deg", 0.0))
+    classes = len(dataset.label_names) - 1
+    if task != "forecast" and classes < 2:
+        raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
+                           "(is --label-column right?)")
+    outputs = classes if task != "forecast" else len(dataset.channels) * horizon
     try:
         model_config = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=hidden, num_layers=layers,
                                    output_size=outputs, dropout=dropout, bidirectional=bidirectional, task=task,
@@ -81,22 +85,32 @@ def train_command(
     except ValueError as exc:
         raise RnnedgeError(str(exc)) from None
     config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
-                         patience=patience, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg)
-    result = train(train_set, val_set, model_config, config, out_dir=out)
+                         patience=patience, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
+                         threads=threads)
+    part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
+    record = {"source": source.to_dict(), "splits": split_record(splits)}
+    result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=record)
     best = result.history[result.best_epoch - 1]
-    typer.echo(f"best epoch {result.best_epoch}: validation {best['val_accuracy']:.4f}")
-    if data == "hapt":
-        test = report(result.checkpoint.build_model(), dataset.subset(HAPT_SPLITS["test"]).recordings,
-                      result.checkpoint.normalization, result.checkpoint.labels, window_len)
-        write_text_atomic(out / "test_report.json", json.dumps(test, indent=1))
-        print_confusion(test)
-        typer.echo(f"test subjects {HAPT_SPLITS['test']}: accuracy {test['accuracy']:.4f} "
-                   f"({test.get('scored_samples', test.get('windows'))} scored)")
+    metric = result.checkpoint.provenance["val_metric"]
+    typer.echo(f"best epoch {result.best_epoch}: validation {metric} {best['val_score']:.4f}")
+    if "test" in part:
+        test_report = report(result.checkpoint.build_model(), part["test"].recordings,
+                             result.checkpoint.normalization, result.checkpoint.labels, window_len or None)
+        write_text_atomic(out / "test_report.json", json.dumps(test_report, indent=1))
+        print_confusion(test_report)
+        typer.echo(f"test ({len(part['test'].recordings)} recordings): {metric} {test_report['value']:.4f}")
     typer.echo(f"checkpoint: {out / 'model.pt'}")
 
 
+def _dataset(dataset, recordings):
+    from rnnedge.data.recording import Dataset
+
+    return Dataset(recordings, dataset.channels, dataset.label_names, dataset.sample_rate_hz, dataset.source,
+                   dict(dataset.meta))
+
+
 def print_confusion(test: dict) -> None:
-    """Rows = true class, columns = predicted, as % of the row; the get-up classes are the bed-exit events."""
+    """Rows = true class, columns = predicted, as % of the row."""
     from rich.console import Console
     from rich.table import Table
 
@@ -108,53 +122,84 @@ def print_confusion(test: dict) -> None:
         table.add_column(str(number), justify="right")
     for number, (name, row) in enumerate(zip(test["labels"], test["confusion"], strict=True), start=1):
         total = max(1, sum(row))
-        style = "bold yellow" if name in GET_UP_LABELS else None
-        table.add_row(f"{number} {name}", *[f"{100 * v / total:.0f}" for v in row], style=style)
+        table.add_row(f"{number} {name}", *[f"{100 * v / total:.0f}" for v in row])
     Console(width=120).print(table)
 
 
-def _split_user_data(dataset, val_recordings: str | None):
-    from rnnedge.data.recording import Dataset
-
-    count = len(dataset.recordings)
-    if count < 2:
-        raise DataError("need at least two recordings (one for validation)")
-    try:
-        val_index = {int(i) for i in val_recordings.split(",")} if val_recordings else set(range(4, count, 5))
-    except ValueError:
-        raise DataError(f"--val-recordings must be comma-separated integers, got {val_recordings!r}") from None
-    val_index = val_index or {count - 1}
-    parts = ([r for i, r in enumerate(dataset.recordings) if i not in val_index],
-             [r for i, r in enumerate(dataset.recordings) if i in val_index])
-    if not all(parts):
-        raise DataError("validation split leaves no training or no validation recordings")
-    return tuple(Dataset(p, dataset.channels, dataset.label_names, dataset.sample_rate_hz, dataset.source)
-                 for p in parts)
-
-
 def data_command(
-    data: str = typer.Argument("hapt", help="'hapt' or a CSV/NPZ path."),
-    channels: str | None = typer.Option(None), label_column: str | None = typer.Option(None),
-    sample_rate: float | None = typer.Option(None),
+    data: str = typer.Argument("hapt", help=_DATA_HELP),
+    channels: str | None = _CSV["channels"],
+    label_column: str | None = _CSV["label_column"],
+    sample_rate: float | None = _CSV["sample_rate"],
+    unlabelled: str | None = _CSV["unlabelled"],
 ) -> None:
-    """Describe a data set: recordings, subjects, channels, labels and their counts."""
+    """Describe a data set: recordings, channels, labels and their counts, and its own splits if it has them."""
     import numpy as np
 
-    from rnnedge.data.hapt import HAPT_SPLITS
+    from rnnedge.data.source import DataSource
 
-    dataset = _load_dataset(data, channels, label_column, sample_rate)
+    dataset = DataSource.parse(data, channels, label_column, sample_rate, unlabelled).load()
     hours = dataset.num_samples / dataset.sample_rate_hz / 3600
-    typer.echo(f"source {dataset.source}: {len(dataset.recordings)} recordings, {dataset.num_samples} samples "
-               f"({hours:.2f} h) at {dataset.sample_rate_hz:g} Hz")
+    lengths = [len(r) for r in dataset.recordings]
+    typer.echo(f"source {dataset.source}: {len(dataset.recordings)} recordings of {min(lengths)}-{max(lengths)} "
+               f"samples, {dataset.num_samples} samples ({hours:.2f} h) at {dataset.sample_rate_hz:g} Hz")
     typer.echo(f"channels: {', '.join(dataset.channels)}")
     counts = np.bincount(np.concatenate([r.labels for r in dataset.recordings]), minlength=len(dataset.label_names))
     for name, n in zip(dataset.label_names, counts, strict=True):
         typer.echo(f"  {name:<20} {n:>9}")
-    if data == "hapt":
-        for split, subjects in HAPT_SPLITS.items():
-            typer.echo(f"{split:<5} subjects: {', '.join(map(str, subjects))}")
+    for split, subjects in dataset.meta.get("subject_splits", {}).items():
+        typer.echo(f"{split:<5} subjects: {', '.join(map(str, subjects))}")
+
+
+def import_torch_command(
+    state_dict: Path = typer.Argument(..., help="File written by torch.save(model.state_dict())."),
+    out: Path = typer.Option(Path("artifacts/imported/model.pt"),
+                             help="Checkpoint to write (what `rnnedge export` takes)."),
+    channels: str | None = typer.Option(None, help="Input channel names in the model's input order, "
+                                        "comma-separated."),
+    sample_rate: float | None = typer.Option(None, help="Sample rate of the inputs in Hz."),
+    task: str | None = typer.Option(None, help="tag (default: an output per step) | classify | forecast."),
+    labels: str | None = typer.Option(None, help="Class names in the head's output order, comma-separated "
+                                      "(default class0, class1, ...)."),
+    nonlinearity: str | None = typer.Option(None, help="nn.RNN only: tanh (default) | relu (a state_dict does "
+                                            "not say)."),
+    horizon: int | None = typer.Option(None, min=1, help="forecast: values predicted per channel and step."),
+    window_len: int | None = typer.Option(None, min=1, help="classify: the window length it was trained on "
+                                          "(default: whole series)."),
+    normalization: str | None = typer.Option(None, help="'none' (default: the model takes the raw inputs it was "
+                                             "trained on) or a JSON file {\"mean\": [...], \"std\": [...]}."),
+    spec: Path | None = typer.Option(None, help="JSON file with any of channels, sample_rate_hz, task, labels, "
+                                     "normalization, nonlinearity, horizon, window_len; options given here "
+                                     "override it."),
+) -> None:
+    """Turn a recurrent model trained in plain PyTorch (nn.LSTM/GRU/RNN + nn.Linear) into an rnnedge checkpoint."""
+    from dataclasses import replace
+
+    from rnnedge.errors import DataError
+    from rnnedge.training.import_torch import ImportSpec, import_file, load_normalization, read_json
+
+    values = read_json(spec) if spec is not None else {}
+    given = {"channels": channels, "sample_rate_hz": sample_rate, "task": task, "labels": labels,
+             "nonlinearity": nonlinearity, "horizon": horizon, "window_len": window_len}
+    values |= {k: v for k, v in given.items() if v is not None}
+    if normalization is not None:
+        values.pop("normalization", None)
+    if values.get("channels") is None or values.get("sample_rate_hz") is None:
+        raise DataError("import-torch needs --channels and --sample-rate (or channels and sample_rate_hz in --spec)")
+    import_spec = ImportSpec.from_dict(values, str(spec) if spec is not None else "command line")
+    if normalization is not None:
+        import_spec = replace(import_spec, normalization=load_normalization(normalization))
+    checkpoint = import_file(state_dict, import_spec)
+    written = checkpoint.save(out)
+    c, found = checkpoint.config, checkpoint.provenance["imported"]
+    shape = f"{c.num_layers}x{c.hidden_size}" + (" bidirectional" if c.bidirectional else "")
+    outputs = f"{c.output_size} {'forecast values' if c.task == 'forecast' else 'classes'}"
+    typer.echo(f"found {c.cell} {shape} ({found['rnn'] or 'top level'}) + head {found['head']}: {c.input_size} "
+               f"inputs ({','.join(checkpoint.channels)}), {outputs}, task {c.task}; wrote {written}; it records no "
+               f"data: export it with `rnnedge export {written} --data HELD_OUT_DATA`")
 
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
     app.command("data")(data_command)
+    app.command("import-torch")(import_torch_command)

@@ -1,5 +1,5 @@
-"""Task metrics on whole recordings, run causally (a unidirectional model's full-sequence forward equals
-step-by-step streaming, which the tests prove), so the numbers are the ones a device would see."""
+"""The torch model's outputs on whole recordings, run causally (a unidirectional model's full-sequence forward
+equals step-by-step streaming, which the tests prove), scored by `rnnedge.tasks.score` like every exported file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from rnnedge.data.recording import Normalization, Recording
-from rnnedge.training.batches import IGNORE, forecast_targets, random_windows, tag_targets
+from rnnedge.tasks import classify_series, forecast_units, score
 from rnnedge.training.model import RecurrentModel
 
 
@@ -30,51 +30,30 @@ def stream_outputs(model: RecurrentModel, recordings: list[Recording], norm: Nor
     return outputs
 
 
-def confusion(predicted: np.ndarray, target: np.ndarray, classes: int) -> np.ndarray:
-    """[true, predicted] counts over scored samples (target != IGNORE)."""
-    keep = target != IGNORE
-    return np.bincount(target[keep] * classes + predicted[keep], minlength=classes * classes).reshape(
-        classes, classes)
-
-
-def tag_report(model: RecurrentModel, recordings: list[Recording], norm: Normalization,
-               labels: list[str]) -> dict:
-    outputs = stream_outputs(model, recordings, norm)
-    predicted = np.concatenate([o.argmax(-1) for o in outputs])
-    target = np.concatenate([tag_targets(r.labels) for r in recordings])
-    matrix = confusion(predicted, target, len(labels))
-    per_class = {name: float(matrix[i, i] / max(1, matrix[i].sum())) for i, name in enumerate(labels)}
-    return {"accuracy": float(np.trace(matrix) / max(1, matrix.sum())), "scored_samples": int(matrix.sum()),
-            "per_class_recall": per_class, "confusion": matrix.tolist(), "labels": labels}
-
-
-def forecast_report(model: RecurrentModel, recordings: list[Recording], norm: Normalization,
-                    horizon: int) -> dict:
-    outputs = stream_outputs(model, recordings, norm)
-    errors = []
-    for out, rec in zip(outputs, recordings, strict=True):
-        target, valid = forecast_targets(norm.apply(rec.signals), horizon)
-        errors.append((out[valid] - target[valid]) ** 2)
-    mse = float(np.concatenate(errors).mean())
-    return {"mse": mse, "accuracy": -mse}  # 'accuracy' = higher-is-better score for early stopping
-
-
 @torch.no_grad()
-def classify_report(model: RecurrentModel, recordings: list[Recording], norm: Normalization,
-                    window_len: int, labels: list[str], count: int = 2000, seed: int = 1) -> dict:
-    x, y = random_windows(recordings, norm, window_len, count, np.random.default_rng(seed))
+def series_outputs(model: RecurrentModel, series: list[Recording], norm: Normalization) -> list[np.ndarray]:
+    """Classify: one output per series (equal-length series batched; a bidirectional model sees no padding)."""
     model.eval()
-    predicted = model.window_logits(torch.from_numpy(x)).argmax(-1).numpy()
-    matrix = confusion(predicted, y, len(labels))
-    return {"accuracy": float(np.trace(matrix) / max(1, matrix.sum())), "windows": count,
-            "confusion": matrix.tolist(), "labels": labels}
+    outputs: list[np.ndarray] = [np.empty(0)] * len(series)
+    by_length: dict[int, list[int]] = {}
+    for i, rec in enumerate(series):
+        by_length.setdefault(len(rec), []).append(i)
+    for members in by_length.values():
+        x = np.stack([norm.apply(series[i].signals) for i in members])
+        logits = model.window_logits(torch.from_numpy(x)).numpy()
+        for row, i in enumerate(members):
+            outputs[i] = logits[row]
+    return outputs
 
 
 def report(model: RecurrentModel, recordings: list[Recording], norm: Normalization, labels: list[str],
-           window_len: int = 128) -> dict:
-    task = model.config.task
-    if task == "tag":
-        return tag_report(model, recordings, norm, labels)
-    if task == "forecast":
-        return forecast_report(model, recordings, norm, model.config.horizon)
-    return classify_report(model, recordings, norm, window_len, labels)
+           window_len: int | None = None) -> dict:
+    """The task's report (rnnedge.tasks.score) of the torch model on these recordings."""
+    config = model.config
+    if config.task == "classify":
+        series = classify_series(recordings, window_len)
+        return score("classify", series_outputs(model, series, norm), series, labels)
+    outputs = stream_outputs(model, recordings, norm)
+    if config.task == "forecast":
+        outputs = [forecast_units(o, norm, config.horizon) for o in outputs]
+    return score(config.task, outputs, recordings, labels, config.horizon)

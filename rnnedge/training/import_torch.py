@@ -22,19 +22,17 @@ import math
 import pickle
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-import typer
 
 from rnnedge.data.recording import Normalization
 from rnnedge.errors import CheckpointError, DataError
 from rnnedge.training.checkpoint import FORMAT, Checkpoint
 from rnnedge.training.config import TASKS, ModelConfig
 
-DEFAULT_OUT = Path("artifacts/imported/model.pt")
 NONLINEARITIES = ("tanh", "relu")
 _CELLS = {4: "lstm", 3: "gru", 1: "rnn"}  # gate rows per hidden unit -> cell
 _RNN_PARAM = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?")
@@ -81,10 +79,10 @@ class ImportSpec:
 
     @staticmethod
     def from_json(path: str | Path) -> ImportSpec:
-        return ImportSpec.from_dict(_read_json(path), str(path))
+        return ImportSpec.from_dict(read_json(path), str(path))
 
 
-def _read_json(path: str | Path) -> dict:
+def read_json(path: str | Path) -> dict:
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -116,7 +114,7 @@ def _normalization(value, where: str) -> Normalization | None:
 
 def load_normalization(path: str | Path) -> Normalization | None:
     """A JSON file {"mean": [...], "std": [...]} (per channel, in input order), or the word "none"."""
-    return None if str(path) == "none" else _normalization(_read_json(path), str(path))
+    return None if str(path) == "none" else _normalization(read_json(path), str(path))
 
 
 # --- the state_dict -----------------------------------------------------------------------------------------
@@ -359,45 +357,3 @@ def import_file(path: str | Path, spec: ImportSpec) -> Checkpoint:
                                    window_len=spec.window_len, source=str(path))
     checkpoint.provenance["imported"]["sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return checkpoint
-
-
-def import_torch_command(
-    state_dict: Path = typer.Argument(..., help="File written by torch.save(model.state_dict())."),
-    out: Path = typer.Option(DEFAULT_OUT, help="Checkpoint to write (what `rnnedge export` takes)."),
-    channels: str | None = typer.Option(None, help="Input channel names in the model's input order, "
-                                        "comma-separated."),
-    sample_rate: float | None = typer.Option(None, help="Sample rate of the inputs in Hz."),
-    task: str | None = typer.Option(None, help="tag (default: an output per step) | classify | forecast."),
-    labels: str | None = typer.Option(None, help="Class names in the head's output order, comma-separated "
-                                      "(default class0, class1, ...)."),
-    nonlinearity: str | None = typer.Option(None, help="nn.RNN only: tanh (default) | relu (a state_dict does "
-                                            "not say)."),
-    horizon: int | None = typer.Option(None, min=1, help="forecast: values predicted per channel and step."),
-    window_len: int | None = typer.Option(None, min=1, help="classify: the window length it was trained on "
-                                          "(default: whole series)."),
-    normalization: str | None = typer.Option(None, help="'none' (default: the model takes the raw inputs it was "
-                                             "trained on) or a JSON file {\"mean\": [...], \"std\": [...]}."),
-    spec: Path | None = typer.Option(None, help="JSON file with any of channels, sample_rate_hz, task, labels, "
-                                     "normalization, nonlinearity, horizon, window_len; options given here "
-                                     "override it."),
-) -> None:
-    """Turn a recurrent model trained in plain PyTorch (nn.LSTM/GRU/RNN + nn.Linear) into an rnnedge checkpoint."""
-    values = _read_json(spec) if spec is not None else {}
-    given = {"channels": channels, "sample_rate_hz": sample_rate, "task": task, "labels": labels,
-             "nonlinearity": nonlinearity, "horizon": horizon, "window_len": window_len}
-    values |= {k: v for k, v in given.items() if v is not None}
-    if normalization is not None:
-        values.pop("normalization", None)
-    if values.get("channels") is None or values.get("sample_rate_hz") is None:
-        raise DataError("import-torch needs --channels and --sample-rate (or channels and sample_rate_hz in --spec)")
-    import_spec = ImportSpec.from_dict(values, str(spec) if spec is not None else "command line")
-    if normalization is not None:
-        import_spec = replace(import_spec, normalization=load_normalization(normalization))
-    checkpoint = import_file(state_dict, import_spec)
-    written = checkpoint.save(out)
-    c, found = checkpoint.config, checkpoint.provenance["imported"]
-    shape = f"{c.num_layers}x{c.hidden_size}" + (" bidirectional" if c.bidirectional else "")
-    outputs = f"{c.output_size} {'forecast values' if c.task == 'forecast' else 'classes'}"
-    typer.echo(f"found {c.cell} {shape} ({found['rnn'] or 'top level'}) + head {found['head']}: {c.input_size} "
-               f"inputs ({','.join(checkpoint.channels)}), {outputs}, task {c.task}; wrote {written}; it records no "
-               f"data: export it with `rnnedge export {written} --data HELD_OUT_DATA`")

@@ -1,5 +1,6 @@
-"""The training loop: stateful truncated BPTT for streaming tasks, random windows for `classify`.
+"""The training loop: stateful truncated BPTT for tag and forecast, whole series for `classify`.
 
+Classify trains on whole series (equal-length batches, loss at the last step), which is what a stream reads.
 AdamW with weight decay, gradient-norm clipping, dropout between layers, class weights for rare classes,
 early stopping on validation (the best epoch's weights are kept), per-epoch metrics JSON and a curve PNG.
 """
@@ -18,7 +19,8 @@ from torch import nn
 
 from rnnedge.atomic import write_atomic, write_text_atomic
 from rnnedge.data.recording import Dataset, Normalization
-from rnnedge.training.batches import IGNORE, random_windows, stateful_chunks, tag_targets, vector_groups
+from rnnedge.tasks import IGNORE, classify_series, get_task, tag_targets
+from rnnedge.training.batches import series_batches, stateful_chunks, vector_groups
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.evaluate import report
@@ -32,8 +34,9 @@ class TrainResult:
     best_epoch: int
 
 
-def class_weights(train: Dataset, classes: int, power: float) -> torch.Tensor:
-    targets = np.concatenate([tag_targets(r.labels) for r in train.recordings])
+def class_weights(labels: np.ndarray, classes: int, power: float) -> torch.Tensor:
+    """(1 / frequency) ** power per class over dataset labels (0 = unlabelled), normalized to mean 1."""
+    targets = tag_targets(labels)
     counts = np.bincount(targets[targets != IGNORE], minlength=classes).astype(np.float64)
     weights = (counts.sum() / np.maximum(counts, 1) / classes) ** power
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
@@ -64,22 +67,24 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
     return total / max(1, count)
 
 
-def _epoch_windows(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainConfig, rng, progress, task_id):
-    steps = max(1, 64 * cfg.extra.get("windows_per_epoch", 64) // cfg.batch_size)
-    x_all, y_all = random_windows(train.recordings, norm, cfg.window_len, steps * cfg.batch_size, rng)
-    progress.update(task_id, total=steps, completed=0)
+def _epoch_series(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainConfig, rng, progress, task_id):
+    """Classify: whole series (or fresh random windows when labels change within recordings), loss on the
+    output at each series' last step."""
+    series = classify_series(train.recordings, cfg.window_len or None, cfg.windows_per_epoch,
+                             seed=int(rng.integers(2**31)))
+    batches = list(series_batches(series, norm, cfg.batch_size, rng))
+    progress.update(task_id, total=len(batches), completed=0)
     total = 0.0
-    for i in range(steps):
-        batch = slice(i * cfg.batch_size, (i + 1) * cfg.batch_size)
-        logits = model.window_logits(torch.from_numpy(x_all[batch]))
-        loss = loss_fn.ce(logits, torch.from_numpy(y_all[batch]))
+    for x, y in batches:
+        logits = model.window_logits(torch.from_numpy(x))
+        loss = loss_fn.ce(logits, torch.from_numpy(y))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         total += loss.item()
         progress.advance(task_id)
-    return total / steps
+    return total / max(1, len(batches))
 
 
 class _Loss:
@@ -99,23 +104,27 @@ class _Loss:
 
 
 def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
-          out_dir: str | Path | None = None, quiet: bool = False) -> TrainResult:
-    """Train, early-stop on validation, and return the best checkpoint (also saved to out_dir if given)."""
+          out_dir: str | Path | None = None, quiet: bool = False, data_record: dict | None = None) -> TrainResult:
+    """Train, early-stop on validation, and return the best checkpoint (also saved to out_dir if given).
+    `data_record` (source and splits, rnnedge.data.source) is kept in the checkpoint for export and evaluate."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    task = get_task(model_config.task)
     norm = Normalization.fit(train_data.recordings)
     scored_labels = train_data.label_names[1:]  # label 0 is 'unlabelled': streamed through, never a class
     model = RecurrentModel(model_config)
-    weights = class_weights(train_data, model_config.output_size, cfg.class_weight_power) \
-        if model_config.task != "forecast" else None
+    weights = None
+    if task.name != "forecast":
+        train_labels = [r.labels[-1:] if task.name == "classify" else r.labels for r in train_data.recordings]
+        weights = class_weights(np.concatenate(train_labels), model_config.output_size, cfg.class_weight_power)
     loss_fn = _Loss(model_config.task, weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs), eta_min=cfg.lr / 20)
-    run_epoch = _epoch_windows if model_config.task == "classify" else _epoch_stateful
+    run_epoch = _epoch_series if model_config.task == "classify" else _epoch_stateful
     history: list[dict] = []
-    best = (-np.inf, 0, {k: v.clone() for k, v in model.state_dict().items()})
+    best = (np.nan, 0, {k: v.clone() for k, v in model.state_dict().items()})
     started = time.monotonic()
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
@@ -126,13 +135,13 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
             model.train()
             train_loss = run_epoch(model, optimizer, loss_fn, train_data, norm, cfg, rng, progress, task_id)
             scheduler.step()
-            val = report(model, val_data.recordings, norm, scored_labels, cfg.window_len)
-            row = {"epoch": epoch, "train_loss": train_loss, "val_accuracy": val["accuracy"],
+            val = report(model, val_data.recordings, norm, scored_labels, cfg.window_len or None)["value"]
+            row = {"epoch": epoch, "train_loss": train_loss, "val_score": val,
                    "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.monotonic() - started, 1)}
             history.append(row)
-            if val["accuracy"] > best[0]:
-                best = (val["accuracy"], epoch, {k: v.clone() for k, v in model.state_dict().items()})
-            progress.update(task_id, info=f"loss {train_loss:.4f}  val {val['accuracy']:.4f}  best {best[0]:.4f}")
+            if best[1] == 0 or task.better(val, best[0]):
+                best = (val, epoch, {k: v.clone() for k, v in model.state_dict().items()})
+            progress.update(task_id, info=f"loss {train_loss:.4f}  val {task.metric} {val:.4f}  best {best[0]:.4f}")
             if out_dir:
                 write_text_atomic(Path(out_dir) / "metrics.json", json.dumps(history, indent=1))
             over_time = cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60
@@ -142,14 +151,20 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     checkpoint = Checkpoint(
         model_config, model.state_dict(), norm, train_data.channels,
         scored_labels if model_config.task != "forecast" else [], train_data.sample_rate_hz,
-        provenance={"data": train_data.source, "train_subjects": train_data.subjects,
-                    "val_subjects": val_data.subjects, "train_config": cfg.to_dict(), "best_epoch": best[1],
-                    "val_accuracy": best[0], "meta": train_data.meta},
+        provenance={"data": data_record or {"description": train_data.source}, "train_config": cfg.to_dict(),
+                    "best_epoch": best[1], "val_metric": task.metric, "val_score": best[0],
+                    "input_range": input_range(train_data), "meta": train_data.meta},
     )
     if out_dir:
         checkpoint.save(Path(out_dir) / "model.pt")
         plot_history(history, Path(out_dir) / "training_curve.png")
     return TrainResult(checkpoint, history, best[1])
+
+
+def input_range(data: Dataset) -> list[list[float]]:
+    """Per channel [min, max] of the training data: what the model has seen (export adds a margin)."""
+    stacked = np.concatenate([r.signals for r in data.recordings])
+    return [[float(lo), float(hi)] for lo, hi in zip(stacked.min(axis=0), stacked.max(axis=0), strict=True)]
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -164,7 +179,7 @@ def plot_history(history: list[dict], path: Path) -> None:
     left.set_xlabel("epoch")
     left.set_ylabel("train loss", color="tab:blue")
     right = left.twinx()
-    right.plot(epochs, [h["val_accuracy"] for h in history], "s-", color="tab:orange", label="validation")
+    right.plot(epochs, [h["val_score"] for h in history], "s-", color="tab:orange", label="validation")
     right.set_ylabel("validation score", color="tab:orange")
     fig.tight_layout()
     write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=100))

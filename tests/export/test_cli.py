@@ -37,5 +37,5 @@ def test_cli_exports_on_hapt_test_subjects_and_prints_the_table(tiny, tmp_path):
     tiny.save(tmp_path / "model.pt")
     result = run_cli(str(tmp_path / "model.pt"), "--out", str(tmp_path / "b"), "--formats", "onnx")
     assert result.returncode == 0, result.stderr
-    assert "HAPT test subjects" in result.stdout and "verified" in result.stdout
+    assert "test split of bundled HAPT" in result.stdout and "verified" in result.stdout
     assert (tmp_path / "b" / "manifest.json").is_file()

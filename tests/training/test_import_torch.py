@@ -17,7 +17,8 @@ from rnnedge.data.recording import Dataset, Normalization, Recording
 from rnnedge.errors import CheckpointError, DataError
 from rnnedge.export.build import export_bundle
 from rnnedge.training.checkpoint import Checkpoint
-from rnnedge.training.import_torch import ImportSpec, import_state_dict, import_torch_command
+from rnnedge.training.cli import import_torch_command
+from rnnedge.training.import_torch import ImportSpec, import_state_dict
 
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
 LABELS = ["sit", "stand", "walk", "lie"]

@@ -49,7 +49,7 @@ def test_window_and_forecast_tasks_train(task, hapt_small_train, hapt_small_val)
                          bidirectional=task == "classify")
     result = train(hapt_small_train, hapt_small_val, config,
                    TrainConfig(epochs=2, chunk_len=100, batch_size=8, window_len=50, threads=1,
-                               extra={"windows_per_epoch": 8}), quiet=True)
+                               windows_per_epoch=16), quiet=True)
     assert np.isfinite(result.history[-1]["train_loss"])
 
 
@@ -62,7 +62,7 @@ def test_checkpoint_round_trip(tmp_path, hapt_small_train, hapt_small_val):
     np.testing.assert_array_equal(loaded.normalization.mean, result.checkpoint.normalization.mean)
     x = torch.randn(1, 20, 6)
     torch.testing.assert_close(loaded.build_model()(x)[0], result.checkpoint.build_model()(x)[0])
-    assert loaded.provenance["data"].startswith("hapt")
+    assert loaded.provenance["data"]["description"].startswith("hapt")
     torch.load(tmp_path / "model.pt", weights_only=True)  # loadable without trusting pickled code
 
 

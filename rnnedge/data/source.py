@@ -1,0 +1,192 @@
+"""Where a model's data came from, and which recordings were train / validation / test.
+
+A `DataSource` says how to read recordings again (the bundled HAPT set, or users' CSV/NPZ files with their column
+names, sample rate and unlabelled marker); `Splits` names the recordings of each split by name and content hash.
+Both travel in the checkpoint, so `export`, `evaluate` and `bench` find held-out data for any data set without
+being told, and notice when the files changed since training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.data.recording import Dataset, Recording
+from rnnedge.errors import DataError
+
+SPLITS = ("train", "val", "test")
+UNLABELLED_NAME = "UNLABELED"  # label 0 of a Dataset: streamed through, never scored
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """How to load a data set: `kind` hapt (bundled), csv (a file or a folder of files, one per recording) or npz."""
+
+    kind: str
+    path: str = ""
+    channels: tuple[str, ...] = ()
+    label_column: str | None = None
+    sample_rate_hz: float | None = None
+    unlabelled: str | None = None
+
+    @staticmethod
+    def parse(data: str, channels: str | None = None, label_column: str | None = None,
+              sample_rate_hz: float | None = None, unlabelled: str | None = None) -> DataSource:
+        """From the CLI's words: 'hapt', an .npz file, or a CSV file / folder of CSV files."""
+        if data == "hapt":
+            return DataSource("hapt")
+        path = Path(data)
+        if not path.exists():
+            raise DataError(f"{data}: no such file or folder")
+        if path.suffix == ".npz":
+            return DataSource("npz", str(path.resolve()))
+        names = tuple(c.strip() for c in (channels or "").split(",") if c.strip())
+        if not names or not sample_rate_hz:
+            raise DataError(f"{data}: CSV data needs --channels (comma-separated column names) and --sample-rate")
+        label = label_column.strip() if label_column else None
+        return DataSource("csv", str(path.resolve()), names, label, float(sample_rate_hz), unlabelled)
+
+    def like(self, data: str) -> DataSource:
+        """Another file or folder read the same way (the test split of a CSV set, say)."""
+        return DataSource.parse(data, ",".join(self.channels), self.label_column, self.sample_rate_hz,
+                                self.unlabelled) if self.kind == "csv" else DataSource.parse(data)
+
+    def load(self, label_names: list[str] | None = None) -> Dataset:
+        """The recordings; `label_names` fixes the classes (a test split read with the training split's)."""
+        from rnnedge.data.files import load_csv, load_npz
+
+        if self.kind == "hapt":
+            from rnnedge.data.hapt import load_hapt
+
+            return load_hapt()
+        if self.kind == "npz":
+            return load_npz(self.path)
+        if self.kind != "csv":
+            raise DataError(f"unknown data source kind {self.kind!r}")
+        return load_csv(self.path, list(self.channels), float(self.sample_rate_hz or 0), self.label_column,
+                        label_names=label_names, unlabelled=self.unlabelled)
+
+    @property
+    def description(self) -> str:
+        return "bundled HAPT recordings" if self.kind == "hapt" else f"{self.kind}:{self.path}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "channels": list(self.channels)}
+
+    @staticmethod
+    def from_dict(d: dict) -> DataSource:
+        return DataSource(d["kind"], d.get("path", ""), tuple(d.get("channels", ())), d.get("label_column"),
+                          d.get("sample_rate_hz"), d.get("unlabelled"))
+
+
+def content_sha256(recording: Recording) -> str:
+    """Identity of a recording's samples and labels, whatever its file is called."""
+    digest = hashlib.sha256(np.ascontiguousarray(recording.signals, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(recording.labels, np.int64).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class Split:
+    """One split: where its recordings are read from and which ones they are."""
+
+    source: DataSource
+    recordings: list[Recording] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"source": self.source.to_dict(),
+                "recordings": [{"name": r.name, "sha256": content_sha256(r), "samples": len(r)}
+                               for r in self.recordings]}
+
+
+def split_record(splits: dict[str, Split]) -> dict:
+    """The checkpoint's record of the splits (sources + recording names and hashes)."""
+    return {name: split.to_dict() for name, split in splits.items() if split.recordings}
+
+
+def load_split(record: dict, name: str, label_names: list[str] | None = None) -> Dataset:
+    """Read one recorded split again from its source; refuses recordings that changed since training."""
+    if name not in record:
+        raise DataError(f"the checkpoint records no {name!r} split (has: {', '.join(record) or 'none'})")
+    entry = record[name]
+    source = DataSource.from_dict(entry["source"])
+    dataset = source.load(label_names)
+    by_hash = {content_sha256(r): r for r in dataset.recordings}
+    wanted = entry["recordings"]
+    missing = [w["name"] for w in wanted if w["sha256"] not in by_hash]
+    if missing:
+        raise DataError(f"{source.description}: {len(missing)} of the {len(wanted)} {name} recordings recorded "
+                        f"at training are missing or changed (first: {missing[0]}); pass the held-out data "
+                        "explicitly (--data)")
+    return Dataset([by_hash[w["sha256"]] for w in wanted], dataset.channels, dataset.label_names,
+                   dataset.sample_rate_hz, f"{name} split of {source.description}", dict(dataset.meta))
+
+
+def held_out_split(record: dict) -> str:
+    """The split to evaluate an exported model on: test when there is one, else validation."""
+    for name in ("test", "val"):
+        if name in record:
+            return name
+    raise DataError("the checkpoint records no held-out recordings (no test or validation split): pass --data")
+
+
+def make_splits(dataset: Dataset, source: DataSource, val: str | None = None, test: str | None = None
+                ) -> dict[str, Split]:
+    """Train / validation / test for training. A data set may define its own (HAPT: by subject, in
+    `meta['subject_splits']`); `val` is another file/folder or comma-separated recording indices (default: every
+    fifth recording), `test` another file/folder read like the training data."""
+    by_subject = dataset.meta.get("subject_splits")
+    if by_subject and val is None and test is None:
+        return {name: Split(source, dataset.subset(subjects).recordings) for name, subjects in by_subject.items()}
+    recordings = list(dataset.recordings)
+    splits = {"train": Split(source, recordings)}
+    if val is not None and not all(part.strip().isdigit() for part in val.split(",")):
+        other = source.like(val)
+        splits["val"] = Split(other, other.load(dataset.label_names).recordings)
+    else:
+        if len(recordings) < 2:
+            raise DataError("need at least two recordings (one for validation), or --val with other files")
+        index = {int(i) for i in val.split(",")} if val else set(range(4, len(recordings), 5)) or {len(recordings) - 1}
+        if not index <= set(range(len(recordings))):
+            raise DataError(f"--val: recording indices must be in 0..{len(recordings) - 1}, got {val}")
+        splits["train"] = Split(source, [r for i, r in enumerate(recordings) if i not in index])
+        splits["val"] = Split(source, [r for i, r in enumerate(recordings) if i in index])
+        if not splits["train"].recordings:
+            raise DataError("--val takes every recording: nothing is left to train on")
+    if test is not None:
+        other = source.like(test)
+        splits["test"] = Split(other, other.load(dataset.label_names).recordings)
+    return splits
+
+
+def recorded_splits(provenance: dict) -> dict:
+    """The split record of a checkpoint's provenance ({} when it has none: imported models, old checkpoints of
+    users' data). Checkpoints from before splits were recorded name only their source; for the bundled data set
+    its own split is rebuilt."""
+    data = provenance.get("data")
+    if isinstance(data, dict):
+        return data.get("splits") or {}
+    if isinstance(data, str) and data.startswith("hapt:"):
+        source = DataSource("hapt")
+        return split_record(make_splits(source.load(), source))
+    return {}
+
+
+def read_like_training(provenance: dict, path: str, channels: list[str], sample_rate_hz: float,
+                       labels: list[str], label_column: str | None = None, unlabelled: str | None = None) -> Dataset:
+    """Held-out data given by path, read the way the model's training data was (its recorded source: format,
+    columns, unlabelled marker), with the model's classes. A model without a recorded source (imported) reads
+    CSVs by its own channel names and sample rate, with `label_column` / `unlabelled` as given."""
+    data = provenance.get("data")
+    recorded = data.get("source") if isinstance(data, dict) else None
+    if recorded:
+        source = DataSource.from_dict(recorded).like(path)
+    else:
+        source = DataSource.parse(path, ",".join(channels), label_column, sample_rate_hz, unlabelled)
+    if label_column is not None or unlabelled is not None:
+        source = DataSource(source.kind, source.path, source.channels, label_column or source.label_column,
+                            source.sample_rate_hz, unlabelled if unlabelled is not None else source.unlabelled)
+    return source.load([UNLABELLED_NAME, *labels] if labels else None)
