@@ -41,13 +41,16 @@ def monitor_command(
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     model = rt.load(bundle, backend=backend, precision=precision)
     point = OperatingPoint.load(operating_point) if operating_point else DEFAULT
-    monitor = Monitor(model, point, snapshot=snapshot, snapshot_every_s=snapshot_every,
-                      report_every_s=report_every, max_gap_s=max_gap, sensor_check_s=sensor_check)
+    live = input == "-" or not (input.startswith("hapt:") or Path(input).is_file())  # stdin, a pipe, a device
+    monitor = Monitor(model, point, snapshot=snapshot, snapshot_every_s=snapshot_every, report_every_s=report_every,
+                      max_gap_s=max_gap, sensor_check_s=sensor_check, replay=not live)
     rows = open_source(input, list(model.manifest.input.channels), model.manifest.input.sample_rate_hz)
     where = output or "standard output"
     try:
         with contextlib.ExitStack() as stack:
-            sink = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
+            # resumed: the events so far are in the file already (at-least-once: the new ones follow them)
+            mode = "a" if monitor.resumed else "w"
+            sink = stack.enter_context(open(output, mode, encoding="utf-8")) if output else sys.stdout
             for record in monitor.run(rows):  # the monitor snapshots only after its records are written
                 sink.write(json_line(record) + "\n")
                 sink.flush()  # a live consumer sees each alarm as it happens

@@ -26,12 +26,15 @@ snapshot meets the same rows again, so a consumer drops duplicates by id.
 
 Snapshots (at-least-once): every `snapshot_every_s` of stream time the whole monitor state is saved, at the next
 `push`/`feed_row` call, i.e. after the caller has written out the records of every step the snapshot covers: a
-process killed at any moment resumes from a snapshot whose steps' events were all delivered, and re-emits (same
-ids) those of the steps after it. A snapshot is the runtime stream's hidden state in `<snapshot>.<step>.stream`
-(rnnedge.runtime's own atomic, model-bound format), then score, alarm, clock and sensor watch in `<snapshot>`
-(JSON, atomic) naming that file; stream files it does not name are removed. A process killed at any point finds
-a consistent pair, and `Monitor(..., snapshot=path)` resumes from it. A snapshot that cannot be written is an
-event (`snapshot_error`), not a stop: the alarm keeps running.
+process killed at any moment resumes from a snapshot whose steps' events were all delivered. A source that starts
+over after a restart (a file: `replay=True`) is then replayed: its rows up to the snapshot are dropped as late,
+the steps after it run again and their events come again with the same ids. A live feed (`replay=False`) just
+goes on: rows behind the clock after a restart are a clock jump, not a replay. A snapshot is the runtime
+stream's hidden state in `<snapshot>.<step>.stream` (rnnedge.runtime's own atomic, model-bound format), then
+score, alarm, clock and sensor watch in `<snapshot>` (JSON, atomic) naming that file; stream files it does not
+name are removed. A process killed at any point finds a consistent pair, and `Monitor(..., snapshot=path)`
+resumes from it. A snapshot that cannot be written is an event (`snapshot_error`), not a stop: the alarm keeps
+running.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
 from rnnedge.monitor.score import GetUpScore
 from rnnedge.monitor.sources import JUMP, LATE, MISSING, Cadence, Row, usable_time
-from rnnedge.runtime.inputs import all_finite
 
 log = logging.getLogger("rnnedge.monitor")
 SNAPSHOT_FORMAT = "rnnedge-monitor-snapshot"
@@ -66,7 +68,7 @@ SENSOR_CHECK_REPEAT_S = 10.0
 class Monitor:
     def __init__(self, model, point: OperatingPoint = DEFAULT, snapshot: str | Path | None = None,
                  snapshot_every_s: float = 60.0, report_every_s: float = 0.0, max_gap_s: float = 2.0,
-                 sensor_check_s: float = SENSOR_CHECK_S) -> None:
+                 sensor_check_s: float = SENSOR_CHECK_S, replay: bool = True) -> None:
         manifest = model.manifest
         self.model, self.point = model, point
         self.rate = manifest.input.sample_rate_hz
@@ -87,7 +89,10 @@ class Monitor:
         self.stream_file: Path | None = None
         if self.snapshot:
             _check_snapshot_place(self.snapshot)
-        self.stream = self._resume() if self.snapshot and self.snapshot.exists() else model.stream(nan_policy="hold")
+        self.resumed = bool(self.snapshot and self.snapshot.exists())
+        self.stream = self._resume() if self.resumed else model.stream(nan_policy="hold")
+        if not replay:  # a live feed goes on after a restart: rows behind the clock are a jump, not a replay
+            self.cadence.replayed = None
 
     @property
     def steps(self) -> int:
@@ -169,7 +174,8 @@ class Monitor:
             slot = self.cadence.last + 1
             try:
                 logits = self.stream.step(sample)
-                fault = None if all_finite(logits) else "the model's output is not finite"
+                # a float64 sum of float32 values is finite iff every value is (no rnnedge.runtime import here)
+                fault = None if math.isfinite(sum(logits.tolist())) else "the model's output is not finite"
             except RnnedgeError as exc:  # the runtime refused the step (its state would not be finite)
                 fault = str(exc)
             if fault:
@@ -213,15 +219,14 @@ class Monitor:
         return [*records, self._record("reset", slot, kind, reason=reason)]
 
     def _drop(self, kind: str, detail: str) -> list[dict]:
-        """A row that takes no slot. During a replay (after a resume) it is the source repeating itself."""
-        replaying = kind == LATE and self.cadence.replayed is not None
-        if replaying:
+        """A row that takes no slot. During a replay (after a resume) it is the source repeating itself: expected,
+        so not a sensor fault."""
+        if kind == LATE and self.cadence.replayed is not None:
             self.replayed += 1
-        else:
-            self.dropped += 1
-        key = f"{self.cadence.last}r{self.replayed}" if replaying else f"{self.cadence.last}+{self.dropped}"
-        records = self._issue([], kind, self.cadence.last, detail, key)
-        return records + self._watch(self.cadence.last, True, key)
+            return self._issue([], kind, self.cadence.last, detail, f"{self.cadence.last}r{self.replayed}")
+        self.dropped += 1
+        key = f"{self.cadence.last}+{self.dropped}"
+        return self._issue([], kind, self.cadence.last, detail, key) + self._watch(self.cadence.last, True, key)
 
     def _watch(self, slot: int, bad: bool, key: str | None = None) -> list[dict]:
         """Count sample periods without a clean sample; sensor_check while that lasts, sensor_ok after."""

@@ -133,7 +133,7 @@ def csv_rows(lines: Iterable[str], channels: list[str]) -> Iterator[Row]:
     waiting: list[tuple[int, list[str]]] = []  # data lines read while the layout is not fixed
     first = True
     for number, text in enumerate(lines, start=1):
-        text = text.strip()
+        text = text.strip().lstrip("\ufeff") if first else text.strip()  # a byte-order mark opens some files
         if not text or text.startswith("#"):
             continue
         fields = [f.strip() for f in text.split(",")]
