@@ -1,25 +1,34 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename over the target.
 
 A reader (or a process restarted after SIGKILL) sees either the old file or the new one, never a torn one.
+A process killed mid-write leaves its temporary file behind (`.NAME.rnnedge-PID-RANDOM.tmp`); the first write
+of a later process into that folder removes those whose writer is no longer running (a live writer's file,
+from another process or thread, is never touched).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+# Not tempfile: it imports shutil, bz2, lzma and random, ~0.9 MB of the device runtime's resident memory.
+_TEMP = re.compile(r"^\..+\.rnnedge-(\d+)-[0-9a-f]{8}\.tmp$")
+_LEGACY_AGE_S = 600  # temp files of rnnedge < 0.2 (tempfile.mkstemp names, no writer pid): removed when this old
+_swept: set[str] = set()  # folders this process has already cleaned
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call `write(fileobj)` on a temp file beside `path`, then atomically replace `path` with it."""
+    """Call `write(fileobj)` on a temp file beside `path`, then atomically replace `path` with it.
+    OSError (with the path) when the folder or the file cannot be written."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; published files get the usual permissions
+    _sweep(target)
+    tmp = target.with_name(f".{target.name}.rnnedge-{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 minus the umask, as open() does
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -27,7 +36,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return target
 
@@ -38,3 +47,34 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _sweep(target: Path) -> None:
+    """Remove the temp files that killed writers left in target's folder (once per folder and process)."""
+    folder = str(target.parent.resolve())
+    if folder in _swept:
+        return
+    _swept.add(folder)
+    legacy = re.compile(rf"^\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                match = _TEMP.match(entry.name)
+                stale = (not _running(int(match[1])) if match else
+                         legacy.match(entry.name) is not None and time.time() - entry.stat().st_mtime > _LEGACY_AGE_S)
+                if stale:
+                    Path(entry.path).unlink(missing_ok=True)  # another process may sweep the same folder
+    except OSError:
+        pass  # best effort: a leftover temp file costs disk space, never correctness
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # alive, another user's (or not a pid we can ask about: leave it)
+    return True

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.errors import BackendUnavailableError
+from rnnedge.bundle import one_line
+from rnnedge.errors import BackendUnavailableError, BundleError
 
 
 def _interpreter_class(only_tflite_runtime: bool):
@@ -37,7 +38,15 @@ def _interpreter_class(only_tflite_runtime: bool):
 def by_rank(details: list[dict]) -> tuple[dict, dict]:
     """(the rank-3 tensor's details, the rank-2 tensor's details)."""
     ranks = {len(d["shape"]): d for d in details}
+    if len(details) != 2 or sorted(ranks) != [2, 3]:
+        raise ValueError(f"expected a rank-3 and a rank-2 tensor, got shapes {[list(d['shape']) for d in details]}")
     return ranks[3], ranks[2]
+
+
+def _usable(detail: dict) -> bool:
+    """float32, or an integer type with a scale to convert float32 through (static int8 files)."""
+    return detail["dtype"] == np.float32 or (np.issubdtype(detail["dtype"], np.integer)
+                                             and detail["quantization"][0] > 0)
 
 
 def _encoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
@@ -62,10 +71,20 @@ class LiteRTBackend:
         self.paths, self.chunk_lens = paths, tuple(sorted(paths))
         self._files = {}  # time length -> (interpreter, its lock, details of x, state, y, state_out)
         for time_len, path in paths.items():
-            interpreter = self.interpreter_class(model_path=str(path), num_threads=threads)
-            interpreter.allocate_tensors()
-            details = (*by_rank(interpreter.get_input_details()), *by_rank(interpreter.get_output_details()))
+            try:
+                interpreter = self.interpreter_class(model_path=str(path), num_threads=threads)
+                interpreter.allocate_tensors()
+                details = (*by_rank(interpreter.get_input_details()), *by_rank(interpreter.get_output_details()))
+            except (ValueError, RuntimeError) as exc:  # not a TFLite file, or not a streaming graph
+                raise BundleError(f"{path}: {self.name} cannot load it as a stream file ({one_line(exc)})") from None
             self._files[time_len] = (interpreter, threading.Lock(), details)
+
+    def io(self) -> dict[str, dict[str, tuple[tuple[int | None, ...], bool]]]:
+        """{file: {role: (shape, usable type?)}} with roles x, state, y, state_out (told apart by rank)."""
+        roles = ("x", "state", "y", "state_out")
+        return {self.paths[t].name: {role: (tuple(int(n) for n in d["shape"]), _usable(d))
+                                     for role, d in zip(roles, details, strict=True)}
+                for t, (_, _, details) in self._files.items()}
 
     def bind(self, x: np.ndarray, state: np.ndarray, y: np.ndarray,
              state_out: np.ndarray) -> Callable[[], None]:

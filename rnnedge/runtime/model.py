@@ -4,6 +4,10 @@ Backends, by name: "onnxruntime" (CPU), "onnxruntime-cuda" (CUDA execution provi
 (ai-edge-litert, else tflite-runtime), "tflite-runtime" (only that package). "auto": ONNX Runtime if it is
 installed and the bundle has an ONNX file of that precision (on CUDA when onnxruntime-gpu starts on a GPU),
 LiteRT otherwise. Only the chosen backend is imported.
+
+Nothing the manifest says about a file's tensors is taken on trust: names, ranks, sizes, fixed time lengths
+and types are compared with what the backend reports for the file at load, so a manifest that disagrees with
+its model gets a BundleError from `load`, not a backend error at the first step.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import numpy as np
 
 from rnnedge.bundle import Manifest, read_manifest, verify_file
 from rnnedge.errors import BackendUnavailableError, BundleError
+from rnnedge.runtime.health import StateCheck
+from rnnedge.runtime.inputs import InputCheck, positive_int
 from rnnedge.runtime.pool import Pool
 from rnnedge.runtime.stream import Stream
 
@@ -32,6 +38,8 @@ class Engine(Protocol):
     def bind(self, x: np.ndarray, state: np.ndarray, y: np.ndarray,
              state_out: np.ndarray) -> Callable[[], None]: ...
 
+    def io(self) -> dict[str, dict[str, tuple[tuple[int | None, ...], bool]]]: ...
+
 
 class Model:
     """A verified bundle bound to one backend. Cheap to keep; create streams and pools from it."""
@@ -46,25 +54,31 @@ class Model:
         self.outputs = manifest.output.size
         self.state_size = manifest.state.size
         self.mean = np.asarray(manifest.input.normalization.mean, np.float32)  # the neutral raw sample
+        self.inputs = InputCheck(manifest.input.valid_range)
+        self.state_check = StateCheck(manifest.state, manifest.model.get("cell"))
 
     def stream(self, resume: str | Path | None = None, nan_policy: str = "raise") -> Stream:
         """A new stream from zero state, or from the snapshot at `resume` (see Stream.save)."""
         return Stream(self, resume=resume, nan_policy=nan_policy)
 
-    def pool(self, capacity: int = 1024, nan_policy: str = "raise") -> Pool:
+    def pool(self, capacity: int = 1024, nan_policy: str = "raise", max_pending: int = 256,
+             overflow: str = "drop_oldest") -> Pool:
         """Many streams advanced together, one backend call per tick (see Pool)."""
-        return Pool(self, capacity=capacity, nan_policy=nan_policy)
+        return Pool(self, capacity=capacity, nan_policy=nan_policy, max_pending=max_pending, overflow=overflow)
 
     def __repr__(self) -> str:
         return f"Model({self.manifest.name!r}, backend={self.backend!r}, bundle={str(self.bundle)!r})"
 
 
-def load(bundle: str | Path, backend: str = "auto", precision: str = "fp32", threads: int = 1) -> Model:
-    """Read and verify `bundle` (schema + sha256 of the files used; a tampered file is refused)."""
+def load(bundle: str | Path, backend: str = "auto", precision: str = "fp32", threads: int = 1,
+         verify_key: bytes | None = None) -> Model:
+    """Read and verify `bundle` (schema + sha256 of the files used; a tampered file is refused). With
+    `verify_key`, the bundle must also be signed with that key (rnnedge.bundle.sign_bundle)."""
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+    threads = positive_int(threads, "threads")
     bundle = Path(bundle)
-    manifest = read_manifest(bundle)
+    manifest = read_manifest(bundle, verify_key)
     if not manifest.streamable:
         raise BundleError(f"{bundle}: a window model (bidirectional) cannot stream")
     chosen = _auto(manifest, precision) if backend == "auto" else backend
@@ -97,6 +111,7 @@ def _load_onnx(bundle: Path, manifest: Manifest, precision: str, threads: int, c
         if not (cuda and cpu_fallback):
             raise
         engine = OrtBackend(path, manifest, threads, cuda=False)  # "auto" tried CUDA; the GPU said no
+    _check_io(bundle, manifest, engine, {path.name: None})
     return Model(bundle, manifest, engine, entry.sha256)
 
 
@@ -111,4 +126,29 @@ def _load_tflite(bundle: Path, manifest: Manifest, precision: str, threads: int,
                           f"lengths found: {sorted(entries, key=str) or 'none'})")
     paths = {time_len: verify_file(bundle, entry) for time_len, entry in entries.items()}
     engine = LiteRTBackend(paths, threads, only_tflite_runtime=only_tflite_runtime)
+    _check_io(bundle, manifest, engine, {path.name: time_len for time_len, path in paths.items()})
     return Model(bundle, manifest, engine, entries[1].sha256)
+
+
+def _check_io(bundle: Path, manifest: Manifest, engine: Engine, files: dict[str, int | None]) -> None:
+    """The file's tensors against the manifest: x [batch, time, channels], state [batch, state_size] ->
+    y [batch, time, outputs], state_out [batch, state_size], float32 (ONNX: dynamic batch and time;
+    TFLite: batch 1 and the entry's chunk_len). Tensors are named as the manifest says (LiteRT: by rank)."""
+    m, problems = manifest, []
+    names = {"x": m.input.name, "state": m.state.input, "y": m.output.name, "state_out": m.state.output}
+    for file, tensors in engine.io().items():
+        batch, time = (None, None) if files[file] is None else (1, files[file])
+        expected = {"x": (batch, time, len(m.input.channels)), "state": (batch, m.state.size),
+                    "y": (batch, time, m.output.size), "state_out": (batch, m.state.size)}
+        if files[file] is None and set(tensors) != {names[role] for role in expected}:
+            problems.append(f"{file}: tensors {sorted(tensors)}, the manifest names {sorted(names.values())}")
+            continue
+        for role, shape in expected.items():
+            actual, usable = tensors[names[role] if files[file] is None else role]
+            if actual != shape or not usable:
+                wanted = "[" + ", ".join("any" if n is None else str(n) for n in shape) + "]"
+                got = "[" + ", ".join("any" if n is None else str(n) for n in actual) + "]"
+                problems.append(f"{file}: {role} is {got}{'' if usable else ' of an unusable type'}, "
+                                f"the manifest says {wanted}")
+    if problems:
+        raise BundleError(f"{bundle}: the manifest does not match its model file: {'; '.join(problems[:4])}")

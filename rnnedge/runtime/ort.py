@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.bundle import Manifest
-from rnnedge.errors import BackendUnavailableError
+from rnnedge.bundle import Manifest, one_line
+from rnnedge.errors import BackendUnavailableError, BundleError
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
@@ -26,12 +26,22 @@ class OrtBackend:
         import onnxruntime as ort
 
         providers = [CUDA, CPU] if cuda else [CPU]
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
+        except Exception as exc:  # onnxruntime's own types (InvalidProtobuf, Fail, ...): not a loadable graph
+            raise BundleError(f"{path}: onnxruntime cannot load it ({one_line(exc)})") from None
         if cuda and self.session.get_providers()[0] != CUDA:
             raise BackendUnavailableError("onnxruntime-cuda: the CUDA execution provider did not start "
                                           "(no GPU, or CUDA/cuDNN libraries missing)")
         self.name = "onnxruntime-cuda" if cuda else "onnxruntime"
+        self.path = path.name
         self._names = (manifest.input.name, manifest.state.input, manifest.output.name, manifest.state.output)
+
+    def io(self) -> dict[str, dict[str, tuple[tuple[int | None, ...], bool]]]:
+        """{file: {tensor name: (shape, None for a dynamic dimension; float32?)}}, to check the manifest by."""
+        args = (*self.session.get_inputs(), *self.session.get_outputs())
+        return {self.path: {a.name: (tuple(d if isinstance(d, int) else None for d in a.shape),
+                                     a.type == "tensor(float)") for a in args}}
 
     def bind(self, x: np.ndarray, state: np.ndarray, y: np.ndarray,
              state_out: np.ndarray) -> Callable[[], None]:

@@ -5,6 +5,12 @@ its place), so a tick that advances every stream runs on the buffers where they 
 only some gathers their rows into a scratch batch and scatters the new states back: never more rows than
 were asked for, and no other stream's state is touched. Every public method takes the pool's lock: any
 number of threads may add, remove, step, or `submit` samples that a consumer thread turns into ticks.
+
+Queued samples are bounded per stream (`max_pending`). When a producer outruns the ticks, overflow=
+"drop_oldest" drops that stream's oldest queued sample and counts it in `dropped[id]` (a live feed wants its
+newest data, and the count makes the gap visible); overflow="raise" refuses the new sample with InputError
+(back-pressure). Bad values and bad new states are handled per stream as in a Stream (rnnedge.runtime.inputs):
+under "raise" the whole tick is refused and no stream moves; under "hold" only the affected streams hold.
 """
 
 from __future__ import annotations
@@ -16,19 +22,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rnnedge.runtime.inputs import all_finite, as_samples, check_policy, non_finite_error
+from rnnedge.errors import BundleError, InputError
+from rnnedge.runtime.inputs import as_samples, check_policy, positive_int
 
 if TYPE_CHECKING:
     from rnnedge.runtime.model import Model
 
 MAX_BOUND_SIZES = 16  # batch sizes whose bindings the pool keeps
+OVERFLOW = ("drop_oldest", "raise")
 
 
 class Pool:
-    def __init__(self, model: Model, capacity: int = 1024, nan_policy: str = "raise") -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be positive, got {capacity}")
-        self.model, self.capacity, self.nan_policy = model, capacity, check_policy(nan_policy)
+    def __init__(self, model: Model, capacity: int = 1024, nan_policy: str = "raise", max_pending: int = 256,
+                 overflow: str = "drop_oldest") -> None:
+        capacity, self.max_pending = positive_int(capacity, "capacity"), positive_int(max_pending, "max_pending")
+        if overflow not in OVERFLOW:
+            raise InputError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
+        self.model, self.capacity, self.nan_policy, self.overflow = model, capacity, check_policy(nan_policy), overflow
         c, o, s = model.channels, model.outputs, model.state_size
         self._x = np.zeros((capacity, 1, c), np.float32)  # each row also keeps its last good sample
         self._y = np.zeros((capacity, 1, o), np.float32)
@@ -40,7 +50,8 @@ class Pool:
         self._ids: list[Hashable] = []
         self._pending: dict[Hashable, deque] = {}
         self._lock = threading.RLock()
-        self.last_held: list[Hashable] = []  # ids whose sample had a non-finite value held, last tick
+        self.last_held: list[Hashable] = []  # ids whose sample (or new state) was bad and held, last tick
+        self.dropped: dict[Hashable, int] = {}  # queued samples dropped per stream (overflow="drop_oldest")
 
     # -- membership ----------------------------------------------------------------------------------------
     def add(self, stream_id: Hashable) -> None:
@@ -62,6 +73,7 @@ class Pool:
             self._ids[row], self._rows[moved] = moved, row
             del self._rows[stream_id], self._ids[last]
             self._pending.pop(stream_id, None)
+            self.dropped.pop(stream_id, None)
 
     def reset(self, stream_id: Hashable) -> None:
         with self._lock:
@@ -101,13 +113,23 @@ class Pool:
             return self._advance(None, batch)
 
     def submit(self, stream_id: Hashable, sample) -> None:
-        """Queue one sample for the next `tick` (safe from any thread; errors surface here)."""
-        sample = as_samples(sample, (self.model.channels,), f"Pool.submit[{stream_id!r}]")
-        if self.nan_policy == "raise" and not all_finite(sample):
-            raise non_finite_error(f"Pool.submit[{stream_id!r}]", sample)
+        """Queue one sample for the next `tick` (safe from any thread; errors surface here). At most
+        `max_pending` per stream: see the module's docstring for what `overflow` does beyond."""
+        what = f"Pool.submit[{stream_id!r}]"
+        sample = np.array(as_samples(sample, (self.model.channels,), what))  # a copy: callers reuse buffers
+        if self.nan_policy == "raise" and not self.model.inputs.ok(sample):
+            raise self.model.inputs.error(what, sample)
         with self._lock:
             self._row(stream_id)
-            self._pending.setdefault(stream_id, deque()).append(sample)
+            queue = self._pending.get(stream_id)
+            if queue is None:
+                queue = self._pending[stream_id] = deque(maxlen=self.max_pending)
+            if len(queue) == self.max_pending:
+                if self.overflow == "raise":
+                    raise InputError(f"{what}: {self.max_pending} samples already queued (max_pending); tick "
+                                     "more often, or allow more")
+                self.dropped[stream_id] = self.dropped.get(stream_id, 0) + 1
+            queue.append(sample)  # a full deque drops its oldest
 
     def tick(self) -> dict[Hashable, np.ndarray]:
         """One step for every stream with a queued sample (its oldest), in one backend call."""
@@ -133,30 +155,62 @@ class Pool:
         if len(batch) == 0:
             return np.empty((0, self.model.outputs), np.float32)
         self.last_held = []
-        if not all_finite(batch):
-            if self.nan_policy == "raise":
-                row = int(np.flatnonzero(~np.isfinite(batch).all(axis=1))[0])
-                stream_id = self._ids[row if rows is None else rows[row]]
-                raise non_finite_error(f"Pool.step[{stream_id!r}]", batch[row])
-            last_good = self._x[rows if rows is not None else slice(n), 0]
-            bad = ~np.isfinite(batch)
-            batch = np.where(bad, last_good, batch)
+        inputs = self.model.inputs
+        if not inputs.ok(batch):
+            bad = inputs.bad(batch)
             held = np.flatnonzero(bad.any(axis=1))
+            if self.nan_policy == "raise":
+                stream_id = self._ids[held[0] if rows is None else rows[held[0]]]
+                raise inputs.error(f"Pool.step[{stream_id!r}]", batch[held[0]])
+            batch = np.where(bad, self._x[rows if rows is not None else slice(n), 0], batch)
             self.last_held = [self._ids[r] for r in (rows[held] if rows is not None else held)]
+        check = self.model.state_check.bad_rows
         if rows is None or len(rows) == n:  # every stream: run in place
             where = slice(n) if rows is None else rows
+            previous = self._x[:n, 0].copy()  # last good samples, pool row order
             self._x[where, 0] = batch
-            self._bound("all", n)[self._current]()
+            current = self._current
+            self._bound("all", n)[current]()
+            if len(bad := check(self._states[current ^ 1, :n])):
+                self._repair(bad, bad, previous[bad], self._states[current, bad], self._y[:n, 0],
+                             self._states[current ^ 1, :n], restore=(slice(n), previous))
             self._current ^= 1
             return self._y[where, 0].copy()
         k = len(rows)  # some streams: gather, run, scatter
         x, y, states = self._scratch
+        previous = self._x[rows, 0].copy()
         self._x[rows, 0] = batch
         x[:k] = self._x[rows]
         states[0, :k] = self._states[self._current, rows]
         self._bound("some", k)()
-        self._states[self._current, rows] = states[1, :k]
-        return y[:k, 0].copy()
+        out, new = y[:k, 0].copy(), states[1, :k]
+        if len(bad := check(new)):
+            new = new.copy()  # the scratch buffers serve the re-run
+            self._repair(bad, rows[bad], previous[bad], self._states[self._current, rows[bad]], out, new,
+                         restore=(rows, previous))
+        self._states[self._current, rows] = new
+        return out
+
+    def _repair(self, at: np.ndarray, rows: np.ndarray, previous: np.ndarray, old_states: np.ndarray,
+                out: np.ndarray, new: np.ndarray, restore: tuple) -> None:
+        """Bad new states at positions `at` of out/new (pool rows `rows`): refuse the tick ("raise": restore
+        the last good samples, self._x[restore[0], 0] = restore[1]) or re-run those rows on their previous
+        sample from their old state ("hold")."""
+        ids = [self._ids[r] for r in rows]
+        if self.nan_policy == "raise":
+            self._x[restore[0], 0] = restore[1]
+            raise InputError(f"Pool.step[{ids[0]!r}]: its sample drove the state non-finite or out of range; the "
+                             "tick did not happen (nan_policy='raise'; use nan_policy='hold' to repeat the last good "
+                             "sample)")
+        x, y, states = self._scratch
+        m = len(rows)
+        x[:m, 0], states[0, :m] = previous, old_states
+        self._bound("some", m)()
+        if len(self.model.state_check.bad_rows(states[1, :m])):
+            raise BundleError(f"{self.model.bundle}: the model gives a non-finite or out-of-range state on a "
+                              "good sample; the model file or its backend is faulty")
+        out[at], new[at], self._x[rows, 0] = y[:m, 0], states[1, :m], previous
+        self.last_held = list(dict.fromkeys([*self.last_held, *ids]))
 
     def _bound(self, kind: str, n: int):
         if (kind, n) not in self._calls:

@@ -1,17 +1,21 @@
 """Stream snapshots: the hidden state on disk, so a killed process resumes where it left off.
 
-File layout: MAGIC, one line of JSON header, then the payload (little-endian float32: state, then the last
-good sample that the "hold" input policy repeats). The header binds the snapshot to the sha256 of the model
-file that produced the state and carries the payload's sha256, so a snapshot from another model, of another
-version, or torn, is refused with SnapshotError. Writes are atomic (write-then-rename, rnnedge.atomic).
+File layout (version 2): MAGIC, one line of JSON header (version, the sha256 of the model file that produced
+the state, state size, channels, steps), the payload (little-endian float32: state, then the last good sample
+that the "hold" input policy repeats), then the hex sha256 of everything before it. Every field is typed and
+checked, the checksum covers the header too (an edited step count is refused like a flipped bit), the payload
+length must match the header, and a non-finite state is neither written nor read back. So a snapshot from
+another model, of another version, torn, edited or poisoned is refused with SnapshotError. Writes are atomic
+(write-then-rename, rnnedge.atomic).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 
 from rnnedge.atomic import write_bytes_atomic
@@ -19,8 +23,22 @@ from rnnedge.digest import sha256_bytes
 from rnnedge.errors import SnapshotError
 
 MAGIC = b"RNNEDGE-SNAPSHOT\n"
-VERSION = 1
+VERSION = 2  # 2: typed header, checksum over header + payload (1 hashed the payload only)
 _LE_F32 = np.dtype("<f4")
+_DIGEST_LEN = 64  # hex sha256
+_MAX_HEADER = 1024
+
+
+class _Header(msgspec.Struct, forbid_unknown_fields=True):
+    version: int
+    model_sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    state_size: Annotated[int, msgspec.Meta(ge=0)]
+    channels: Annotated[int, msgspec.Meta(ge=1)]
+    steps: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class _Versioned(msgspec.Struct):
+    version: Any = None
 
 
 @dataclass(frozen=True)
@@ -31,36 +49,55 @@ class Snapshot:
 
 
 def save_snapshot(path: str | Path, model_sha256: str, snapshot: Snapshot) -> Path:
-    payload = snapshot.state.astype(_LE_F32).tobytes() + snapshot.last_good.astype(_LE_F32).tobytes()
-    header = {"version": VERSION, "model_sha256": model_sha256, "state_size": snapshot.state.size,
-              "channels": snapshot.last_good.size, "steps": snapshot.steps,
-              "payload_sha256": sha256_bytes(payload)}
-    return write_bytes_atomic(path, MAGIC + json.dumps(header).encode() + b"\n" + payload)
+    """Write atomically; SnapshotError (with the path) for a non-finite state or a place that cannot be written."""
+    state, last_good = snapshot.state.astype(_LE_F32), snapshot.last_good.astype(_LE_F32)
+    if not (np.isfinite(state).all() and np.isfinite(last_good).all()):
+        raise SnapshotError(f"{path}: refusing to save a non-finite state")
+    header = _Header(VERSION, model_sha256, state.size, last_good.size, int(snapshot.steps))
+    body = MAGIC + msgspec.json.encode(header) + b"\n" + state.tobytes() + last_good.tobytes()
+    try:
+        return write_bytes_atomic(path, body + sha256_bytes(body).encode())
+    except OSError as exc:
+        raise SnapshotError(f"{path}: cannot write snapshot ({exc.strerror or exc})") from None
 
 
 def load_snapshot(path: str | Path, model_sha256: str, state_size: int, channels: int) -> Snapshot:
+    size = len(MAGIC) + _MAX_HEADER + 4 * (state_size + channels) + _DIGEST_LEN
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(size + 1)  # a huge file is refused without reading it all
     except OSError as exc:
-        raise SnapshotError(f"{path}: cannot read snapshot ({exc.strerror})") from None
+        raise SnapshotError(f"{path}: cannot read snapshot ({exc.strerror or exc})") from None
     if not data.startswith(MAGIC):
         raise SnapshotError(f"{path}: not an rnnedge stream snapshot")
-    line, _, payload = data[len(MAGIC):].partition(b"\n")
+    if len(data) > size:
+        raise SnapshotError(f"{path}: corrupt snapshot (longer than a snapshot of this model can be)")
+    line, newline, rest = data[len(MAGIC):].partition(b"\n")
     try:
-        header = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        version = msgspec.json.decode(line, type=_Versioned).version
+    except msgspec.DecodeError:
         raise SnapshotError(f"{path}: corrupt snapshot header") from None
-    if not isinstance(header, dict):
-        raise SnapshotError(f"{path}: corrupt snapshot header")
-    if header.get("version") != VERSION:
-        raise SnapshotError(f"{path}: snapshot version {header.get('version')} is not supported "
-                            f"(this rnnedge reads {VERSION})")
-    if header.get("model_sha256") != model_sha256:
-        theirs = str(header.get("model_sha256"))[:12]
-        raise SnapshotError(f"{path}: snapshot of another model (sha256 {theirs}..., this model is "
-                            f"{model_sha256[:12]}...): its state means nothing here")
-    if (header.get("state_size"), header.get("channels")) != (state_size, channels) or \
-            sha256_bytes(payload) != header.get("payload_sha256"):
-        raise SnapshotError(f"{path}: corrupt snapshot (payload does not match its header)")
+    if version != VERSION:
+        raise SnapshotError(f"{path}: snapshot version {version!r:.20} is not supported (this rnnedge reads "
+                            f"{VERSION}; start the stream afresh)")
+    body, digest = data[:-_DIGEST_LEN], data[-_DIGEST_LEN:]
+    if not newline or len(rest) < _DIGEST_LEN or sha256_bytes(body).encode() != digest:
+        raise SnapshotError(f"{path}: corrupt snapshot (checksum mismatch: torn, truncated or edited)")
+    try:
+        header = msgspec.json.decode(line, type=_Header)
+    except msgspec.DecodeError as exc:
+        raise SnapshotError(f"{path}: invalid snapshot header: {exc}") from None
+    if header.model_sha256 != model_sha256:
+        raise SnapshotError(f"{path}: snapshot of another model (sha256 {header.model_sha256[:12]}..., this model "
+                            f"is {model_sha256[:12]}...): its state means nothing here")
+    if (header.state_size, header.channels) != (state_size, channels):
+        raise SnapshotError(f"{path}: snapshot of a state of size {header.state_size} with {header.channels} "
+                            f"channels; this model has {state_size} and {channels}")
+    payload = rest[:-_DIGEST_LEN]
+    if len(payload) != 4 * (state_size + channels):
+        raise SnapshotError(f"{path}: corrupt snapshot (payload of {len(payload)} bytes, the header says "
+                            f"{4 * (state_size + channels)})")
     values = np.frombuffer(payload, _LE_F32).astype(np.float32)
-    return Snapshot(values[:state_size].copy(), values[state_size:].copy(), int(header.get("steps", 0)))
+    if not np.isfinite(values).all():
+        raise SnapshotError(f"{path}: snapshot holds a non-finite state; refusing to resume from it")
+    return Snapshot(values[:state_size].copy(), values[state_size:].copy(), header.steps)

@@ -4,6 +4,11 @@ The state lives in two pre-bound buffers that alternate: each call reads one and
 carrying the state from call to call copies nothing. Buffers are per time length; a chunk is split into the
 lengths the backend runs (ONNX Runtime: any, pieces of at most MAX_PIECE; LiteRT: the file lengths, largest
 first, then single steps), which gives the same outputs as stepping because the state carries across pieces.
+
+After each call the new state is checked (rnnedge.runtime.health) before the stream adopts it: a bad one is
+dropped (the other buffer still holds the previous state) and the step is handled by the input policy, as if
+its sample were bad. A call that raises (a bad input under "raise", KeyboardInterrupt) leaves the stream as
+it was before it: state, step count and last good sample stay consistent.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rnnedge.runtime.inputs import all_finite, as_samples, check_policy, hold, non_finite_error
+from rnnedge.errors import BundleError, InputError, SnapshotError
+from rnnedge.runtime.inputs import as_samples, check_policy, hold
 from rnnedge.runtime.snapshot import Snapshot, load_snapshot, save_snapshot
 
 if TYPE_CHECKING:
@@ -36,10 +42,15 @@ class Stream:
         self._pieces = {}  # time length -> (x [1, T, C], y [1, T, O], (call A->B, call B->A))
         self._x, self._y, self._step_calls = self._buffers(1)
         self._sample, self._output = self._x[0, 0], self._y[0, 0]  # x also keeps the last good sample
+        self._previous = np.zeros_like(self._sample)  # the last good sample before this step's
+        self._state_ok = tuple(model.state_check.bind(self._states[i, 0]) for i in (0, 1))
         self.reset()
         if resume is not None:
             snapshot = load_snapshot(resume, model.sha256, model.state_size, model.channels)
             self._states[self._current, 0] = snapshot.state
+            if not self._state_ok[self._current]():
+                self.reset()
+                raise SnapshotError(f"{resume}: the snapshot's state is out of range for this model; refusing it")
             self._sample[...] = snapshot.last_good
             self.steps = snapshot.steps
 
@@ -56,41 +67,77 @@ class Stream:
     def step(self, sample) -> np.ndarray:
         """sample (channels,) in raw units -> outputs (outputs,) float32."""
         sample = as_samples(sample, self._sample_shape, "Stream.step")
-        if all_finite(sample):
+        inputs = self.model.inputs
+        self._previous[...] = self._sample
+        if inputs.ok(sample):
             self._sample[...] = sample
-            self.last_held = _CLEAN
+            held = False
         elif self.nan_policy == "raise":
-            raise non_finite_error("Stream.step", sample)
+            raise inputs.error("Stream.step", sample)
         else:
-            good = np.isfinite(sample)
+            good = ~inputs.bad(sample)
             self._sample[good] = sample[good]
-            self.last_held = _HELD
-        self._step_calls[self._current]()
-        self._current ^= 1
-        self.steps += 1
+            held = True
+        held |= self._advance("Stream.step")
+        self.last_held = _HELD if held else _CLEAN
         return self._output.copy()
+
+    def _advance(self, what: str) -> bool:
+        """One step on the sample in self._sample (self._previous: the one before). If the new state is bad,
+        "raise" raises InputError and "hold" re-runs the step on the previous sample. Returns: held?"""
+        current = self._current
+        self._step_calls[current]()
+        held = False
+        if not self._state_ok[current ^ 1]():
+            bad = self._sample.copy()
+            self._sample[...] = self._previous
+            if self.nan_policy == "raise":
+                raise InputError(f"{what}: sample {np.array2string(bad, precision=3, threshold=8)} drove the "
+                                 "state non-finite or out of range; the stream keeps its state (nan_policy='raise'; "
+                                 "use nan_policy='hold' to repeat the last good sample)")
+            self._step_calls[current]()
+            if not self._state_ok[current ^ 1]():
+                raise BundleError(f"{self.model.bundle}: the model gives a non-finite or out-of-range state on a "
+                                  "good sample; the model file or its backend is faulty")
+            held = True
+        self._current, self.steps = current ^ 1, self.steps + 1  # one statement: an interrupt cannot split it
+        return held
 
     def feed(self, chunk) -> np.ndarray:
         """chunk (T, channels) in raw units, any T -> outputs (T, outputs) float32."""
         chunk = as_samples(chunk, self._chunk_shape, "Stream.feed")
+        inputs = self.model.inputs
         held = np.zeros(len(chunk), bool)
-        if not all_finite(chunk):
+        if not inputs.ok(chunk):
             if self.nan_policy == "raise":
-                raise non_finite_error("Stream.feed", chunk)
+                raise inputs.error("Stream.feed", chunk)
             chunk = chunk.copy()
-            held = hold(chunk, self._sample)
+            held = hold(chunk, self._sample, inputs.bad(chunk))
         out = np.empty((len(chunk), self.model.outputs), np.float32)
-        start = 0
-        for time_len in self._split(len(chunk)):
-            x, y, calls = self._buffers(time_len)
-            x[0] = chunk[start:start + time_len]
-            calls[self._current]()
-            self._current ^= 1
-            out[start:start + time_len] = y[0]
-            start += time_len
-        if len(chunk):
-            self._sample[...] = chunk[-1]
-        self.steps += len(chunk)
+        before = self.state, self._sample.copy(), self.steps
+        try:
+            start = 0
+            for time_len in self._split(len(chunk)):
+                x, y, calls = self._buffers(time_len)
+                self._previous[...] = self._sample
+                x[0] = chunk[start:start + time_len]
+                current = self._current
+                calls[current]()
+                if self._state_ok[current ^ 1]():
+                    out[start:start + time_len] = y[0]
+                    self._sample[...] = x[0, -1]
+                    self._current, self.steps = current ^ 1, self.steps + time_len
+                else:  # some step of this piece went bad: replay it step by step to find which, from its start
+                    self._sample[...] = self._previous
+                    for t in range(start, start + time_len):
+                        self._previous[...] = self._sample
+                        self._sample[...] = chunk[t]
+                        held[t] |= self._advance(f"Stream.feed (step {t})")
+                        out[t] = self._output
+                start += time_len
+        except BaseException:
+            self._states[self._current, 0], self._sample[...], self.steps = before
+            raise
         self.last_held = held
         return out
 
@@ -107,7 +154,7 @@ class Stream:
         self._states[...] = 0.0
         self._sample[...] = self.model.mean
         self.steps = 0  # time steps since the start (or since the snapshot's stream started)
-        self.last_held = _CLEAN  # per step of the last call: True where a non-finite value was held
+        self.last_held = _CLEAN  # per step of the last call: True where a bad value or a bad state was held
 
     @property
     def state(self) -> np.ndarray:
@@ -115,7 +162,8 @@ class Stream:
         return self._states[self._current, 0].copy()
 
     def save(self, path: str | Path) -> Path:
-        """Write the state atomically, bound to this model file (resume with model.stream(resume=path))."""
+        """Write the state atomically, bound to this model file (resume with model.stream(resume=path)).
+        SnapshotError (with the path) if it cannot be written."""
         return save_snapshot(path, self.model.sha256, Snapshot(self.state, self._sample.copy(), self.steps))
 
 

@@ -65,7 +65,7 @@ def test_damaged_snapshots_are_refused(bundle, tmp_path):
         "flipped.snap": good[:-1] + bytes([good[-1] ^ 1]),
         "foreign.snap": b"hello world\n",
         "header.snap": MAGIC + b"{not json\n",
-        "version.snap": good.replace(b'"version": 1', b'"version": 99'),
+        "version.snap": good.replace(b'"version":2', b'"version":99'),
     }
     for name, data in cases.items():
         if data is not None:
