@@ -16,12 +16,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from rnnedge import evaluate as evaluate_cli
     from rnnedge.devices import cli as devices_cli
     from rnnedge.export import cli as export_cli
     from rnnedge.monitor import cli as monitor_cli
     from rnnedge.training import cli as training_cli
 
-    for module in (training_cli, export_cli, devices_cli, monitor_cli):
+    for module in (training_cli, export_cli, evaluate_cli, devices_cli, monitor_cli):
         module.register(app)
 
 

@@ -190,3 +190,13 @@ def read_like_training(provenance: dict, path: str, channels: list[str], sample_
         source = DataSource(source.kind, source.path, source.channels, label_column or source.label_column,
                             source.sample_rate_hz, unlabelled if unlabelled is not None else source.unlabelled)
     return source.load([UNLABELLED_NAME, *labels] if labels else None)
+
+
+def held_out_data(provenance: dict, labels: list[str]) -> Dataset:
+    """The held-out split recorded at training (test, else validation), read again with the model's classes."""
+    record = recorded_splits(provenance)
+    if not record:
+        raise DataError("the model records no held-out data (imported, or trained before splits were recorded): "
+                        "pass --data")
+    split = held_out_split(record)
+    return load_split(record, split, [UNLABELLED_NAME, *labels] if labels else None)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from rnnedge.data.recording import Dataset, Recording
-from rnnedge.data.source import UNLABELLED_NAME, held_out_split, load_split, recorded_splits
+from rnnedge.data.source import UNLABELLED_NAME, held_out_data, load_split, recorded_splits
 from rnnedge.errors import DataError, ExportError
 from rnnedge.export.runners import FileRunner, stream, windows
 from rnnedge.tasks import classify_series, score
@@ -40,15 +40,10 @@ def held_out(checkpoint: Checkpoint, data: Dataset | None = None) -> Dataset:
     """The caller's data, or the held-out split recorded in the checkpoint (test, else validation)."""
     if data is not None:
         return data
-    record = recorded_splits(checkpoint.provenance)
-    if not record:
-        raise ExportError("the checkpoint records no held-out data (imported, or trained before splits were "
-                          "recorded): pass evaluation data (--data)")
-    split = held_out_split(record)
     try:
-        return load_split(record, split, [UNLABELLED_NAME, *checkpoint.labels])
+        return held_out_data(checkpoint.provenance, checkpoint.labels)
     except DataError as exc:
-        raise ExportError(f"cannot read the recorded {split} split: {exc}") from None
+        raise ExportError(f"held-out data: {exc}") from None
 
 
 def eval_set(checkpoint: Checkpoint, data: Dataset | None) -> EvalSet:

@@ -41,7 +41,7 @@ def test_bench_cli_writes_the_report(small_bundle: Path, tmp_path: Path) -> None
             assert row["status"] == "backend not available" and row["step_us"] is None
             continue
         assert row["status"] == "ok", row
-        assert row["max_abs_diff"] <= row["allowed_diff"] and 0 <= row["accuracy"] <= 1
+        assert row["max_abs_diff"] <= row["allowed_diff"] and 0 <= row["score"] <= 1
         assert all(v > 0 for v in row["step_us"]) and row["pool_steps_per_s"]["64"] > 0 and row["streams"] >= 1
         assert row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0 and row["file_bytes"] > 0
     windowed = rows[("windowed 100", "onnx", "fp32", "onnxruntime")]

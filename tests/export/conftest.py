@@ -14,10 +14,12 @@ from rnnedge.training.model import RecurrentModel
 def make_checkpoint(data: Dataset, cell: str = "gru", layers: int = 1, hidden: int = 8, task: str = "tag",
                     bidirectional: bool = False, seed: int = 0) -> Checkpoint:
     torch.manual_seed(seed)
+    forecast = task == "forecast"
+    outputs = len(data.channels) if forecast else len(data.label_names) - 1
     config = ModelConfig(cell=cell, input_size=len(data.channels), hidden_size=hidden, num_layers=layers,
-                         output_size=len(data.label_names) - 1, task=task, bidirectional=bidirectional)
+                         output_size=outputs, task=task, bidirectional=bidirectional)
     return Checkpoint(config, RecurrentModel(config).state_dict(), Normalization.fit(data.recordings),
-                      list(data.channels), list(data.label_names[1:]), data.sample_rate_hz,
+                      list(data.channels), [] if forecast else list(data.label_names[1:]), data.sample_rate_hz,
                       {"data": data.source, "train_config": {"window_len": 32}})
 
 

@@ -1,0 +1,112 @@
+"""Your own data through the CLI alone (issue 11): two public data sets the project ships as CSV folders
+(examples/data), trained, evaluated on their test split, exported without naming held-out data, evaluated again
+through the runtime, and streamed. Small models and few epochs: this checks the path, not the accuracy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnnedge.runtime as rt
+from rnnedge.bundle import read_manifest
+from rnnedge.training.config import TrainConfig
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data"
+BASIC_MOTIONS = ["--channels", " acc-x, acc-y ,acc-z,gyro-x,gyro-y,gyro-z", "--label-column", "label",
+                 "--sample-rate", "10"]  # spaces around names are trimmed (observation 9)
+VOWELS = ["--channels", ",".join(f"lpc{i}" for i in range(1, 13)), "--label-column", "label",
+          "--sample-rate", "156.25"]
+
+
+def rnnedge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "rnnedge.cli", *args], capture_output=True, text=True,
+                            timeout=600, cwd=cwd, env={"OMP_NUM_THREADS": "1", "COLUMNS": "200", "PATH": ""})
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.slow
+def test_basic_motions_train_evaluate_export_stream(tmp_path):
+    train = rnnedge("train", "--data", str(EXAMPLES / "basicmotions" / "train"), "--test",
+                    str(EXAMPLES / "basicmotions" / "test"), *BASIC_MOTIONS, "--task", "classify",
+                    "--window-len", "128",  # longer than every series (100): each series whole (observation 4)
+                    "--hidden", "16", "--layers", "1", "--epochs", "3", "--out", str(tmp_path / "run"))
+    assert train.returncode == 0, train.stderr
+    assert "test (40 recordings): accuracy" in train.stdout
+    checkpoint = tmp_path / "run" / "model.pt"
+    evaluated = rnnedge("evaluate", str(checkpoint), "--out", str(tmp_path / "eval-ckpt"))
+    assert evaluated.returncode == 0 and "test split of csv:" in evaluated.stdout, evaluated.stderr
+
+    # no --data: export finds the recorded test split (observation 1); a one-way classifier streams (2)
+    exported = rnnedge("export", str(checkpoint), "--out", str(tmp_path / "bundle"), "--precisions", "fp32,int8",
+                       "--chunk-len", "10")
+    assert exported.returncode == 0, exported.stderr
+    manifest = read_manifest(tmp_path / "bundle")
+    assert manifest.streamable and {f.graph for f in manifest.files} == {"stream"}
+    assert manifest.evaluation.data.startswith("test split of csv:") and manifest.evaluation.samples == 4000
+    with np.load(tmp_path / "bundle" / "reference.npz") as ref:  # every test series, not one (observation 10)
+        assert ref["x"].shape == (40, 100, 6)
+
+    report = rnnedge("evaluate", str(tmp_path / "bundle"), "--out", str(tmp_path / "eval"))
+    assert report.returncode == 0, report.stderr
+    rows = {(r["model"], r["backend"]): r for r in json.loads((tmp_path / "eval" / "evaluation.json").read_text())}
+    for f in manifest.files:  # the runtime's streams score what export measured for each file
+        if f.chunk_len in (None, 1):
+            row = rows[(f"{f.format} {f.precision}", "onnxruntime" if f.format == "onnx" else "litert")]
+            assert row["value"] == pytest.approx(f.score, abs=1 / 40) and row["scored_series"] == 40
+
+    explicit = rnnedge("evaluate", str(checkpoint), "--data", str(EXAMPLES / "basicmotions" / "test"), "--out",
+                       str(tmp_path / "eval-explicit"))
+    assert explicit.returncode == 0, explicit.stderr
+    default, given = (json.loads((tmp_path / name / "evaluation.json").read_text())[0]
+                      for name in ("eval-ckpt", "eval-explicit"))
+    assert default["value"] == given["value"] and default["confusion"] == given["confusion"]
+
+    stream = rt.load(tmp_path / "bundle").stream()  # a live series: the class so far, at every step
+    series = np.loadtxt(EXAMPLES / "basicmotions" / "test" / "0000.csv", delimiter=",", skiprows=1,
+                        usecols=range(1, 7), dtype=np.float32)
+    outputs = stream.feed(series)
+    assert outputs.shape == (100, 4) and np.isfinite(outputs).all()
+
+
+@pytest.mark.slow
+def test_variable_length_series_train_whole_and_export(tmp_path):
+    """JapaneseVowels: 7-29 samples per series, trained whole (not a trailing window of the shortest)."""
+    train = rnnedge("train", "--data", str(EXAMPLES / "japanesevowels" / "train"), "--test",
+                    str(EXAMPLES / "japanesevowels" / "test"), *VOWELS, "--task", "classify", "--hidden", "16",
+                    "--layers", "1", "--epochs", "2", "--out", str(tmp_path / "run"))
+    assert train.returncode == 0, train.stderr
+    exported = rnnedge("export", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "bundle"),
+                       "--formats", "onnx", "--precisions", "fp32")
+    assert exported.returncode == 0, exported.stderr
+    manifest = read_manifest(tmp_path / "bundle")
+    assert manifest.evaluation.data.startswith("test split") and "370 recordings" in manifest.evaluation.data
+    with np.load(tmp_path / "bundle" / "reference.npz") as ref:  # many short series, thousands of steps
+        assert ref["x"].shape[0] * ref["x"].shape[1] >= 2000
+
+
+def test_label_zero_is_a_class_and_unlabelled_is_explicit(tmp_path):
+    """Observation 8: a label 0 vanished as 'unlabelled' and training reported validation 1.0."""
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        rows = ["a,b,label"] + [f"{x:.4f},{y:.4f},{lab}" for (x, y), lab in
+                                zip(rng.normal(size=(60, 2)), ["0"] * 20 + ["1"] * 20 + ["-1"] * 20, strict=True)]
+        (tmp_path / f"r{i}.csv").write_text("\n".join(rows) + "\n")
+    result = rnnedge("train", "--data", str(tmp_path), "--channels", "a,b", "--label-column", "label",
+                     "--sample-rate", "10", "--unlabelled", "-1", "--hidden", "4", "--layers", "1", "--epochs", "1",
+                     "--chunk-len", "20", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    from rnnedge.training.checkpoint import Checkpoint
+
+    assert Checkpoint.load(tmp_path / "run" / "model.pt").labels == ["0", "1"]
+
+
+def test_training_threads_default_to_one_and_are_an_option():
+    """Observation 12: torch's default threads on a busy 2-core machine cost 20-50x per epoch."""
+    assert TrainConfig().threads == 1
+    assert "--threads" in rnnedge("train", "--help").stdout
