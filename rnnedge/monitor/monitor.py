@@ -183,7 +183,8 @@ class Monitor:
             self.cadence.last, self.dropped = slot, 0
             held = fault is not None or bool(np.any(self.stream.last_held))
             if held and not flagged and not fault:
-                self._issue(records, "held", slot, "the runtime held a value (beyond the sensor's range?)")
+                self._issue(records, "held", slot, "the runtime held this sample (a value beyond the sensor's "
+                            "range, or one that drove the model's state out of range)")
             if not fault:
                 records += self._score(slot, logits)
             records += self._watch(slot, held)

@@ -5,42 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import rnnedge.runtime as rt
-from rnnedge.data.hapt import hapt_split
 from rnnedge.monitor import DEFAULT, Monitor, MonitorError, OperatingPoint
 from rnnedge.monitor.evaluate import Scored
-from rnnedge.monitor.sources import csv_rows, hapt_recording, open_source
-from tests.conftest import short
-
-CHECKPOINT = Path(__file__).parents[1] / "fixtures" / "hapt-tag-lstm-2x64.pt"  # trained default model
-TRACE = "hapt:2:3"  # test subject 2: a get-up at ~103 s and one at ~148 s
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory) -> Path:
-    from rnnedge.export import export_bundle
-
-    out = tmp_path_factory.mktemp("bundle") / "b"
-    # ONNX fp32 only: cheap; this suite tests the monitor (export tolerances are the export tests' business)
-    export_bundle(CHECKPOINT, out, formats=("onnx",), precisions=("fp32",),
-                  eval_data=short(hapt_split("val"), 2000, 2), tolerance=1e-4)
-    return out
-
-
-@pytest.fixture(scope="session")
-def model(bundle):
-    return rt.load(bundle, precision="fp32")
-
-
-@pytest.fixture(scope="session")
-def recording():
-    r = hapt_recording(TRACE)
-    return type(r)(r.signals[:8000], r.labels[:8000], r.subject, r.name)  # 160 s: both get-ups
+from rnnedge.monitor.sources import csv_rows, open_source
+from tests.monitor.conftest import TRACE
 
 
 def alarms(records):

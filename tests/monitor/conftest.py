@@ -1,0 +1,47 @@
+"""The monitor's fixtures: a real bundle of the trained default model (ONNX fp32) and real HAPT data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import rnnedge.runtime as rt
+from rnnedge.data.hapt import hapt_split
+from rnnedge.monitor.sources import hapt_recording
+from tests.conftest import short
+
+CHECKPOINT = Path(__file__).parents[1] / "fixtures" / "hapt-tag-lstm-2x64.pt"  # trained default model
+TRACE = "hapt:2:3"  # test subject 2: a get-up at ~103 s and one at ~148 s
+CHANNELS = ["acc-x", "acc-y", "acc-z", "gyro-x", "gyro-y", "gyro-z"]
+
+
+def export(out: Path, fmt: str) -> Path:
+    from rnnedge.export import export_bundle
+
+    # fp32 only, T=1 TFLite files: cheap; this suite tests the monitor (export tolerances are the export tests')
+    export_bundle(CHECKPOINT, out, formats=(fmt,), precisions=("fp32",), chunk_len=1,
+                  eval_data=short(hapt_split("val"), 2000, 2), tolerance=1e-4)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory) -> Path:
+    return export(tmp_path_factory.mktemp("bundle") / "b", "onnx")
+
+
+@pytest.fixture(scope="session")
+def model(bundle):
+    return rt.load(bundle, precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def recording():
+    r = hapt_recording(TRACE)
+    return type(r)(r.signals[:8000], r.labels[:8000], r.subject, r.name)  # 160 s: both get-ups
+
+
+def csv_lines(signals, header: bool = True, start: int = 0) -> list[str]:
+    """A recording as CSV lines `t,<channels>` at 50 Hz, as a timed source writes them (t = row / 50)."""
+    lines = [",".join(["t", *CHANNELS])] if header else []
+    return lines + [",".join([f"{(start + i) / 50:.2f}", *map(repr, map(float, x))]) for i, x in enumerate(signals)]
