@@ -19,6 +19,7 @@ from rnnedge.errors import DataError
 
 SPLITS = ("train", "val", "test")
 UNLABELLED_NAME = "UNLABELED"  # label 0 of a Dataset: streamed through, never scored
+BUNDLED = "hapt"  # the name of the data set the package ships (`rnnedge data` describes it)
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ class DataSource:
     def parse(data: str, channels: str | None = None, label_column: str | None = None,
               sample_rate_hz: float | None = None, unlabelled: str | None = None) -> DataSource:
         """From the CLI's words: 'hapt', an .npz file, or a CSV file / folder of CSV files."""
-        if data == "hapt":
-            return DataSource("hapt")
+        if data == BUNDLED:
+            return DataSource(BUNDLED)
         path = Path(data)
         if not path.exists():
             raise DataError(f"{data}: no such file or folder")

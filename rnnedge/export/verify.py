@@ -109,7 +109,7 @@ def measure(runner: FileRunner, expected: Expected, tolerance: float | None = No
         if tolerance is not None:
             checks["outputs"] = _violation(y, expected.y, tolerance, noise=_noise(expected.y, expected.y_exact))
         return parity, _failed(checks, tolerance)
-    out_diff = state_diff = 0.0
+    out_diff, state_diff = 0.0, None  # None: no chunk filled the file's fixed length (nothing to compare)
     y_noise = _noise(expected.y, expected.y_exact)
     state_noise = _noise(expected.states, expected.states_exact)
     for k, start in enumerate(range(0, expected.x.shape[1], expected.chunk)):
@@ -123,7 +123,7 @@ def measure(runner: FileRunner, expected: Expected, tolerance: float | None = No
         # outputs before the padding are exact, but the state then includes the padded steps: not comparable.
         if runner.time is not None and y.shape[1] % runner.time:
             continue
-        state_diff = max(state_diff, _max_diff(state, expected.states[k + 1]))
+        state_diff = max(state_diff or 0.0, _max_diff(state, expected.states[k + 1]))
         if tolerance is not None:
             checks["state"] = max(checks.get("state", 0.0), _violation(
                 state, expected.states[k + 1], tolerance, expected.parts,

@@ -9,12 +9,13 @@ from pathlib import Path
 import typer
 
 from rnnedge.atomic import write_text_atomic
+from rnnedge.data.source import BUNDLED
 from rnnedge.errors import RnnedgeError
 from rnnedge.training.config import TrainConfig
 
 DEFAULT_RUN_DIR = Path("artifacts/train")
 
-_DATA_HELP = "'hapt' (bundled), a CSV file or folder (one file per recording) or an NPZ."
+_DATA_HELP = f"'{BUNDLED}' (the bundled recordings), a CSV file or folder (one file per recording) or an NPZ."
 _CSV = {
     "channels": typer.Option(None, help="CSV: channel columns, comma-separated."),
     "label_column": typer.Option(None, help="CSV: label column (any values; 0 is a label like any other)."),
@@ -25,7 +26,7 @@ _CSV = {
 
 
 def train_command(
-    data: str = typer.Option("hapt", help=_DATA_HELP),
+    data: str = typer.Option(BUNDLED, help=_DATA_HELP),
     val: str | None = typer.Option(None, help="Validation: another CSV file/folder, or comma-separated recording "
                                    "indices of --data (default: the data set's own split, else every fifth)."),
     test: str | None = typer.Option(None, help="Test: another CSV file/folder, read like --data; scored after "
@@ -127,7 +128,7 @@ def print_confusion(test: dict) -> None:
 
 
 def data_command(
-    data: str = typer.Argument("hapt", help=_DATA_HELP),
+    data: str = typer.Argument(BUNDLED, help=_DATA_HELP),
     channels: str | None = _CSV["channels"],
     label_column: str | None = _CSV["label_column"],
     sample_rate: float | None = _CSV["sample_rate"],

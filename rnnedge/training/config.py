@@ -66,7 +66,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 60  # with the cosine schedule; HAPT's validation accuracy still climbs past epoch 40
+    epochs: int = 60  # with the cosine schedule; the bundled data's validation accuracy still climbs past 40
     chunk_len: int = 250  # truncated-BPTT length in samples (5 s at 50 Hz)
     batch_size: int = 16  # parallel lanes (recordings) for tag/forecast, windows for classify
     window_len: int = 0  # classify: last samples of each series used (0 = whole series; windows of 128 when

@@ -139,7 +139,8 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
             row = {"epoch": epoch, "train_loss": train_loss, "val_score": val,
                    "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.monotonic() - started, 1)}
             history.append(row)
-            if best[1] == 0 or task.better(val, best[0]):
+            if best[1] == 0 or not task.better(best[0], val):  # ties go to the later epoch (small validation
+                # sets tie often; the later weights have seen more training)
                 best = (val, epoch, {k: v.clone() for k, v in model.state_dict().items()})
             progress.update(task_id, info=f"loss {train_loss:.4f}  val {task.metric} {val:.4f}  best {best[0]:.4f}")
             if out_dir:

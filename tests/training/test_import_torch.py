@@ -330,3 +330,43 @@ def test_missing_channels_and_bad_files_are_one_line_errors(tmp_path):
     assert isinstance(result.exception, DataError) and "--channels" in str(result.exception)
     result = run_cli(str(tmp_path / "junk.pt"), "--channels", ",".join(CHANNELS), "--sample-rate", "50")
     assert isinstance(result.exception, CheckpointError) and "not a file written by torch.save" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_plain_torch_model_from_the_real_cli_to_a_stream(tmp_path):
+    """The issue's acceptance path with the installed CLI only: import-torch -> export --data -> runtime."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(3)
+    user = Tagger(nn.LSTM(6, 16, num_layers=2), len(LABELS))  # seq-first, trained a little in plain torch
+    optimizer = torch.optim.Adam(user.parameters(), lr=1e-2)
+    for _ in range(5):
+        loss = user(torch.randn(40, 4, 6)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.save(user.state_dict(), tmp_path / "user.pt")
+    rng = np.random.default_rng(0)
+    (tmp_path / "held").mkdir()
+    for i in range(3):
+        walk = np.cumsum(rng.normal(0, 0.1, (120, 6)), axis=0)
+        rows = ["ax,ay,az,gx,gy,gz,label"] + [",".join(f"{v:.5f}" for v in row) + f",{LABELS[(t // 30) % 4]}"
+                                              for t, row in enumerate(walk)]
+        (tmp_path / "held" / f"r{i}.csv").write_text("\n".join(rows) + "\n")
+
+    def rnnedge(*args: str) -> None:
+        result = subprocess.run([sys.executable, "-m", "rnnedge.cli", *args], capture_output=True, text=True,
+                                timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+    rnnedge("import-torch", str(tmp_path / "user.pt"), "--channels", ",".join(CHANNELS), "--sample-rate", "50",
+            *TAG, "--out", str(tmp_path / "model.pt"))
+    rnnedge("export", str(tmp_path / "model.pt"), "--out", str(tmp_path / "bundle"), "--data", str(tmp_path / "held"),
+            "--label-column", "label", "--formats", "onnx,tflite", "--precisions", "fp32", "--chunk-len", "10")
+    x = np.loadtxt(tmp_path / "held" / "r0.csv", delimiter=",", skiprows=1, usecols=range(6), dtype=np.float32)
+    with torch.no_grad():
+        expected = user(torch.from_numpy(x)[:, None])[:, 0].numpy()  # the user's own seq-first module
+    for backend in ("onnxruntime", "litert"):
+        stream = rt.load(tmp_path / "bundle", backend=backend).stream()
+        np.testing.assert_allclose(np.stack([stream.step(s) for s in x]), expected, atol=PARITY)
