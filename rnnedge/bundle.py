@@ -295,7 +295,7 @@ def _inside(bundle: Path, path: Path) -> None:
         raise BundleError(f"{path}: a symlink out of the bundle; refused")
 
 
-def load_reference(bundle: str | Path, manifest: Manifest) -> dict[str, np.ndarray]:
+def read_reference(bundle: str | Path, manifest: Manifest) -> dict[str, np.ndarray]:
     """The reference arrays (x, labels, y), hash-checked; BundleError if missing, corrupt or mis-shaped."""
     import numpy as np
 
@@ -308,8 +308,8 @@ def load_reference(bundle: str | Path, manifest: Manifest) -> dict[str, np.ndarr
     except Exception as exc:  # zlib.error, BadZipFile, KeyError, ValueError...: numpy has no error type of its own
         raise BundleError(f"{path}: unreadable reference data ({one_line(exc)})") from None
     x, labels, y = arrays["x"], arrays["labels"], arrays["y"]
-    if x.ndim != 3 or x.shape[2] != len(manifest.input.channels) or labels.shape != x.shape[:2] or \
-            y.ndim < 2 or y.shape[:2] != x.shape[:2]:
+    if x.ndim != 3 or x.shape[2] != len(manifest.input.channels) or labels.shape[:1] != x.shape[:1] or \
+            y.shape[:1] != x.shape[:1]:
         raise BundleError(f"{path}: reference arrays of shapes x {x.shape}, labels {labels.shape}, y {y.shape} "
                           f"do not fit {len(manifest.input.channels)} channels")
     return arrays

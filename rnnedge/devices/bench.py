@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.bundle import Manifest, ModelFile, read_manifest, verify_file
+from rnnedge.bundle import Manifest, ModelFile, read_manifest, read_reference
 from rnnedge.data.recording import Recording
 from rnnedge.devices.info import BACKENDS, detect_backends, detect_machine
 from rnnedge.devices.profiles import Budget, match, profile
@@ -114,10 +114,8 @@ class Context:
 
 def load_reference(bundle: Path, manifest: Manifest) -> Reference:
     """The bundle's held-out data (the exporter keeps it to a few thousand steps: every run checks it all)."""
-    if manifest.reference is None:
-        raise BundleError(f"{bundle}: has no reference data, so accuracy and parity cannot be checked")
-    with np.load(verify_file(bundle, manifest.reference.path, manifest.reference.sha256)) as data:
-        return Reference(data["x"], data["labels"], data["y"])
+    data = read_reference(bundle, manifest)  # BundleError if missing, corrupt (not zlib.error) or mis-shaped
+    return Reference(data["x"], data["labels"], data["y"])
 
 
 def _percentiles(samples_ns: list[int]) -> tuple[float, float, float]:
