@@ -357,14 +357,14 @@ def _hmac(key: bytes, text: bytes) -> str:
 def _verify_signature(bundle: Path, text: bytes, key: bytes) -> None:
     import hmac
 
-    path = bundle / SIGNATURE_NAME
+    key, path = _key(key), bundle / SIGNATURE_NAME
     try:
         signature = path.read_bytes()[:256].strip()
     except FileNotFoundError:
         raise BundleError(f"{bundle}: unsigned bundle (no {SIGNATURE_NAME}) and a verify key was given") from None
     except OSError as exc:
         raise BundleError(f"{path}: unreadable signature ({exc.strerror or exc})") from None
-    if not hmac.compare_digest(signature, _hmac(_key(key), text).encode()):
+    if not hmac.compare_digest(signature, _hmac(key, text).encode()):
         raise BundleError(f"{bundle}: manifest signature mismatch: the manifest was edited, or signed with "
                           "another key; refused")
 

@@ -79,12 +79,13 @@ class LiteRTBackend:
                 raise BundleError(f"{path}: {self.name} cannot load it as a stream file ({one_line(exc)})") from None
             self._files[time_len] = (interpreter, allocate_lock(), details)
 
-    def io(self) -> dict[str, dict[str, tuple[tuple[int | None, ...], bool]]]:
-        """{file: {role: (shape, usable type?)}} with roles x, state, y, state_out (told apart by rank)."""
+    def io(self) -> list[tuple[str, int | None, dict[str, tuple[tuple[int | None, ...], bool]]]]:
+        """[(file, the time length it is run at, {role: (shape, usable type?)})], roles x, state, y, state_out
+        (told apart by rank)."""
         roles = ("x", "state", "y", "state_out")
-        return {self.paths[t].name: {role: (tuple(int(n) for n in d["shape"]), _usable(d))
-                                     for role, d in zip(roles, details, strict=True)}
-                for t, (_, _, details) in self._files.items()}
+        return [(self.paths[t].name, t, {role: (tuple(int(n) for n in d["shape"]), _usable(d))
+                                         for role, d in zip(roles, details, strict=True)})
+                for t, (_, _, details) in self._files.items()]
 
     def bind(self, x: np.ndarray, state: np.ndarray, y: np.ndarray,
              state_out: np.ndarray) -> Callable[[], None]:

@@ -38,7 +38,7 @@ class Engine(Protocol):
     def bind(self, x: np.ndarray, state: np.ndarray, y: np.ndarray,
              state_out: np.ndarray) -> Callable[[], None]: ...
 
-    def io(self) -> dict[str, dict[str, tuple[tuple[int | None, ...], bool]]]: ...
+    def io(self) -> list[tuple[str, int | None, dict[str, tuple[tuple[int | None, ...], bool]]]]: ...
 
 
 class Model:
@@ -111,7 +111,7 @@ def _load_onnx(bundle: Path, manifest: Manifest, precision: str, threads: int, c
         if not (cuda and cpu_fallback):
             raise
         engine = OrtBackend(path, manifest, threads, cuda=False)  # "auto" tried CUDA; the GPU said no
-    _check_io(bundle, manifest, engine, {path.name: None})
+    _check_io(bundle, manifest, engine)
     return Model(bundle, manifest, engine, entry.sha256)
 
 
@@ -126,25 +126,25 @@ def _load_tflite(bundle: Path, manifest: Manifest, precision: str, threads: int,
                           f"lengths found: {sorted(entries, key=str) or 'none'})")
     paths = {time_len: verify_file(bundle, entry) for time_len, entry in entries.items()}
     engine = LiteRTBackend(paths, threads, only_tflite_runtime=only_tflite_runtime)
-    _check_io(bundle, manifest, engine, {path.name: time_len for time_len, path in paths.items()})
+    _check_io(bundle, manifest, engine)
     return Model(bundle, manifest, engine, entries[1].sha256)
 
 
-def _check_io(bundle: Path, manifest: Manifest, engine: Engine, files: dict[str, int | None]) -> None:
+def _check_io(bundle: Path, manifest: Manifest, engine: Engine) -> None:
     """The file's tensors against the manifest: x [batch, time, channels], state [batch, state_size] ->
     y [batch, time, outputs], state_out [batch, state_size], float32 (ONNX: dynamic batch and time;
     TFLite: batch 1 and the entry's chunk_len). Tensors are named as the manifest says (LiteRT: by rank)."""
     m, problems = manifest, []
     names = {"x": m.input.name, "state": m.state.input, "y": m.output.name, "state_out": m.state.output}
-    for file, tensors in engine.io().items():
-        batch, time = (None, None) if files[file] is None else (1, files[file])
-        expected = {"x": (batch, time, len(m.input.channels)), "state": (batch, m.state.size),
-                    "y": (batch, time, m.output.size), "state_out": (batch, m.state.size)}
-        if files[file] is None and set(tensors) != {names[role] for role in expected}:
+    for file, time_len, tensors in engine.io():
+        batch = None if time_len is None else 1
+        expected = {"x": (batch, time_len, len(m.input.channels)), "state": (batch, m.state.size),
+                    "y": (batch, time_len, m.output.size), "state_out": (batch, m.state.size)}
+        if time_len is None and set(tensors) != {names[role] for role in expected}:
             problems.append(f"{file}: tensors {sorted(tensors)}, the manifest names {sorted(names.values())}")
             continue
         for role, shape in expected.items():
-            actual, usable = tensors[names[role] if files[file] is None else role]
+            actual, usable = tensors[names[role] if time_len is None else role]
             if actual != shape or not usable:
                 wanted = "[" + ", ".join("any" if n is None else str(n) for n in shape) + "]"
                 got = "[" + ", ".join("any" if n is None else str(n) for n in actual) + "]"

@@ -37,11 +37,11 @@ class OrtBackend:
         self.path = path.name
         self._names = (manifest.input.name, manifest.state.input, manifest.output.name, manifest.state.output)
 
-    def io(self) -> dict[str, dict[str, tuple[tuple[int | None, ...], bool]]]:
-        """{file: {tensor name: (shape, None for a dynamic dimension; float32?)}}, to check the manifest by."""
+    def io(self) -> list[tuple[str, int | None, dict[str, tuple[tuple[int | None, ...], bool]]]]:
+        """[(file, None: any time length, {tensor name: (shape, None for a dynamic dimension; float32?)})]."""
         args = (*self.session.get_inputs(), *self.session.get_outputs())
-        return {self.path: {a.name: (tuple(d if isinstance(d, int) else None for d in a.shape),
-                                     a.type == "tensor(float)") for a in args}}
+        return [(self.path, None, {a.name: (tuple(d if isinstance(d, int) else None for d in a.shape),
+                                            a.type == "tensor(float)") for a in args})]
 
     def bind(self, x: np.ndarray, state: np.ndarray, y: np.ndarray,
              state_out: np.ndarray) -> Callable[[], None]:

@@ -55,8 +55,9 @@ def save_snapshot(path: str | Path, model_sha256: str, snapshot: Snapshot) -> Pa
     body = MAGIC + msgspec.json.encode(header) + b"\n" + state.tobytes() + last_good.tobytes()
     try:
         return write_bytes_atomic(path, body + sha256_bytes(body).encode())
-    except OSError as exc:
-        raise SnapshotError(f"{path}: cannot write snapshot ({exc.strerror or exc})") from None
+    except OSError as exc:  # a parent that is a file gives FileExistsError: say what it means
+        reason = f"{exc.filename} is not a folder" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise SnapshotError(f"{path}: cannot write snapshot ({reason})") from None
 
 
 def load_snapshot(path: str | Path, model_sha256: str, state_size: int, channels: int) -> Snapshot:
