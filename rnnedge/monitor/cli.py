@@ -74,13 +74,20 @@ def evaluate_alarms_command(
 ) -> None:
     """Choose the alarm's operating point on HAPT validation subjects; score get-up alarms on test subjects."""
     import rnnedge.runtime as rt
+    from rnnedge.monitor.errors import MonitorError
     from rnnedge.monitor.evaluate import evaluate_alarms
     from rnnedge.monitor.operating_point import OperatingPoint
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     model = rt.load(bundle, backend=backend, precision=precision)
     point = OperatingPoint.load(operating_point) if operating_point else None
-    report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace)
+    try:  # before minutes of work: a folder that cannot be written is an error now
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+        report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace)
+    except OSError as exc:
+        raise MonitorError(f"{exc.filename or out}: cannot write the results ({exc.strerror or exc})") from None
     for split in ("validation", "test"):
         m = report[split]
         delays = "-" if m["median_delay_s"] is None else f"{m['median_delay_s']:.2f} s / {m['p90_delay_s']:.2f} s"

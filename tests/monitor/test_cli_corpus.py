@@ -188,3 +188,11 @@ def test_closed_stdin_and_a_reader_that_goes_away(bundle, recording, tmp_path):
     assert reader.wait(timeout=120) == 2 and "Traceback" not in stderr
     assert [line for line in stderr.splitlines() if line.startswith("error:")] == \
         ["error: standard output: cannot write the events (Broken pipe)"]
+
+
+def test_evaluate_alarms_refuses_an_output_folder_it_cannot_write_before_working(bundle, tmp_path):
+    (tmp_path / "f").write_text("")
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "evaluate-alarms", str(bundle), "--precision", "fp32",
+                           "--out", str(tmp_path / "f" / "alarms")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: {tmp_path}/f/alarms: cannot write the results (Not a directory)"
