@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import rnnedge.runtime as rt
-from rnnedge.bundle import json_schema
+from rnnedge.bundle import SIGNATURE_NAME, json_schema, read_key, sign_bundle
 from rnnedge.errors import BackendUnavailableError, BundleError
 
 
@@ -22,7 +22,8 @@ def test_streaming_never_imports_torch(bundle, backend):
         f"m = rt.load({str(bundle)!r}, backend={backend!r})\n"
         "s = m.stream(); s.step(np.zeros(m.channels)); s.feed(np.zeros((60, m.channels)))\n"
         "p = m.pool(4); p.add(0); p.step({0: np.zeros(m.channels)})\n"
-        "heavy = sorted(n for n in ('torch', 'onnx', 'litert_torch', 'tensorflow') if n in sys.modules)\n"
+        "heavy = sorted(n for n in ('torch', 'onnx', 'litert_torch', 'tensorflow', '_hashlib', 'tempfile')\n"
+        "               if n in sys.modules)\n"
         "print(m.backend, heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -90,3 +91,19 @@ def test_unreadable_manifest_is_refused(bundle, tmp_path):
 def test_the_documented_schema_is_the_code_s():
     documented = json.loads((Path(__file__).parents[2] / "docs" / "bundle-schema.json").read_text())
     assert documented == json_schema(), "docs/bundle-schema.json is stale: rnnedge schema > docs/bundle-schema.json"
+
+
+def test_signed_bundles_load_with_their_key_only(bundle, tmp_path):
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    (tmp_path / "key").write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    key = read_key(tmp_path / "key")
+    assert sign_bundle(copy, key) == copy / SIGNATURE_NAME
+    assert rt.load(copy, verify_key=key).backend == "onnxruntime"
+    rt.load(copy)  # a deployment that asks for no signature does not check it
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["input"]["sample_rate_hz"] = 100.0
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="signature mismatch"):
+        rt.load(copy, verify_key=key)
+    with pytest.raises(BundleError, match="cannot read the key"):
+        read_key(tmp_path / "missing")
