@@ -36,7 +36,7 @@ def monitor_command(
     from rnnedge.monitor.errors import MonitorError
     from rnnedge.monitor.monitor import Monitor, json_line
     from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
-    from rnnedge.monitor.sources import open_source
+    from rnnedge.monitor.sources import open_source, watched
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     model = rt.load(bundle, backend=backend, precision=precision)
@@ -45,6 +45,8 @@ def monitor_command(
     monitor = Monitor(model, point, snapshot=snapshot, snapshot_every_s=snapshot_every, report_every_s=report_every,
                       max_gap_s=max_gap, sensor_check_s=sensor_check, replay=not live)
     rows = open_source(input, list(model.manifest.input.channels), model.manifest.input.sample_rate_hz)
+    if live:  # a silent feed is a fault too: noticed by wall time, since no row brings stream time
+        rows = watched(rows)
     where = output or "standard output"
     try:
         with contextlib.ExitStack() as stack:

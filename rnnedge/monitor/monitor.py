@@ -13,8 +13,9 @@ Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with 
   sample                  a late / missing / malformed / timestamp issue with one row (sources.py), or a value
                           the runtime held ("held": beyond the sensor's range); the first LOGGED_PER_KIND of
                           each kind, the rest only counted (summary, sensor_check);
-  sensor_check            no clean sample has reached the model for `sensor_check_s` (rows dropped, or samples
-                          held: a dead, stuck or garbled sensor, a stuck clock), repeated every
+  sensor_check            no clean sample has reached the model for `sensor_check_s` (rows dropped, samples
+                          held, or a live source silent: a dead, stuck or garbled sensor, a stuck clock, an
+                          unplugged cable), repeated every
                           SENSOR_CHECK_REPEAT_S while it lasts; `sensor_ok` when a clean sample arrives again;
   reset                   model, score and alarm restarted (warm-up again): a gap, or a step the runtime refused
                           or whose output was not finite (the state is poisoned: never carried on);
@@ -56,7 +57,7 @@ from rnnedge.monitor.alarm import Alarm
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
 from rnnedge.monitor.score import GetUpScore
-from rnnedge.monitor.sources import JUMP, LATE, MISSING, Cadence, Row, usable_time
+from rnnedge.monitor.sources import IDLE_TICK_S, JUMP, LATE, MISSING, Cadence, Row, usable_time
 
 log = logging.getLogger("rnnedge.monitor")
 SNAPSHOT_FORMAT = "rnnedge-monitor-snapshot"
@@ -113,15 +114,25 @@ class Monitor:
         """The end of the source: a row still waiting on a jump is taken as one."""
         return self._settle(True) if self.pending is not None else []
 
-    def run(self, rows: Iterable[Row]) -> Iterator[dict]:
-        """Feed a whole source; yields records as they happen, then a summary."""
+    def run(self, rows: Iterable[Row | None]) -> Iterator[dict]:
+        """Feed a whole source; yields records as they happen, then a summary. A live source yields None for each
+        IDLE_TICK_S of wall time without a row (sources.watched)."""
         for row in rows:
-            yield from self.feed_row(row)
+            yield from self.idle(IDLE_TICK_S) if row is None else self.feed_row(row)
         yield from self.flush()
         if self.snapshot:
             yield self.save()
         yield self._record("summary", self.cadence.last, steps=self.steps, alarms=self.alarms,
                            alarm_active=self.alarm.active, sample_issues=dict(self.issues))
+
+    def idle(self, seconds: float) -> list[dict]:
+        """`seconds` of wall time passed without any row (a live source gone quiet): as many sample periods with
+        no clean sample, for the sensor watch."""
+        periods = max(1, round(seconds * self.rate))
+        self.issues["silent_s"] += 1
+        self.watch.kinds["silent_s"] += 1
+        self.dropped += periods  # the slots they stand for may be filled as missing later: counted once
+        return self._watch(self.cadence.last, periods, f"{self.cadence.last}+{self.dropped}")
 
     def _dropped(self, row: Row) -> bool:
         """Rows with nothing to place: an unusable timestamp, or no values once the source is timed."""
@@ -187,7 +198,7 @@ class Monitor:
                             "range, or one that drove the model's state out of range)")
             if not fault:
                 records += self._score(slot, logits)
-            records += self._watch(slot, held)
+            records += self._watch(slot, int(held))
             if self.snapshot and self.snapshot_every and (slot + 1) % self.snapshot_every == 0:
                 self.save_due = True
         return records
@@ -227,10 +238,11 @@ class Monitor:
             return self._issue([], kind, self.cadence.last, detail, f"{self.cadence.last}r{self.replayed}")
         self.dropped += 1
         key = f"{self.cadence.last}+{self.dropped}"
-        return self._issue([], kind, self.cadence.last, detail, key) + self._watch(self.cadence.last, True, key)
+        return self._issue([], kind, self.cadence.last, detail, key) + self._watch(self.cadence.last, 1, key)
 
-    def _watch(self, slot: int, bad: bool, key: str | None = None) -> list[dict]:
-        """Count sample periods without a clean sample; sensor_check while that lasts, sensor_ok after."""
+    def _watch(self, slot: int, bad: int, key: str | None = None) -> list[dict]:
+        """Count sample periods without a clean sample (`bad` more; 0: a clean one); sensor_check while that
+        lasts, sensor_ok after."""
         watch = self.watch
         if not bad:
             watch.clean = self._t(slot)
@@ -242,7 +254,7 @@ class Monitor:
             log.warning("sensor ok again at t=%.2f s after %.1f s", self._t(slot), watch.bad / self.rate)
             watch.bad, watch.raised, watch.kinds = 0, 0, Counter()
             return [record]
-        watch.bad += 1
+        watch.bad += bad
         if watch.bad < watch.first + watch.raised * watch.repeat:
             return []
         watch.raised += 1

@@ -29,6 +29,9 @@ The policy (`Cadence`, applied by the Monitor), one model step ("slot") per samp
               clock moved (`resync` event, state kept). Otherwise the row's timestamp alone was wrong: it is
               ignored and the row takes the next slot (`timestamp` issue). A source that ends on a waiting row
               takes it as a jump.
+  silent      a live source (stdin, a pipe, a device) with no line at all: read by a thread (`watched`), it
+              yields None for each IDLE_TICK_S of wall time without a row, counted as that many sample periods
+              without a clean sample (`silent_s`), since no row brings stream time.
 Without timestamps every line is the next slot. Every case is logged and counted, never raised; a fault that
 lasts is also reported while it lasts (the Monitor's sensor_check events).
 """
@@ -37,10 +40,12 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, Queue
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
@@ -52,6 +57,7 @@ LAYOUT_AGREE = 3  # lines with the same field count that fix a header-less layou
 LAYOUT_WAIT = 25  # lines held back at most while it is not fixed (0.5 s at 50 Hz); older ones are malformed
 MAX_TIME_S = 1e12  # |t| beyond this is unusable: no clock reads it, and float64 could not resolve a sample period
 MAX_LINE_BYTES = 1 << 16  # a longer "line" is garbage: read in pieces, each malformed, never all into memory
+IDLE_TICK_S = 1.0  # a live source that stays silent this long (wall time) yields None: see `watched`
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,34 @@ def open_source(spec: str, channels: list[str], sample_rate_hz: float) -> Iterat
     if not path.exists():
         raise MonitorError(f"{spec}: no such input file (use '-' for standard input or hapt:SUBJECT)")
     return _file_rows(path, channels)
+
+
+def watched(rows: Iterator[Row]) -> Iterator[Row | None]:
+    """A live source's rows as they come, and None for each IDLE_TICK_S of wall time in which none came (a
+    reader thread blocks on the source), so that a silent sensor is noticed while it is silent."""
+    queue: Queue = Queue(maxsize=4096)
+    end = object()
+
+    def pump() -> None:
+        try:
+            for row in rows:
+                queue.put(row)
+            queue.put(end)
+        except Exception as exc:  # re-raised in the consumer's thread
+            queue.put(exc)
+
+    threading.Thread(target=pump, name="rnnedge-monitor-input", daemon=True).start()
+    while True:
+        try:
+            item = queue.get(timeout=IDLE_TICK_S)
+        except Empty:
+            yield None
+            continue
+        if item is end:
+            return
+        if isinstance(item, Exception):
+            raise item
+        yield item
 
 
 def _file_rows(path: Path, channels: list[str]) -> Iterator[Row]:

@@ -6,6 +6,9 @@ strict JSON."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -181,3 +184,21 @@ def test_runtime_held_and_refused_steps_are_visible(model, clean, reference, tmp
     assert first["t"] == pytest.approx(FAULT_T) and (first["event"] == "reset" or first["issue"] == "held")
     assert starts(records) == pytest.approx(reference, abs=0.1)
     assert all(np.isfinite(r["p"]) for r in records if "p" in r)
+
+
+def test_silent_live_feed_is_reported_while_silent(bundle, clean):
+    """An unplugged sensor sends nothing at all: the monitor notices by wall time, while it is silent."""
+    monitor = subprocess.Popen([sys.executable, "-m", "rnnedge.cli", "monitor", str(bundle), "--precision", "fp32",
+                                "--input", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    monitor.stdin.write("\n".join(clean[:301]) + "\n")
+    monitor.stdin.flush()
+    check = json.loads(monitor.stdout.readline())  # blocks until the monitor speaks: it must, on its own
+    silent_since = time.monotonic()
+    assert check["event"] == "sensor_check" and check["issues"] == {"silent_s": 3} and check["t"] == 5.98
+    monitor.stdin.write("\n".join(clean[301:600]) + "\n")  # the sensor is back
+    monitor.stdin.close()
+    rest = [json.loads(line) for line in monitor.stdout.read().splitlines()]
+    assert monitor.wait(timeout=60) == 0 and time.monotonic() - silent_since < 30
+    assert rest[0]["event"] == "sensor_ok" and rest[0]["t"] == 6.0
+    assert rest[-1]["steps"] == 599 and rest[-1]["sample_issues"] == {"silent_s": 3}
