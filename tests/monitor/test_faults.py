@@ -202,3 +202,16 @@ def test_silent_live_feed_is_reported_while_silent(bundle, clean):
     assert monitor.wait(timeout=60) == 0 and time.monotonic() - silent_since < 30
     assert rest[0]["event"] == "sensor_ok" and rest[0]["t"] == 6.0
     assert rest[-1]["steps"] == 599 and rest[-1]["sample_issues"] == {"silent_s": 3}
+
+
+def test_push_takes_any_timestamp(model, recording):
+    monitor = Monitor(model)
+    sample = recording.signals[0]
+    records = [r for t in (0.0, float("inf"), float("nan"), 1e308, -1e308, 0.02, None, 0.06)
+               for r in monitor.push(sample, t=t)]
+    records += monitor.push(None, t=0.08) + monitor.push(sample, t=0.1) + monitor.flush()
+    assert monitor.steps == 6 and monitor.issues == {"malformed": 5, "missing": 1}
+    assert [r["id"] for r in records] == ["0+1:sample-malformed", "0+2:sample-malformed", "0+3:sample-malformed",
+                                          "0+4:sample-malformed", "3+1:sample-malformed", "5:sample-missing"]
+    for record in records:
+        json.loads(json_line(record), parse_constant=_refuse)
