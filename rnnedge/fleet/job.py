@@ -1,0 +1,232 @@
+"""The Flink job: bed-exit monitors keyed by bed, with per-bed state in Flink keyed state (PyFlink).
+
+    source (files: a directory monitored continuously, or plain files; or an in-memory collection)
+      -> ParseMessages (a JSON line -> Message; bad ones to a side output, counted in the metric bad_messages)
+      -> key_by(bed) -> BedMonitorFunction (one Monitor per bed: rnnedge.fleet.beds; the torch-free runtime
+         loaded once per task slot in open())
+      -> union(bad messages) -> sink (files, exactly-once: part files committed on each checkpoint)
+
+Checkpoints go to a filesystem path (retained after a cancel or a kill, so `restore="latest"` finds them);
+restarts are bounded (fixed delay). A bed silent for longer than `state_ttl_s` loses its state (it starts again
+with a warm-up). At the end of a bounded input (plain files, a collection) every bed's monitor is flushed and
+writes its summary, as `rnnedge monitor` does at the end of a file: an event-time timer at the end of time.
+
+Only this module imports pyflink (the `fleet` environment: see docs/fleet.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyflink.common import Configuration, Duration, Encoder, Time, Types, WatermarkStrategy
+from pyflink.datastream import (
+    CheckpointingMode,
+    KeyedProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+    StreamExecutionEnvironment,
+)
+from pyflink.datastream.connectors.file_system import (
+    BucketAssigner,
+    FileSink,
+    FileSource,
+    OutputFileConfig,
+    RollingPolicy,
+    StreamFormat,
+)
+from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+
+from rnnedge.fleet import messages
+from rnnedge.fleet.beds import BedMonitors, MonitorSettings
+from rnnedge.fleet.errors import FleetError
+
+END_OF_INPUT = (1 << 63) - 1  # Flink's last watermark: a bounded source emits it when it is done
+MAX_PARALLELISM = 128  # fixed: key groups must stay the same for a savepoint to restore at another parallelism
+UID = {"source": "fleet-source", "parse": "fleet-parse", "monitor": "fleet-monitor", "sink": "fleet-sink"}
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    bundle: str
+    output: str
+    backend: str = "auto"
+    precision: str = "int8"
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    parallelism: int = 2
+    checkpoint_dir: str | None = None  # default: OUTPUT.checkpoints
+    checkpoint_interval_s: float = 10.0
+    restore: str | None = None  # a checkpoint/savepoint path, or "latest" (newest checkpoint in checkpoint_dir)
+    state_ttl_s: float = 3600.0  # 0: never expire
+    beds: frozenset[str] | None = None  # the allowed beds (None: any)
+    cache_size: int = 8192  # live monitors per task slot
+    bundle_ms: int = 100  # PyFlink bundle time: bounds the latency added between Python and the JVM
+    latency: bool = False  # benchmark: one "latency" record per message
+    embedded: bool = True  # local mini-cluster; False under `flink run` (the cluster decides)
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.checkpoint_dir) if self.checkpoint_dir else Path(f"{self.output}.checkpoints")
+
+
+class ParseMessages(ProcessFunction):
+    def __init__(self, beds: frozenset[str] | None, bad: OutputTag) -> None:
+        self.beds, self.bad_tag = beds, bad
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.bad = runtime_context.get_metrics_group().counter("bad_messages")
+
+    def process_element(self, value: str, ctx: ProcessFunction.Context):
+        message, bed, why = messages.parse(value, time.time(), self.beds)
+        if message is not None:
+            yield message
+            return
+        self.bad.inc()
+        yield self.bad_tag, json.dumps({"event": "bad_message", "bed": bed, "detail": why,
+                                        "message": value[:200]})
+
+
+class BedMonitorFunction(KeyedProcessFunction):
+    def __init__(self, config: FleetConfig) -> None:
+        self.config = config
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        import rnnedge.runtime as rt
+
+        config = self.config
+        self.model = rt.load(config.bundle, backend=config.backend, precision=config.precision)  # once per slot
+        self.channels = list(self.model.manifest.input.channels)
+        self.beds = BedMonitors(self.model, config.monitor, config.cache_size)
+        descriptor = ValueStateDescriptor("bed", Types.PICKLED_BYTE_ARRAY())
+        if config.state_ttl_s > 0:
+            ttl = (StateTtlConfig.new_builder(Time.milliseconds(round(config.state_ttl_s * 1000)))
+                   .update_ttl_on_create_and_write().never_return_expired().cleanup_full_snapshot().build())
+            descriptor.enable_time_to_live(ttl)
+        self.state = runtime_context.get_state(descriptor)
+        metrics = runtime_context.get_metrics_group()
+        self.samples, self.alarms = metrics.counter("samples"), metrics.counter("alarms")
+
+    def close(self) -> None:
+        self.beds.close()
+
+    def process_element(self, message: messages.Message, ctx: KeyedProcessFunction.Context):
+        state = self.state.value()
+        if state is None:  # a new bed (or one whose state expired): its summary at the end of a bounded input
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+        monitor = self.beds.monitor(message.bed, state)
+        records = []
+        for row in messages.rows(message, self.channels):
+            records += monitor.feed_row(row)
+        self.samples.inc(len(message.x))
+        yield from self._emit(message.bed, monitor, state, records)
+        if self.config.latency:
+            now, sent = time.time(), message.sent
+            yield json.dumps({"event": "latency", "bed": message.bed, "in_s": round(now - message.received, 6),
+                              **({"e2e_s": round(now - sent, 6)} if sent is not None else {})})
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        state = self.state.value()
+        if state is None:
+            return
+        bed = ctx.get_current_key()
+        monitor = self.beds.monitor(bed, state)
+        yield from self._emit(bed, monitor, state, list(monitor.run([])))  # flush + summary, as at a file's end
+
+    def _emit(self, bed: str, monitor, state, records: list[dict]) -> Iterable[str]:
+        from rnnedge.monitor.monitor import json_line
+
+        self.state.update(self.beds.capture(bed, monitor, state))
+        for record in records:
+            if record["event"] == "snapshot":  # the monitor's own snapshots (run() ends with one): Flink keeps state
+                continue
+            if record["event"] == "alarm_start":
+                self.alarms.inc()
+            yield json_line({**record, "bed": bed})
+
+
+def environment(config: FleetConfig) -> StreamExecutionEnvironment:
+    conf = Configuration()
+    settings = {
+        "execution.checkpointing.dir": config.checkpoints.resolve().as_uri(),
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "execution.checkpointing.num-retained": "3",
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": "3",
+        "restart-strategy.fixed-delay.delay": "1 s",
+        "pipeline.max-parallelism": str(MAX_PARALLELISM),
+        "python.fn-execution.bundle.time": str(config.bundle_ms),
+        "python.state.cache-size": str(config.cache_size),
+    }
+    if config.embedded:  # the workers run this interpreter (its environment has rnnedge and the runtime)
+        settings |= {"python.executable": sys.executable, "python.client.executable": sys.executable,
+                     "taskmanager.numberOfTaskSlots": str(config.parallelism)}
+    if config.restore:
+        settings["execution.state-recovery.path"] = restore_path(config)
+    for key, value in settings.items():
+        conf.set_string(key, value)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(config.parallelism)
+    env.enable_checkpointing(round(config.checkpoint_interval_s * 1000), CheckpointingMode.EXACTLY_ONCE)
+    return env
+
+
+def restore_path(config: FleetConfig) -> str:
+    """The checkpoint/savepoint to restore: a path, or "latest" (the newest complete checkpoint)."""
+    if config.restore != "latest":
+        path = Path(config.restore)
+        if not (path / "_metadata").is_file() and not path.is_file():
+            raise FleetError(f"{path}: not a Flink checkpoint or savepoint (no _metadata)")
+        return path.resolve().as_uri()
+    found = latest_checkpoint(config.checkpoints)
+    if found is None:
+        raise FleetError(f"{config.checkpoints}: no complete checkpoint to restore")
+    return found.as_uri()
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (chk-N with its _metadata) of any job under folder."""
+    done = [m.parent for m in folder.glob("*/chk-*/_metadata")]
+    return max(done, key=lambda p: (p.stat().st_mtime, int(p.name[4:]))) if done else None
+
+
+def build(env: StreamExecutionEnvironment, lines, config: FleetConfig) -> None:
+    """Add the job to env: lines (a DataStream of message lines) -> monitors -> the file sink."""
+    bad = OutputTag("bad-messages", Types.STRING())
+    parsed = lines.process(ParseMessages(config.beds, bad), Types.PICKLED_BYTE_ARRAY()).uid(UID["parse"]) \
+        .name("parse messages")
+    events = parsed.key_by(lambda m: m.bed, key_type=Types.STRING()) \
+        .process(BedMonitorFunction(config), Types.STRING()).uid(UID["monitor"]).name("bed monitors")
+    sink = FileSink.for_row_format(Path(config.output).resolve().as_uri(), Encoder.simple_string_encoder()) \
+        .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner()) \
+        .with_output_file_config(OutputFileConfig.builder().with_part_prefix("events").with_part_suffix(".jsonl")
+                                 .build()) \
+        .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy()).build()
+    events.union(parsed.get_side_output(bad)).sink_to(sink).uid(UID["sink"]).name("events")
+
+
+def file_lines(env: StreamExecutionEnvironment, inputs: list[str], monitor_s: float | None):
+    """Message lines from files; a folder is watched for new files every monitor_s seconds (None: read once)."""
+    builder = FileSource.for_record_stream_format(StreamFormat.text_line_format(),
+                                                  *[Path(p).resolve().as_uri() for p in inputs])
+    if monitor_s:
+        builder = builder.monitor_continuously(Duration.of_millis(round(monitor_s * 1000)))
+    return env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "message files").uid(UID["source"])
+
+
+def run(config: FleetConfig, inputs: list[str] | None = None, collection: list[str] | None = None,
+        monitor_s: float | None = None, job_name: str = "rnnedge fleet"):
+    """Build the job on files (or an in-memory collection of lines) and start it; returns the JobClient."""
+    os.makedirs(config.checkpoints, exist_ok=True)
+    env = environment(config)
+    if collection is not None:
+        lines = env.from_collection(collection, Types.STRING())
+    else:
+        lines = file_lines(env, inputs or [], monitor_s)
+    build(env, lines, config)
+    return env.execute_async(job_name)

@@ -1,0 +1,99 @@
+"""Fleet messages: one JSON object per line, a chunk of one bed's samples (e.g. 0.5 s = 25 samples at 50 Hz).
+
+    {"bed": "ward3-12", "t": [12.00, 12.02, ...], "x": [[ax, ay, az, gx, gy, gz], ...]}
+
+"bed" names the stream (a non-empty string of at most MAX_BED_CHARS); "x" holds the samples in raw sensor units,
+in the bundle's channel order; "t" (optional) their timestamps in seconds, one per sample (without it each sample
+is the bed's next slot); "sent" (optional) the gateway's wall clock (time.time()), for latency measurements.
+Other keys are ignored.
+
+A message that is not such an object (not JSON, no bed, "x" not a list, "t" of another length, a bed not in the
+allowed list) is a bad message: counted and reported, never fed. Inside a good message each sample becomes one
+monitor Row, exactly as a CSV line does in `rnnedge monitor` (rnnedge.monitor.sources): a sample of the wrong
+length takes no slot, an unreadable value is NaN (held by the runtime), an unusable timestamp is dropped, and
+late, missing and jumping timestamps follow the monitor's policy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection
+from typing import NamedTuple
+
+import numpy as np
+
+from rnnedge.monitor.sources import Row, usable_time
+
+MAX_BED_CHARS = 200
+MAX_SAMPLES = 50_000  # per message (1000 s at 50 Hz): a larger one is a gateway bug, refused before any work
+
+
+class Message(NamedTuple):
+    bed: str
+    t: list | None  # timestamps as sent (validated per sample by rows())
+    x: list  # samples as sent
+    received: float  # wall clock (time.time()) when the job parsed it: latency measurements
+    sent: float | None  # the gateway's wall clock, if it put one in the line as "sent" (benchmarks)
+
+
+def parse(line: str, received: float, beds: Collection[str] | None = None) -> tuple[Message | None, str | None,
+                                                                                      str | None]:
+    """(message, None, None) or (None, bed or None, why it is bad)."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        return None, None, f"not JSON ({str(exc)[:80]})"
+    if not isinstance(obj, dict):
+        return None, None, f"not a JSON object ({type(obj).__name__})"
+    bed = obj.get("bed")
+    if not isinstance(bed, str) or not 0 < len(bed) <= MAX_BED_CHARS:
+        return None, None, f"'bed' must be a non-empty string of at most {MAX_BED_CHARS} characters"
+    if beds is not None and bed not in beds:
+        return None, bed, "unknown bed (not in the allowed list)"
+    x, t = obj.get("x"), obj.get("t")
+    if not isinstance(x, list) or not x:
+        return None, bed, "'x' must be a non-empty list of samples"
+    if len(x) > MAX_SAMPLES:
+        return None, bed, f"{len(x)} samples in one message (at most {MAX_SAMPLES})"
+    if t is not None and (not isinstance(t, list) or len(t) != len(x)):
+        return None, bed, "'t' must be a list with one timestamp per sample"
+    sent = obj.get("sent")
+    return Message(bed, t, x, received, float(sent) if type(sent) in (int, float) else None), None, None
+
+
+def rows(message: Message, channels: list[str]) -> list[Row]:
+    """The message's samples as monitor Rows (see the module docstring)."""
+    out = []
+    for i, sample in enumerate(message.x):
+        where = f"bed {message.bed}: sample {i} of a message"
+        t = None if message.t is None else _number(message.t[i])
+        if not isinstance(sample, list) or len(sample) != len(channels):
+            size = len(sample) if isinstance(sample, list) else type(sample).__name__
+            out.append(Row(None, None, f"{where}: {size} values, expected {len(channels)} ({','.join(channels)})"))
+            continue
+        with np.errstate(over="ignore"):  # beyond float32: +-inf, unreadable like any non-finite value
+            values = np.array([_number(v) for v in sample], np.float32)
+        if not usable_time(t):
+            out.append(Row(t, values, f"{where}: unusable timestamp {message.t[i]!r:.40}"))
+            continue
+        bad = [channels[c] for c in np.flatnonzero(~np.isfinite(values))]
+        out.append(Row(t, values, f"{where}: unreadable or non-finite {', '.join(bad)}" if bad else None))
+    return out
+
+
+def _number(value) -> float:
+    """A JSON number as a float; anything else (null, a string, a bool) is unreadable: NaN."""
+    if type(value) in (int, float):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float64
+            return math.inf
+    return math.nan
+
+
+def encode(bed: str, samples, t=None, **extra) -> str:
+    """One message line (gateways, tests, benchmarks): samples (T, channels), t (T,) seconds or None."""
+    obj = {"bed": bed, **({"t": [round(float(v), 6) for v in t]} if t is not None else {}),
+           "x": np.asarray(samples, np.float64).tolist(), **extra}
+    return json.dumps(obj, allow_nan=False)
