@@ -35,6 +35,7 @@ from rnnedge.bundle import (
     StateSpec,
     read_manifest,
     sha256_file,
+    sign_bundle,
     verify_file,
     write_manifest,
 )
@@ -96,7 +97,8 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
                   formats: Sequence[str] = ("onnx", "tflite"),
                   precisions: Sequence[str] = ("fp32", "int8", "fp16"), chunk_len: int = 50,
                   eval_data: Dataset | None = None, progress: Progress | None = None,
-                  graphs: Sequence[str] | None = None, tolerance: float = FP32_TOLERANCE) -> Manifest:
+                  graphs: Sequence[str] | None = None, tolerance: float = FP32_TOLERANCE,
+                  sign_key: bytes | None = None) -> Manifest:
     """Export, quantize and verify every requested variant; return the manifest of the bundle now in out_dir.
 
     `eval_data`: held-out data; by default the test (else validation) split recorded in the checkpoint.
@@ -104,6 +106,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
     model by more than `tolerance` (relative to the output's magnitude, plus the model's own float32 noise) fails
     the export. Asking for int8 also tries TFLite static int8. Every other variant is best effort: one that fails
     to build or load, loses more than its task's gate, or is not smaller than fp32 is listed in `rejected`.
+    `sign_key`: also write manifest.sig (HMAC-SHA256), for deployments that load with `verify_key`.
     """
     started = time.monotonic()
     source = Path(checkpoint) if not isinstance(checkpoint, Checkpoint) else None
@@ -169,7 +172,8 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
             rnnedge_version=rnnedge.__version__, task=config.task, model=config.to_dict(),
             streamable=config.streamable,
             input=InputSpec(channels=list(ckpt.channels), sample_rate_hz=ckpt.sample_rate_hz,
-                            normalization=Normalization(**ckpt.normalization.to_dict())),
+                            normalization=Normalization(**ckpt.normalization.to_dict()),
+                            valid_range=_valid_range(ckpt)),
             output=_output_spec(ckpt),
             state=StateSpec(size=config.state_size, parts=list(config.state_tensors),
                             layers=config.num_layers, directions=config.directions,
@@ -183,6 +187,8 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
             provenance=_provenance(ckpt, source, time.monotonic() - started),
         )
         write_manifest(staging, manifest)
+        if sign_key is not None:
+            sign_bundle(staging, sign_key)
         _recheck(staging)
         _publish(staging, out)
         report("done", total, total)
@@ -211,6 +217,15 @@ def _not_smaller(entry: ModelFile, files: list[ModelFile], variant: Variant) -> 
     if base is not None and entry.size_bytes >= base.size_bytes:
         return f"{entry.size_bytes / 1024:.1f} KB is not smaller than the fp32 file ({base.size_bytes / 1024:.1f} KB)"
     return None
+
+
+def _valid_range(ckpt: Checkpoint) -> list[list[float]] | None:
+    """Per channel, the training data's [min, max] widened by its span on each side: values further out are not
+    a sensor reading the model has any business scoring (the runtime treats them like non-finite ones)."""
+    seen = ckpt.provenance.get("input_range")
+    if not seen:
+        return None
+    return [[lo - max(hi - lo, 1e-3), hi + max(hi - lo, 1e-3)] for lo, hi in seen]
 
 
 def _window_time(data: EvalSet) -> int | None:

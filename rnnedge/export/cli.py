@@ -29,11 +29,14 @@ def export_command(
     label_column: str | None = typer.Option(None, help="--data CSVs: label column, if not the training data's "
                                             "(imported models)."),
     unlabelled: str | None = typer.Option(None, help="--data CSVs: label value marking unlabelled rows."),
+    sign: Path | None = typer.Option(None, help="Key file (>= 16 bytes): sign the manifest (manifest.sig, "
+                                     "HMAC-SHA256); devices then load with rt.load(..., verify_key=key)."),
 ) -> None:
     """Export a checkpoint to ONNX and TFLite (fp32, int8, fp16), verified against torch on held-out data."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from rnnedge.bundle import read_key
     from rnnedge.data.source import read_like_training
     from rnnedge.export.build import export_bundle
     from rnnedge.export.verify import FP32_TOLERANCE
@@ -41,6 +44,7 @@ def export_command(
 
     console = Console()
     ckpt = Checkpoint.load(checkpoint)
+    key = read_key(sign) if sign is not None else None
     eval_data = None if data is None else read_like_training(
         ckpt.provenance, data, ckpt.channels, ckpt.sample_rate_hz, ckpt.labels, label_column, unlabelled)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
@@ -52,7 +56,7 @@ def export_command(
 
         manifest = export_bundle(checkpoint, out, _split(formats), _split(precisions), chunk_len,
                                  eval_data=eval_data, progress=progress,
-                                 tolerance=FP32_TOLERANCE if tolerance is None else tolerance)
+                                 tolerance=FP32_TOLERANCE if tolerance is None else tolerance, sign_key=key)
     _print_table(console, manifest, out)
 
 
