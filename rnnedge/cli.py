@@ -19,10 +19,11 @@ def _register() -> None:
     from rnnedge import evaluate as evaluate_cli
     from rnnedge.devices import cli as devices_cli
     from rnnedge.export import cli as export_cli
+    from rnnedge.fleet import cli as fleet_cli
     from rnnedge.monitor import cli as monitor_cli
     from rnnedge.training import cli as training_cli
 
-    for module in (training_cli, export_cli, evaluate_cli, devices_cli, monitor_cli):
+    for module in (training_cli, export_cli, evaluate_cli, devices_cli, monitor_cli, fleet_cli):
         module.register(app)
 
 

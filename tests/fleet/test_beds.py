@@ -1,0 +1,71 @@
+"""The fleet's per-bed logic without Flink (main environment, fast): messages, and a monitor rebuilt from its
+captured state after every message giving exactly the events of one monitor that never stopped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import rnnedge.runtime as rt
+from rnnedge.fleet import messages
+from rnnedge.fleet.beds import BedMonitors, MonitorSettings, check_state
+from rnnedge.fleet.errors import FleetError
+from tests.fleet.conftest import CHUNK, bed_signals, comparable, message_lines, monitor_alone, with_faults
+from tests.monitor.conftest import CHANNELS
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("not json", "not JSON"), ("[1, 2]", "not a JSON object"), ('{"x": [[1]]}', "'bed' must be"),
+    ('{"bed": "", "x": [[1]]}', "'bed' must be"), ('{"bed": "b"}', "'x' must be"),
+    ('{"bed": "b", "x": [[1]], "t": [1, 2]}', "'t' must be"), ('{"bed": "z", "x": [[1]]}', "unknown bed"),
+])
+def test_bad_messages_are_refused_with_a_reason(line, why):
+    message, _, reason = messages.parse(line, 0.0, beds=frozenset({"b"}) if "z" in line else None)
+    assert message is None and why in reason
+
+
+def test_samples_become_rows_as_csv_lines_do():
+    line = messages.encode("b", np.ones((3, 6)), t=[0.0, 0.02, 0.04])
+    message, _, _ = messages.parse(line, 1.0)
+    message = message._replace(x=[[1.0] * 6, [1.0] * 5, ["a", None, 1, 1, 1, 1e400]],
+                               t=[0.0, "soon", 0.04])
+    good, short, bad = messages.rows(message, CHANNELS)
+    assert good.problem is None and good.values.tolist() == [1.0] * 6 and good.t == 0.0
+    assert short.values is None and "5 values, expected 6" in short.problem
+    assert "unusable timestamp" not in bad.problem and "acc-x, acc-y, gyro-z" in bad.problem
+
+
+def test_rebuilt_from_state_every_message_equals_one_monitor(model, tmp_path):
+    """Each message on a monitor rebuilt from the state captured after the previous one (what a Flink restore
+    does, at any message) gives exactly the events of `rnnedge monitor` on the bed alone."""
+    rows = with_faults(3, bed_signals(4, 1000)[3])
+    expected = monitor_alone(model, rows)
+    assert any(r["event"] == "alarm_start" for r in expected) and any(r["event"] == "reset" for r in expected)
+    beds = BedMonitors(model, MonitorSettings(), scratch=str(tmp_path))
+    state, got = None, []
+    for line in message_lines([rows]):
+        message = messages.parse(line, 0.0)[0]
+        beds.forget("bed-000")  # no live cache: the state alone carries the bed
+        monitor = beds.monitor("bed-000", state)
+        records = [r for row in messages.rows(message, CHANNELS) for r in monitor.feed_row(row)]
+        state = beds.capture("bed-000", monitor, state)
+        got += records
+    beds.forget("bed-000")
+    got += [r for r in beds.monitor("bed-000", state).run([]) if r["event"] != "snapshot"]
+    assert [comparable(json.loads(json.dumps(r))) for r in got] == [comparable(r) for r in expected]
+    assert state["seq"] == -(-len(rows) // CHUNK)
+    beds.close()
+
+
+def test_state_of_another_model_is_refused(bundle, model, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    other_model = rt.load(other, precision="fp32")
+    state = {"version": 1, "model_sha256": "0" * 64}
+    with pytest.raises(FleetError, match="another model .* restore with the same bundle"):
+        check_state("bed-1", state, other_model.sha256)
+    with pytest.raises(FleetError, match="state version"):
+        check_state("bed-1", {"version": 99}, model.sha256)
