@@ -19,8 +19,9 @@ The policy (`Cadence`, applied by the Monitor), one model step ("slot") per samp
   missing     timestamps that skip up to `max_gap_s` worth of slots: the skipped slots are fed as held samples,
               so the model's clock stays right;
   late        a timestamp at most `max_gap_s` behind the next slot (out of order, duplicate, a small clock step
-              back): dropped, a causal stream cannot go back in time. After a resume from a snapshot, rows up to
-              the snapshot's last slot whose timestamps advance are a replay of the source: late too;
+              back): dropped, a causal stream cannot go back in time. After a resume from a snapshot, on a source
+              that starts over (a file; not a live feed: Monitor(replay=False)), rows up to the snapshot's last
+              slot whose timestamps advance are a replay of the source: late too;
   jump        a timestamp further off, forward or back (t=1e9 in a recording, an NTP step, a clock reset): the
               row waits for the next one. If the next row follows it (within `max_gap_s`), the clock jumped and
               is re-anchored so that the row takes the next slot, and nothing after it is dropped: forward, it is

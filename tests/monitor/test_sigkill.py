@@ -89,6 +89,8 @@ def test_killed_monitor_loses_no_event_and_repeats_ids(bundle, recording, tmp_pa
     assert sum(len(same) - 1 for same in by_id.values()) > 0  # the kills did make it repeat itself
     summary = written[-1]
     assert summary["event"] == "summary" and summary["steps"] == 8000 and summary["alarms"] == 2
+    # what the kills left mid-write (temp files, stream files not yet named in the JSON) is cleaned up
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["m.json", "m.json.8000.stream"]
 
 
 def test_a_kill_before_a_steps_records_are_written_loses_none(model, recording, tmp_path):
