@@ -2,11 +2,12 @@
 
     import rnnedge.runtime as rt
     model = rt.load("bundle/")                # verifies manifest + sha256, picks ONNX Runtime or LiteRT
+    model = rt.load("bundle/", verify_key=key)  # ... and requires the signature (rnnedge.bundle.sign_bundle)
     stream = model.stream()                   # or model.stream(resume="state.snap", nan_policy="hold")
     y = stream.step(sample)                   # (channels,) raw sensor units -> (outputs,)
     ys = stream.feed(chunk)                   # (T, channels) -> (T, outputs)
     stream.save("state.snap"); stream.reset()
-    pool = model.pool(capacity=1024)          # many streams, one backend call per tick
+    pool = model.pool(capacity=1024)          # many streams, one backend call per tick (submit: bounded queues)
     pool.add("bed-7"); pool.step({"bed-7": sample})
 
 Imports numpy, msgspec (the manifest schema) and the one backend it uses, never torch.
