@@ -15,16 +15,24 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from rnnedge import evaluate as evaluate_cli
-    from rnnedge.devices import cli as devices_cli
-    from rnnedge.export import cli as export_cli
-    from rnnedge.fleet import cli as fleet_cli
-    from rnnedge.monitor import cli as monitor_cli
-    from rnnedge.training import cli as training_cli
+# Which module registers which commands: a process imports only the stage it runs (a bedside `rnnedge monitor`
+# then carries no training or export CLI in its memory); help and unknown words import them all.
+STAGES = {
+    "rnnedge.training.cli": ("train", "data", "import-torch"),
+    "rnnedge.export.cli": ("export",),
+    "rnnedge.evaluate": ("evaluate",),
+    "rnnedge.devices.cli": ("devices", "bench"),
+    "rnnedge.monitor.cli": ("monitor", "evaluate-alarms"),
+    "rnnedge.fleet.cli": ("fleet",),
+}
 
-    for module in (training_cli, export_cli, evaluate_cli, devices_cli, monitor_cli, fleet_cli):
-        module.register(app)
+
+def _register(argv: list[str]) -> None:
+    import importlib
+
+    wanted = [m for m, commands in STAGES.items() if argv[1:2] and argv[1] in commands] or list(STAGES)
+    for module in wanted:
+        importlib.import_module(module).register(app)
 
 
 @app.command("schema")
@@ -37,7 +45,7 @@ def schema_command() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
-_register()
+_register(sys.argv)
 
 
 def main() -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from rnnedge.data.recording import Dataset, Recording
+from rnnedge.digest import sha256_file
 
 HAPT_PATH = Path(__file__).parent / "hapt" / "hapt.npz"
 HAPT_SHA256 = "fc4a624ee2af57f962e3409e8c2497f04be3d6d8adb602e4dc321a091cc1d586"
@@ -47,7 +47,7 @@ def load_hapt(path: str | None = None) -> Dataset:
 
 
 def hapt_sha256(path: Path = HAPT_PATH) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def hapt_split(split: str) -> Dataset:

@@ -8,13 +8,13 @@ being told, and notice when the files changed since training.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rnnedge.data.recording import Dataset, Recording
+from rnnedge.digest import sha256_bytes
 from rnnedge.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -85,9 +85,8 @@ class DataSource:
 
 def content_sha256(recording: Recording) -> str:
     """Identity of a recording's samples and labels, whatever its file is called."""
-    digest = hashlib.sha256(np.ascontiguousarray(recording.signals, np.float32).tobytes())
-    digest.update(np.ascontiguousarray(recording.labels, np.int64).tobytes())
-    return digest.hexdigest()
+    return sha256_bytes(np.ascontiguousarray(recording.signals, np.float32).tobytes()
+                        + np.ascontiguousarray(recording.labels, np.int64).tobytes())
 
 
 @dataclass
