@@ -228,7 +228,7 @@ class Monitor:
         self.alarm.reset()
         log.warning("reset at t=%.2f s: %s", self._t(slot), reason)
         self.issues[kind] += 1
-        return [*records, self._record("reset", slot, kind, reason=reason)]
+        return [*records, self._record("reset", slot, kind=kind, reason=reason)]
 
     def _drop(self, kind: str, detail: str) -> list[dict]:
         """A row that takes no slot. During a replay (after a resume) it is the source repeating itself: expected,
@@ -250,7 +250,7 @@ class Monitor:
                 if watch.bad:
                     watch.bad, watch.kinds = 0, Counter()
                 return []
-            record = self._record("sensor_ok", slot, key, fault_s=round(watch.bad / self.rate, 2))
+            record = self._record("sensor_ok", slot, key=key, fault_s=round(watch.bad / self.rate, 2))
             log.warning("sensor ok again at t=%.2f s after %.1f s", self._t(slot), watch.bad / self.rate)
             watch.bad, watch.raised, watch.kinds = 0, 0, Counter()
             return [record]
@@ -263,7 +263,7 @@ class Monitor:
         since = "the start" if watch.clean is None else f"t={watch.clean:.2f}"
         detail = f"no clean sample for {fault_s:.1f} s (since {since}; {kinds}): check the sensor"
         log.warning("sensor check at t=%.2f s: %s", self._t(slot), detail)
-        return [self._record("sensor_check", slot, key, fault_s=fault_s, since=watch.clean,
+        return [self._record("sensor_check", slot, key=key, fault_s=fault_s, since=watch.clean,
                              issues=dict(watch.kinds), detail=detail)]
 
     def _issue(self, records: list[dict], kind: str, slot: int, detail: str, key: str | None = None) -> list[dict]:
@@ -272,10 +272,10 @@ class Monitor:
         if self.issues[kind] <= LOGGED_PER_KIND:
             more = " (further ones only counted)" if self.issues[kind] == LOGGED_PER_KIND else ""
             log.warning("%s sample at t=%.2f s: %s%s", kind, self._t(slot), detail, more)
-            records.append(self._record("sample", slot, key, kind, issue=kind, detail=detail))
+            records.append(self._record("sample", slot, key=key, kind=kind, issue=kind, detail=detail))
         return records
 
-    def _record(self, event: str, slot: int, key: str | None = None, kind: str | None = None, **fields) -> dict:
+    def _record(self, event: str, slot: int, *, key: str | None = None, kind: str | None = None, **fields) -> dict:
         """An event at `slot` (its id names the place: see the module docstring)."""
         name = f"{event}-{kind}" if kind else event
         return {"event": event, "id": f"{key or slot}:{name}", "t": self._t(slot), **fields}

@@ -104,7 +104,7 @@ def test_clock_jump_resyncs_and_keeps_detection(model, clean, reference, by):
     assert starts(records) == pytest.approx([t + by for t in reference])
     resync = [r for r in records if r["event"] in ("resync", "reset")]
     assert len(resync) == 1 and resync[0]["t"] == pytest.approx(FAULT_T + by)
-    assert resync[0]["event"] == ("resync" if by < 0 else "reset")  # forward: a gap, the warm-up restarts
+    assert resync[0]["id"] == ("3000:resync" if by < 0 else "3000:reset-gap")  # forward: a gap, warm-up again
     assert records[-1]["steps"] == 8000  # nothing dropped
 
 
