@@ -1,19 +1,20 @@
 """Integer-only TFLite stream files for microcontrollers and NPUs: a8w8 and a16w8, run by TFLite Micro.
 
 Every tensor of these files is an integer (int8 weights; int8 or int16 activations; int32/int64 biases), the
-I/O included: x, state, y and state_out carry a (scale, zero_point) each, recorded in the manifest, and a
-device quantizes x and the state in and dequantizes y (or keeps the state integer between calls).
+I/O included: x, state, y and state_out carry a (scale, zero_point) each, recorded in the manifest; a device
+quantizes x and the state in and dequantizes y (or keeps the state integer between calls, docs/mcu.md).
 
-Three measured facts shape them (HAPT LSTM 2x64 tagger, test subjects; see docs/mcu.md):
+What shapes them (measured on the HAPT LSTM 2x64 tagger, test subjects, fp32 0.9686; docs/mcu.md):
 - The LSTM cell state is an integrator: streamed over real 5-minute recordings some layer-2 units reach
-  |c| ~ 3000 (tanh(c) saturates from |c| ~ 4; the size only says how long the unit stays latched). One
-  quantization scale over that range leaves nothing for h, so the integer graph clips c to +-CELL_CLIP:
-  fp32 accuracy with the clip 0.9738 (64), 0.9702 (32), 0.9033 (16) vs 0.9686 unclipped.
-- The state must be calibrated with the states real streams reach: a zero or short-stream state collapses or
-  under-ranges the state's scale (static int8 measured 15%: state scale 2.3, every h rounds to zero).
-- c needs more than 8 bits: c at int8 (scale 64/127) alone drops accuracy to 0.66, h at int8 costs nothing.
-  So a8w8 keeps the cell state (and the one state tensor that holds it) in int16, as TFLite Micro's own
-  int8 LSTM kernel does; every other activation is int8.
+  |c| ~ 3000 (tanh(c) saturates from |c| ~ 4; the size only says how long the unit stays latched). One scale
+  over that range leaves nothing for h. Clipping c to +-CELL_CLIP keeps the fp32 accuracy (0.9738 at 64, 0.9702
+  at 32, 0.9033 at 16). The files do not clip with an op (ai-edge-quantizer leaves MINIMUM in float): they are
+  calibrated on the states of the clipped model (IntegerStream), so c's integer range ends there and saturates.
+- Calibration must see the states real streams reach: calibrated on zero or short-stream states, the state's
+  scale is wrong (static int8 measured 15%: state scale 2.3, every h rounds to zero).
+- c needs more than 8 bits: c at int8 (scale 64/127) alone drops accuracy to 0.66, h at int8 costs nothing; all
+  activations int8 (state included) gives 0.73. So a8w8 is int8 into and out of every FULLY_CONNECTED (the
+  multiply-accumulates) and int16 for the gates, the cell and the state; a16w8 is int16 throughout.
 """
 
 from __future__ import annotations
@@ -27,20 +28,18 @@ import torch
 
 from rnnedge.data.recording import Recording
 from rnnedge.errors import ExportError
-from rnnedge.export.graphs import example_inputs
-from rnnedge.export.tflite_export import SIGNATURE, convert_tflite
+from rnnedge.export.tflite_export import SIGNATURE
 from rnnedge.export.tflite_stream import UnrolledStream
 from rnnedge.training.checkpoint import Checkpoint
 
 PRECISIONS = ("a8w8", "a16w8")
-ACTIVATION_BITS = {"a8w8": 8, "a16w8": 16}
 CELL_CLIP = 64.0  # |c| bound inside integer LSTM graphs (module docstring: accuracy vs clip)
 CALIBRATION_PAIRS = 1024  # (x, state) pairs spread over the recordings, plus each channel's extremes
 
 NOTES = {
-    "a8w8": "integer only (TFLite Micro, NPUs): int8 weights (per output channel) and int8 activations; the "
-            "LSTM cell state and the state tensor int16 (as TFLite Micro's int8 LSTM); x, state, y and state_out "
-            "are integer tensors with the (scale, zero_point) in `quantization`",
+    "a8w8": "integer only (TFLite Micro, NPUs): int8 weights (per output channel); int8 activations into and out "
+            "of the FULLY_CONNECTED ops, int16 gates, cell and state; x, state, y and state_out are integer "
+            "tensors with the (scale, zero_point) in `quantization`",
     "a16w8": "integer only (TFLite Micro, NPUs): int8 weights (per output channel), int16 activations and "
              "state; x, state, y and state_out are int16 tensors with the (scale, zero_point) in `quantization`",
 }
@@ -48,8 +47,8 @@ NOTES = {
 
 class IntegerStream(UnrolledStream):
     """The TFLite stream graph with the LSTM cell state clipped to +-CELL_CLIP after every step (h is computed
-    from the unclipped c: tanh is 1.0 in float32 long before the clip). The fp32 model that the integer files
-    quantize, and the one their calibration streams."""
+    from the unclipped c: tanh is 1.0 in float32 long before the clip): the model whose streams calibrate the
+    integer files, so that their integer c ends at the clip."""
 
     def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], layer: int) -> list[torch.Tensor]:
         carried = super()._cell(x_t, carried, layer)
@@ -99,23 +98,37 @@ def quantize_integer(fp32: bytes, precision: str, calibration: list[dict[str, np
         raise ValueError(f"unknown integer precision {precision!r}")
     logging.getLogger("absl").setLevel(logging.ERROR)
     q = quantizer.Quantizer(bytearray(fp32))
-    q.add_static_config(".*", TFLOperationName.ALL_SUPPORTED, ACTIVATION_BITS[precision], 8)
+    q.add_static_config(".*", TFLOperationName.ALL_SUPPORTED, 16, 8)
+    if precision == "a8w8":
+        q.add_static_config(".*", TFLOperationName.FULLY_CONNECTED, 8, 8)
     with contextlib.redirect_stderr(io.StringIO()):  # the quantizer's own progress bars
         calibrated = q.calibrate({SIGNATURE: calibration}, num_threads=1)
         result = q.quantize(calibrated, enable_progress_bar=False, enable_progress_report=False)
     return bytes(result.quantized_model)
 
 
-def integer_tflite(checkpoint: Checkpoint, precision: str, recordings: list[Recording], time: int = 1,
-                   cache: dict | None = None) -> bytes:
-    """Build the integer-only stream file of `precision` at fixed length `time` (batch 1): the clipped fp32
-    graph converted, calibrated on streamed states over `recordings`, quantized. `cache` keeps the fp32 file
-    and the calibration pairs for the other precision."""
+def integer_tflite(checkpoint: Checkpoint, fp32: bytes, precision: str, recordings: list[Recording],
+                   time: int = 1, cache: dict | None = None) -> bytes:
+    """The integer-only stream file of `precision` from `fp32` (the UnrolledStream file at fixed length `time`,
+    batch 1), calibrated on the clipped model's streamed states over `recordings`. Refuses a result with a float
+    tensor left in it. `cache` keeps the calibration pairs for the other precision."""
     cache = {} if cache is None else cache
-    key = ("integer", time)
+    key = ("integer calibration", time)
     if key not in cache:
-        module = IntegerStream(checkpoint).eval()
-        fp32 = convert_tflite(module, example_inputs(checkpoint, "stream", time))
-        cache[key] = fp32, streamed_pairs(module, recordings, checkpoint.config.state_size, time)
-    fp32, pairs = cache[key]
-    return quantize_integer(fp32, precision, pairs)
+        cache[key] = streamed_pairs(IntegerStream(checkpoint).eval(), recordings, checkpoint.config.state_size, time)
+    model = quantize_integer(fp32, precision, cache[key])
+    floats = float_tensors(model)
+    if floats:
+        raise ExportError(f"{precision}: the quantizer left {len(floats)} float tensor(s) in the graph "
+                          f"({', '.join(floats[:3])}): not integer-only")
+    return model
+
+
+def float_tensors(model: bytes) -> list[str]:
+    """Names of the model's float32 tensors (none in an integer-only file)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    float32 = 0  # tflite schema TensorType.FLOAT32
+    return [(t.name or b"").decode() if isinstance(t.name, bytes) else str(t.name)
+            for g in obj.subgraphs for t in g.tensors if t.type == float32]

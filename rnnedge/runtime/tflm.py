@@ -1,0 +1,152 @@
+"""TFLite Micro backend ("tflm"): the microcontroller interpreter (pip install tflite-micro), same kernels as on a
+Cortex-M, on this machine. For checking integer-only (a8w8, a16w8) bundles exactly as a device runs them, and
+for streaming them where TFLite Micro is the runtime.
+
+Streams keep a float32 state (rnnedge.bundle.StateSpec): each call quantizes x and the state with the file's
+(scale, zero_point) and dequantizes y and state_out. When the file's state and state_out share one quantization
+(the integer exports check it), the dequantized state re-quantizes to the very integers the file wrote, so the
+state carried, snapshotted and resumed is the device's integer state. TFLite Micro's interpreter has fixed
+shapes (batch 1, the file's time length): a batch is a loop of calls.
+
+TFLite Micro refuses files it would compute wrongly or cannot run, with the reason: dynamic-range (hybrid) int8
+files (float activations into int8 weights: no such kernel) and weight-only int8 files with one scale per output
+channel (its DEQUANTIZE reads one scale per tensor: silently wrong outputs, measured logits off by 6-9).
+"""
+
+from __future__ import annotations
+
+from _thread import allocate_lock  # not threading: see rnnedge.runtime.litert
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.bundle import one_line
+from rnnedge.errors import BackendUnavailableError, BundleError
+
+ROLES = ("x", "state", "y", "state_out")
+MIN_ARENA = 64 * 1024  # bytes; a host run is not short of memory (mcu.py measures what a device needs)
+_DEQUANTIZE = "DEQUANTIZE"
+
+
+def interpreter_module():
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        raise BackendUnavailableError("tflite-micro is not installed (pip install tflite-micro)") from None
+    return runtime
+
+
+def per_channel_dequantize(model: bytes) -> list[str]:
+    """Names of constant tensors that a DEQUANTIZE op reads with more than one scale (weight-only per-channel
+    files), which TFLite Micro dequantizes with the first scale only."""
+    runtime = interpreter_module()
+    schema = runtime.schema_fb
+    obj = runtime.convert_bytearray_to_object(bytearray(model))
+    wrong = []
+    for graph in obj.subgraphs:
+        for op in graph.operators or []:
+            code = runtime.get_builtin_code_from_operator_code(obj.operatorCodes[op.opcodeIndex])
+            if code != schema.BuiltinOperator.DEQUANTIZE:
+                continue
+            tensor = graph.tensors[op.inputs[0]]
+            scales = tensor.quantization.scale if tensor.quantization is not None else None
+            if scales is not None and len(scales) > 1:
+                wrong.append(tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name))
+    return wrong
+
+
+def _detail(raw: dict, index: int) -> dict:
+    """TFLite Micro's tensor details -> shape, dtype, (scale, zero_point) (0.0 scale: not quantized)."""
+    q = raw.get("quantization_parameters") or {}
+    scales, zeros = np.asarray(q.get("scales", [])), np.asarray(q.get("zero_points", []))
+    if len(scales) > 1:
+        raise ValueError(f"tensor {index} has {len(scales)} scales: per-channel I/O is not supported")
+    quant = (float(scales[0]), int(zeros[0])) if len(scales) else (0.0, 0)
+    return {"index": index, "shape": tuple(int(n) for n in raw["shape"]), "dtype": np.dtype(raw["dtype"]),
+            "quantization": quant}
+
+
+def _usable(detail: dict) -> bool:
+    return detail["dtype"] == np.float32 or (np.issubdtype(detail["dtype"], np.integer)
+                                             and detail["quantization"][0] > 0)
+
+
+def _by_rank(details: list[dict]) -> tuple[dict, dict]:
+    ranks = {len(d["shape"]): d for d in details}
+    if len(details) != 2 or sorted(ranks) != [2, 3]:
+        raise ValueError(f"expected a rank-3 and a rank-2 tensor, got shapes {[list(d['shape']) for d in details]}")
+    return ranks[3], ranks[2]
+
+
+def _encoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return lambda value: np.ascontiguousarray(value, np.float32)
+    scale, zero = detail["quantization"]
+    low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+    return lambda value: np.clip(np.round(value / scale) + zero, low, high).astype(dtype)
+
+
+def _decoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    if detail["dtype"] == np.float32:
+        return lambda value: value
+    scale, zero = detail["quantization"]
+    return lambda value: (value.astype(np.float32) - zero) * np.float32(scale)
+
+
+class TFLMBackend:
+    name = "tflm"
+
+    def __init__(self, paths: dict[int, Path], arena_bytes: int | None = None) -> None:
+        runtime = interpreter_module()
+        self.paths, self.chunk_lens = paths, tuple(sorted(paths))
+        self._files = {}  # time length -> (interpreter, its lock, details of x, state, y, state_out)
+        for time_len, path in paths.items():
+            model = path.read_bytes()
+            wrong = per_channel_dequantize(model)
+            if wrong:
+                raise BundleError(f"{path}: weight-only int8 with one scale per output channel ({len(wrong)} "
+                                  "tensors): TFLite Micro's DEQUANTIZE uses one scale per tensor and would compute "
+                                  "wrong outputs; use an integer-only file (a8w8, a16w8) or per-tensor scales")
+            arena = max(MIN_ARENA, 10 * len(model), arena_bytes or 0)
+            try:
+                interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
+                inputs = _by_rank([_detail(interpreter.get_input_details(i), i) for i in (0, 1)])
+                outputs = _by_rank([_detail(interpreter.get_output_details(i), i) for i in (0, 1)])
+            except (ValueError, RuntimeError) as exc:
+                hybrid = "filter type" in str(exc) or "Hybrid" in str(exc)
+                why = ("a dynamic-range (hybrid) int8 file: TFLite Micro has no float-activation, int8-weight "
+                       "kernels; use an integer-only file (a8w8, a16w8)") if hybrid else one_line(exc)
+                raise BundleError(f"{path}: TFLite Micro cannot load it as a stream file ({why})") from None
+            self._files[time_len] = (interpreter, allocate_lock(), (*inputs, *outputs))
+
+    def io(self) -> dict[str, dict[str, tuple[tuple[int | None, ...], bool]]]:
+        """{file: {role: (shape, usable type?)}} with roles x, state, y, state_out (told apart by rank)."""
+        return {self.paths[t].name: {role: (d["shape"], _usable(d)) for role, d in zip(ROLES, details, strict=True)}
+                for t, (_, _, details) in self._files.items()}
+
+    def quantization(self, time_len: int = 1) -> dict[str, tuple[str, float, int]]:
+        """{role: (dtype name, scale, zero_point)} of the file of that time length."""
+        return {role: (d["dtype"].name, *d["quantization"])
+                for role, d in zip(ROLES, self._files[time_len][2], strict=True)}
+
+    def bind(self, x: np.ndarray, state: np.ndarray, y: np.ndarray,
+             state_out: np.ndarray) -> Callable[[], None]:
+        """A call that runs the file of x's time length on these buffers (batch rows one by one)."""
+        interpreter, lock, details = self._files[x.shape[1]]
+        set_input, get_output, invoke = interpreter.set_input, interpreter.get_output, interpreter.invoke
+        encode_x, encode_state = _encoder(details[0]), _encoder(details[1])
+        decode_y, decode_state = _decoder(details[2]), _decoder(details[3])
+        x_i, state_i, y_i, state_out_i = (d["index"] for d in details)
+
+        def rows() -> None:
+            with lock:
+                for b in range(len(x)):
+                    set_input(encode_x(x[b:b + 1]), x_i)
+                    set_input(encode_state(state[b:b + 1]), state_i)
+                    invoke()
+                    y[b:b + 1] = decode_y(get_output(y_i))
+                    state_out[b:b + 1] = decode_state(get_output(state_out_i))
+
+        return rows
