@@ -345,7 +345,7 @@ def _versions() -> dict:
     from importlib import metadata
 
     found = {"python": sys.version.split()[0]}
-    for name in ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "torch"):
+    for name in ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "torch"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -37,12 +37,12 @@ PROFILES = (
         why="a GPU pays off for large pools (thousands of streams per tick); a single stream is faster on "
             "the CPU, where a step costs less than the GPU's launches and copies"),
     Profile(
-        "rpi4", "Raspberry Pi 4 (Cortex-A72)", backends=("litert", "tflite-runtime", "onnxruntime"),
+        "rpi4", "Raspberry Pi 4 (Cortex-A72)", backends=("litert", "onnxruntime"),
         precision="fp32", threads=1, pool_sizes=(1, 64, 256),
         why="LiteRT (XNNPACK) targets ARM NEON; the A72 has no fp16 arithmetic and a small recurrent model "
             "fits its 1 MB L2, so fp32 costs little; try int8 when the model outgrows the cache"),
     Profile(
-        "rpi5", "Raspberry Pi 5 (Cortex-A76)", backends=("litert", "tflite-runtime", "onnxruntime"),
+        "rpi5", "Raspberry Pi 5 (Cortex-A76)", backends=("litert", "onnxruntime"),
         precision="fp32", threads=1, pool_sizes=(1, 64, 1024),
         why="LiteRT (XNNPACK) on NEON; fp32 keeps outputs exact, int8 cuts memory traffic for larger models"),
     Profile(
@@ -52,7 +52,7 @@ PROFILES = (
         why="the integrated GPU serves large pools through ONNX Runtime's CUDA execution provider; single "
             "streams run on the Cortex-A78AE cores with LiteRT"),
     Profile(
-        "arm64-cpu", "Other 64-bit ARM CPU", backends=("litert", "onnxruntime", "tflite-runtime"),
+        "arm64-cpu", "Other 64-bit ARM CPU", backends=("litert", "onnxruntime"),
         precision="fp32", threads=1, pool_sizes=(1, 64, 1024),
         why="an ARM core without a profile of its own: LiteRT first, as on the Raspberry Pis"),
 )

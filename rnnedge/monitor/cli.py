@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-BACKEND_HELP = "auto | onnxruntime | onnxruntime-cuda | litert | tflite-runtime"
+BACKEND_HELP = "auto | onnxruntime | onnxruntime-cuda | litert"
 
 
 def monitor_command(

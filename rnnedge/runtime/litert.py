@@ -1,4 +1,5 @@
-"""LiteRT backend (ai-edge-litert, else tflite-runtime): one interpreter per file, each at a fixed shape.
+"""LiteRT backend (ai-edge-litert): one interpreter per file, each at a fixed shape. (Its deprecated predecessor
+tflite-runtime 2.14 is not offered: it needs numpy<2 and cannot load the files the exporter writes.)
 
 The converted files have batch 1 and a fixed time length (1, and the bundle's chunk lengths), and they do
 not resize (XNNPACK refuses a new batch), so a batch is a loop of calls. Interpreters are shared by the
@@ -18,21 +19,12 @@ from rnnedge.bundle import one_line
 from rnnedge.errors import BackendUnavailableError, BundleError
 
 
-def _interpreter_class(only_tflite_runtime: bool):
-    if not only_tflite_runtime:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-
-            return Interpreter, "litert"
-        except ImportError:
-            pass
+def _interpreter_class():
     try:
-        from tflite_runtime.interpreter import Interpreter
-
-        return Interpreter, "tflite-runtime"
+        from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        missing = "tflite-runtime" if only_tflite_runtime else "neither ai-edge-litert nor tflite-runtime"
-        raise BackendUnavailableError(f"{missing} is installed (pip install ai-edge-litert)") from None
+        raise BackendUnavailableError("ai-edge-litert is not installed (pip install ai-edge-litert)") from None
+    return Interpreter, "litert"
 
 
 def by_rank(details: list[dict]) -> tuple[dict, dict]:
@@ -66,8 +58,8 @@ def _decoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
 
 
 class LiteRTBackend:
-    def __init__(self, paths: dict[int, Path], threads: int, only_tflite_runtime: bool = False) -> None:
-        self.interpreter_class, self.name = _interpreter_class(only_tflite_runtime)
+    def __init__(self, paths: dict[int, Path], threads: int) -> None:
+        self.interpreter_class, self.name = _interpreter_class()
         self.paths, self.chunk_lens = paths, tuple(sorted(paths))
         self._files = {}  # time length -> (interpreter, its lock, details of x, state, y, state_out)
         for time_len, path in paths.items():

@@ -1,7 +1,7 @@
 """`load`: verify a bundle, pick a backend, and hand out streams and pools over its streaming file(s).
 
 Backends, by name: "onnxruntime" (CPU), "onnxruntime-cuda" (CUDA execution provider), "litert"
-(ai-edge-litert, else tflite-runtime), "tflite-runtime" (only that package). "auto": ONNX Runtime if it is
+(ai-edge-litert). "auto": ONNX Runtime if it is
 installed and the bundle has an ONNX file of that precision (on CUDA when onnxruntime-gpu starts on a GPU),
 LiteRT otherwise. Only the chosen backend is imported.
 
@@ -26,7 +26,7 @@ from rnnedge.runtime.inputs import InputCheck, positive_int
 from rnnedge.runtime.pool import Pool
 from rnnedge.runtime.stream import Stream
 
-BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "litert", "tflite-runtime")
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "litert", "tflm")  # tflm: TFLite Micro (runtime/tflm.py)
 
 
 class Engine(Protocol):
@@ -85,7 +85,7 @@ def load(bundle: str | Path, backend: str = "auto", precision: str = "fp32", thr
     if chosen.startswith("onnxruntime"):
         return _load_onnx(bundle, manifest, precision, threads, cuda=chosen == "onnxruntime-cuda",
                           cpu_fallback=backend == "auto")
-    return _load_tflite(bundle, manifest, precision, threads, only_tflite_runtime=chosen == "tflite-runtime")
+    return _load_tflite(bundle, manifest, precision, threads, tflm=chosen == "tflm")
 
 
 def _auto(manifest: Manifest, precision: str) -> str:
@@ -115,9 +115,9 @@ def _load_onnx(bundle: Path, manifest: Manifest, precision: str, threads: int, c
     return Model(bundle, manifest, engine, entry.sha256)
 
 
-def _load_tflite(bundle: Path, manifest: Manifest, precision: str, threads: int,
-                 only_tflite_runtime: bool) -> Model:
+def _load_tflite(bundle: Path, manifest: Manifest, precision: str, threads: int, tflm: bool = False) -> Model:
     from rnnedge.runtime.litert import LiteRTBackend
+    from rnnedge.runtime.tflm import TFLMBackend
 
     entries = {f.chunk_len: f for f in manifest.files
                if (f.format, f.precision, f.graph) == ("tflite", precision, "stream")}
@@ -125,7 +125,7 @@ def _load_tflite(bundle: Path, manifest: Manifest, precision: str, threads: int,
         raise BundleError(f"{bundle}: no {precision} TFLite stream file of time length 1 (steps need one; "
                           f"lengths found: {sorted(entries, key=str) or 'none'})")
     paths = {time_len: verify_file(bundle, entry) for time_len, entry in entries.items()}
-    engine = LiteRTBackend(paths, threads, only_tflite_runtime=only_tflite_runtime)
+    engine = TFLMBackend(paths) if tflm else LiteRTBackend(paths, threads)
     _check_io(bundle, manifest, engine)
     return Model(bundle, manifest, engine, entries[1].sha256)
 
