@@ -18,7 +18,6 @@ import typer
 from rnnedge.fleet.errors import FleetError
 from rnnedge.monitor.cli import BACKEND_HELP
 
-TERMINAL = {"FINISHED", "FAILED", "CANCELED"}
 _OURS = re.compile(r"(?:FleetError|MonitorError|BundleError|SnapshotError): ([^\n]+)")  # our one-line errors
 
 
@@ -84,18 +83,21 @@ def wait(client, savepoint_dir: Path | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))
     try:
-        while str(client.get_job_status().result()).split(".")[-1] not in TERMINAL:
+        result = client.get_job_execution_result()
+        while not result.done():
             if stop:
                 if savepoint_dir is None:
                     client.cancel().result()
                     typer.echo("cancelled (no --savepoint-dir; the latest checkpoint is kept)", err=True)
                     return
-                path = client.stop_with_savepoint(False, savepoint_dir.resolve().as_uri()).result()
+                from rnnedge.fleet.job import stop_with_savepoint
+
+                path = stop_with_savepoint(client, savepoint_dir)
                 typer.echo(f"stopped with a savepoint: {path}", err=True)
                 print(path)
                 return
             time.sleep(0.2)
-        client.get_job_execution_result().result()
+        result.result()
     except Exception as exc:  # py4j's Java exception: find our own one-line error in its causes
         found = _OURS.findall(str(exc))
         raise FleetError(found[-1] if found else f"the Flink job failed: {str(exc).splitlines()[0][:300]}") from None

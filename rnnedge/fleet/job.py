@@ -117,7 +117,9 @@ class BedMonitorFunction(KeyedProcessFunction):
 
     def process_element(self, message: messages.Message, ctx: KeyedProcessFunction.Context):
         state = self.state.value()
-        if state is None:  # a new bed (or one whose state expired): its summary at the end of a bounded input
+        if state is None or message.bed not in self.beds.live:
+            # its summary at the end of a bounded input: registered again after a restore (a savepoint restored
+            # at another parallelism was seen to lose it); Flink keeps one timer per bed and time
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)
         monitor = self.beds.monitor(message.bed, state)
         records = []
@@ -217,6 +219,18 @@ def file_lines(env: StreamExecutionEnvironment, inputs: list[str], monitor_s: fl
     if monitor_s:
         builder = builder.monitor_continuously(Duration.of_millis(round(monitor_s * 1000)))
     return env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "message files").uid(UID["source"])
+
+
+def stop_with_savepoint(client, folder: Path) -> str:
+    """Stop the job with a canonical savepoint in folder (restorable at another parallelism); its path.
+    pyflink 2.3's JobClient.stop_with_savepoint calls the Java method without its format argument, which Flink 2
+    requires: call it here."""
+    from pyflink.common.completable_future import CompletableFuture
+    from pyflink.java_gateway import get_gateway
+
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    future = client._j_job_client.stopWithSavepoint(False, folder.resolve().as_uri(), canonical)
+    return CompletableFuture(future, str).result()
 
 
 def run(config: FleetConfig, inputs: list[str] | None = None, collection: list[str] | None = None,

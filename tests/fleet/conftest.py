@@ -91,9 +91,12 @@ def comparable(record: dict) -> dict:
 
 
 def read_events(output: Path) -> dict[str, list[dict]]:
-    """Committed part files only (in-progress ones start with '.'), per bed, in order."""
+    """Committed part files only (in-progress ones start with '.'), per bed, in order: a bed's events are in order
+    within a part file, and its part files in the order they were written (a subtask rolls to its next file at
+    each checkpoint; a restored job writes after the one it continues)."""
     per_bed: dict[str, list[dict]] = {}
-    for part in sorted(output.rglob("events-*.jsonl")):
+    parts = sorted(output.rglob("events-*.jsonl"), key=lambda p: (p.stat().st_mtime_ns, int(p.stem.rsplit("-", 1)[1])))
+    for part in parts:
         for line in part.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             per_bed.setdefault(record.pop("bed"), []).append(record)

@@ -1,0 +1,147 @@
+"""The fleet on real Flink (embedded mini-cluster, the fleet environment's `rnnedge fleet`): beds interleaved give
+each bed's `rnnedge monitor` events; a SIGKILL mid-stream restored from the latest checkpoint, and a savepoint
+taken at parallelism 1 restored at 2, give the same events, none lost or duplicated (the file sink is
+exactly-once); a restore with another model is refused.
+
+BEDS beds x SAMPLES samples (20 s each, around a real get-up; every 4th bed with sample faults), plus bad messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from rnnedge.digest import sha256_file
+from tests.fleet.conftest import (
+    bed_signals,
+    comparable,
+    fleet,
+    message_lines,
+    monitor_alone,
+    read_events,
+    with_faults,
+)
+
+pytestmark = pytest.mark.slow
+BEDS = int(os.environ.get("RNNEDGE_FLEET_TEST_BEDS", "48"))
+SAMPLES = 1000
+BAD_LINES = ["garbage", '{"x": [[1, 2, 3, 4, 5, 6]]}', '{"bed": "bed-000", "x": "no"}']
+RUN_S = 300  # one job's wall-clock limit
+
+
+@pytest.fixture(scope="module")
+def beds(model, tmp_path_factory):
+    """(the input file, the expected events per bed: `rnnedge monitor` on each bed alone)."""
+    rows = [with_faults(bed, signals) for bed, signals in enumerate(bed_signals(BEDS, SAMPLES))]
+    lines = message_lines(rows)
+    lines[len(lines) // 2:len(lines) // 2] = BAD_LINES
+    path = tmp_path_factory.mktemp("fleet-input") / "messages.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = {f"bed-{bed:03d}": [comparable(r) for r in monitor_alone(model, bed_rows)]
+                for bed, bed_rows in enumerate(rows)}
+    return path, expected
+
+
+def finish(process, timeout: float = RUN_S) -> tuple[str, str]:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    return out, err
+
+
+def check_events(output: Path, expected: dict[str, list[dict]]) -> None:
+    events = read_events(output)
+    bad = [r for rs in events.values() for r in rs if r["event"] == "bad_message"]
+    events = {bed: [r for r in rs if r["event"] != "bad_message"] for bed, rs in events.items() if bed is not None}
+    assert sorted(r["detail"].split(" (")[0] for r in bad) == ["'bed' must be a non-empty string of at most 200 "
+                                                              "characters", "'x' must be a non-empty list of "
+                                                              "samples", "not JSON"]
+    assert sorted(events) == sorted(expected)
+    for bed, records in events.items():
+        assert [comparable(r) for r in records] == expected[bed], bed
+    starts = sum(r["event"] == "alarm_start" for rs in events.values() for r in rs)
+    assert starts >= BEDS  # every bed has its get-up alarm
+
+
+def wait_for_checkpoint(folder: Path, process, timeout: float = RUN_S) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = list(folder.glob("*/chk-*/_metadata"))
+        if done:
+            return done[0].parent
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint completed")
+
+
+def test_interleaved_beds_equal_the_monitor_on_each_bed_alone(fleet_bin, bundle, beds, tmp_path):
+    messages, expected = beds
+    finish(fleet(fleet_bin, bundle, "--input", messages, "--output", tmp_path / "out", "--precision", "fp32",
+                 "--parallelism", 2, "--checkpoint-every", 2))
+    check_events(tmp_path / "out", expected)
+
+
+def test_sigkill_mid_stream_then_restore_loses_and_duplicates_nothing(fleet_bin, bundle, beds, tmp_path):
+    messages, expected = beds
+    out, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    args = [bundle, "--input", messages, "--output", out, "--precision", "fp32", "--parallelism", 2,
+            "--checkpoint-every", 1, "--checkpoints", checkpoints]
+    first = fleet(fleet_bin, *args)
+    wait_for_checkpoint(checkpoints, first)
+    time.sleep(1.5)  # past the first checkpoint: some events committed, some in flight
+    os.killpg(first.pid, signal.SIGKILL)  # the client, the JVM and its Python workers: the whole job
+    first.communicate()
+    partial = read_events(out)
+    assert sum(r["event"] == "summary" for rs in partial.values() for r in rs) < BEDS, "killed after the end"
+    finish(fleet(fleet_bin, *args, "--restore", "latest"))
+    check_events(out, expected)
+
+
+@pytest.fixture(scope="module")
+def savepoint(fleet_bin, bundle, beds, tmp_path_factory):
+    """A savepoint taken mid-stream at parallelism 1 (SIGTERM to `rnnedge fleet --savepoint-dir`), and its output."""
+    messages, _ = beds
+    work = tmp_path_factory.mktemp("fleet-savepoint")
+    process = fleet(fleet_bin, bundle, "--input", messages, "--output", work / "out", "--precision", "fp32",
+                    "--parallelism", 1, "--checkpoint-every", 1, "--checkpoints", work / "checkpoints",
+                    "--savepoint-dir", work / "savepoints")
+    wait_for_checkpoint(work / "checkpoints", process)
+    process.send_signal(signal.SIGTERM)
+    out, err = finish(process)
+    path = out.strip().splitlines()[-1]
+    assert path.startswith("file:") and "savepoint" in path, err[-2000:]
+    return path.removeprefix("file:"), work / "out"
+
+
+def test_savepoint_at_parallelism_1_restored_at_2(fleet_bin, bundle, beds, savepoint):
+    messages, expected = beds
+    path, out = savepoint
+    partial = read_events(out)
+    assert sum(r["event"] == "summary" for rs in partial.values() for r in rs) < BEDS, "stopped after the end"
+    finish(fleet(fleet_bin, bundle, "--input", messages, "--output", out, "--precision", "fp32",
+                 "--parallelism", 2, "--checkpoint-every", 2, "--restore", path))
+    check_events(out, expected)
+
+
+def test_restore_with_another_model_is_refused(fleet_bin, bundle, beds, savepoint, tmp_path):
+    import onnx
+
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    entry = manifest["files"][0]
+    graph = onnx.load(other / entry["path"])
+    graph.doc_string = "another model"  # other bytes, other sha256: to the fleet, another model
+    onnx.save(graph, other / entry["path"])
+    entry["sha256"], entry["size_bytes"] = sha256_file(other / entry["path"]), (other / entry["path"]).stat().st_size
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    process = fleet(fleet_bin, other, "--input", beds[0], "--output", tmp_path / "out", "--precision", "fp32",
+                    "--parallelism", 1, "--restore", savepoint[0])
+    _, err = process.communicate(timeout=RUN_S)
+    assert process.returncode == 2, err[-3000:]
+    assert "the checkpoint/savepoint holds state of another model" in err.strip().splitlines()[-1]
