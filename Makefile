@@ -9,7 +9,11 @@ BUNDLE := $(ART)/bundle
 # make would keep the spaces before it in the value, and rich ignores a COLUMNS that is not all digits)
 export COLUMNS ?= 160
 
-.PHONY: install train export bench alarms test lint clean
+# The fleet (rnnedge fleet, Apache Flink) in its own virtualenv: apache-flink 2.3.0 pins numpy < 2.2 (via
+# apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.
+FLEET_VENV ?= .cache/venv-fleet
+
+.PHONY: install train export bench alarms test lint clean fleet-env fleet-bench
 
 install: $(VENV)/.installed
 
@@ -42,8 +46,20 @@ alarms: install $(CHECKPOINT)  ## bed-exit alarms: operating point on validation
 lint: install
 	$(BIN)/ruff check rnnedge tests
 
-test: install lint
-	$(BIN)/python -m pytest -q
+fleet-env: $(FLEET_VENV)/.installed  ## the fleet environment: rnnedge (device runtime only) + apache-flink
+
+$(FLEET_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(FLEET_VENV)
+	$(FLEET_VENV)/bin/pip install --quiet --upgrade pip
+	$(FLEET_VENV)/bin/pip install --quiet -e . 'apache-flink==2.3.0'
+	touch $@
+
+fleet-bench: fleet-env $(CHECKPOINT)  ## beds x 50 Hz through the embedded Flink job; writes $(ART)/fleet-bench/
+	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
+	$(FLEET_VENV)/bin/python -m rnnedge.fleet.bench $(BUNDLE) --out $(ART)/fleet-bench
+
+test: install lint fleet-env  ## the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet)
+	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(ART) .pytest_cache

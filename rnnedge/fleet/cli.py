@@ -44,6 +44,8 @@ def fleet_command(
     report_every: float = typer.Option(0.0, min=0.0, help="Also write each bed's score every this many seconds."),
     max_gap: float = typer.Option(2.0, min=0.0, help="As rnnedge monitor --max-gap."),
     sensor_check: float = typer.Option(3.0, min=0.0, help="As rnnedge monitor --sensor-check."),
+    cluster: bool = typer.Option(False, help="Submitted by `flink run -pym rnnedge.fleet.submit`: the cluster "
+                                 "sets the workers' Python and task slots (docs/fleet.md)."),
 ) -> None:
     """Run the bed-exit monitor for every bed in a stream of messages, on Apache Flink, with checkpointed state."""
     import rnnedge.runtime as rt
@@ -70,7 +72,7 @@ def fleet_command(
         bundle=str(bundle), output=str(output), backend=backend, precision=precision,
         monitor=MonitorSettings(point, report_every, max_gap, sensor_check), parallelism=parallelism,
         checkpoint_dir=str(checkpoints) if checkpoints else None, checkpoint_interval_s=checkpoint_every,
-        restore=restore, state_ttl_s=state_ttl, beds=allowed)
+        restore=restore, state_ttl_s=state_ttl, beds=allowed, embedded=not cluster)
     watch = watch_every if input.is_dir() and not once else None
     client = job.run(config, inputs=[str(input)], monitor_s=watch)
     typer.echo(f"fleet job {client.get_job_id()} running (checkpoints in {config.checkpoints})", err=True)

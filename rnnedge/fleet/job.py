@@ -130,7 +130,7 @@ class BedMonitorFunction(KeyedProcessFunction):
         if self.config.latency:
             now, sent = time.time(), message.sent
             yield json.dumps({"event": "latency", "bed": message.bed, "in_s": round(now - message.received, 6),
-                              **({"e2e_s": round(now - sent, 6)} if sent is not None else {})})
+                              **({"e2e_s": round(now - sent, 6), "sent": sent} if sent is not None else {})})
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         state = self.state.value()
