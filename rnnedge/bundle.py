@@ -160,6 +160,14 @@ class Reference(_Strict, kw_only=True):
     description: str
 
 
+class OperatingPointFile(_Strict, kw_only=True):
+    """The bed-exit alarm's operating point chosen for this model on validation data (`rnnedge evaluate-alarms`
+    writes it; `rnnedge monitor` uses it): a JSON file in the bundle, covered by its sha256 here."""
+
+    path: FileName = "operating_point.json"
+    sha256: Sha256
+
+
 class Manifest(_Strict, kw_only=True):
     schema_version: Literal[2] = SCHEMA_VERSION
     name: str
@@ -178,6 +186,7 @@ class Manifest(_Strict, kw_only=True):
     evaluation: Evaluation
     reference: Reference | None = None
     provenance: dict[str, Any] = {}
+    operating_point: OperatingPointFile | None = None
 
     def find(self, fmt: str, precision: str = "fp32", graph: str = "stream",
              chunk_len: int | None = None) -> ModelFile:

@@ -19,8 +19,9 @@ def monitor_command(
                               "line), or hapt:SUBJECT[:EXPERIMENT] for a bundled HAPT recording."),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
     precision: str = typer.Option("int8", help="fp32 | int8 | fp16 (a file the bundle has)."),
-    operating_point: Path | None = typer.Option(None, help="operating_point.json from evaluate-alarms "
-                                                "(default: the one chosen for the default model)."),
+    operating_point: str | None = typer.Option(None, help="operating_point.json from evaluate-alarms, overriding "
+                                               "the bundle's own; 'default': the default model's (default: the "
+                                               "bundle's, which evaluate-alarms writes)."),
     snapshot: Path | None = typer.Option(None, help="Save the monitor state here periodically; a restarted "
                                          "monitor resumes from it."),
     snapshot_every: float = typer.Option(60.0, min=0.0, help="Seconds of stream time between snapshots."),
@@ -35,12 +36,12 @@ def monitor_command(
     import rnnedge.runtime as rt
     from rnnedge.monitor.errors import MonitorError
     from rnnedge.monitor.monitor import Monitor, json_line
-    from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
+    from rnnedge.monitor.operating_point import resolve_point
     from rnnedge.monitor.sources import open_source, watched
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     model = rt.load(bundle, backend=backend, precision=precision)
-    point = OperatingPoint.load(operating_point) if operating_point else DEFAULT
+    point = resolve_point(model, operating_point)
     live = input == "-" or not (input.startswith("hapt:") or Path(input).is_file())  # stdin, a pipe, a device
     monitor = Monitor(model, point, snapshot=snapshot, snapshot_every_s=snapshot_every, report_every_s=report_every,
                       max_gap_s=max_gap, sensor_check_s=sensor_check, replay=not live)
@@ -73,12 +74,14 @@ def evaluate_alarms_command(
     max_false_alarms_per_hour: float = typer.Option(1.0, min=0.0, help="Validation budget when choosing."),
     trace: str | None = typer.Option(None, help="Recording to plot, hapt:SUBJECT[:EXPERIMENT] (default: the "
                                      "first test recording)."),
+    write_bundle: bool = typer.Option(True, help="Write the point chosen on validation into the bundle (its "
+                                      "manifest lists it with its sha256), for `rnnedge monitor`."),
 ) -> None:
     """Choose the alarm's operating point on HAPT validation subjects; score get-up alarms on test subjects."""
     import rnnedge.runtime as rt
     from rnnedge.monitor.errors import MonitorError
     from rnnedge.monitor.evaluate import evaluate_alarms
-    from rnnedge.monitor.operating_point import OperatingPoint
+    from rnnedge.monitor.operating_point import OperatingPoint, write_to_bundle
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     model = rt.load(bundle, backend=backend, precision=precision)
@@ -97,6 +100,11 @@ def evaluate_alarms_command(
                    f"{delays}, false alarms {m['false_alarms']} in {m['other_hours']:.2f} h = "
                    f"{m['false_alarms_per_hour']:.2f}/h")
     typer.echo(f"wrote {out}/report.json, {out}/operating_point.json" + (", trace.png" if report["trace"] else ""))
+    if point is None and write_bundle:  # chosen here, on validation: the bundle's point from now on
+        try:
+            typer.echo(write_to_bundle(bundle, OperatingPoint.load(out / "operating_point.json")))
+        except OSError as exc:
+            raise MonitorError(f"{bundle}: cannot write the operating point ({exc.strerror or exc})") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -55,7 +55,7 @@ from rnnedge.atomic import write_text_atomic
 from rnnedge.errors import RnnedgeError
 from rnnedge.monitor.alarm import Alarm
 from rnnedge.monitor.errors import MonitorError
-from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
+from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint, bundle_point
 from rnnedge.monitor.score import GetUpScore
 from rnnedge.monitor.sources import IDLE_TICK_S, JUMP, LATE, MISSING, Cadence, Row, usable_time
 
@@ -67,10 +67,16 @@ SENSOR_CHECK_REPEAT_S = 10.0
 
 
 class Monitor:
-    def __init__(self, model, point: OperatingPoint = DEFAULT, snapshot: str | Path | None = None,
+    def __init__(self, model, point: OperatingPoint | None = None, snapshot: str | Path | None = None,
                  snapshot_every_s: float = 60.0, report_every_s: float = 0.0, max_gap_s: float = 2.0,
                  sensor_check_s: float = SENSOR_CHECK_S, replay: bool = True) -> None:
         manifest = model.manifest
+        if point is None:  # the bundle's own point (operating_point.py); DEFAULT is the documented fallback
+            point = bundle_point(model)
+            if point is None:
+                log.warning("%s has no operating point: using the default model's (run rnnedge evaluate-alarms)",
+                            model.bundle)
+                point = DEFAULT
         self.model, self.point = model, point
         self.rate = manifest.input.sample_rate_hz
         self.score = GetUpScore(point.score, list(manifest.output.labels), self.rate)

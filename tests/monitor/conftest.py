@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,21 @@ def export(out: Path, fmt: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory) -> Path:
+def bare_bundle(tmp_path_factory) -> Path:
+    """Exported, without an operating point (as `rnnedge export` leaves it)."""
     return export(tmp_path_factory.mktemp("bundle") / "b", "onnx")
+
+
+@pytest.fixture(scope="session")
+def bundle(bare_bundle, tmp_path_factory) -> Path:
+    """With the default model's operating point in it (the fixture is the default model), as evaluate-alarms
+    leaves a bundle."""
+    from rnnedge.monitor.operating_point import DEFAULT, write_to_bundle
+
+    out = tmp_path_factory.mktemp("bundle-with-point") / "b"
+    shutil.copytree(bare_bundle, out)
+    write_to_bundle(out, DEFAULT)
+    return out
 
 
 @pytest.fixture(scope="session")
