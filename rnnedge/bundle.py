@@ -50,7 +50,7 @@ MAX_CHUNK_LEN = 1 << 16
 MAX_FILES = 256
 
 Format = Literal["onnx", "tflite"]
-Precision = Literal["fp32", "fp16", "int8", "int8_static"]
+Precision = Literal["fp32", "fp16", "int8", "int8_static", "a8w8", "a16w8"]  # a8w8/a16w8: integer only (MCU, NPU)
 
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -115,6 +115,27 @@ class Parity(_Strict, kw_only=True):
     # noise, see Evaluation); None = reported only
 
 
+class Quantized(_Strict, kw_only=True):
+    """An integer I/O tensor: real value = (integer - zero_point) * scale."""
+
+    dtype: Literal["int8", "int16"]
+    scale: Positive
+    zero_point: int
+
+
+class Mcu(_Strict, kw_only=True):
+    """A microcontroller build of an integer-only file (rnnedge.export.mcu, docs/mcu.md)."""
+
+    source: FileName  # C++ source: the file as an aligned byte array
+    source_sha256: Sha256
+    header: FileName  # declarations, arena size, I/O quantization, the op resolver's registrations
+    header_sha256: Sha256
+    ops: list[str]  # the builtin ops the resolver must register
+    arena_bytes: Count  # tensor arena TFLite Micro allocated to run it (measured on a 64-bit host: an upper bound
+    # for 32-bit Cortex-M, whose pointers are half the size)
+    flash_bytes: Count  # the model array (the .tflite file's bytes)
+
+
 class ModelFile(_Strict, kw_only=True):
     path: FileName
     format: Format
@@ -128,6 +149,8 @@ class ModelFile(_Strict, kw_only=True):
     parity: Parity
     score: float | None = None  # the task metric (Evaluation.metric) on the evaluation data
     notes: str = ""
+    quantization: dict[Literal["x", "state", "y", "state_out"], Quantized] | None = None  # integer I/O (else float32)
+    mcu: Mcu | None = None
 
 
 class Rejected(_Strict, kw_only=True):

@@ -52,14 +52,14 @@ class Task:
             f"({allowed * 100:g}% allowed)")
 
 
-_ACCURACY_GATES = {"int8": 0.01, "int8_static": 0.01, "fp16": 0.002}
+_ACCURACY_GATES = {"int8": 0.01, "int8_static": 0.01, "fp16": 0.002, "a8w8": 0.01, "a16w8": 0.01}
 TASKS = {
     "tag": Task("tag", "accuracy", True, "per-sample accuracy over labelled samples", _ACCURACY_GATES),
     "classify": Task("classify", "accuracy", True,
                      "per-series accuracy (the streamed output at each series' last step)", _ACCURACY_GATES),
     "forecast": Task("forecast", "mse", False,
                      "mean squared error of the forecast, in the data's own units (lower is better)",
-                     {"int8": 0.05, "int8_static": 0.05, "fp16": 0.01}),
+                     {"int8": 0.05, "int8_static": 0.05, "fp16": 0.01, "a8w8": 0.05, "a16w8": 0.05}),
 }
 
 

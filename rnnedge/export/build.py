@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 import rnnedge
@@ -41,7 +42,7 @@ from rnnedge.bundle import (
 )
 from rnnedge.data.recording import Dataset
 from rnnedge.errors import ExportError
-from rnnedge.export import onnx_weights, tflite_export
+from rnnedge.export import integer, mcu, onnx_weights, tflite_export
 from rnnedge.export.evaluation import (
     EvalSet,
     calibration_recordings,
@@ -61,7 +62,7 @@ from rnnedge.tasks import get_task
 from rnnedge.training.checkpoint import Checkpoint
 
 FORMATS = ("onnx", "tflite")
-PRECISIONS = ("fp32", "int8", "fp16", "int8_static")
+PRECISIONS = ("fp32", "int8", "fp16", "int8_static", *integer.PRECISIONS)
 RUNTIMES = {"onnx": ["onnxruntime>=1.18"], "tflite": ["ai-edge-litert>=2.0"]}
 TFLITE_RUNTIME_NOTE = ("not for tflite-runtime 2.14 (it cannot load the new FULLY_CONNECTED op versions and "
                        "computes ai-edge-quantizer models wrongly): use ai-edge-litert")
@@ -153,6 +154,8 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
                     entry = _verified(ckpt, modules, variant, path, fp32_bytes, data, expected, None)
                     reason = task.gate(torch_score[variant.graph], entry.score, variant.precision) \
                         or _not_smaller(entry, files, variant)
+                    if not reason and variant.precision in integer.PRECISIONS:  # C++ sources, only if shipped
+                        entry = _integer_entry(entry, path)
                 except Exception as exc:  # noqa: BLE001 - a best-effort variant never fails the export
                     entry, reason = None, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                 if reason:
@@ -272,6 +275,8 @@ def _plan(ckpt: Checkpoint, graphs: Sequence[str], formats: Sequence[str], preci
             lengths = [None] if fmt == "onnx" else [window_time] if graph == "window" else sorted({1, chunk_len})
             for length in lengths:
                 for precision in wanted:
+                    if precision in integer.PRECISIONS and (fmt, graph, length) != ("tflite", "stream", 1):
+                        continue  # integer-only files are TFLite Micro's: T=1 stream files
                     variants.append(Variant(graph, fmt, precision, length))
                     if (fmt, precision) == ("tflite", "int8"):  # per tensor is smaller; per channel if it loses
                         variants.append(Variant(graph, fmt, precision, length, per_channel=True))
@@ -301,7 +306,10 @@ def _build(ckpt: Checkpoint, module, variant: Variant, fp32_bytes: dict, data: E
         source = UnrolledStream(ckpt) if variant.graph == "stream" else module
         fp32_bytes[key] = tflite_export.convert_tflite(source.eval(), inputs)
     model = fp32_bytes[key]
-    if variant.precision != "fp32":
+    if variant.precision in integer.PRECISIONS:
+        model = integer.integer_tflite(ckpt, model, variant.precision, calibration_recordings(ckpt, data),
+                                       variant.time, fp32_bytes)
+    elif variant.precision != "fp32":
         calibration = None
         if variant.precision == "int8_static":
             calibration = calibration_samples(module, calibration_recordings(ckpt, data), variant.graph,
@@ -323,7 +331,8 @@ def _summary(ckpt: Checkpoint, variant: Variant) -> str:
 
 
 def _entry(variant: Variant, path: Path, parity, score: float, fp32_bytes: dict) -> ModelFile:
-    notes = (onnx_weights.NOTES if variant.format == "onnx" else tflite_export.NOTES)[variant.precision]
+    notes = (onnx_weights.NOTES if variant.format == "onnx" else {**tflite_export.NOTES, **integer.NOTES}
+             )[variant.precision]
     if variant.format == "tflite" and variant.precision == "int8":
         notes += "; one scale per output channel" if variant.per_channel else "; one scale per weight tensor"
     size = path.stat().st_size
@@ -336,6 +345,13 @@ def _entry(variant: Variant, path: Path, parity, score: float, fp32_bytes: dict)
     return ModelFile(path=path.name, format=variant.format, precision=variant.precision, graph=variant.graph,
                      chunk_len=variant.time, sha256=sha256_file(path), size_bytes=size,
                      runtimes=RUNTIMES[variant.format], parity=parity, score=score, notes=notes)
+
+
+def _integer_entry(entry: ModelFile, path: Path) -> ModelFile:
+    """An integer-only file's I/O quantization, TFLite Micro build (C++ sources beside it) and runtimes."""
+    build, quantization = mcu.mcu_build(path)
+    return msgspec.structs.replace(entry, quantization=quantization, mcu=build,
+                                   runtimes=["tflite-micro", *entry.runtimes])
 
 
 def _write_reference(staging: Path, x: np.ndarray, labels: np.ndarray, expected: Expected,

@@ -26,7 +26,6 @@ from rnnedge.errors import BackendUnavailableError, BundleError
 
 ROLES = ("x", "state", "y", "state_out")
 MIN_ARENA = 64 * 1024  # bytes; a host run is not short of memory (mcu.py measures what a device needs)
-_DEQUANTIZE = "DEQUANTIZE"
 
 
 def interpreter_module():
@@ -37,23 +36,30 @@ def interpreter_module():
     return runtime
 
 
-def per_channel_dequantize(model: bytes) -> list[str]:
-    """Names of constant tensors that a DEQUANTIZE op reads with more than one scale (weight-only per-channel
-    files), which TFLite Micro dequantizes with the first scale only."""
+def refusal(model: bytes) -> str | None:
+    """Why TFLite Micro must not run this file, or None: float activations into int8 weights (dynamic-range
+    files: it has no such kernels), or a DEQUANTIZE of a tensor with one scale per channel (weight-only
+    per-channel files: it would dequantize with the first scale only)."""
     runtime = interpreter_module()
-    schema = runtime.schema_fb
+    ops, types = runtime.schema_fb.BuiltinOperator, runtime.schema_fb.TensorType
     obj = runtime.convert_bytearray_to_object(bytearray(model))
-    wrong = []
     for graph in obj.subgraphs:
         for op in graph.operators or []:
             code = runtime.get_builtin_code_from_operator_code(obj.operatorCodes[op.opcodeIndex])
-            if code != schema.BuiltinOperator.DEQUANTIZE:
-                continue
-            tensor = graph.tensors[op.inputs[0]]
-            scales = tensor.quantization.scale if tensor.quantization is not None else None
-            if scales is not None and len(scales) > 1:
-                wrong.append(tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name))
-    return wrong
+            inputs = [graph.tensors[i] for i in op.inputs if i >= 0]
+            if code == ops.DEQUANTIZE and _scale_count(inputs[0]) > 1:
+                return ("weight-only int8 with one scale per output channel: TFLite Micro's DEQUANTIZE uses one "
+                        "scale per tensor and would compute wrong outputs; use an integer-only file (a8w8, a16w8) "
+                        "or per-tensor scales")
+            if len(inputs) > 1 and inputs[0].type == types.FLOAT32 and inputs[1].type == types.INT8:
+                return ("dynamic-range (hybrid) int8: float activations into int8 weights, which TFLite Micro "
+                        "has no kernels for; use an integer-only file (a8w8, a16w8)")
+    return None
+
+
+def _scale_count(tensor) -> int:
+    q = tensor.quantization
+    return 0 if q is None or q.scale is None else len(q.scale)
 
 
 def _detail(raw: dict, index: int) -> dict:
@@ -104,27 +110,24 @@ class TFLMBackend:
         self._files = {}  # time length -> (interpreter, its lock, details of x, state, y, state_out)
         for time_len, path in paths.items():
             model = path.read_bytes()
-            wrong = per_channel_dequantize(model)
-            if wrong:
-                raise BundleError(f"{path}: weight-only int8 with one scale per output channel ({len(wrong)} "
-                                  "tensors): TFLite Micro's DEQUANTIZE uses one scale per tensor and would compute "
-                                  "wrong outputs; use an integer-only file (a8w8, a16w8) or per-tensor scales")
+            why = refusal(model)
+            if why:
+                raise BundleError(f"{path}: refused for TFLite Micro: {why}")
             arena = max(MIN_ARENA, 10 * len(model), arena_bytes or 0)
             try:
                 interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
                 inputs = _by_rank([_detail(interpreter.get_input_details(i), i) for i in (0, 1)])
                 outputs = _by_rank([_detail(interpreter.get_output_details(i), i) for i in (0, 1)])
-            except (ValueError, RuntimeError) as exc:
-                hybrid = "filter type" in str(exc) or "Hybrid" in str(exc)
-                why = ("a dynamic-range (hybrid) int8 file: TFLite Micro has no float-activation, int8-weight "
-                       "kernels; use an integer-only file (a8w8, a16w8)") if hybrid else one_line(exc)
-                raise BundleError(f"{path}: TFLite Micro cannot load it as a stream file ({why})") from None
+            except (ValueError, RuntimeError) as exc:  # its own reason went to stderr (C++)
+                raise BundleError(f"{path}: TFLite Micro cannot load it as a stream file ({one_line(exc)})") from None
             self._files[time_len] = (interpreter, allocate_lock(), (*inputs, *outputs))
 
-    def io(self) -> dict[str, dict[str, tuple[tuple[int | None, ...], bool]]]:
-        """{file: {role: (shape, usable type?)}} with roles x, state, y, state_out (told apart by rank)."""
-        return {self.paths[t].name: {role: (d["shape"], _usable(d)) for role, d in zip(ROLES, details, strict=True)}
-                for t, (_, _, details) in self._files.items()}
+    def io(self) -> list[tuple[str, int | None, dict[str, tuple[tuple[int | None, ...], bool]]]]:
+        """[(file, the time length it is run at, {role: (shape, usable type?)})], roles x, state, y, state_out
+        (told apart by rank)."""
+        return [(self.paths[t].name, t, {role: (d["shape"], _usable(d))
+                                         for role, d in zip(ROLES, details, strict=True)})
+                for t, (_, _, details) in self._files.items()]
 
     def quantization(self, time_len: int = 1) -> dict[str, tuple[str, float, int]]:
         """{role: (dtype name, scale, zero_point)} of the file of that time length."""

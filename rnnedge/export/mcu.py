@@ -1,0 +1,129 @@
+"""The microcontroller deliverable of an integer-only stream file: C++ source (`<stem>_model_data.cc/.h`: the
+file as an aligned array, its I/O quantization, the arena size, the op resolver's registrations), measured by
+TFLite Micro itself: the tensor arena is the smallest with which its interpreter allocates and runs the file.
+
+The arena is measured here on a 64-bit host: TFLite Micro's per-node and per-tensor records hold pointers, so a
+32-bit Cortex-M needs somewhat less; the host figure is an upper bound. docs/mcu.md has the streaming loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rnnedge.atomic import write_text_atomic
+from rnnedge.bundle import Mcu, Quantized
+from rnnedge.digest import sha256_file
+from rnnedge.errors import ExportError
+from rnnedge.export.tflite_export import native_stderr_held
+from rnnedge.runtime.tflm import TFLMBackend, interpreter_module
+
+ALIGN = 16  # bytes: TFLite Micro reads the flatbuffer in place; 16 suits every Cortex-M and the Ethos-U's DMA
+MAX_ARENA = 16 << 20  # search bound, bytes
+
+
+def op_names(model: bytes) -> list[str]:
+    """The builtin operators the file uses (what its op resolver must register), sorted."""
+    runtime = interpreter_module()
+    names = {v: k for k, v in vars(runtime.schema_fb.BuiltinOperator).items() if not k.startswith("_")}
+    obj = runtime.convert_bytearray_to_object(bytearray(model))
+    return sorted({names[runtime.get_builtin_code_from_operator_code(obj.operatorCodes[op.opcodeIndex])]
+                   for graph in obj.subgraphs for op in graph.operators or []})
+
+
+def _runs(model: bytes, arena: int) -> bool:
+    runtime = interpreter_module()
+    try:
+        interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
+        interpreter.invoke()  # zero inputs: allocation is what is measured; invoke proves it suffices
+    except RuntimeError:
+        return False
+    return True
+
+
+def arena_bytes(model: bytes) -> int:
+    """The smallest tensor arena (bytes) with which TFLite Micro allocates and runs `model` (bisection; each
+    failed try prints TFLite Micro's own allocation message on stderr, held back here)."""
+    with native_stderr_held():
+        if not _runs(model, MAX_ARENA):
+            raise ExportError(f"TFLite Micro cannot run this file even with a {MAX_ARENA >> 20} MB arena")
+        low, high = 0, MAX_ARENA  # low fails, high runs
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if _runs(model, middle) else (middle, high)
+    return high
+
+
+def quantization(path: Path) -> dict[str, Quantized]:
+    """The file's integer I/O tensors as TFLite Micro reads them (float ones are left out)."""
+    backend = TFLMBackend({1: path})
+    return {role: Quantized(dtype=dtype, scale=scale, zero_point=zero)
+            for role, (dtype, scale, zero) in backend.quantization(1).items() if dtype != "float32"}
+
+
+def _identifier(stem: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in stem)
+
+
+def _array(data: bytes) -> str:
+    rows = [", ".join(f"0x{b:02x}" for b in data[i: i + 16]) for i in range(0, len(data), 16)]
+    return ",\n".join(f"    {row}" for row in rows)
+
+
+def write_sources(path: Path, arena: int, ops: list[str], quant: dict[str, Quantized]) -> tuple[Path, Path]:
+    """`<stem>_model_data.cc` and `.h` beside the file (written atomically); returns their paths."""
+    model = path.read_bytes()
+    name = _identifier(path.stem)
+    header_path = path.with_name(f"{path.stem}_model_data.h")
+    source_path = path.with_name(f"{path.stem}_model_data.cc")
+    constants = []
+    for role, q in quant.items():
+        constants += [f"constexpr float k{name}_{role}_scale = {q.scale!r}f;",
+                      f"constexpr int k{name}_{role}_zero_point = {q.zero_point};  // {q.dtype}"]
+    registrations = "\n".join(f"  resolver.Add{''.join(w.capitalize() for w in op.split('_'))}();" for op in ops)
+    header = f"""// {path.name} for TensorFlow Lite Micro, written by rnnedge (see docs/mcu.md for the streaming loop).
+// Inputs: x [1, T, channels], state [1, state_size]; outputs: y [1, T, outputs], state_out [1, state_size].
+// real value = (integer - zero_point) * scale
+#pragma once
+
+#include <cstddef>
+
+extern const unsigned char g_{name}_model[];
+extern const size_t g_{name}_model_len;
+
+// Tensor arena TFLite Micro needed for this model on a 64-bit host (an upper bound on 32-bit targets).
+constexpr size_t k{name}_arena_bytes = {arena};
+{chr(10).join(constants)}
+
+// The {len(ops)} builtin ops the model uses: tflite::MicroMutableOpResolver<{len(ops)}> resolver;
+template <typename Resolver>
+inline void {name}_add_ops(Resolver& resolver) {{
+{registrations}
+}}
+"""
+    source = f"""// {path.name}: {len(model)} bytes, sha256 {sha256_file(path)}
+#include "{header_path.name}"
+
+alignas({ALIGN}) const unsigned char g_{name}_model[] = {{
+{_array(model)}
+}};
+const size_t g_{name}_model_len = {len(model)};
+"""
+    write_text_atomic(header_path, header)
+    write_text_atomic(source_path, source)
+    return source_path, header_path
+
+
+def mcu_build(path: Path) -> tuple[Mcu, dict[str, Quantized]]:
+    """Measure an integer-only stream file with TFLite Micro and write its C++ sources beside it."""
+    model = path.read_bytes()
+    quant = quantization(path)
+    if set(quant) != {"x", "state", "y", "state_out"}:
+        raise ExportError(f"{path.name}: not integer-only I/O (integer tensors: {', '.join(quant) or 'none'})")
+    state, state_out = quant["state"], quant["state_out"]
+    if state.dtype != state_out.dtype:
+        raise ExportError(f"{path.name}: state is {state.dtype}, state_out {state_out.dtype}: a device could not "
+                          "feed one back as the other")
+    arena, ops = arena_bytes(model), op_names(model)
+    source, header = write_sources(path, arena, ops, quant)
+    return Mcu(source=source.name, source_sha256=sha256_file(source), header=header.name,
+               header_sha256=sha256_file(header), ops=ops, arena_bytes=arena, flash_bytes=len(model)), quant
