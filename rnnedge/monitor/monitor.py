@@ -16,7 +16,10 @@ Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with 
   sensor_check            no clean sample has reached the model for `sensor_check_s` (rows dropped, samples
                           held, or a live source silent: a dead, stuck or garbled sensor, a stuck clock, an
                           unplugged cable), repeated every
-                          SENSOR_CHECK_REPEAT_S while it lasts; `sensor_ok` when a clean sample arrives again;
+                          SENSOR_CHECK_REPEAT_S while it lasts; `sensor_ok` when a clean sample arrives again.
+                          Also a fault seen in the signal itself (faults.py: stuck, saturated, gravity, still,
+                          rate; with `fault`, `since`, `detail`): no alarm while it lasts, then `sensor_ok` and a
+                          reset (kind sensor_ok);
   reset                   model, score and alarm restarted (warm-up again): a gap, or a step the runtime refused
                           or whose output was not finite (the state is poisoned: never carried on);
   resync                  the clock jumped back and was re-anchored (state kept);
@@ -55,9 +58,10 @@ from rnnedge.atomic import write_text_atomic
 from rnnedge.errors import RnnedgeError
 from rnnedge.monitor.alarm import Alarm
 from rnnedge.monitor.errors import MonitorError
+from rnnedge.monitor.faults import FaultDetector
 from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint, bundle_point
 from rnnedge.monitor.score import GetUpScore
-from rnnedge.monitor.sources import IDLE_TICK_S, JUMP, LATE, MISSING, Cadence, Row, usable_time
+from rnnedge.monitor.sources import IDLE_TICK_S, JUMP, LATE, MISSING, Cadence, Resampler, Row, usable_time
 
 log = logging.getLogger("rnnedge.monitor")
 SNAPSHOT_FORMAT = "rnnedge-monitor-snapshot"
@@ -83,6 +87,8 @@ class Monitor:
         self.alarm = Alarm(point.alarm, self.rate)
         self.cadence = Cadence(self.rate, max_gap_s)
         self.watch = SensorWatch(max(1, round(sensor_check_s * self.rate)), round(SENSOR_CHECK_REPEAT_S * self.rate))
+        self.faults = FaultDetector(list(manifest.input.channels), self.rate)
+        self.resampler = Resampler(self.rate, max_gap_s)
         self.snapshot = Path(snapshot) if snapshot else None
         self.snapshot_every = round(snapshot_every_s * self.rate) if snapshot_every_s > 0 else 0
         self.report_every = round(report_every_s * self.rate) if report_every_s > 0 else 0
@@ -112,9 +118,11 @@ class Monitor:
     def feed_row(self, row: Row) -> list[dict]:
         """The records one source row causes (after a snapshot that became due with the previous rows)."""
         records = [self.save()] if self.save_due else []
-        if self.pending is not None and not self._dropped(row):
-            records += self._settle(row.t is not None and self.cadence.follows(self.pending.t, row.t))
-        return records + self._place(row)
+        for placed in self.resampler.feed(row, self.cadence, hold=self.pending is not None):
+            if self.pending is not None and not self._dropped(placed):
+                records += self._settle(placed.t is not None and self.cadence.follows(self.pending.t, placed.t))
+            records += self._place(placed)
+        return records
 
     def flush(self) -> list[dict]:
         """The end of the source: a row still waiting on a jump is taken as one."""
@@ -202,15 +210,35 @@ class Monitor:
             if held and not flagged and not fault:
                 self._issue(records, "held", slot, "the runtime held this sample (a value beyond the sensor's "
                             "range, or one that drove the model's state out of range)")
+            changes = self.faults.step(sample, self.resampler.estimate)
+            records += [self._sensor_check(slot, *change[1:]) for change in changes if change[0] == "check"]
             if not fault:
                 records += self._score(slot, logits)
+            if any(change[0] == "ok" for change in changes):
+                records += self._sensor_ok(slot)
             records += self._watch(slot, int(held))
             if self.snapshot and self.snapshot_every and (slot + 1) % self.snapshot_every == 0:
                 self.save_due = True
         return records
 
+    def _sensor_check(self, slot: int, fault: str, since_step: int, detail: str) -> dict:
+        """A fault seen in the signal (faults.py): alarms are blocked until it is over."""
+        since = self._t(slot - (self.faults.steps - 1 - since_step))
+        self.issues[f"sensor_{fault}"] += 1
+        log.warning("sensor check at t=%.2f s: %s since t=%.2f s; no alarms until it is over", self._t(slot),
+                    detail, since)
+        return self._record("sensor_check", slot, kind=fault, fault=fault, since=since, detail=detail)
+
+    def _sensor_ok(self, slot: int) -> list[dict]:
+        """The signal is normal again: restart model, score and alarm, whose state was built on the faulty input."""
+        log.warning("sensor ok again at t=%.2f s", self._t(slot))
+        return [self._record("sensor_ok", slot, kind="signal"),
+                *self._reset(slot, "sensor_ok", "the signal is normal again after a sensor fault")]
+
     def _score(self, slot: int, logits: np.ndarray) -> list[dict]:
         scores = self.score.feed(logits)
+        if self.faults.blocking:  # a sensor fault: no alarm from garbage (an alarm on ends, none starts)
+            scores = np.zeros_like(scores)
         self.p = float(scores[-1])
         records = [self._transition(change.start, change.step) for change in self.alarm.feed(scores)]
         if self.report_every and slot % self.report_every == 0:
@@ -297,7 +325,7 @@ class Monitor:
         state = {"format": SNAPSHOT_FORMAT, "version": 1, "model_sha256": self.model.sha256,
                  "stream": stream_file.name, "score": self.score.state(), "alarm": self.alarm.state(),
                  "cadence": self.cadence.state(), "alarms": self.alarms, "issues": dict(self.issues),
-                 "watch": self.watch.state()}
+                 "watch": self.watch.state(), "faults": self.faults.state(), "resampler": self.resampler.state()}
         try:
             self.stream.save(stream_file)
             write_text_atomic(self.snapshot, json.dumps(state, allow_nan=False) + "\n")
@@ -325,6 +353,8 @@ class Monitor:
             self.alarm.load_state(state["alarm"])
             self.cadence.load_state(state["cadence"])
             self.watch.load_state(state.get("watch", {}))
+            self.faults.load_state(state.get("faults", {}))
+            self.resampler.load_state(state.get("resampler", {}))
             self.alarms = int(state["alarms"])
             self.issues = Counter({str(kind): int(n) for kind, n in state["issues"].items()})
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError,

@@ -295,3 +295,62 @@ class Cadence:
         if not (t0 is None or (type(t0) in (int, float) and usable_time(t0))) or type(last) is not int or last < -1:
             raise ValueError(f"invalid clock t0={t0!r}, last={last!r}")
         self.t0, self.last, self.replayed = t0, last, -1
+
+
+RATE_INTERVALS = 16  # timestamp intervals the source's rate is estimated from (their median)
+RATE_TOLERANCE = 0.1  # a source within 10% of the model's rate is placed by the Cadence as it is
+
+
+class Resampler:
+    """A timed source at another rate than the model's (25 Hz, 100 Hz...) brought to the model's slots by linear
+    interpolation between consecutive rows, by their timestamps. Only while the estimated rate (median of the last
+    RATE_INTERVALS intervals) is off by more than RATE_TOLERANCE: a source at the model's rate passes unchanged.
+    Rows it cannot place (untimed, flagged, going back, after a gap) pass unchanged to the Cadence's policy."""
+
+    def __init__(self, sample_rate_hz: float, max_gap_s: float) -> None:
+        self.rate, self.max_gap = sample_rate_hz, max_gap_s
+        self.prev: tuple[float, list[float]] | None = None  # the last clean timed row
+        self.intervals: list[float] = []
+
+    @property
+    def estimate(self) -> float | None:
+        """The source's rate in Hz, once RATE_INTERVALS intervals were seen."""
+        if len(self.intervals) < RATE_INTERVALS:
+            return None
+        return 1.0 / sorted(self.intervals)[RATE_INTERVALS // 2]
+
+    def feed(self, row: Row, cadence: Cadence, hold: bool = False) -> list[Row]:
+        """The rows to place for this one (`hold`: pass it unchanged, e.g. while a jump is being settled)."""
+        if row.t is None or not usable_time(row.t) or row.values is None or row.problem is not None:
+            return [row]
+        prev, self.prev = self.prev, (row.t, row.values.tolist())
+        if prev is None:
+            return [row]
+        dt = row.t - prev[0]
+        if dt <= 0:
+            self.prev = prev  # late or going back: the Cadence drops or re-anchors it
+            return [row]
+        if dt <= self.max_gap:
+            self.intervals = [*self.intervals, dt][-RATE_INTERVALS:]
+        estimate = self.estimate
+        if hold or dt > self.max_gap or cadence.t0 is None or estimate is None or \
+                abs(estimate / self.rate - 1) <= RATE_TOLERANCE:
+            return [row]
+        out = []
+        t0, v0 = prev
+        v1 = row.values.astype(np.float64)
+        while len(out) <= self.max_gap * self.rate:
+            ts = cadence.time(cadence.last + 1 + len(out))
+            if ts > row.t:
+                break
+            w = min(1.0, max(0.0, (ts - t0) / dt))
+            out.append(Row(ts, (np.asarray(v0) + w * (v1 - np.asarray(v0))).astype(np.float32), None, row.line))
+        return out
+
+    def state(self) -> dict:
+        return {"prev": None if self.prev is None else [self.prev[0], self.prev[1]], "intervals": self.intervals}
+
+    def load_state(self, state: dict) -> None:
+        prev = state.get("prev")
+        self.prev = None if prev is None else (float(prev[0]), [float(v) for v in prev[1]])
+        self.intervals = [float(v) for v in state.get("intervals", [])][-RATE_INTERVALS:]
