@@ -77,8 +77,8 @@ def write_sources(path: Path, arena: int, ops: list[str], quant: dict[str, Quant
     source_path = path.with_name(f"{path.stem}_model_data.cc")
     constants = []
     for role, q in quant.items():
-        constants += [f"constexpr float k{name}_{role}_scale = {q.scale!r}f;",
-                      f"constexpr int k{name}_{role}_zero_point = {q.zero_point};  // {q.dtype}"]
+        constants += [f"constexpr float {name}_{role}_scale = {q.scale!r}f;",
+                      f"constexpr int {name}_{role}_zero_point = {q.zero_point};  // {q.dtype}"]
     registrations = "\n".join(f"  resolver.Add{''.join(w.capitalize() for w in op.split('_'))}();" for op in ops)
     header = f"""// {path.name} for TensorFlow Lite Micro, written by rnnedge (see docs/mcu.md for the streaming loop).
 // Inputs: x [1, T, channels], state [1, state_size]; outputs: y [1, T, outputs], state_out [1, state_size].
@@ -91,7 +91,7 @@ extern const unsigned char g_{name}_model[];
 extern const size_t g_{name}_model_len;
 
 // Tensor arena TFLite Micro needed for this model on a 64-bit host (an upper bound on 32-bit targets).
-constexpr size_t k{name}_arena_bytes = {arena};
+constexpr size_t {name}_arena_bytes = {arena};
 {chr(10).join(constants)}
 
 // The {len(ops)} builtin ops the model uses: tflite::MicroMutableOpResolver<{len(ops)}> resolver;

@@ -1,0 +1,101 @@
+"""Integer-only files (rnnedge.export.integer) and their MCU build (rnnedge.export.mcu) on a tiny GRU: calibrated on
+streamed states, no float tensor left, the same integers in TFLite Micro and LiteRT, an exact arena, C++ sources
+that hold the file byte for byte."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnedge.export import integer, mcu
+from rnnedge.export.graphs import example_inputs
+from rnnedge.export.tflite_export import convert_tflite
+from rnnedge.export.tflite_stream import UnrolledStream
+from rnnedge.runtime.tflm import TFLMBackend
+from tests.export.conftest import make_checkpoint
+
+pytest.importorskip("tflite_micro")
+pytestmark = pytest.mark.slow  # litert-torch conversion and calibration: ~20 s for the module
+
+
+@pytest.fixture(scope="module")
+def files(hapt_small_train, tmp_path_factory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    checkpoint = make_checkpoint(hapt_small_train, "gru", layers=2, hidden=16)
+    fp32 = convert_tflite(UnrolledStream(checkpoint).eval(), example_inputs(checkpoint, "stream", 1))
+    out, cache = tmp_path_factory.mktemp("integer"), {}
+    paths = {}
+    for precision in integer.PRECISIONS:
+        paths[precision] = out / f"stream_t1_{precision}.tflite"
+        paths[precision].write_bytes(integer.integer_tflite(checkpoint, fp32, precision,
+                                                            hapt_small_train.recordings, 1, cache))
+    return paths
+
+
+def test_calibration_streams_real_states_and_covers_each_channel(hapt_small_train, tiny):
+    recordings = hapt_small_train.recordings
+    pairs = integer.streamed_pairs(UnrolledStream(tiny).eval(), recordings, tiny.config.state_size, count=40)
+    x = np.concatenate([p["x"][0] for p in pairs])
+    signals = np.concatenate([r.signals for r in recordings])
+    np.testing.assert_array_equal(x.max(0), signals.max(0))  # every channel's extremes are calibrated
+    np.testing.assert_array_equal(x.min(0), signals.min(0))
+    nonzero = [np.abs(p["state"]).max() > 0 for p in pairs]
+    assert sum(nonzero) >= len(pairs) - len(recordings)  # only a recording's first step has the zero state
+
+
+# Largest difference allowed between the two interpreters, call by call from the same integers, in steps of the
+# int16 output (rank 3: y, rank 2: state_out). Measured over these 100 calls: a16w8 y <= 3, state <= 7 (their
+# int16 LOGISTIC/TANH round differently by one step, and GRU's h = n + z * (h - n) compounds it); a8w8 y <= 174,
+# state <= 294: one step of an int8 FULLY_CONNECTED output is ~256 steps of the int16 tensors after it.
+LSB = {"a16w8": {3: 3, 2: 8}, "a8w8": {3: 328, 2: 328}}  # 328: 1% of the int16 range
+
+
+@pytest.mark.parametrize("precision", integer.PRECISIONS)
+def test_integer_only_and_tflite_micro_equals_litert(files, precision, hapt_small_train):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = files[precision].read_bytes()
+    assert integer.float_tensors(model) == []
+    tflm = TFLMBackend({1: files[precision]})
+    quant = tflm.quantization(1)
+    assert {role: q[0] for role, q in quant.items()} == {"x": "int16", "state": "int16", "y": "int16",
+                                                         "state_out": "int16"}
+    litert = Interpreter(model_content=model)
+    litert.allocate_tensors()
+    by_rank = {len(d["shape"]): d["index"] for d in litert.get_input_details()}
+    outputs = {len(d["shape"]): d["index"] for d in litert.get_output_details()}
+    micro = tflm._files[1][0]
+    state = np.zeros((1, 2 * 16), np.int16)
+    scale = quant["x"][1]
+    for sample in hapt_small_train.recordings[0].signals[:100]:
+        x = np.clip(np.round(sample / scale), -32768, 32767).astype(np.int16)[None, None]
+        litert.set_tensor(by_rank[3], x)
+        litert.set_tensor(by_rank[2], state)
+        litert.invoke()
+        micro.set_input(x, 0)
+        micro.set_input(state, 1)
+        micro.invoke()
+        for rank, index in outputs.items():  # outputs in the file's order: y (rank 3) then state_out
+            a, b = litert.get_tensor(index).astype(np.int32), micro.get_output(0 if rank == 3 else 1).astype(np.int32)
+            assert np.abs(a - b).max() <= LSB[precision][rank], (precision, rank)
+        state = micro.get_output(1)
+
+
+def test_mcu_build(files):
+    path = files["a16w8"]
+    build, quant = mcu.mcu_build(path)
+    model = path.read_bytes()
+    assert build.flash_bytes == len(model) and set(quant) == {"x", "state", "y", "state_out"}
+    assert mcu._runs(model, build.arena_bytes) and not mcu._runs(model, build.arena_bytes - 1)
+    assert "FULLY_CONNECTED" in build.ops and "DEQUANTIZE" not in build.ops
+    source = (path.parent / build.source).read_text()
+    header = (path.parent / build.header).read_text()
+    assert "alignas(16) const unsigned char g_stream_t1_a16w8_model[]" in source
+    assert bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})", source.split("= {", 1)[1])) == model
+    assert f"constexpr size_t stream_t1_a16w8_arena_bytes = {build.arena_bytes};" in header
+    for op in build.ops:
+        assert f"resolver.Add{''.join(w.capitalize() for w in op.split('_'))}();" in header
