@@ -116,3 +116,17 @@ def test_files_tflite_micro_would_run_wrongly_are_refused(integer_bundle, tmp_pa
     per_tensor = tmp_path / "weights_per_tensor.tflite"  # one scale per tensor: TFLite Micro computes it right
     per_tensor.write_bytes(_weight_only(fp32, per_channel=False))
     TFLMBackend({1: per_tensor})
+
+
+def test_cortex_m_profiles_say_whether_the_bundle_fits(integer_bundle):
+    from rnnedge.bundle import read_manifest
+    from rnnedge.devices.mcu import MCU_PROFILES, McuProfile, fit
+
+    manifest = read_manifest(integer_bundle)
+    for profile in MCU_PROFILES:
+        result = fit(manifest, profile)
+        assert result.file is not None and result.file.precision == "a16w8", result.reason
+        assert result.ram_needed == result.file.mcu.arena_bytes + 2 * manifest.state.size * 2
+    tiny = McuProfile("m0", "Cortex-M0 with 16 KB RAM", 16 << 10, 64 << 10, "a16w8", "")
+    result = fit(manifest, tiny)
+    assert result.file is None and result.reason.startswith("too big for 32 KB flash / 8 KB RAM: a16w8 needs")
