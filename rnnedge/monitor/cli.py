@@ -76,6 +76,12 @@ def evaluate_alarms_command(
                                      "first test recording)."),
     write_bundle: bool = typer.Option(True, help="Write the point chosen on validation into the bundle (its "
                                       "manifest lists it with its sha256), for `rnnedge monitor`."),
+    sweep: bool = typer.Option(False, help="Also score the test subjects in the 24 axis-aligned orientations, "
+                               "random 3D ones and other sensor rates (report.json 'sweep', placements.png)."),
+    random_rotations: int = typer.Option(20, min=0, help="--sweep: random 3D orientations."),
+    seed: int = typer.Option(0, help="--sweep: seed of the random orientations."),
+    rates: str = typer.Option("25,100", help="--sweep: sensor rates in Hz, comma-separated (resampled by "
+                              "timestamps as the monitor does); empty for none."),
 ) -> None:
     """Choose the alarm's operating point on HAPT validation subjects; score get-up alarms on test subjects."""
     import rnnedge.runtime as rt
@@ -90,7 +96,12 @@ def evaluate_alarms_command(
         out.mkdir(parents=True, exist_ok=True)
         if not os.access(out, os.W_OK | os.X_OK):
             raise PermissionError(13, "not writable")
-        report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace)
+        try:
+            hz = [float(r) for r in rates.split(",") if r.strip()]
+        except ValueError:
+            raise MonitorError(f"--rates {rates!r}: expected numbers in Hz, comma-separated") from None
+        options = {"random": random_rotations, "seed": seed, "rates": hz} if sweep else None
+        report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace, options)
     except OSError as exc:
         raise MonitorError(f"{exc.filename or out}: cannot write the results ({exc.strerror or exc})") from None
     for split in ("validation", "test"):
@@ -99,7 +110,19 @@ def evaluate_alarms_command(
         typer.echo(f"{split:>10}: recall {m['recall']:.3f} ({m['detected']}/{m['events']}), delay median/p90 "
                    f"{delays}, false alarms {m['false_alarms']} in {m['other_hours']:.2f} h = "
                    f"{m['false_alarms_per_hour']:.2f}/h")
-    typer.echo(f"wrote {out}/report.json, {out}/operating_point.json" + (", trace.png" if report["trace"] else ""))
+    for split in ("validation", "test"):
+        lead = report[split]["lead_to_on_feet_s"]
+        if lead:
+            typer.echo(f"{split:>10}: alarm before being on their feet: median {lead['median']:.1f} s, "
+                       f"least {lead['min']:.1f} s ({lead['n']} get-ups); sensor_check "
+                       f"{report[split]['sensor_check_hours'] * 3600:.0f} s")
+    for m in report.get("sweep", []):  # worst first
+        typer.echo(f"{m['condition']:>22}: recall {m['recall']:.3f} ({m['detected']}/{m['events']}), false alarms "
+                   f"{m['false_alarms_per_hour']:.2f}/h, median delay "
+                   + ("-" if m["median_delay_s"] is None else f"{m['median_delay_s']:.2f} s")
+                   + f", sensor_check {m['sensor_check_hours'] * 3600:.0f} s")
+    typer.echo(f"wrote {out}/report.json, {out}/operating_point.json" + (", trace.png" if report["trace"] else "")
+               + (", placements.png" if report.get("sweep_plot") else ""))
     if point is None and write_bundle:  # chosen here, on validation: the bundle's point from now on
         try:
             typer.echo(write_to_bundle(bundle, OperatingPoint.load(out / "operating_point.json")))

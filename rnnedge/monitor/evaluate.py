@@ -9,6 +9,10 @@ Choosing (`choose`): every point of GRID is scored on validation; a point is all
 at most `max_false_alarms_per_hour` x validation other-hours, rounded to the nearest whole alarm (validation
 is ~1 hour: 1.0/h allows one); among allowed points the best has the highest recall, then fewest false
 alarms, then lowest median delay, then the longest refractory period and highest threshold (the quietest).
+
+The sensor fault detector (faults.py) runs over every recording as in the monitor: its blocked steps score 0 and
+are counted as sensor_check hours, apart from the false-alarm denominator. `--sweep` (sweep.py) scores the test
+subjects again in other orientations and at other sensor rates, with the point chosen here, worst case first.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from rnnedge.data.hapt import HAPT_SPLITS, load_hapt
 from rnnedge.data.recording import Recording
 from rnnedge.monitor.alarm import AlarmConfig, alarm_intervals
 from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize, unlabelled_get_ups
+from rnnedge.monitor.faults import FaultDetector
 from rnnedge.monitor.operating_point import OperatingPoint
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
+from rnnedge.monitor.sweep import at_rate, axis_rotations, on_feet, random_rotations, rotate
 
 SCORE_GRID = [ScoreConfig(smoothing_s=s, lying_gate_s=g, warmup_s=w)
               for s, g, w in itertools.product((0.0, 0.1, 0.2, 0.4), (0.0, 5.0, 30.0), (3.0, 10.0))]
@@ -44,26 +50,49 @@ class Scored:
     """A split's recordings with their logits, scored under any operating point (scores cached per config)."""
 
     def __init__(self, recordings: list[Recording], logits: list[np.ndarray], labels: list[str],
-                 sample_rate_hz: float) -> None:
+                 sample_rate_hz: float, channels: list[str] | None = None) -> None:
         names = load_hapt().label_names
         self.recordings, self.logits, self.labels, self.rate = recordings, logits, labels, sample_rate_hz
         self.events = [get_up_events(r.labels, names) for r in recordings]
         self.unlabelled = [unlabelled_get_ups(r.labels, names) for r in recordings]
+        channels = channels or load_hapt().channels
+        self.blocked = [FaultDetector(channels, sample_rate_hz).mask(r.signals) for r in recordings]
         self._scores: dict[ScoreConfig, list[np.ndarray]] = {}
 
     def scores(self, config: ScoreConfig) -> list[np.ndarray]:
-        if config not in self._scores:
-            self._scores[config] = [GetUpScore(config, self.labels, self.rate).feed(y) for y in self.logits]
+        if config not in self._scores:  # a sensor fault blocks alarms, as in the monitor
+            self._scores[config] = [GetUpScore(config, self.labels, self.rate).feed(y) * ~blocked
+                                    for y, blocked in zip(self.logits, self.blocked, strict=True)]
         return self._scores[config]
 
     def alarms(self, point: OperatingPoint) -> list[list[tuple[int, int]]]:
         return [alarm_intervals(s, point.alarm, self.rate) for s in self.scores(point.score)]
 
     def evaluate(self, point: OperatingPoint) -> tuple[dict, list]:
-        per = [score_recording([a for a, _ in alarms], events, len(r), self.rate, unlabelled=unlabelled)
-               for alarms, events, unlabelled, r in zip(self.alarms(point), self.events, self.unlabelled,
-                                                         self.recordings, strict=True)]
-        return summarize(per), per
+        per = [score_recording([a for a, _ in alarms], events, len(r), self.rate, unlabelled=unlabelled,
+                               blocked=blocked)
+               for alarms, events, unlabelled, r, blocked in zip(self.alarms(point), self.events, self.unlabelled,
+                                                                  self.recordings, self.blocked, strict=True)]
+        return {**summarize(per), **self.lead_times(per)}, per
+
+    def lead_times(self, per: list) -> dict:
+        """Seconds from each detecting alarm to the end of the get-up transition and to being on one's feet."""
+        names = load_hapt().label_names
+        to_end, to_feet = [], []
+        for rec, events, result in zip(self.recordings, self.events, per, strict=True):
+            for event, delay in zip(events, result.delays_s, strict=True):
+                if delay is None:
+                    continue
+                start = event.onset + round(delay * self.rate)
+                to_end.append((event.end - start) / self.rate)
+                feet = on_feet(rec.labels, names, event.onset, self.rate)
+                if feet is not None:
+                    to_feet.append((feet - start) / self.rate)
+
+        def stats(values: list[float]) -> dict | None:
+            return {"min": min(values), "median": float(np.median(values)), "n": len(values)} if values else None
+
+        return {"lead_to_transition_end_s": stats(to_end), "lead_to_on_feet_s": stats(to_feet)}
 
 
 def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoint, dict]:
@@ -85,17 +114,22 @@ def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoin
 
 
 def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
-                    max_false_alarms_per_hour: float = 1.0, trace: str | None = None) -> dict:
+                    max_false_alarms_per_hour: float = 1.0, trace: str | None = None,
+                    sweep: dict | None = None) -> dict:
     """Choose (unless `point` is given) on validation, score on test; write report.json, operating_point.json
-    and trace.png (the `trace` HAPT recording, 'hapt:SUBJECT[:EXP]'; default: the first test recording)."""
-    from rnnedge.monitor.plot import plot_trace
+    and trace.png (the `trace` HAPT recording, 'hapt:SUBJECT[:EXP]'; default: the first test recording).
+    `sweep` ({"random": N, "seed": S, "rates": [Hz...]}): also the placements and rates (sweep.py), in
+    report["sweep"] worst first, and placements.png."""
+    from rnnedge.monitor.plot import plot_sweep, plot_trace
     from rnnedge.monitor.sources import hapt_recording
 
     started = time.monotonic()
     manifest, dataset = model.manifest, load_hapt()
     labels, rate = list(manifest.output.labels), manifest.input.sample_rate_hz
     splits = {name: dataset.subset(HAPT_SPLITS[name]).recordings for name in ("val", "test")}
-    scored = {name: Scored(recs, recording_logits(model, recs), labels, rate) for name, recs in splits.items()}
+    channels = list(manifest.input.channels)
+    scored = {name: Scored(recs, recording_logits(model, recs), labels, rate, channels)
+              for name, recs in splits.items()}
     if point is None:
         chosen, provenance = choose(scored["val"], max_false_alarms_per_hour)
         point = OperatingPoint(chosen.score, chosen.alarm, {**provenance, "bundle": manifest.name,
@@ -112,14 +146,41 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
         "test": test_metrics,
         "test_subjects": list(HAPT_SPLITS["test"]),
         "test_details": _details(scored["test"], per, point),
-        "elapsed_s": round(time.monotonic() - started, 1),
     }
     recording = hapt_recording(trace) if trace else splits["test"][0]
     one = Scored([recording], recording_logits(model, [recording]), labels, rate)
     report["trace"] = plot_trace(recording, one.scores(point.score)[0], one.alarms(point)[0], point,
                                  dataset.label_names, rate, out_dir / "trace.png")
+    if sweep is not None:
+        report["sweep"] = sweep_conditions(model, splits["test"], point, sweep)
+        report["sweep_plot"] = plot_sweep(report["sweep"], out_dir / "placements.png")
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, options: dict) -> list[dict]:
+    """Each orientation and sensor rate's test metrics under `point`, worst first (lowest recall, then most
+    false alarms per hour)."""
+    manifest = model.manifest
+    labels, rate, channels = list(manifest.output.labels), manifest.input.sample_rate_hz, list(manifest.input.channels)
+    conditions = [(name, lambda x, r=r: rotate(x, r, channels)) for name, r in
+                  axis_rotations() + random_rotations(options.get("random", 20), options.get("seed", 0))]
+    conditions += [(f"rate {hz:g} Hz", lambda x, hz=hz: _fit(at_rate(x, rate, hz), len(x)))
+                   for hz in options.get("rates", [])]
+    rows = []
+    for name, transform in conditions:
+        moved = [Recording(transform(r.signals), r.labels, r.subject, r.name) for r in recordings]
+        metrics = Scored(moved, recording_logits(model, moved), labels, rate, channels).evaluate(point)[0]
+        rows.append({"condition": name, **metrics})
+    return sorted(rows, key=lambda m: (m["recall"], -m["false_alarms_per_hour"]))
+
+
+def _fit(signals: np.ndarray, steps: int) -> np.ndarray:
+    """The model-rate stream cut or padded (last sample held) to the labels' length."""
+    if len(signals) >= steps:
+        return signals[:steps]
+    return np.concatenate([signals, np.repeat(signals[-1:], steps - len(signals), axis=0)])
 
 
 def _details(scored: Scored, per: list, point: OperatingPoint) -> dict:

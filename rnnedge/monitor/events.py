@@ -13,7 +13,8 @@ Definitions (the numbers in every report mean exactly this):
              (there is no onset to time) nor false alarms;
   false alarm an alarm starting outside every get-up zone, labelled or not;
   other hours all streamed time outside the get-up zones, other unlabelled stretches included (a device sees
-             them), in hours: the false-alarm rate's denominator.
+             them), in hours: the false-alarm rate's denominator. Time the monitor spends in a sensor fault
+             (faults.py: alarms blocked) is not in it: it is counted apart, as sensor_check hours.
 EARLY_S: HAPT's hand-marked onsets can trail the first movement (the model fires up to ~1 s before them on
 validation); an alarm more than 1 s early is not credited.
 """
@@ -47,6 +48,7 @@ class RecordingScore:
     late_alarms: int
     other_s: float
     unlabelled_alarms: int = 0  # alarms in unlabelled get-up zones
+    sensor_check_s: float = 0.0  # time in a sensor fault (alarms blocked), outside the get-up zones
 
 
 def get_up_events(labels: np.ndarray, label_names: list[str]) -> list[Event]:
@@ -68,7 +70,7 @@ def unlabelled_get_ups(labels: np.ndarray, label_names: list[str]) -> list[tuple
 
 def score_recording(starts: list[int], events: list[Event], steps: int, sample_rate_hz: float,
                     early_s: float = EARLY_S, late_s: float = LATE_S,
-                    unlabelled: Sequence[tuple[int, int]] = ()) -> RecordingScore:
+                    unlabelled: Sequence[tuple[int, int]] = (), blocked: np.ndarray | None = None) -> RecordingScore:
     early, late = round(early_s * sample_rate_hz), round(late_s * sample_rate_hz)
     used: set[int] = set()
     delays: list[float | None] = []
@@ -81,10 +83,12 @@ def score_recording(starts: list[int], events: list[Event], steps: int, sample_r
     unlabelled_zones = [(max(0, a - early), b) for a, b in unlabelled]
     in_zone = [s for s in starts if any(a <= s < b for a, b in zones)]
     in_unlabelled = [s for s in starts if s not in in_zone and any(a <= s < b for a, b in unlabelled_zones)]
-    zone_steps = int(np.count_nonzero(_mask([*zones, *unlabelled_zones], steps)))
+    zone = _mask([*zones, *unlabelled_zones], steps)
+    fault_steps = 0 if blocked is None else int(np.count_nonzero(blocked[:steps] & ~zone))
+    other = steps - int(np.count_nonzero(zone)) - fault_steps
     return RecordingScore(delays, [s for s in starts if s not in in_zone and s not in in_unlabelled],
-                          len([s for s in in_zone if s not in used]), (steps - zone_steps) / sample_rate_hz,
-                          len(in_unlabelled))
+                          len([s for s in in_zone if s not in used]), other / sample_rate_hz,
+                          len(in_unlabelled), fault_steps / sample_rate_hz)
 
 
 def _mask(zones: list[tuple[int, int]], steps: int) -> np.ndarray:
@@ -106,4 +110,5 @@ def summarize(scores: list[RecordingScore]) -> dict:
         "false_alarms": false_alarms, "other_hours": hours, "false_alarms_per_hour": false_alarms / max(hours, 1e-9),
         "late_alarms": sum(s.late_alarms for s in scores),
         "unlabelled_get_up_alarms": sum(s.unlabelled_alarms for s in scores),
+        "sensor_check_hours": sum(s.sensor_check_s for s in scores) / 3600,
     }

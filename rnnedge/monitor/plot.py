@@ -54,3 +54,33 @@ def plot_trace(recording: Recording, scores: np.ndarray, alarms: list[tuple[int,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return {"recording": recording.name, "path": str(path)}
+
+
+def plot_sweep(rows: list[dict], path: Path) -> str | None:
+    """Recall and false alarms per hour of each sweep condition (evaluate-alarms --sweep), one bar pair each."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no placements PNG (pip install 'rnnedge[train]')")
+        return None
+    rows = sorted(rows, key=lambda m: m["condition"])
+    x = np.arange(len(rows))
+    fig, (ax_r, ax_f) = plt.subplots(2, 1, figsize=(max(8, 0.28 * len(rows)), 7), sharex=True)
+    ax_r.bar(x, [100 * m["recall"] for m in rows], color="tab:blue")
+    ax_r.axhline(97, color="red", ls="--", lw=0.7, label="97%")
+    ax_r.set_ylabel("get-ups alarmed within 1.5 s (%)")
+    ax_r.set_ylim(0, 102)
+    ax_r.legend(loc="lower right", fontsize=7)
+    ax_f.bar(x, [m["false_alarms_per_hour"] for m in rows], color="tab:red")
+    ax_f.axhline(1, color="black", ls="--", lw=0.7, label="1 per hour")
+    ax_f.set_ylabel("false alarms per hour")
+    ax_f.legend(loc="upper right", fontsize=7)
+    ax_f.set_xticks(x, [m["condition"] for m in rows], rotation=90, fontsize=6)
+    fig.suptitle("Test subjects per sensor orientation and rate (operating point chosen on validation)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
