@@ -30,7 +30,7 @@ train: install  ## train the default HAPT tagger (always retrains)
 	$(BIN)/rnnedge train --out $(ART)/train
 
 export: install $(CHECKPOINT)  ## train if needed, export + quantize + verify every format, print the tables
-	$(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
+	$(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE) --precisions fp32,int8,fp16,a16w8
 	$(BIN)/rnnedge bench $(BUNDLE) --quick --out $(ART)/bench-quick
 
 bench: install $(CHECKPOINT)  ## full on-device benchmark; writes $(ART)/bench/ (JSON, Markdown, PNG)

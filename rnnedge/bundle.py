@@ -51,6 +51,7 @@ MAX_FILES = 256
 
 Format = Literal["onnx", "tflite"]
 Precision = Literal["fp32", "fp16", "int8", "int8_static", "a8w8", "a16w8"]  # a8w8/a16w8: integer only (MCU, NPU)
+INTEGER_PRECISIONS = ("a8w8", "a16w8")  # no float op in the file: what TFLite Micro and NPUs run
 
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.bundle import Manifest, ModelFile, read_manifest, read_reference
+from rnnedge.bundle import INTEGER_PRECISIONS, Manifest, ModelFile, read_manifest, read_reference
 from rnnedge.data.recording import Recording
 from rnnedge.devices.info import BACKENDS, detect_backends, detect_machine
 from rnnedge.devices.profiles import Budget, match, profile
@@ -306,10 +306,12 @@ def _bench_torch(ctx: Context, checkpoint: Path | None) -> Row:
 
 
 def variants(manifest: Manifest) -> list[tuple[str, str, str]]:
-    """(format, precision, backend) for every streaming file precision and every backend of its format."""
+    """(format, precision, backend) for every streaming file precision and every backend of its format; TFLite
+    Micro only for the integer-only files (the ones a microcontroller runs)."""
     kinds = sorted({(f.format, f.precision) for f in manifest.files if f.graph == "stream"})
     return [(fmt, precision, backend) for fmt, precision in kinds
-            for backend, backend_format in BACKENDS.items() if backend_format == fmt]
+            for backend, backend_format in BACKENDS.items()
+            if backend_format == fmt and (backend != "tflm" or precision in INTEGER_PRECISIONS)]
 
 
 def run(bundle: str | Path, settings: Settings, checkpoint: Path | None = None,

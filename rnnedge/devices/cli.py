@@ -77,6 +77,15 @@ def devices_command(
     else:
         line += f"; a step takes {step_us:.1f} us here: {budget.streams:,} streams fit (batch 1, all cores)"
     console.print(line)
+    if bundle is not None:
+        from rnnedge.devices.mcu import MCU_PROFILES, fit
+
+        manifest = read_manifest(bundle)
+        mcus = Table("microcontroller", "fits", "why", title="this bundle on microcontrollers (TFLite Micro)")
+        for mcu in MCU_PROFILES:
+            result = fit(manifest, mcu)
+            mcus.add_row(mcu.name, "yes" if result.file is not None else "no", result.reason)
+        console.print(mcus)
 
 
 def bench_command(

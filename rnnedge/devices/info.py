@@ -22,9 +22,10 @@ ARM_PARTS = {  # ARM Ltd (implementer 0x41) core part numbers, as in the Linux k
     "0xd42": "Cortex-A78AE", "0xd49": "Neoverse-N2", "0xd4f": "Neoverse-V2",
 }
 # Backends the runtime knows, with the file format each one runs and the module that provides it.
-BACKENDS = {"onnxruntime": "onnx", "onnxruntime-cuda": "onnx", "litert": "tflite"}
+BACKENDS = {"onnxruntime": "onnx", "onnxruntime-cuda": "onnx", "litert": "tflite", "tflm": "tflite"}
 _MODULES = {  # backend -> (module to import, distribution name)
     "onnxruntime": ("onnxruntime", "onnxruntime"), "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflm": ("tflite_micro", "tflite-micro"),
 }
 
 

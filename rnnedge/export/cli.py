@@ -18,7 +18,9 @@ def export_command(
     out: Path = typer.Option(DEFAULT_BUNDLE, help="Bundle folder to write (replaced atomically if it exists)."),
     formats: str = typer.Option("onnx,tflite", help="Comma-separated: onnx, tflite."),
     precisions: str = typer.Option("fp32,int8,fp16", help="Comma-separated: fp32, int8, fp16, int8_static "
-                                   "(int8 also tries TFLite static int8; fp32 is always built)."),
+                                   "(int8 also tries TFLite static int8; fp32 is always built), a16w8, a8w8 "
+                                   "(integer-only TFLite for microcontrollers, with C sources and the measured "
+                                   "TFLite Micro arena)."),
     chunk_len: int = typer.Option(50, min=1, help="Fixed chunk length of the TFLite stream files (besides T=1; "
                                   "1 = T=1 files only, the smallest bundle)."),
     data: str | None = typer.Option(None, help="Held-out data (a CSV file/folder or NPZ, read like the training "

@@ -65,7 +65,7 @@ def test_this_machine_and_its_backends() -> None:
     machine = detect_machine()
     assert machine.cores >= 1 and machine.memory_mb > 0 and machine.arch
     backends = {b.name: b for b in detect_backends(machine)}
-    assert set(backends) == {"onnxruntime", "onnxruntime-cuda", "litert"}
+    assert set(backends) == {"onnxruntime", "onnxruntime-cuda", "litert", "tflm"}
     assert backends["onnxruntime"].usable  # a base dependency
     advice = recommend(machine, list(backends.values()))
     assert advice.backend in advice.profile.backends and backends[advice.backend].usable
