@@ -91,7 +91,9 @@ CASES = [
     Case("clock-runs-backwards", ["--input", "-"],
          stdin_lines([f"{-i / 50:.2f},0.1,0.2,0.9,0,0,0" for i in range(300)]), 0,
          # late within max_gap, then each row a jump back that the next row does not confirm: fed as the next
-         lambda r: issues(r) == {"late": 99, "timestamp": 199, "resync": 1} and r[-1]["steps"] == 201),
+         # and the constant values are a stuck sensor (faults.py)
+         lambda r: issues(r) == {"late": 99, "timestamp": 199, "resync": 1, "sensor_stuck": 1} and
+         r[-1]["steps"] == 201),
     # user errors: one line, the path, exit 2
     Case("header-lacks-channels", ["--input", "-"], b"t,a,b\n0,1,2\n", 2, "header lacks column(s) acc-x"),
     Case("output-is-a-folder", ["--input", "{csv}", "--output", "{tmp}"], rc=2, expect="{tmp}: cannot write"),
