@@ -36,7 +36,6 @@ export: install $(CHECKPOINT)  ## train if needed, export + quantize + verify ev
 bench: install $(CHECKPOINT)  ## full on-device benchmark; writes $(ART)/bench/ (JSON, Markdown, PNG)
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
 	$(BIN)/rnnedge bench $(BUNDLE) --out $(ART)/bench
-	$(BIN)/python -m rnnedge.devices.runtime_bench $(BUNDLE) --out $(ART)/bench/runtime.json
 
 alarms: install $(CHECKPOINT)  ## bed-exit alarms: operating point on validation, scored on test (ONNX + TFLite int8)
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)

@@ -99,6 +99,9 @@ def bench_command(
     pool_sizes: str = typer.Option("", help="Comma-separated pool sizes (default: the device profile's)."),
     threads: int = typer.Option(1, min=1, help="Intra-op threads per model."),
     cold_start: bool = typer.Option(True, help="Measure cold start and peak RSS in a fresh process."),
+    runtime_targets: bool | None = typer.Option(None, help="Also time the runtime's own targets (step vs bare "
+                                                "backend call, pool, feed, import + load, peak RSS) into "
+                                                "runtime.json/.md. Default: on, off with --quick."),
 ) -> None:
     """Benchmark every format x precision x backend of BUNDLE on this machine; print and write the report."""
     from rich.console import Console
@@ -123,6 +126,15 @@ def bench_command(
     console.print(report.table(result))
     for path in report.write(result, out):
         console.print(f"wrote {path}")
+    if runtime_targets if runtime_targets is not None else not quick:
+        from rnnedge.atomic import write_text_atomic
+        from rnnedge.devices import runtime_bench
+
+        targets = runtime_bench.measure(bundle)
+        console.print(runtime_bench.table(targets))
+        write_text_atomic(out / "runtime.json", json.dumps(targets, indent=2) + "\n")
+        write_text_atomic(out / "runtime.md", runtime_bench.table(targets) + "\n")
+        console.print(f"wrote {out / 'runtime.json'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,7 @@
-"""Micro-benchmark of the runtime's own targets (issue 4), on one bundle, in one run, on one machine:
+"""Micro-benchmark of the runtime's own targets, on one bundle, in one run, on one machine:
 Stream.step vs the bare backend call on the same file and vs a torch eager step; a 1024-stream pool;
-chunks of 50; a fresh process's import + load time and peak RSS.
+chunks of 50; a fresh process's import + load time and peak RSS. `rnnedge bench BUNDLE` runs it after the
+format x precision table (runtime.json / runtime.md); alone:
 
     python -m rnnedge.devices.runtime_bench BUNDLE [--out results.json]
 
