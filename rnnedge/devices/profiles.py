@@ -27,10 +27,10 @@ PROFILES = (
     Profile(
         "x86-cpu", "x86-64 CPU", backends=("onnxruntime", "litert"), precision="fp32", threads=1,
         pool_sizes=(1, 64, 1024),
-        why="ONNX Runtime's batched recurrent kernels serve many streams best (one call per tick: ~960k "
-            "stream-steps/s on one AMD EPYC core for an LSTM 2x64); a device with one stream steps ~3x faster "
-            "on LiteRT (5.6 vs 15.5 us), both far inside a 50 Hz budget; int8 brings no latency gain at batch "
-            "1 on x86 (call overhead dominates), so keep fp32's exact outputs"),
+        why="ONNX Runtime's batched recurrent kernels serve many streams best (one call per tick for a whole "
+            "pool); a device with a single stream steps faster on LiteRT (fewer fixed costs per call; `rnnedge "
+            "bench` measures both here); int8 brings no latency gain at batch 1 on x86 (call overhead "
+            "dominates), so keep fp32's exact outputs"),
     Profile(
         "cuda-gpu", "CUDA GPU", backends=("onnxruntime-cuda", "onnxruntime", "litert"), precision="fp32",
         threads=1, pool_sizes=(1, 1024, 4096, 8192),
