@@ -18,7 +18,7 @@ import torch
 
 import rnnedge.runtime as rt
 from rnnedge.export import export_bundle
-from rnnedge.export.evaluation import eval_set
+from rnnedge.export.heldout import eval_set
 from rnnedge.tasks import score
 from rnnedge.training.checkpoint import Checkpoint
 

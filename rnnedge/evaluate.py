@@ -34,7 +34,7 @@ def _series(task: str, data: Dataset, provenance: dict) -> list[Recording]:
 def evaluate_checkpoint(path: Path, data: Dataset | None) -> list[dict]:
     """The torch model's report (one row)."""
     from rnnedge.training.checkpoint import Checkpoint
-    from rnnedge.training.evaluate import report
+    from rnnedge.training.scoring import report
 
     ckpt = Checkpoint.load(path)
     data = data or held_out_data(ckpt.provenance, ckpt.labels)

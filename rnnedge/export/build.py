@@ -43,7 +43,8 @@ from rnnedge.bundle import (
 from rnnedge.data.recording import Dataset
 from rnnedge.errors import ExportError
 from rnnedge.export import integer, mcu, onnx_weights, tflite_export
-from rnnedge.export.evaluation import (
+from rnnedge.export.graphs import build_graph, default_graphs, example_inputs
+from rnnedge.export.heldout import (
     EvalSet,
     calibration_recordings,
     calibration_samples,
@@ -52,7 +53,6 @@ from rnnedge.export.evaluation import (
     reference_inputs,
     torch_runner,
 )
-from rnnedge.export.graphs import build_graph, default_graphs, example_inputs
 from rnnedge.export.onnx_export import export_onnx, serialize_onnx
 from rnnedge.export.onnx_stream import OPSET
 from rnnedge.export.runners import load_runner

@@ -66,7 +66,7 @@ def train_command(
     """Train a recurrent model and save a checkpoint that records its data splits."""
     from rnnedge.data.source import DataSource, make_splits, split_record
     from rnnedge.training.config import ModelConfig
-    from rnnedge.training.evaluate import report
+    from rnnedge.training.scoring import report
     from rnnedge.training.train import train
 
     source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)

@@ -23,8 +23,8 @@ from rnnedge.tasks import IGNORE, classify_series, get_task, tag_targets
 from rnnedge.training.batches import series_batches, stateful_chunks, vector_groups
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
-from rnnedge.training.evaluate import report
 from rnnedge.training.model import RecurrentModel
+from rnnedge.training.scoring import report
 
 
 @dataclass
