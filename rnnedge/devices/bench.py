@@ -27,7 +27,7 @@ import numpy as np
 
 from rnnedge.bundle import INTEGER_PRECISIONS, Manifest, ModelFile, read_manifest, read_reference
 from rnnedge.data.recording import Recording
-from rnnedge.devices.info import BACKENDS, detect_backends, detect_machine
+from rnnedge.devices.info import BACKEND_FORMATS, detect_backends, detect_machine
 from rnnedge.devices.profiles import Budget, match, profile
 from rnnedge.errors import BundleError, RnnedgeError
 from rnnedge.tasks import score
@@ -92,7 +92,7 @@ class Report:
 
 
 @dataclass(frozen=True)
-class Reference:
+class ReferenceData:
     x: np.ndarray  # [N, T, C] raw units
     labels: np.ndarray  # [N, T] int64, 0 = unscored (class = label - 1)
     y: np.ndarray  # [N, T, outputs] the torch model's outputs
@@ -104,7 +104,7 @@ class Context:
 
     bundle: Path
     manifest: Manifest
-    ref: Reference
+    ref: ReferenceData
     settings: Settings
 
     @property
@@ -112,10 +112,10 @@ class Context:
         return self.manifest.input.sample_rate_hz
 
 
-def load_reference(bundle: Path, manifest: Manifest) -> Reference:
+def load_reference(bundle: Path, manifest: Manifest) -> ReferenceData:
     """The bundle's held-out data (the exporter keeps it to a few thousand steps: every run checks it all)."""
     data = read_reference(bundle, manifest)  # BundleError if missing, corrupt (not zlib.error) or mis-shaped
-    return Reference(data["x"], data["labels"], data["y"])
+    return ReferenceData(data["x"], data["labels"], data["y"])
 
 
 def _percentiles(samples_ns: list[int]) -> tuple[float, float, float]:
@@ -132,7 +132,7 @@ def timed(call: Callable[[], object], repeats: int) -> list[int]:
     return times
 
 
-def _score(outputs: np.ndarray, ctx: Context, row: Row, ref: Reference | None = None) -> None:
+def _score(outputs: np.ndarray, ctx: Context, row: Row, ref: ReferenceData | None = None) -> None:
     """Parity (max |output - torch|) and the task metric (rnnedge.tasks) on the reference rows."""
     ref = ref or ctx.ref
     row.max_abs_diff = float(np.abs(outputs - ref.y).max())
@@ -235,7 +235,7 @@ def _bench_windowed(ctx: Context, backend: str) -> Row:
     import rnnedge.runtime as rt
 
     ref, settings, n = ctx.ref, ctx.settings, ctx.settings.window
-    row = Row(f"windowed {n}", BACKENDS[backend], "fp32", backend)
+    row = Row(f"windowed {n}", BACKEND_FORMATS[backend], "fp32", backend)
     stream = rt.load(ctx.bundle, backend=backend, precision="fp32", threads=settings.threads).stream()
     positions = [(i, t) for i in range(len(ref.x)) for t in range(n - 1, ref.x.shape[1])]
     positions = positions[:: max(1, len(positions) // settings.windowed_steps)][: settings.windowed_steps]
@@ -250,7 +250,7 @@ def _bench_windowed(ctx: Context, backend: str) -> Row:
         times.append(time.perf_counter_ns() - start)
     row.step_us = _percentiles(times)
     picked = tuple(np.array(positions).T)
-    sub = Reference(ref.x[picked][:, None], ref.labels[picked][:, None], ref.y[picked][:, None])
+    sub = ReferenceData(ref.x[picked][:, None], ref.labels[picked][:, None], ref.y[picked][:, None])
     _score(np.stack(outputs)[:, None], ctx, row, sub)
     row.note = f"score on {len(positions)} sampled steps; the diff is what truncating the context costs"
     row.streams = Budget.for_rate(ctx.sample_rate, 1e6 / row.step_us[0]).streams
@@ -310,7 +310,7 @@ def variants(manifest: Manifest) -> list[tuple[str, str, str]]:
     Micro only for the integer-only files (the ones a microcontroller runs)."""
     kinds = sorted({(f.format, f.precision) for f in manifest.files if f.graph == "stream"})
     return [(fmt, precision, backend) for fmt, precision in kinds
-            for backend, backend_format in BACKENDS.items()
+            for backend, backend_format in BACKEND_FORMATS.items()
             if backend_format == fmt and (backend != "tflm" or precision in INTEGER_PRECISIONS)]
 
 

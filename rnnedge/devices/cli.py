@@ -130,7 +130,7 @@ def bench_command(
         from rnnedge.atomic import write_text_atomic
         from rnnedge.devices import runtime_bench
 
-        targets = runtime_bench.measure(bundle)
+        targets = runtime_bench.measure_targets(bundle)
         console.print(runtime_bench.table(targets))
         write_text_atomic(out / "runtime.json", json.dumps(targets, indent=2) + "\n")
         write_text_atomic(out / "runtime.md", runtime_bench.table(targets) + "\n")

@@ -22,7 +22,7 @@ ARM_PARTS = {  # ARM Ltd (implementer 0x41) core part numbers, as in the Linux k
     "0xd42": "Cortex-A78AE", "0xd49": "Neoverse-N2", "0xd4f": "Neoverse-V2",
 }
 # Backends the runtime knows, with the file format each one runs and the module that provides it.
-BACKENDS = {"onnxruntime": "onnx", "onnxruntime-cuda": "onnx", "litert": "tflite", "tflm": "tflite"}
+BACKEND_FORMATS = {"onnxruntime": "onnx", "onnxruntime-cuda": "onnx", "litert": "tflite", "tflm": "tflite"}
 _MODULES = {  # backend -> (module to import, distribution name)
     "onnxruntime": ("onnxruntime", "onnxruntime"), "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
     "tflm": ("tflite_micro", "tflite-micro"),
@@ -139,7 +139,7 @@ def _version(distribution: str) -> str | None:
 def detect_backends(machine: Machine) -> list[Backend]:
     """Every backend the runtime knows, whether it imports here, and (ORT) which execution providers."""
     found = []
-    for name, fmt in BACKENDS.items():
+    for name, fmt in BACKEND_FORMATS.items():
         module, distribution = _MODULES["onnxruntime" if name.startswith("onnxruntime") else name]
         try:
             imported = importlib.import_module(module)

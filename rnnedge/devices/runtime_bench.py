@@ -141,7 +141,7 @@ def speeds(model: rt.Model, torch_call: Callable[[], object] | None) -> dict:
     return row
 
 
-def measure(bundle: str | Path, backends: tuple[str, ...] = ("onnxruntime", "litert")) -> dict:
+def measure_targets(bundle: str | Path, backends: tuple[str, ...] = ("onnxruntime", "litert")) -> dict:
     bundle = Path(bundle)
     results: dict = {"bundle": str(bundle), "machine": platform.machine(),
                      "python": platform.python_version(), "backends": {}}
@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
-    results = measure(args.bundle)
+    results = measure_targets(args.bundle)
     print(table(results))
     if args.out:
         write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
