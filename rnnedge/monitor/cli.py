@@ -78,6 +78,9 @@ def evaluate_alarms_command(
                                       "manifest lists it with its sha256), for `rnnedge monitor`."),
     sweep: bool = typer.Option(False, help="Also score the test subjects in the 24 axis-aligned orientations, "
                                "random 3D ones and other sensor rates (report.json 'sweep', placements.png)."),
+    upright_frame: bool = typer.Option(False, help="Choose a point that calibrates an upright frame at attach "
+                                       "time (any sensor orientation; the wearer upright and still for a few "
+                                       "seconds after attaching): rnnedge/monitor/frame.py."),
     random_rotations: int = typer.Option(20, min=0, help="--sweep: random 3D orientations."),
     seed: int = typer.Option(0, help="--sweep: seed of the random orientations."),
     rates: str = typer.Option("25,100", help="--sweep: sensor rates in Hz, comma-separated (resampled by "
@@ -101,7 +104,7 @@ def evaluate_alarms_command(
         except ValueError:
             raise MonitorError(f"--rates {rates!r}: expected numbers in Hz, comma-separated") from None
         options = {"random": random_rotations, "seed": seed, "rates": hz} if sweep else None
-        report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace, options)
+        report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace, options, upright_frame)
     except OSError as exc:
         raise MonitorError(f"{exc.filename or out}: cannot write the results ({exc.strerror or exc})") from None
     for split in ("validation", "test"):

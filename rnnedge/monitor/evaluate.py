@@ -31,6 +31,7 @@ from rnnedge.data.recording import Recording
 from rnnedge.monitor.alarm import AlarmConfig, alarm_intervals
 from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize, unlabelled_get_ups
 from rnnedge.monitor.faults import FaultDetector
+from rnnedge.monitor.frame import UprightFrame
 from rnnedge.monitor.operating_point import OperatingPoint
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
 from rnnedge.monitor.sweep import at_rate, axis_rotations, on_feet, random_rotations, rotate
@@ -41,28 +42,63 @@ ALARM_GRID = [AlarmConfig(t, t * r, f) for t, r, f in itertools.product(
     (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98), (0.5, 1.0), (0.0, 5.0, 20.0))]
 
 
-def recording_logits(model, recordings: list[Recording]) -> list[np.ndarray]:
-    """Per-step logits of each recording, each streamed from a fresh zero state."""
-    return [model.stream().feed(r.signals) for r in recordings]
+def recording_logits(model, recordings: list[Recording], starts: list[int] | None = None,
+                     frames: list | None = None) -> list[np.ndarray]:
+    """Per-step logits of each recording, each streamed from a fresh zero state (from `starts`, in `frames`)."""
+    if starts is None:
+        return [model.stream().feed(r.signals) for r in recordings]
+    return [model.stream().feed(f.apply(r.signals[s:])) if s < len(r) else np.zeros((0, model.outputs), np.float32)
+            for r, s, f in zip(recordings, starts, frames, strict=True)]
+
+
+def upright(label: str = "STANDING") -> list[float]:
+    """The model's upright direction: gravity's mean direction in the training subjects while standing."""
+    data = load_hapt()
+    code = data.label_names.index(label)
+    acc = np.concatenate([r.signals[r.labels == code, :3] for r in data.subset(HAPT_SPLITS["train"]).recordings])
+    mean = acc.astype(np.float64).mean(axis=0)
+    return [round(v, 4) for v in (mean / np.linalg.norm(mean)).tolist()]
+
+
+def calibrated(recordings: list[Recording], channels: list[str], rate: float, up: list[float]) -> tuple[list, list]:
+    """Each recording's calibration step (len if never: no alarm in it) and its calibrated frame (frame.py)."""
+    frames = [UprightFrame(channels, rate, up) for _ in recordings]
+    starts = [f.calibrate(r.signals) for r, f in zip(recordings, frames, strict=True)]
+    return [len(r) if s is None else s for r, s in zip(recordings, starts, strict=True)], frames
+
+
+def scored_split(model, recordings: list[Recording], up: list[float] | None) -> Scored:
+    """A split streamed as the monitor would: from the start, or from its upright frame's calibration."""
+    manifest = model.manifest
+    labels, rate, channels = list(manifest.output.labels), manifest.input.sample_rate_hz, list(manifest.input.channels)
+    if up is None:
+        return Scored(recordings, recording_logits(model, recordings), labels, rate, channels)
+    starts, frames = calibrated(recordings, channels, rate, up)
+    return Scored(recordings, recording_logits(model, recordings, starts, frames), labels, rate, channels, starts)
 
 
 class Scored:
     """A split's recordings with their logits, scored under any operating point (scores cached per config)."""
 
     def __init__(self, recordings: list[Recording], logits: list[np.ndarray], labels: list[str],
-                 sample_rate_hz: float, channels: list[str] | None = None) -> None:
+                 sample_rate_hz: float, channels: list[str] | None = None, starts: list[int] | None = None) -> None:
+        """`starts`: where each recording's logits begin (an upright frame's calibration): no alarm before."""
         names = load_hapt().label_names
         self.recordings, self.logits, self.labels, self.rate = recordings, logits, labels, sample_rate_hz
         self.events = [get_up_events(r.labels, names) for r in recordings]
         self.unlabelled = [unlabelled_get_ups(r.labels, names) for r in recordings]
         channels = channels or load_hapt().channels
         self.blocked = [FaultDetector(channels, sample_rate_hz).mask(r.signals) for r in recordings]
+        self.starts = starts or [0] * len(recordings)
+        for blocked, start in zip(self.blocked, self.starts, strict=True):
+            blocked[:start] = True  # waiting for calibration: no alarm, counted with sensor_check time
         self._scores: dict[ScoreConfig, list[np.ndarray]] = {}
 
     def scores(self, config: ScoreConfig) -> list[np.ndarray]:
         if config not in self._scores:  # a sensor fault blocks alarms, as in the monitor
-            self._scores[config] = [GetUpScore(config, self.labels, self.rate).feed(y) * ~blocked
-                                    for y, blocked in zip(self.logits, self.blocked, strict=True)]
+            self._scores[config] = [
+                np.concatenate([np.zeros(start), GetUpScore(config, self.labels, self.rate).feed(y)]) * ~blocked
+                for y, blocked, start in zip(self.logits, self.blocked, self.starts, strict=True)]
         return self._scores[config]
 
     def alarms(self, point: OperatingPoint) -> list[list[tuple[int, int]]]:
@@ -115,25 +151,26 @@ def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoin
 
 def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
                     max_false_alarms_per_hour: float = 1.0, trace: str | None = None,
-                    sweep: dict | None = None) -> dict:
+                    sweep: dict | None = None, frame: bool = False) -> dict:
     """Choose (unless `point` is given) on validation, score on test; write report.json, operating_point.json
     and trace.png (the `trace` HAPT recording, 'hapt:SUBJECT[:EXP]'; default: the first test recording).
     `sweep` ({"random": N, "seed": S, "rates": [Hz...]}): also the placements and rates (sweep.py), in
-    report["sweep"] worst first, and placements.png."""
+    report["sweep"] worst first, and placements.png. `frame`: choose a point that calibrates an upright frame
+    (frame.py) in every recording; a given `point` brings its own."""
     from rnnedge.monitor.plot import plot_sweep, plot_trace
     from rnnedge.monitor.sources import hapt_recording
 
     started = time.monotonic()
     manifest, dataset = model.manifest, load_hapt()
-    labels, rate = list(manifest.output.labels), manifest.input.sample_rate_hz
+    rate = manifest.input.sample_rate_hz
     splits = {name: dataset.subset(HAPT_SPLITS[name]).recordings for name in ("val", "test")}
-    channels = list(manifest.input.channels)
-    scored = {name: Scored(recs, recording_logits(model, recs), labels, rate, channels)
-              for name, recs in splits.items()}
+    up = point.frame if point is not None else (upright() if frame else None)
+    scored = {name: scored_split(model, recs, up) for name, recs in splits.items()}
     if point is None:
         chosen, provenance = choose(scored["val"], max_false_alarms_per_hour)
         point = OperatingPoint(chosen.score, chosen.alarm, {**provenance, "bundle": manifest.name,
-                                                            "backend": model.backend, "model_sha256": model.sha256})
+                                                            "backend": model.backend, "model_sha256": model.sha256},
+                               up)
     test_metrics, per = scored["test"].evaluate(point)
     out_dir.mkdir(parents=True, exist_ok=True)
     point.save(out_dir / "operating_point.json")
@@ -148,7 +185,7 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
         "test_details": _details(scored["test"], per, point),
     }
     recording = hapt_recording(trace) if trace else splits["test"][0]
-    one = Scored([recording], recording_logits(model, [recording]), labels, rate)
+    one = scored_split(model, [recording], point.frame)
     report["trace"] = plot_trace(recording, one.scores(point.score)[0], one.alarms(point)[0], point,
                                  dataset.label_names, rate, out_dir / "trace.png")
     if sweep is not None:
@@ -163,7 +200,7 @@ def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, 
     """Each orientation and sensor rate's test metrics under `point`, worst first (lowest recall, then most
     false alarms per hour)."""
     manifest = model.manifest
-    labels, rate, channels = list(manifest.output.labels), manifest.input.sample_rate_hz, list(manifest.input.channels)
+    rate, channels = manifest.input.sample_rate_hz, list(manifest.input.channels)
     conditions = [(name, lambda x, r=r: rotate(x, r, channels)) for name, r in
                   axis_rotations() + random_rotations(options.get("random", 20), options.get("seed", 0))]
     conditions += [(f"rate {hz:g} Hz", lambda x, hz=hz: _fit(at_rate(x, rate, hz), len(x)))
@@ -171,7 +208,7 @@ def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, 
     rows = []
     for name, transform in conditions:
         moved = [Recording(transform(r.signals), r.labels, r.subject, r.name) for r in recordings]
-        metrics = Scored(moved, recording_logits(model, moved), labels, rate, channels).evaluate(point)[0]
+        metrics = scored_split(model, moved, point.frame).evaluate(point)[0]
         rows.append({"condition": name, **metrics})
     return sorted(rows, key=lambda m: (m["recall"], -m["false_alarms_per_hour"]))
 

@@ -20,6 +20,8 @@ Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with 
                           Also a fault seen in the signal itself (faults.py: stuck, saturated, gravity, still,
                           rate; with `fault`, `since`, `detail`): no alarm while it lasts, then `sensor_ok` and a
                           reset (kind sensor_ok);
+  calibrating             with an upright frame in the operating point (frame.py): no alarm until the frame is
+                          calibrated at attach time, then a reset (kind calibrated);
   reset                   model, score and alarm restarted (warm-up again): a gap, or a step the runtime refused
                           or whose output was not finite (the state is poisoned: never carried on);
   resync                  the clock jumped back and was re-anchored (state kept);
@@ -59,6 +61,7 @@ from rnnedge.errors import RnnedgeError
 from rnnedge.monitor.alarm import Alarm
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.faults import FaultDetector
+from rnnedge.monitor.frame import UprightFrame
 from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint, bundle_point
 from rnnedge.monitor.score import GetUpScore
 from rnnedge.monitor.sources import IDLE_TICK_S, JUMP, LATE, MISSING, Cadence, Resampler, Row, usable_time
@@ -89,6 +92,8 @@ class Monitor:
         self.watch = SensorWatch(max(1, round(sensor_check_s * self.rate)), round(SENSOR_CHECK_REPEAT_S * self.rate))
         self.faults = FaultDetector(list(manifest.input.channels), self.rate)
         self.resampler = Resampler(self.rate, max_gap_s)
+        # the point's upright frame (frame.py): no alarm until it is calibrated at attach time
+        self.frame = UprightFrame(list(manifest.input.channels), self.rate, point.frame) if point.frame else None
         self.snapshot = Path(snapshot) if snapshot else None
         self.snapshot_every = round(snapshot_every_s * self.rate) if snapshot_every_s > 0 else 0
         self.report_every = round(report_every_s * self.rate) if report_every_s > 0 else 0
@@ -197,6 +202,15 @@ class Monitor:
         records: list[dict] = []
         for sample in samples:  # one runtime step per sample: what a live device does
             slot = self.cadence.last + 1
+            if self.frame is not None:
+                sample, now = self.frame.step(sample)
+                if now:  # nothing before was in the model's frame: start it afresh
+                    up = np.mean(self.frame.means, axis=0)
+                    records += self._reset(slot, "calibrated", "upright frame calibrated on gravity "
+                                           f"{np.round(up / np.linalg.norm(up), 3).tolist()}: alarms armed")
+                elif slot == 0 and not self.frame.calibrated:
+                    records.append(self._record("calibrating", slot, detail="waiting for the wearer to be upright "
+                                                "and still for a few seconds: no alarm until then"))
             try:
                 logits = self.stream.step(sample)
                 # a float64 sum of float32 values is finite iff every value is (no rnnedge.runtime import here)
@@ -237,7 +251,8 @@ class Monitor:
 
     def _score(self, slot: int, logits: np.ndarray) -> list[dict]:
         scores = self.score.feed(logits)
-        if self.faults.blocking:  # a sensor fault: no alarm from garbage (an alarm on ends, none starts)
+        if self.faults.blocking or (self.frame is not None and not self.frame.calibrated):
+            # a sensor fault: no alarm from garbage (an alarm on ends, none starts); or not calibrated yet
             scores = np.zeros_like(scores)
         self.p = float(scores[-1])
         records = [self._transition(change.start, change.step) for change in self.alarm.feed(scores)]
@@ -325,7 +340,8 @@ class Monitor:
         state = {"format": SNAPSHOT_FORMAT, "version": 1, "model_sha256": self.model.sha256,
                  "stream": stream_file.name, "score": self.score.state(), "alarm": self.alarm.state(),
                  "cadence": self.cadence.state(), "alarms": self.alarms, "issues": dict(self.issues),
-                 "watch": self.watch.state(), "faults": self.faults.state(), "resampler": self.resampler.state()}
+                 "watch": self.watch.state(), "faults": self.faults.state(), "resampler": self.resampler.state(),
+                 "frame": None if self.frame is None else self.frame.state()}
         try:
             self.stream.save(stream_file)
             write_text_atomic(self.snapshot, json.dumps(state, allow_nan=False) + "\n")
@@ -355,6 +371,8 @@ class Monitor:
             self.watch.load_state(state.get("watch", {}))
             self.faults.load_state(state.get("faults", {}))
             self.resampler.load_state(state.get("resampler", {}))
+            if self.frame is not None:
+                self.frame.load_state(state.get("frame") or {})
             self.alarms = int(state["alarms"])
             self.issues = Counter({str(kind): int(n) for kind, n in state["issues"].items()})
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError,

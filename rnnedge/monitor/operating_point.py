@@ -32,6 +32,7 @@ class OperatingPoint:
     score: ScoreConfig = ScoreConfig()
     alarm: AlarmConfig = AlarmConfig()
     chosen_on: dict = field(default_factory=dict)  # provenance: bundle, split, rule, validation metrics
+    frame: list[float] | None = None  # the model's upright direction: calibrate an upright frame (frame.py)
 
     def save(self, path: str | Path) -> Path:
         payload = {"format": FORMAT, "version": 1, **asdict(self)}
@@ -43,7 +44,12 @@ class OperatingPoint:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
             if raw.get("format") != FORMAT or raw.get("version") != 1:
                 raise MonitorError(f"{path}: not an rnnedge operating point (format/version)")
-            return OperatingPoint(ScoreConfig(**raw["score"]), AlarmConfig(**raw["alarm"]), raw.get("chosen_on", {}))
+            frame = raw.get("frame")
+            if frame is not None and (len(frame) != 3 or not all(isinstance(v, int | float) for v in frame)
+                                      or not 0.5 < sum(v * v for v in frame) < 2):
+                raise ValueError(f"frame must be a unit 3-vector, got {frame!r:.60}")
+            return OperatingPoint(ScoreConfig(**raw["score"]), AlarmConfig(**raw["alarm"]), raw.get("chosen_on", {}),
+                                  frame)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError,
                 ValueError) as exc:
             raise MonitorError(f"{path}: unreadable operating point ({exc})") from None

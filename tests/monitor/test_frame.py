@@ -1,0 +1,66 @@
+"""The upright frame (rnnedge/monitor/frame.py): a sensor clipped on in any orientation, calibrated at attach time
+in the monitor, alarms like the upright sensor; offline scoring and the live monitor agree; resume is exact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnedge.monitor import DEFAULT, Monitor, MonitorError, OperatingPoint
+from rnnedge.monitor.evaluate import scored_split, upright
+from rnnedge.monitor.frame import rotation_onto
+from rnnedge.monitor.sweep import axis_rotations, random_rotations, rotate
+from tests.monitor.conftest import CHANNELS
+
+
+@pytest.fixture(scope="module")
+def point():
+    return OperatingPoint(DEFAULT.score, DEFAULT.alarm, {}, upright())
+
+
+def test_rotation_onto():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        u, v = (w / np.linalg.norm(w) for w in rng.normal(size=(2, 3)))
+        for target in (v, -u, u):
+            r = rotation_onto(u, target)
+            assert np.allclose(r @ u, target) and np.allclose(r @ r.T, np.eye(3)) and np.isclose(np.linalg.det(r), 1)
+
+
+def test_frame_travels_in_the_operating_point(point, tmp_path):
+    assert OperatingPoint.load(point.save(tmp_path / "p.json")) == point
+    (tmp_path / "bad.json").write_text(json.dumps({**json.loads((tmp_path / "p.json").read_text()), "frame": [9]}))
+    with pytest.raises(MonitorError, match="frame"):
+        OperatingPoint.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("turn", ["axes -x,-y,+z", "random"])
+def test_any_orientation_alarms_at_the_get_ups_live_as_offline(model, recording, point, turn):
+    r = random_rotations(1, 7)[0][1] if turn == "random" else dict(axis_rotations())[turn]
+    moved = type(recording)(rotate(recording.signals, r, CHANNELS), recording.labels, 2, "moved")
+    monitor = Monitor(model, point)
+    records = [x for i, s in enumerate(moved.signals) for x in monitor.push(s, t=i / 50)]
+    assert records[0]["event"] == "calibrating"
+    armed = [x for x in records if x["event"] == "reset" and x["id"].endswith("reset-calibrated")]
+    assert len(armed) == 1 and armed[0]["t"] < 20
+    starts = [x["t"] for x in records if x["event"] == "alarm_start"]
+    assert len(starts) == 2 and 102.8 <= starts[0] <= 104.5 and 147.5 <= starts[1] <= 149.5
+    offline = scored_split(model, [moved], point.frame)
+    assert starts == pytest.approx([a / 50 for a, _ in offline.alarms(point)[0]])
+
+
+def test_resume_across_calibration_is_exact(model, recording, point, tmp_path):
+    moved = rotate(recording.signals[:6000], dict(axis_rotations())["axes +y,+z,+x"], CHANNELS)
+    whole = Monitor(model, point)
+    reference = [x for i, s in enumerate(moved) for x in whole.push(s, t=i / 50)]
+    for stop in (300, 1400):  # before and after calibration
+        snap = tmp_path / f"{stop}.json"
+        first = Monitor(model, point, snapshot=snap, snapshot_every_s=2.0)
+        for i, s in enumerate(moved[:stop]):
+            first.push(s, t=i / 50)
+        resumed = Monitor(model, point, snapshot=snap)
+        steps = resumed.steps
+        tail = [x for i, s in enumerate(moved) for x in resumed.push(s, t=i / 50) if i >= steps]
+        assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]
