@@ -205,7 +205,7 @@ def _verified(ckpt: Checkpoint, modules: dict, variant: Variant, path: Path, fp3
     """Build the file, load it back with its real runtime, measure parity and the task score. With a
     tolerance (fp32), a file off the torch model fails the export."""
     path.write_bytes(_build(ckpt, modules[variant.graph], variant, fp32_bytes, data))
-    runner = load_runner(path, variant.format)
+    runner = load_runner(path, variant.format, variant.graph, variant.time, ckpt.config.output_size)
     parity, wrong = measure(runner, expected[variant.graph], tolerance)
     if wrong:
         raise ExportError(f"{variant.filename} failed verification against the torch model "

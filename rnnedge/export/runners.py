@@ -1,6 +1,7 @@
-"""Run an exported file on numpy arrays, the same way for ONNX and TFLite, and stream long sequences through
-it with the state carried between calls. Verification and accuracy use these, so they measure the files
-exactly as a device will run them."""
+"""Run an exported file on numpy arrays and stream long sequences through it with the state carried between
+calls. Stream files run through the runtime's own engines (rnnedge.runtime: ONNX Runtime with IOBinding, LiteRT
+with its quantized-I/O handling), so what verification measures is what a device computes; window files, which
+the runtime does not stream, through a plain session or interpreter."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rnnedge.export.tflite_export import SIGNATURE
 
 @dataclass
 class FileRunner:
-    """One loaded file. `batch`/`time` are fixed sizes (TFLite) or None (ONNX takes any)."""
+    """One loaded file. `batch`/`time` are fixed sizes (TFLite) or None (any)."""
 
     call: Any  # dict of input arrays -> dict of output arrays
     batch: int | None
@@ -25,7 +26,31 @@ class FileRunner:
         return self.call(inputs)
 
 
+def engine_runner(path: Path, fmt: str, time: int | None, outputs: int) -> FileRunner:
+    """A stream file on the engine `rnnedge.runtime.load` would give a device: any batch (the engine loops rows
+    where the file has batch 1, as a Pool does), the file's time length."""
+    if fmt == "onnx":
+        from rnnedge.runtime.ort import OrtBackend
+
+        engine = OrtBackend(path)
+    else:
+        from rnnedge.runtime.litert import LiteRTBackend
+
+        engine = LiteRTBackend({time: path}, threads=1)
+
+    def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = np.ascontiguousarray(feeds["x"], np.float32)
+        state = np.ascontiguousarray(feeds["state"], np.float32)
+        y = np.empty((*x.shape[:2], outputs), np.float32)
+        state_out = np.empty_like(state)
+        engine.bind(x, state, y, state_out)()
+        return {"y": y, "state_out": state_out}
+
+    return FileRunner(call, None, time)
+
+
 def onnx_runner(path: Path) -> FileRunner:
+    """A window file (x -> y) in a plain session, with the runtime's session options."""
     import onnxruntime as ort
 
     from rnnedge.runtime.ort import session_options  # verify with the device runtime's own settings
@@ -69,7 +94,9 @@ def _from_tensor(value: np.ndarray, detail: dict) -> np.ndarray:
     return value.copy() if value.dtype == np.float32 else ((value.astype(np.float32) - zero) * scale)
 
 
-def load_runner(path: Path, fmt: str) -> FileRunner:
+def load_runner(path: Path, fmt: str, graph: str, time: int | None, outputs: int) -> FileRunner:
+    if graph == "stream":
+        return engine_runner(path, fmt, time, outputs)
     return onnx_runner(path) if fmt == "onnx" else tflite_runner(path)
 
 

@@ -105,12 +105,13 @@ def _load_onnx(bundle: Path, manifest: Manifest, precision: str, threads: int, c
 
     entry = manifest.find("onnx", precision, "stream")
     path = verify_file(bundle, entry)
+    names = (manifest.input.name, manifest.state.input, manifest.output.name, manifest.state.output)
     try:
-        engine = OrtBackend(path, manifest, threads, cuda=cuda)
+        engine = OrtBackend(path, threads, cuda=cuda, names=names)
     except BackendUnavailableError:
         if not (cuda and cpu_fallback):
             raise
-        engine = OrtBackend(path, manifest, threads, cuda=False)  # "auto" tried CUDA; the GPU said no
+        engine = OrtBackend(path, threads, cuda=False, names=names)  # "auto" tried CUDA; the GPU said no
     _check_io(bundle, manifest, engine)
     return Model(bundle, manifest, engine, entry.sha256)
 

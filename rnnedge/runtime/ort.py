@@ -13,16 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.bundle import Manifest, one_line
+from rnnedge.bundle import one_line
 from rnnedge.errors import BackendUnavailableError, BundleError
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+NAMES = ("x", "state", "y", "state_out")  # the graph I/O every rnnedge stream file has (rnnedge.bundle)
 
 
 class OrtBackend:
     chunk_lens = None  # any time length
 
-    def __init__(self, path: Path, manifest: Manifest, threads: int, cuda: bool) -> None:
+    def __init__(self, path: Path, threads: int = 1, cuda: bool = False, names: tuple[str, ...] = NAMES) -> None:
         import onnxruntime as ort
 
         providers = [CUDA, CPU] if cuda else [CPU]
@@ -35,7 +36,7 @@ class OrtBackend:
                                           "(no GPU, or CUDA/cuDNN libraries missing)")
         self.name = "onnxruntime-cuda" if cuda else "onnxruntime"
         self.path = path.name
-        self._names = (manifest.input.name, manifest.state.input, manifest.output.name, manifest.state.output)
+        self._names = names  # x, state, y, state_out
 
     def io(self) -> list[tuple[str, int | None, dict[str, tuple[tuple[int | None, ...], bool]]]]:
         """[(file, None: any time length, {tensor name: (shape, None for a dynamic dimension; float32?)})]."""
