@@ -45,9 +45,10 @@ def rotate(signals: np.ndarray, groups: list[list[int]], degrees: float) -> np.n
 
 def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str, lanes: int, chunk_len: int,
                     rng: np.random.Generator, horizon: int = 1, rotate_deg: float = 0.0,
-                    groups: list[list[int]] | None = None) -> Iterator[Chunk]:
+                    groups: list[list[int]] | None = None, carry_state: bool = False) -> Iterator[Chunk]:
     """One epoch of chunks over all recordings, in a random packing (random order and start offset), each
-    recording rotated by a random angle in [-rotate_deg, rotate_deg] when augmentation is on."""
+    recording rotated by a random angle in [-rotate_deg, rotate_deg] when augmentation is on. `carry_state`:
+    a lane's state is zeroed only where the lane starts, so it streams its recordings back to back."""
     order = rng.permutation(len(recordings))
     lanes = max(1, min(lanes, len(recordings)))
     lane_items: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(lanes)]
@@ -80,7 +81,7 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
             xs[lane, pos: pos + len(x)] = x
             targets[lane, pos: pos + len(x)] = target
             mask[lane, pos: pos + len(x)] = valid
-            resets[lane, pos // chunk_len] = True
+            resets[lane, pos // chunk_len] = pos == 0 or not carry_state
             pos += -(-len(x) // chunk_len) * chunk_len
     for c in range(total // chunk_len):
         window = slice(c * chunk_len, (c + 1) * chunk_len)

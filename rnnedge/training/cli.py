@@ -54,6 +54,10 @@ def train_command(
         None, min=0.0, max=180.0, show_default=False,
         help="Augment: rotate 3-axis sensors (channels named *-x/-y/-z) by a random angle up to this about x, per "
              "recording. Default: the data set's own (180 for the bundled waist-worn IMU), else 0."),
+    carry_state: bool = typer.Option(False, help="tag/forecast: stream each lane's recordings back to back without "
+                                     "zeroing the state between them (long streams, e.g. an all-night monitor)."),
+    state_penalty: float = typer.Option(0.0, min=0.0, help="Loss weight of mean(state^2) at chunk ends (bounds "
+                                        "the state over long streams)."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
                                 "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),
@@ -87,7 +91,7 @@ def train_command(
         raise RnnedgeError(str(exc)) from None
     config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
                          patience=patience, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
-                         threads=threads)
+                         threads=threads, carry_state=carry_state, state_penalty=state_penalty)
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
     record = {"source": source.to_dict(), "splits": split_record(splits)}
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=record)

@@ -46,7 +46,8 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
     total, count = 0.0, 0
     state = None
     chunks = list(stateful_chunks(train.recordings, norm, model.config.task, cfg.batch_size, cfg.chunk_len, rng,
-                                  model.config.horizon, cfg.rotate_deg, vector_groups(train.channels)))
+                                  model.config.horizon, cfg.rotate_deg, vector_groups(train.channels),
+                                  cfg.carry_state))
     progress.update(task_id, total=len(chunks), completed=0)
     for chunk in chunks:
         x = torch.from_numpy(chunk.x)
@@ -54,10 +55,13 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
             state = model.initial_state(x.shape[0])
         state = state * torch.from_numpy(~chunk.reset).float()[:, None]  # fresh state where a recording starts
         out, state = model(x, state)
+        penalized = state
         state = state.detach()  # truncate backprop at the chunk boundary, keep the value
         loss = loss_fn(out, torch.from_numpy(chunk.target), torch.from_numpy(chunk.mask))
         if loss is None:  # nothing scored in this chunk (unlabelled gap or padding): state still advanced
             continue
+        if cfg.state_penalty:
+            loss = loss + cfg.state_penalty * penalized.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
