@@ -81,6 +81,9 @@ def evaluate_alarms_command(
     upright_frame: bool = typer.Option(False, help="Choose a point that calibrates an upright frame at attach "
                                        "time (any sensor orientation; the wearer upright and still for a few "
                                        "seconds after attaching): rnnedge/monitor/frame.py."),
+    long_hours: float = typer.Option(0.0, min=0.0, help="Also stream the test subjects back to back, repeated, "
+                                     "for at least this many hours without a reset (accuracy, alarms and state "
+                                     "magnitude per hour)."),
     random_rotations: int = typer.Option(20, min=0, help="--sweep: random 3D orientations."),
     seed: int = typer.Option(0, help="--sweep: seed of the random orientations."),
     rates: str = typer.Option("25,100", help="--sweep: sensor rates in Hz, comma-separated (resampled by "
@@ -104,7 +107,8 @@ def evaluate_alarms_command(
         except ValueError:
             raise MonitorError(f"--rates {rates!r}: expected numbers in Hz, comma-separated") from None
         options = {"random": random_rotations, "seed": seed, "rates": hz} if sweep else None
-        report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace, options, upright_frame)
+        report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace, options, upright_frame,
+                                 long_hours)
     except OSError as exc:
         raise MonitorError(f"{exc.filename or out}: cannot write the results ({exc.strerror or exc})") from None
     for split in ("validation", "test"):
@@ -119,6 +123,13 @@ def evaluate_alarms_command(
             typer.echo(f"{split:>10}: alarm before being on their feet: median {lead['median']:.1f} s, "
                        f"least {lead['min']:.1f} s ({lead['n']} get-ups); sensor_check "
                        f"{report[split]['sensor_check_hours'] * 3600:.0f} s")
+    if "long_stream" in report:
+        long, m = report["long_stream"], report["long_stream"]["alarms"]
+        typer.echo(f"{long['hours']:.1f} h without reset: per-sample accuracy {long['per_sample_accuracy']:.4f} "
+                   f"(hour by hour {min(long['per_sample_accuracy_by_hour']):.4f}-"
+                   f"{max(long['per_sample_accuracy_by_hour']):.4f}), |state| <= "
+                   f"{max(long['max_abs_state_by_hour']):.1f}, recall {m['recall']:.3f} ({m['detected']}/{m['events']})"
+                   f", false alarms {m['false_alarms']} = {m['false_alarms_per_hour']:.2f}/h")
     for m in report.get("sweep", []):  # worst first
         typer.echo(f"{m['condition']:>22}: recall {m['recall']:.3f} ({m['detected']}/{m['events']}), false alarms "
                    f"{m['false_alarms_per_hour']:.2f}/h, median delay "

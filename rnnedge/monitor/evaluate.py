@@ -151,12 +151,13 @@ def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoin
 
 def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
                     max_false_alarms_per_hour: float = 1.0, trace: str | None = None,
-                    sweep: dict | None = None, frame: bool = False) -> dict:
+                    sweep: dict | None = None, frame: bool = False, long_hours: float = 0.0) -> dict:
     """Choose (unless `point` is given) on validation, score on test; write report.json, operating_point.json
     and trace.png (the `trace` HAPT recording, 'hapt:SUBJECT[:EXP]'; default: the first test recording).
     `sweep` ({"random": N, "seed": S, "rates": [Hz...]}): also the placements and rates (sweep.py), in
     report["sweep"] worst first, and placements.png. `frame`: choose a point that calibrates an upright frame
-    (frame.py) in every recording; a given `point` brings its own."""
+    (frame.py) in every recording; a given `point` brings its own. `long_hours`: also the test subjects streamed
+    back to back for that long without a reset (report["long_stream"])."""
     from rnnedge.monitor.plot import plot_sweep, plot_trace
     from rnnedge.monitor.sources import hapt_recording
 
@@ -188,6 +189,8 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
     one = scored_split(model, [recording], point.frame)
     report["trace"] = plot_trace(recording, one.scores(point.score)[0], one.alarms(point)[0], point,
                                  dataset.label_names, rate, out_dir / "trace.png")
+    if long_hours:
+        report["long_stream"] = long_stream(model, splits["test"], point, long_hours)
     if sweep is not None:
         report["sweep"] = sweep_conditions(model, splits["test"], point, sweep)
         report["sweep_plot"] = plot_sweep(report["sweep"], out_dir / "placements.png")
@@ -211,6 +214,37 @@ def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, 
         metrics = scored_split(model, moved, point.frame).evaluate(point)[0]
         rows.append({"condition": name, **metrics})
     return sorted(rows, key=lambda m: (m["recall"], -m["false_alarms_per_hour"]))
+
+
+def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours: float) -> dict:
+    """The recordings back to back, repeated to at least `hours`, streamed once without any reset (as a monitor
+    runs all night; an upright frame calibrated once, at the start): per-sample accuracy and the largest |state|
+    per hour streamed, and the alarms over the whole stream."""
+    manifest = model.manifest
+    rate, labels = manifest.input.sample_rate_hz, list(manifest.output.labels)
+    names = load_hapt().label_names
+    repeats = max(1, int(np.ceil(hours * 3600 * rate / sum(len(r) for r in recordings))))
+    signals = np.concatenate([r.signals for r in recordings] * repeats)
+    truth = np.concatenate([r.labels for r in recordings] * repeats)
+    whole = Recording(signals, truth, 0, f"test subjects x{repeats}")
+    start, frame = 0, None
+    if point.frame is not None:
+        starts, frames = calibrated([whole], list(manifest.input.channels), rate, point.frame)
+        start, frame = starts[0], frames[0]
+    stream, hour = model.stream(), round(3600 * rate)
+    logits, by_hour = [], []
+    for a in range(start, len(signals), hour):
+        piece = signals[a: a + hour]
+        logits.append(stream.feed(frame.apply(piece) if frame is not None else piece))
+        by_hour.append(float(np.abs(stream.state).max()))
+    y = np.concatenate(logits) if logits else np.zeros((0, len(labels)), np.float32)
+    to_model = np.array([labels.index(n) if n in labels else -1 for n in names])
+    hit = y.argmax(axis=1) == to_model[truth[start:]]
+    scored = truth[start:] > 0
+    accuracy = [float(hit[a: a + hour][scored[a: a + hour]].mean()) for a in range(0, len(y), hour)]
+    metrics = Scored([whole], [y], labels, rate, list(manifest.input.channels), [start]).evaluate(point)[0]
+    return {"hours": len(signals) / rate / 3600, "repeats": repeats, "per_sample_accuracy": float(hit[scored].mean()),
+            "per_sample_accuracy_by_hour": accuracy, "max_abs_state_by_hour": by_hour, "alarms": metrics}
 
 
 def _fit(signals: np.ndarray, steps: int) -> np.ndarray:

@@ -59,3 +59,12 @@ def test_sweep_scores_every_condition_worst_first_and_plots(model, recording, tm
     assert upright["axes +x,+y,+z"]["recall"] == 1.0 and upright["rate 25 Hz"]["recall"] == 1.0
     assert upright["axes +x,+y,+z"]["lead_to_transition_end_s"]["n"] == 2
     assert plot_sweep(rows, tmp_path / "p.png") and (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_long_stream_without_reset(model, recording):
+    from rnnedge.monitor import DEFAULT
+    from rnnedge.monitor.evaluate import long_stream
+
+    long = long_stream(model, [recording], DEFAULT, hours=0.1)
+    assert long["repeats"] == 3 and long["hours"] >= 0.1 and long["alarms"]["events"] == 6
+    assert 0.5 < long["per_sample_accuracy"] <= 1 and len(long["max_abs_state_by_hour"]) == 1
