@@ -61,9 +61,10 @@ def onnx_runner(path: Path) -> FileRunner:
 
 
 def tflite_runner(path: Path) -> FileRunner:
-    """set_tensor/invoke/get_tensor on the signature's tensors; int8 I/O (static quantization) is quantized
-    and dequantized here with each tensor's own scale and zero point."""
+    """A window file (x -> y) in a plain interpreter; quantized I/O encoded as the runtime's LiteRT engine does."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from rnnedge.runtime.litert import decoder, encoder
 
     interpreter = Interpreter(model_path=str(path), num_threads=1)
     signature = interpreter.get_signature_runner(SIGNATURE)
@@ -73,25 +74,12 @@ def tflite_runner(path: Path) -> FileRunner:
 
     def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, detail in inputs.items():
-            interpreter.set_tensor(detail["index"], _to_tensor(feeds[name], detail))
+            interpreter.set_tensor(detail["index"], encoder(detail)(np.ascontiguousarray(feeds[name], np.float32)))
         interpreter.invoke()
-        return {name: _from_tensor(interpreter.get_tensor(d["index"]), d) for name, d in outputs.items()}
+        return {name: decoder(d)(interpreter.get_tensor(d["index"]).copy()) for name, d in outputs.items()}
 
     x_shape = inputs["x"]["shape"]
     return FileRunner(call, int(x_shape[0]), int(x_shape[1]))
-
-
-def _to_tensor(value: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail["quantization"]
-    if detail["dtype"] == np.float32:
-        return np.ascontiguousarray(value, np.float32)
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(value / scale) + zero, info.min, info.max).astype(detail["dtype"])
-
-
-def _from_tensor(value: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail["quantization"]
-    return value.copy() if value.dtype == np.float32 else ((value.astype(np.float32) - zero) * scale)
 
 
 def load_runner(path: Path, fmt: str, graph: str, time: int | None, outputs: int) -> FileRunner:

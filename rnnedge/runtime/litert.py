@@ -41,7 +41,7 @@ def _usable(detail: dict) -> bool:
                                              and detail["quantization"][0] > 0)
 
 
-def _encoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+def encoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
     """float32 -> the tensor's type: as is, or quantized with its scale and zero point (static int8 files)."""
     if detail["dtype"] == np.float32:
         return lambda value: value
@@ -50,7 +50,8 @@ def _encoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
     return lambda value: np.clip(np.round(value / scale) + zero, low, high).astype(dtype)
 
 
-def _decoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+def decoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """The tensor's type -> float32: as is, or dequantized with its scale and zero point."""
     if detail["dtype"] == np.float32:
         return lambda value: value
     scale, zero = detail["quantization"]
@@ -100,8 +101,8 @@ class LiteRTBackend:
                     release()
 
             return single
-        encode_x, encode_state = _encoder(details[0]), _encoder(details[1])
-        decode_y, decode_state = _decoder(details[2]), _decoder(details[3])
+        encode_x, encode_state = encoder(details[0]), encoder(details[1])
+        decode_y, decode_state = decoder(details[2]), decoder(details[3])
 
         def rows() -> None:  # pools (batch > 1) and files with int8 I/O
             with lock:

@@ -23,6 +23,7 @@ import numpy as np
 
 from rnnedge.bundle import one_line
 from rnnedge.errors import BackendUnavailableError, BundleError
+from rnnedge.runtime.litert import decoder, encoder
 
 ROLES = ("x", "state", "y", "state_out")
 MIN_ARENA = 64 * 1024  # bytes; a host run is not short of memory (mcu.py measures what a device needs)
@@ -85,22 +86,6 @@ def _by_rank(details: list[dict]) -> tuple[dict, dict]:
     return ranks[3], ranks[2]
 
 
-def _encoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
-    dtype = detail["dtype"]
-    if dtype == np.float32:
-        return lambda value: np.ascontiguousarray(value, np.float32)
-    scale, zero = detail["quantization"]
-    low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
-    return lambda value: np.clip(np.round(value / scale) + zero, low, high).astype(dtype)
-
-
-def _decoder(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
-    if detail["dtype"] == np.float32:
-        return lambda value: value
-    scale, zero = detail["quantization"]
-    return lambda value: (value.astype(np.float32) - zero) * np.float32(scale)
-
-
 class TFLMBackend:
     name = "tflm"
 
@@ -139,8 +124,8 @@ class TFLMBackend:
         """A call that runs the file of x's time length on these buffers (batch rows one by one)."""
         interpreter, lock, details = self._files[x.shape[1]]
         set_input, get_output, invoke = interpreter.set_input, interpreter.get_output, interpreter.invoke
-        encode_x, encode_state = _encoder(details[0]), _encoder(details[1])
-        decode_y, decode_state = _decoder(details[2]), _decoder(details[3])
+        encode_x, encode_state = encoder(details[0]), encoder(details[1])
+        decode_y, decode_state = decoder(details[2]), decoder(details[3])
         x_i, state_i, y_i, state_out_i = (d["index"] for d in details)
 
         def rows() -> None:
