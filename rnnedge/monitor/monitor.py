@@ -202,6 +202,7 @@ class Monitor:
         records: list[dict] = []
         for sample in samples:  # one runtime step per sample: what a live device does
             slot = self.cadence.last + 1
+            raw = sample  # the fault detector reads the sensor's own axes (a stuck channel stays one channel)
             if self.frame is not None:
                 sample, now = self.frame.step(sample)
                 if now:  # nothing before was in the model's frame: start it afresh
@@ -224,7 +225,7 @@ class Monitor:
             if held and not flagged and not fault:
                 self._issue(records, "held", slot, "the runtime held this sample (a value beyond the sensor's "
                             "range, or one that drove the model's state out of range)")
-            changes = self.faults.step(sample, self.resampler.estimate)
+            changes = self.faults.step(raw, self.resampler.estimate)
             records += [self._sensor_check(slot, *change[1:]) for change in changes if change[0] == "check"]
             if not fault:
                 records += self._score(slot, logits)

@@ -64,3 +64,11 @@ def test_resume_across_calibration_is_exact(model, recording, point, tmp_path):
         steps = resumed.steps
         tail = [x for i, s in enumerate(moved) for x in resumed.push(s, t=i / 50) if i >= steps]
         assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]
+
+
+def test_faults_are_read_in_the_sensor_axes_not_the_rotated_ones(model, recording, point):
+    moved = rotate(recording.signals[:5000], random_rotations(1, 3)[0][1], CHANNELS)
+    moved[2500:4000, 0] = moved[2500, 0]  # one channel stuck for 30 s, after calibration
+    monitor = Monitor(model, point)
+    checks = [x for i, s in enumerate(moved) for x in monitor.push(s, t=i / 50) if x["event"] == "sensor_check"]
+    assert [x["fault"] for x in checks] == ["stuck"] and 50 <= checks[0]["t"] <= 55
