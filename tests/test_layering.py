@@ -20,6 +20,7 @@ ALLOWED = {
     "fleet": BASE | {"runtime", "monitor", "fleet"},
 }
 ALLOWED |= {name: BASE for name in BASE}
+ENTRY_POINTS = {"fleet/submit.py"}  # `flink run -pym rnnedge.fleet.submit` starts the CLI, as `rnnedge` does
 
 
 def _stage(path: Path) -> str:
@@ -48,6 +49,8 @@ def test_every_package_imports_only_what_the_design_allows():
         if stage in ("__init__", "cli", "__main__"):
             continue  # the package root and the CLI wire every stage together
         extra = _imported_stages(path) - ALLOWED[stage]
+        if str(path.relative_to(ROOT)) in ENTRY_POINTS:
+            extra -= {"cli"}
         wrong += [f"{path.relative_to(ROOT.parent)} imports rnnedge.{name}" for name in sorted(extra)]
     assert not wrong, "\n".join(wrong)
 
