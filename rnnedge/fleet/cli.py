@@ -29,7 +29,8 @@ def fleet_command(
                                 "committed at each checkpoint: exactly once)."),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
     precision: str = typer.Option("int8", help="fp32 | int8 | fp16 (a file the bundle has)."),
-    operating_point: Path | None = typer.Option(None, help="operating_point.json from evaluate-alarms."),
+    operating_point: str | None = typer.Option(None, help="Override the bundle's operating point: a file from "
+                                               "evaluate-alarms, or 'default' (the default model's)."),
     parallelism: int = typer.Option(2, min=1, max=128, help="Task slots (Python workers) of the job."),
     checkpoints: Path | None = typer.Option(None, help="Checkpoint folder (default: OUTPUT.checkpoints)."),
     checkpoint_every: float = typer.Option(10.0, min=0.1, help="Seconds between checkpoints."),
@@ -50,10 +51,11 @@ def fleet_command(
     """Run the bed-exit monitor for every bed in a stream of messages, on Apache Flink, with checkpointed state."""
     import rnnedge.runtime as rt
     from rnnedge.fleet.beds import MonitorSettings
-    from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
+    from rnnedge.monitor.operating_point import resolve_point
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
-    rt.load(bundle, backend=backend, precision=precision)  # a bad bundle fails here, before a JVM starts
+    model = rt.load(bundle, backend=backend, precision=precision)  # a bad bundle fails here, before a JVM starts
+    point = resolve_point(model, operating_point)  # the bundle's own point, as `rnnedge monitor` uses
     if not input.exists():
         raise FleetError(f"{input}: no such input file or folder")
     allowed = None
@@ -67,7 +69,6 @@ def fleet_command(
     except ImportError as exc:
         raise FleetError(f"apache-flink is not installed here ({exc.name}): `make fleet-env`, then run "
                          ".cache/venv-fleet/bin/rnnedge fleet ...") from None
-    point = OperatingPoint.load(operating_point) if operating_point else DEFAULT
     config = job.FleetConfig(
         bundle=str(bundle), output=str(output), backend=backend, precision=precision,
         monitor=MonitorSettings(point, report_every, max_gap, sensor_check), parallelism=parallelism,

@@ -118,6 +118,7 @@ def fleet_bin() -> Path:
 def fleet(fleet_bin: Path, *args: str, **popen) -> subprocess.Popen:
     """`rnnedge fleet ...` in the fleet environment, in its own process group (a test can kill it whole)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([str(fleet_bin), "fleet", *map(str, args)], env=env, start_new_session=True,
+    point = [] if "--operating-point" in args else ["--operating-point", "default"]  # as Monitor(model) here
+    return subprocess.Popen([str(fleet_bin), "fleet", *map(str, args), *point], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
