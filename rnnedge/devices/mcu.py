@@ -30,7 +30,7 @@ class McuProfile:
 MCU_PROFILES = (
     McuProfile("cortex-m4f", "Cortex-M4F (e.g. STM32F4, nRF52840: 256 KB RAM, 1 MB flash)", 256 << 10, 1 << 20,
                "a16w8", "CMSIS-NN has int16x8 kernels; the LSTM's cell state needs 16 bits (a8w8 loses 3.3 points "
-                        "on the HAPT tagger)"),
+                        "on the default tagger)"),
     McuProfile("cortex-m7", "Cortex-M7 (e.g. STM32H7, i.MX RT1060: 1 MB RAM, 2 MB flash)", 1 << 20, 2 << 20,
                "a16w8", "ample RAM and flash: the same a16w8 file, faster"),
     McuProfile("cortex-m55-ethos-u55", "Cortex-M55 + Ethos-U55 (e.g. Alif E3: 4 MB RAM, 4 MB flash)", 4 << 20,

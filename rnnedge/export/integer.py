@@ -4,7 +4,7 @@ Every tensor of these files is an integer (int8 weights; int8 or int16 activatio
 I/O included: x, state, y and state_out carry a (scale, zero_point) each, recorded in the manifest; a device
 quantizes x and the state in and dequantizes y (or keeps the state integer between calls, docs/mcu.md).
 
-What shapes them (measured on the HAPT LSTM 2x64 tagger, test subjects, fp32 0.9686; docs/mcu.md):
+What shapes them (measured on the default LSTM 2x64 tagger; numbers in docs/mcu.md):
 - The LSTM cell state is an integrator: streamed over real 5-minute recordings some layer-2 units reach
   |c| ~ 3000 (tanh(c) saturates from |c| ~ 4; the size only says how long the unit stays latched). One scale
   over that range leaves nothing for h. Clipping c to +-CELL_CLIP keeps the fp32 accuracy (0.9738 at 64, 0.9702
