@@ -3,7 +3,7 @@
     .cache/venv-fleet/bin/python -m rnnedge.fleet.bench BUNDLE --beds 100,1000 --seconds 40 --out DIR
 
 Per point, a gateway thread writes one file every 0.5 s into a watched folder: one message per bed (0.5 s of
-real HAPT samples, timestamps continuing, "sent" = its wall clock). The job runs with latency records on (one
+real bundled samples, timestamps continuing, "sent" = its wall clock). The job runs with latency records on (one
 per message, when the operator has emitted its events). Reported, over the messages after a warm-up:
   sustained   messages processed / messages sent, and samples/s processed;
   latency     e2e (gateway wrote the file -> the message's events left the operator; includes the folder watch
@@ -55,11 +55,11 @@ def gateway(folder: Path, beds: int, signals: np.ndarray, rate: float, seconds: 
 def point(bundle: str, beds: int, seconds: float, work: Path, parallelism: int, precision: str) -> dict:
     from rnnedge.fleet.beds import MonitorSettings
     from rnnedge.fleet.job import FleetConfig, run
-    from rnnedge.monitor.sources import hapt_recording
+    from rnnedge.monitor.sources import demo_signals
 
     shutil.rmtree(work, ignore_errors=True)
     (work / "in").mkdir(parents=True)
-    signals = hapt_recording("hapt:2:3").signals.astype(np.float32)
+    signals = demo_signals()
     config = FleetConfig(bundle=bundle, output=str(work / "out"), precision=precision,
                          monitor=MonitorSettings(), parallelism=parallelism, checkpoint_interval_s=5.0,
                          latency=True, state_ttl_s=0)
@@ -97,10 +97,10 @@ def in_process(bundle: str, precision: str, beds: int = 1024, steps: int = 200) 
     """Stream-steps/s on one core: the runtime's Pool (batched) and a Monitor per bed (what the operator runs)."""
     import rnnedge.runtime as rt
     from rnnedge.monitor import Monitor
-    from rnnedge.monitor.sources import hapt_recording
+    from rnnedge.monitor.sources import demo_signals
 
     model = rt.load(bundle, precision=precision)
-    signals = hapt_recording("hapt:2:3").signals.astype(np.float32)
+    signals = demo_signals()
     pool = model.pool(capacity=beds)
     for i in range(beds):
         pool.add(i)

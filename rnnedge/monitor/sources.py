@@ -140,6 +140,11 @@ def hapt_rows(spec: str, channels: list[str], sample_rate_hz: float) -> Iterator
         yield Row(i / sample_rate_hz, values, line=i + 1)
 
 
+def demo_signals() -> np.ndarray:
+    """A real recording with get-ups (bundled subject 2), float32 raw units: load for benchmarks."""
+    return hapt_recording("hapt:2:3").signals.astype(np.float32)
+
+
 def hapt_recording(spec: str):
     """The Recording named by 'hapt:SUBJECT[:EXPERIMENT]'."""
     from rnnedge.data.hapt import load_hapt
