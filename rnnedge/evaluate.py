@@ -31,12 +31,10 @@ def _series(task: str, data: Dataset, provenance: dict) -> list[Recording]:
     return classify_series(data.recordings, window_len)
 
 
-def evaluate_checkpoint(path: Path, data: Dataset | None) -> list[dict]:
-    """The torch model's report (one row)."""
-    from rnnedge.training.checkpoint import Checkpoint
+def evaluate_checkpoint(ckpt, data: Dataset | None) -> list[dict]:
+    """The torch model's report (one row) for a loaded rnnedge.training.checkpoint.Checkpoint."""
     from rnnedge.training.scoring import report
 
-    ckpt = Checkpoint.load(path)
     data = data or held_out_data(ckpt.provenance, ckpt.labels)
     window_len = int(ckpt.provenance.get("train_config", {}).get("window_len", 0)) or None
     result = report(ckpt.build_model(), data.recordings, ckpt.normalization, ckpt.labels, window_len)
@@ -99,7 +97,7 @@ def evaluate_command(
                                                            meta["sample_rate_hz"], meta["labels"], label_column,
                                                            unlabelled)
     rows = evaluate_bundle(model, dataset, [backend] if backend else None) if model.is_dir() \
-        else evaluate_checkpoint(model, dataset)
+        else evaluate_checkpoint(meta["checkpoint"], dataset)
     task = get_task(meta["task"])
     table = Table(title=f"{model}: {task.description}")
     for column in ("model", "backend", task.metric, "scored", "data"):
@@ -127,7 +125,7 @@ def _model_meta(model: Path) -> dict:
 
     ckpt = Checkpoint.load(model)
     return {"provenance": ckpt.provenance, "channels": ckpt.channels, "sample_rate_hz": ckpt.sample_rate_hz,
-            "labels": ckpt.labels, "task": ckpt.config.task}
+            "labels": ckpt.labels, "task": ckpt.config.task, "checkpoint": ckpt}  # loaded once, scored below
 
 
 def _plain(value):
