@@ -17,6 +17,7 @@ import pytest
 
 from rnnedge.monitor import Monitor
 from rnnedge.monitor.sources import csv_rows
+from tests.edits import set_at
 from tests.monitor.conftest import CHANNELS, csv_lines
 
 
@@ -54,15 +55,6 @@ def edited(**edits: tuple[int, bytes]) -> Callable[[list[str]], bytes]:
 
 
 HEADER = ",".join(["t", *CHANNELS])
-
-
-def _set(path: str, value) -> Callable[[dict], None]:
-    def edit(state: dict) -> None:
-        *parents, key = path.split(".")
-        for part in parents:
-            state = state[part]
-        state[key] = value
-    return edit
 
 
 CASES = [
@@ -105,17 +97,17 @@ CASES = [
     Case("snapshot-garbage", ["--input", "{csv}", "--snapshot", "{tmp}/g.json"], rc=2, files={"g.json": b"\x00\xff{"},
          expect="{tmp}/g.json: unreadable monitor snapshot"),
     Case("snapshot-t0-abc", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
-         snapshot_edit=_set("cadence.t0", "abc"), expect="unreadable monitor snapshot (invalid clock t0='abc'"),
+         snapshot_edit=set_at("cadence.t0", "abc"), expect="unreadable monitor snapshot (invalid clock t0='abc'"),
     Case("snapshot-nan-score", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
-         snapshot_edit=_set("score.ema", float("nan")), expect="NaN is not a number a snapshot may hold"),
+         snapshot_edit=set_at("score.ema", float("nan")), expect="NaN is not a number a snapshot may hold"),
     Case("snapshot-infinite-steps", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
-         snapshot_edit=_set("alarm.steps", float("inf")), expect="unreadable monitor snapshot"),
+         snapshot_edit=set_at("alarm.steps", float("inf")), expect="unreadable monitor snapshot"),
     Case("snapshot-stream-outside", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
-         snapshot_edit=_set("stream", "../../etc/passwd"), expect="unreadable monitor snapshot"),
+         snapshot_edit=set_at("stream", "../../etc/passwd"), expect="unreadable monitor snapshot"),
     Case("snapshot-stream-missing", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
-         snapshot_edit=_set("stream", "gone.stream"), expect="gone.stream: cannot read snapshot"),
+         snapshot_edit=set_at("stream", "gone.stream"), expect="gone.stream: cannot read snapshot"),
     Case("snapshot-of-another-model", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
-         snapshot_edit=_set("model_sha256", "0" * 64), expect="snapshot of another model"),
+         snapshot_edit=set_at("model_sha256", "0" * 64), expect="snapshot of another model"),
     Case("input-missing", ["--input", "{tmp}/none.csv"], rc=2, expect="{tmp}/none.csv: no such input file"),
     Case("input-is-a-folder", ["--input", "{tmp}"], rc=2, expect="{tmp}: cannot read the input"),
     Case("hapt-spec", ["--input", "hapt:2:x"], rc=2, expect="hapt:2:x: expected hapt:SUBJECT"),

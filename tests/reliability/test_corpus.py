@@ -18,6 +18,7 @@ from rnnedge.bundle import read_manifest, read_reference, sign_bundle
 from rnnedge.digest import sha256_bytes, sha256_file
 from rnnedge.errors import BackendUnavailableError, BundleError, InputError, RnnedgeError, SnapshotError
 from rnnedge.runtime.snapshot import MAGIC, Snapshot, save_snapshot
+from tests.edits import set_at
 
 GLITCH = 1e30  # finite: LiteRT's fp32 kernels turn it into a NaN state (ONNX Runtime saturates)
 KEY = b"k" * 32
@@ -60,18 +61,6 @@ class Ctx:
 
     def resume(self, path: Path) -> rt.Stream:
         return rt.load(self.copy()).stream(resume=path)
-
-
-def _set(path: str, value) -> Callable[[dict], None]:
-    """An edit that sets manifest[a][b]... = value (path "a.b", list indexes as numbers)."""
-
-    def edit(manifest: dict) -> None:
-        *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-        for p in parents:
-            manifest = manifest[p]
-        manifest[last] = value
-
-    return edit
 
 
 def _onnx_entry(m: dict) -> dict:
@@ -124,14 +113,14 @@ def _swapped_tflite(m: dict) -> None:
 
 
 def _nested_provenance(c: Ctx, depth: int = 100_000) -> Path:
-    folder = c.copy(_set("provenance", "NEST"))
+    folder = c.copy(set_at("provenance", "NEST"))
     text = (folder / "manifest.json").read_text()
     (folder / "manifest.json").write_text(text.replace('"NEST"', "[" * depth + "]" * depth))
     return folder
 
 
 def _huge_manifest(c: Ctx) -> Path:
-    return c.copy(_set("provenance", {"padding": "x" * (2 << 20)}))
+    return c.copy(set_at("provenance", {"padding": "x" * (2 << 20)}))
 
 
 def _corrupt_reference(c: Ctx, data: bytes) -> None:
@@ -211,9 +200,9 @@ RAISES = [  # (case, action, exception, message)
                                                          for s in c.glitched()], InputError, "drove the state"),
     ("LiteRT glitch inside a chunk", lambda c: c.model(backend="litert").stream().feed(c.glitched(13)), InputError,
      r"Stream.feed \(step 13\).*drove the state"),
-    ("glitch beyond the valid range (ONNX)", lambda c: c.model(_set("input.valid_range", [[-20, 20]] * 6))
+    ("glitch beyond the valid range (ONNX)", lambda c: c.model(set_at("input.valid_range", [[-20, 20]] * 6))
      .stream().step(c.glitched()[5]), InputError, r"1e\+30 at channel 2 is outside the sensor's valid range"),
-    ("chunk beyond the valid range", lambda c: c.model(_set("input.valid_range", [[-20, 20]] * 6))
+    ("chunk beyond the valid range", lambda c: c.model(set_at("input.valid_range", [[-20, 20]] * 6))
      .stream().feed(c.x[:30] * 100), InputError, "outside the sensor's valid range"),
     ("pool: glitch under raise", lambda c: [_pool(c, backend="litert").step({"a": s, "b": c.x[0]})
                                             for s in c.glitched()], InputError, r"Pool.step\['a'\]: its sample drove"),
@@ -236,7 +225,7 @@ RAISES = [  # (case, action, exception, message)
     ("file name ..", lambda c: c.model(_rename_onnx("..")), BundleError, r"files\[\d+\].path"),
     ("file name in a subfolder", lambda c: c.model(_rename_onnx("sub/stream_fp32.onnx")), BundleError, "path"),
     ("file name with a backslash", lambda c: c.model(_rename_onnx("..\\x.onnx")), BundleError, "path"),
-    ("reference name ../x", lambda c: c.model(_set("reference.path", "../reference.npz")), BundleError,
+    ("reference name ../x", lambda c: c.model(set_at("reference.path", "../reference.npz")), BundleError,
      r"reference.path"),
     ("model file: symlink out of the bundle", lambda c: rt.load(_symlinked_model(c)), BundleError,
      "a symlink out of the bundle"),
@@ -258,31 +247,32 @@ RAISES = [  # (case, action, exception, message)
      BundleError, r"x is \[1, 10, 6\], the manifest says \[1, 20, 6\]"),
     ("TFLite files swapped", lambda c: c.model(_swapped_tflite, backend="litert"), BundleError,
      r"x is \[1, 10, 6\], the manifest says \[1, 1, 6\]"),
-    ("tensor name edited", lambda c: c.model(_set("input.name", "input")), BundleError,
+    ("tensor name edited", lambda c: c.model(set_at("input.name", "input")), BundleError,
      "tensors .* the manifest names"),
     ("model file not a model", lambda c: rt.load(_garbage_model(c)), BundleError, "onnxruntime cannot load it"),
     ("labels count", lambda c: c.model(lambda m: m["output"]["labels"].pop()), BundleError,
      "11 labels for 12 outputs"),
     ("normalization length", lambda c: c.model(lambda m: m["input"]["normalization"]["std"].pop()), BundleError,
      "normalization has 6/5 values for 6 channels"),
-    ("valid_range length", lambda c: c.model(_set("input.valid_range", [[-1, 1]] * 5)), BundleError,
+    ("valid_range length", lambda c: c.model(set_at("input.valid_range", [[-1, 1]] * 5)), BundleError,
      "valid_range needs one finite"),
-    ("valid_range low > high", lambda c: c.model(_set("input.valid_range", [[1, -1]] * 6)), BundleError,
+    ("valid_range low > high", lambda c: c.model(set_at("input.valid_range", [[1, -1]] * 6)), BundleError,
      "valid_range needs one finite"),
-    ("valid_range pair of 3", lambda c: c.model(_set("input.valid_range", [[0, 1, 2]] * 6)), BundleError,
+    ("valid_range pair of 3", lambda c: c.model(set_at("input.valid_range", [[0, 1, 2]] * 6)), BundleError,
      "length <= 2"),
-    ("state parts unknown", lambda c: c.model(_set("state.parts", ["h", "x"])), BundleError, r"state.parts"),
+    ("state parts unknown", lambda c: c.model(set_at("state.parts", ["h", "x"])), BundleError, r"state.parts"),
     # --- the bundle: structural limits (obs 6) ------------------------------------------------------------------
-    ("state.size 2**40", lambda c: c.model(_set("state.size", 2**40)), BundleError, r"<= 1048576 - at `\$.state.size`"),
+    ("state.size 2**40", lambda c: c.model(set_at("state.size", 2**40)), BundleError,
+     r"<= 1048576 - at `\$.state.size`"),
     ("provenance nested 100k deep", lambda c: rt.load(_nested_provenance(c)), BundleError, "nested deeper than 32"),
     ("manifest of 2 MB", lambda c: rt.load(_huge_manifest(c)), BundleError, "manifest larger than"),
-    ("70k labels", lambda c: c.model(_set("output.labels", ["x"] * 70_000)), BundleError, r"output.labels"),
+    ("70k labels", lambda c: c.model(set_at("output.labels", ["x"] * 70_000)), BundleError, r"output.labels"),
     ("sha256 not hex", lambda c: c.model(lambda m: _onnx_entry(m).update(sha256="../" * 20 + "ab")), BundleError,
      r"sha256"),
     # --- the bundle: signatures (obs 6) -------------------------------------------------------------------------
     ("signed, then labels edited", lambda c: _signed(c, lambda m: m["output"]["labels"].reverse()), BundleError,
      "signature mismatch"),
-    ("signed, then normalization edited", lambda c: _signed(c, _set("input.normalization.mean.0", 0.5)),
+    ("signed, then normalization edited", lambda c: _signed(c, set_at("input.normalization.mean.0", 0.5)),
      BundleError, "signature mismatch"),
     ("signed with another key", lambda c: _signed(c, key=b"x" * 32), BundleError, "signature mismatch"),
     ("unsigned bundle, key required", lambda c: c.model(verify_key=KEY), BundleError, "unsigned bundle"),
@@ -295,14 +285,14 @@ RAISES = [  # (case, action, exception, message)
     ("reference.npz not a zip", lambda c: _corrupt_reference(c, b"PK\x03\x04" + b"\0" * 100), BundleError,
      "unreadable reference data"),
     # --- snapshots (obs 7, 8) -----------------------------------------------------------------------------------
-    ("snapshot steps 'abc'", lambda c: c.resume(c.snapshot(_set("steps", "abc"))), SnapshotError,
+    ("snapshot steps 'abc'", lambda c: c.resume(c.snapshot(set_at("steps", "abc"))), SnapshotError,
      r"Expected `int`, got `str` - at `\$.steps`"),
-    ("snapshot steps Infinity", lambda c: c.resume(c.snapshot(_set("steps", float("inf")))), SnapshotError,
+    ("snapshot steps Infinity", lambda c: c.resume(c.snapshot(set_at("steps", float("inf")))), SnapshotError,
      "corrupt snapshot header"),
-    ("snapshot steps 1e308", lambda c: c.resume(c.snapshot(_set("steps", 1e308))), SnapshotError,
+    ("snapshot steps 1e308", lambda c: c.resume(c.snapshot(set_at("steps", 1e308))), SnapshotError,
      "Expected `int`, got `float`"),
-    ("snapshot steps -1", lambda c: c.resume(c.snapshot(_set("steps", -1))), SnapshotError, "Expected `int` >= 0"),
-    ("snapshot steps edited, not rehashed", lambda c: c.resume(c.snapshot(_set("steps", 10**6), rehash=False)),
+    ("snapshot steps -1", lambda c: c.resume(c.snapshot(set_at("steps", -1))), SnapshotError, "Expected `int` >= 0"),
+    ("snapshot steps edited, not rehashed", lambda c: c.resume(c.snapshot(set_at("steps", 10**6), rehash=False)),
      SnapshotError, "checksum mismatch"),
     ("snapshot payload short", lambda c: c.resume(c.snapshot(payload=lambda v: v[:-3])), SnapshotError,
      "payload of .* bytes, the header says"),
@@ -312,9 +302,9 @@ RAISES = [  # (case, action, exception, message)
      "non-finite state"),
     ("snapshot h out of range", lambda c: c.resume(c.snapshot(payload=lambda v: v + 50)), SnapshotError,
      "out of range for this model"),
-    ("snapshot unknown header field", lambda c: c.resume(c.snapshot(_set("owner", "x"))), SnapshotError,
+    ("snapshot unknown header field", lambda c: c.resume(c.snapshot(set_at("owner", "x"))), SnapshotError,
      "unknown field `owner`"),
-    ("snapshot model hash not hex", lambda c: c.resume(c.snapshot(_set("model_sha256", "../x"))), SnapshotError,
+    ("snapshot model hash not hex", lambda c: c.resume(c.snapshot(set_at("model_sha256", "../x"))), SnapshotError,
      r"model_sha256"),
     ("snapshot huge file", lambda c: c.resume(_written(c.tmp / "big.snap", MAGIC + b"x" * (1 << 20))),
      SnapshotError, "longer than a snapshot"),
@@ -352,7 +342,7 @@ def _keep_channel(k: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 
 WHOLE = lambda previous, now: previous  # noqa: E731 - a bad state: the whole last good sample is repeated
-RANGED = _set("input.valid_range", [[-20, 20]] * 6)
+RANGED = set_at("input.valid_range", [[-20, 20]] * 6)
 FLAGGED = [  # (case, backend, bundle edit, the bad sample made from a good one, what the held step ran on)
     ("NaN held", "onnxruntime", None, _channel(1, np.nan), _keep_channel(1)),
     ("masked values held", "onnxruntime", None, lambda s: np.ma.MaskedArray(s + 1e9, mask=np.arange(6) > 3),
