@@ -54,10 +54,11 @@ def train_command(
         None, min=0.0, max=180.0, show_default=False,
         help="Augment: rotate 3-axis sensors (channels named *-x/-y/-z) by a random angle up to this about x, per "
              "recording. Default: the data set's own (180 for the bundled waist-worn IMU), else 0."),
-    carry_state: bool = typer.Option(False, help="tag/forecast: stream each lane's recordings back to back without "
-                                     "zeroing the state between them (long streams, e.g. an all-night monitor)."),
-    state_penalty: float = typer.Option(0.0, min=0.0, help="Loss weight of mean(state^2) at chunk ends (bounds "
-                                        "the state over long streams)."),
+    carry_state: bool = typer.Option(
+        TrainConfig.carry_state, help="tag/forecast: stream each lane's recordings back to back without zeroing "
+        "the state between them (long streams, e.g. an all-night monitor); --no-carry-state zeroes it per recording."),
+    state_penalty: float = typer.Option(TrainConfig.state_penalty, min=0.0, help="Loss weight of mean(state^2) at "
+                                        "chunk ends (bounds the state over long streams)."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
                                 "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),
