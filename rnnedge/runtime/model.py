@@ -1,9 +1,21 @@
 """`load`: verify a bundle, pick a backend, and hand out streams and pools over its streaming file(s).
 
 Backends, by name: "onnxruntime" (CPU), "onnxruntime-cuda" (CUDA execution provider), "litert"
-(ai-edge-litert). "auto": ONNX Runtime if it is
-installed and the bundle has an ONNX file of that precision (on CUDA when onnxruntime-gpu starts on a GPU),
-LiteRT otherwise. Only the chosen backend is imported.
+(ai-edge-litert), "tflm" (TFLite Micro). An explicit backend serves streams and pools alike. "auto" chooses per
+use, among the backends that are installed and have a file of that precision in the bundle:
+- streams: LiteRT (its single-stream call is the cheaper one on x86 and ARM CPUs: `rnnedge bench` shows it
+  per machine), else ONNX Runtime on the CPU (a GPU's launches and copies cost more than one stream's step);
+- pools: ONNX Runtime, the one that batches (one call per tick for all rows), on CUDA when onnxruntime-gpu
+  starts on a GPU; else the streams' backend (LiteRT loops the rows).
+Each backend is imported and its file verified only when its use is first asked for: a process that only
+streams never loads ONNX Runtime. `Model.backend` names the streams' backend, `Model.pool_backend` the pools'
+(None until the first pool loads it), and every Stream and Pool runs on its own `.model.engine`. So under
+"auto" a stream and a pool of one model may run different files (TFLite / ONNX): their outputs agree within
+each file's parity to torch (the manifest), not bit for bit.
+
+Snapshots are bound to the sha256 of the file that steps (`Model.sha256`, the streams' file): a snapshot resumes
+on a stream of a model loaded with the same options on a machine with the same backends installed; pass the
+saved `Model.backend` to `load` to pin it.
 
 Nothing the manifest says about a file's tensors is taken on trust: names, ranks, sizes, fixed time lengths
 and types are compared with what the backend reports for the file at load, so a manifest that disagrees with
@@ -13,7 +25,9 @@ its model gets a BundleError from `load`, not a backend error at the first step.
 from __future__ import annotations
 
 import importlib.util
+from _thread import allocate_lock  # not threading: see rnnedge.runtime.litert
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -42,9 +56,11 @@ class Engine(Protocol):
 
 
 class Model:
-    """A verified bundle bound to one backend. Cheap to keep; create streams and pools from it."""
+    """A verified bundle bound to its streams' backend (and, under "auto", the pools' one, loaded at the first
+    pool). Cheap to keep; create streams and pools from it."""
 
-    def __init__(self, bundle: Path, manifest: Manifest, engine: Engine, sha256: str) -> None:
+    def __init__(self, bundle: Path, manifest: Manifest, engine: Engine, sha256: str,
+                 pools: Callable[[Model], Model] | None = None) -> None:
         self.bundle = bundle
         self.manifest = manifest
         self.engine = engine
@@ -56,6 +72,14 @@ class Model:
         self.mean = np.asarray(manifest.input.normalization.mean, np.float32)  # the neutral raw sample
         self.inputs = InputCheck(manifest.input.valid_range)
         self.state_check = StateCheck(manifest.state, manifest.model.get("cell"))
+        self._load_pools = pools  # auto: loads the batching backend at the first pool (None: this one batches)
+        self._pool_model: Model | None = None if pools else self
+        self._lock = allocate_lock()
+
+    @property
+    def pool_backend(self) -> str | None:
+        """The backend pools run on; None until the first `pool()` loads it ("auto" with two backends)."""
+        return self._pool_model.backend if self._pool_model else None
 
     def stream(self, resume: str | Path | None = None, nan_policy: str = "raise") -> Stream:
         """A new stream from zero state, or from the snapshot at `resume` (see Stream.save)."""
@@ -64,10 +88,16 @@ class Model:
     def pool(self, capacity: int = 1024, nan_policy: str = "raise", max_pending: int = 256,
              overflow: str = "drop_oldest") -> Pool:
         """Many streams advanced together, one backend call per tick (see Pool)."""
-        return Pool(self, capacity=capacity, nan_policy=nan_policy, max_pending=max_pending, overflow=overflow)
+        if self._pool_model is None:
+            with self._lock:
+                if self._pool_model is None:
+                    self._pool_model = self._load_pools(self)
+        return Pool(self._pool_model, capacity=capacity, nan_policy=nan_policy, max_pending=max_pending,
+                    overflow=overflow)
 
     def __repr__(self) -> str:
-        return f"Model({self.manifest.name!r}, backend={self.backend!r}, bundle={str(self.bundle)!r})"
+        pools = "" if self._pool_model is self else f", pool_backend={self.pool_backend!r}"
+        return f"Model({self.manifest.name!r}, backend={self.backend!r}{pools}, bundle={str(self.bundle)!r})"
 
 
 def load(bundle: str | Path, backend: str = "auto", precision: str = "fp32", threads: int = 1,
@@ -81,24 +111,51 @@ def load(bundle: str | Path, backend: str = "auto", precision: str = "fp32", thr
     manifest = read_manifest(bundle, verify_key)
     if not manifest.streamable:
         raise BundleError(f"{bundle}: a window model (bidirectional) cannot stream")
-    chosen = _auto(manifest, precision) if backend == "auto" else backend
-    if chosen.startswith("onnxruntime"):
-        return _load_onnx(bundle, manifest, precision, threads, cuda=chosen == "onnxruntime-cuda",
-                          cpu_fallback=backend == "auto")
-    return _load_tflite(bundle, manifest, precision, threads, tflm=chosen == "tflm")
+    if backend != "auto":
+        return _load(bundle, manifest, backend, precision, threads)
+    streams, pools = _auto(manifest, precision)
+    return _load(bundle, manifest, streams, precision, threads, pools=partial(
+        _onnx_pools, bundle, manifest, precision, threads) if pools == "onnxruntime" else None)
 
 
-def _auto(manifest: Manifest, precision: str) -> str:
-    has_onnx = any((f.format, f.precision, f.graph) == ("onnx", precision, "stream") for f in manifest.files)
-    if not (has_onnx and importlib.util.find_spec("onnxruntime")):
-        return "litert"
+def _auto(manifest: Manifest, precision: str) -> tuple[str, str]:
+    """(the streams' backend, the pools' backend family) for "auto": see the module's docstring."""
+    def usable(fmt: str, module: str) -> bool:
+        return importlib.util.find_spec(module) is not None and any(
+            (f.format, f.precision, f.graph) == (fmt, precision, "stream") and f.chunk_len in (None, 1)
+            for f in manifest.files)
+
+    litert, onnx = usable("tflite", "ai_edge_litert"), usable("onnx", "onnxruntime")
+    streams = "litert" if litert or not onnx else "onnxruntime"
+    return streams, "onnxruntime" if onnx else streams
+
+
+def _onnx_pools(bundle: Path, manifest: Manifest, precision: str, threads: int, streaming: Model) -> Model:
+    """The pools' model for "auto": ONNX Runtime on CUDA if it starts there, else on the CPU (the streams'
+    own model when that runs on it already)."""
     from rnnedge.runtime.ort import cuda_available
 
-    return "onnxruntime-cuda" if cuda_available() else "onnxruntime"
+    if cuda_available():
+        try:
+            return _load(bundle, manifest, "onnxruntime-cuda", precision, threads)
+        except BackendUnavailableError:
+            pass  # onnxruntime-gpu is installed, but the GPU (or its libraries) said no
+    if streaming.backend == "onnxruntime":
+        return streaming
+    return _load(bundle, manifest, "onnxruntime", precision, threads)
 
 
-def _load_onnx(bundle: Path, manifest: Manifest, precision: str, threads: int, cuda: bool,
-               cpu_fallback: bool) -> Model:
+def _load(bundle: Path, manifest: Manifest, backend: str, precision: str, threads: int,
+          pools: Callable[[Model], Model] | None = None) -> Model:
+    if backend.startswith("onnxruntime"):
+        engine, sha256 = _onnx_engine(bundle, manifest, precision, threads, cuda=backend == "onnxruntime-cuda")
+    else:
+        engine, sha256 = _tflite_engine(bundle, manifest, precision, threads, tflm=backend == "tflm")
+    _check_io(bundle, manifest, engine)
+    return Model(bundle, manifest, engine, sha256, pools)
+
+
+def _onnx_engine(bundle: Path, manifest: Manifest, precision: str, threads: int, cuda: bool) -> tuple[Engine, str]:
     if not importlib.util.find_spec("onnxruntime"):
         raise BackendUnavailableError("onnxruntime is not installed (pip install onnxruntime)")
     from rnnedge.runtime.ort import OrtBackend
@@ -106,17 +163,10 @@ def _load_onnx(bundle: Path, manifest: Manifest, precision: str, threads: int, c
     entry = manifest.find("onnx", precision, "stream")
     path = verify_file(bundle, entry)
     names = (manifest.input.name, manifest.state.input, manifest.output.name, manifest.state.output)
-    try:
-        engine = OrtBackend(path, threads, cuda=cuda, names=names)
-    except BackendUnavailableError:
-        if not (cuda and cpu_fallback):
-            raise
-        engine = OrtBackend(path, threads, cuda=False, names=names)  # "auto" tried CUDA; the GPU said no
-    _check_io(bundle, manifest, engine)
-    return Model(bundle, manifest, engine, entry.sha256)
+    return OrtBackend(path, threads, cuda=cuda, names=names), entry.sha256
 
 
-def _load_tflite(bundle: Path, manifest: Manifest, precision: str, threads: int, tflm: bool = False) -> Model:
+def _tflite_engine(bundle: Path, manifest: Manifest, precision: str, threads: int, tflm: bool) -> tuple[Engine, str]:
     from rnnedge.runtime.litert import LiteRTBackend
     from rnnedge.runtime.tflm import TFLMBackend
 
@@ -126,9 +176,7 @@ def _load_tflite(bundle: Path, manifest: Manifest, precision: str, threads: int,
         raise BundleError(f"{bundle}: no {precision} TFLite stream file of time length 1 (steps need one; "
                           f"lengths found: {sorted(entries, key=str) or 'none'})")
     paths = {time_len: verify_file(bundle, entry) for time_len, entry in entries.items()}
-    engine = TFLMBackend(paths) if tflm else LiteRTBackend(paths, threads)
-    _check_io(bundle, manifest, engine)
-    return Model(bundle, manifest, engine, entries[1].sha256)
+    return (TFLMBackend(paths) if tflm else LiteRTBackend(paths, threads)), entries[1].sha256
 
 
 def _check_io(bundle: Path, manifest: Manifest, engine: Engine) -> None:

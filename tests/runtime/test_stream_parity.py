@@ -72,6 +72,3 @@ def test_int8_file_streams_close_to_fp32(other_bundle):
     np.testing.assert_allclose(out, y, atol=0.05)  # int8 weights: small, bounded error
     assert (out.argmax(-1) == y.argmax(-1)).mean() > 0.95
 
-
-def test_auto_picks_onnxruntime_on_cpu(bundle):
-    assert rt.load(bundle).backend == "onnxruntime"  # no onnxruntime-gpu here

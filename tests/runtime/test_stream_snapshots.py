@@ -47,7 +47,8 @@ def test_snapshot_of_another_model_is_refused(bundle, other_bundle, tmp_path):
     with pytest.raises(SnapshotError, match="another model"):
         rt.load(bundle).stream(resume=tmp_path / "gru.snap")
     with pytest.raises(SnapshotError, match="another model"):  # same bundle, other file: another state
-        rt.load(bundle, backend="litert").stream(resume=_saved(rt.load(bundle), tmp_path / "ort.snap"))
+        rt.load(bundle, backend="litert").stream(resume=_saved(rt.load(bundle, backend="onnxruntime"),
+                                                               tmp_path / "ort.snap"))
 
 
 def _saved(model: rt.Model, path):
