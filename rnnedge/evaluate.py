@@ -16,19 +16,12 @@ import numpy as np
 import typer
 
 from rnnedge.atomic import write_text_atomic
-from rnnedge.data.recording import Dataset, Recording
+from rnnedge.data.recording import Dataset
 from rnnedge.data.source import held_out_data, read_like_training
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import classify_series, get_task, score
+from rnnedge.tasks import get_task, score, trained_window_len
 
 BACKEND_FOR = {"onnx": "onnxruntime", "tflite": "litert"}
-
-
-def _series(task: str, data: Dataset, provenance: dict) -> list[Recording]:
-    if task != "classify":
-        return data.recordings
-    window_len = int(provenance.get("train_config", {}).get("window_len", 0)) or None
-    return classify_series(data.recordings, window_len)
 
 
 def evaluate_checkpoint(ckpt, data: Dataset | None) -> list[dict]:
@@ -36,8 +29,8 @@ def evaluate_checkpoint(ckpt, data: Dataset | None) -> list[dict]:
     from rnnedge.training.scoring import report
 
     data = data or held_out_data(ckpt.provenance, ckpt.labels)
-    window_len = int(ckpt.provenance.get("train_config", {}).get("window_len", 0)) or None
-    result = report(ckpt.build_model(), data.recordings, ckpt.normalization, ckpt.labels, window_len)
+    result = report(ckpt.build_model(), data.recordings, ckpt.normalization, ckpt.labels,
+                    trained_window_len(ckpt.provenance))
     return [{"model": "torch (checkpoint)", "backend": "torch", "data": data.source, **result}]
 
 
@@ -52,7 +45,7 @@ def evaluate_bundle(bundle: Path, data: Dataset | None, backends: list[str] | No
                            "export (manifest.json), or evaluate its checkpoint")
     training = manifest.provenance.get("training", {})
     data = data or held_out_data(training, manifest.output.labels)
-    series = _series(manifest.task, data, training)
+    series = get_task(manifest.task).scored(data.recordings, trained_window_len(training))
     horizon = int(manifest.model.get("horizon", 1))
     rows = []
     for fmt, precision in sorted({(f.format, f.precision) for f in manifest.files if f.graph == "stream"}):

@@ -32,6 +32,28 @@ class Task:
     higher_is_better: bool
     description: str
     gates: dict  # precision -> largest allowed loss vs torch: accuracy points (fraction) or relative MSE increase
+    classes: bool  # outputs are class logits (else values in the data's units, one per channel and horizon step)
+    per_series: bool  # one label per series, read at its last step: trained and scored on whole series (so a
+    # bidirectional window model may do it); else a target per step, trained on recordings streamed in chunks
+
+    def output_size(self, classes: int, channels: int, horizon: int) -> int:
+        return classes if self.classes else channels * horizon
+
+    def targets(self, x: np.ndarray, labels: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """A recording's per-step (targets, scored?) from its normalized samples and labels."""
+        if self.classes:
+            return tag_targets(labels), np.ones(len(x), bool)
+        return forecast_targets(x, horizon)
+
+    def no_targets(self, shape: tuple[int, ...], channels: int, horizon: int) -> np.ndarray:
+        """Targets of `shape` steps that score nothing (padding), to be filled with `targets`."""
+        if self.classes:
+            return np.full(shape, IGNORE, np.int64)
+        return np.zeros((*shape, horizon * channels), np.float32)
+
+    def scored(self, recordings: Sequence[Recording], window_len: int | None) -> list[Recording]:
+        """What the task scores on these recordings: themselves, or the series cut from them (classify_series)."""
+        return classify_series(recordings, window_len) if self.per_series else list(recordings)
 
     def better(self, a: float, b: float) -> bool:
         """Is score a better than score b? (NaN is never better)."""
@@ -54,12 +76,15 @@ class Task:
 
 _ACCURACY_GATES = {"int8": 0.01, "int8_static": 0.01, "fp16": 0.002, "a8w8": 0.01, "a16w8": 0.01}
 TASKS = {
-    "tag": Task("tag", "accuracy", True, "per-sample accuracy over labelled samples", _ACCURACY_GATES),
+    "tag": Task("tag", "accuracy", True, "per-sample accuracy over labelled samples", _ACCURACY_GATES,
+                classes=True, per_series=False),
     "classify": Task("classify", "accuracy", True,
-                     "per-series accuracy (the streamed output at each series' last step)", _ACCURACY_GATES),
+                     "per-series accuracy (the streamed output at each series' last step)", _ACCURACY_GATES,
+                     classes=True, per_series=True),
     "forecast": Task("forecast", "mse", False,
                      "mean squared error of the forecast, in the data's own units (lower is better)",
-                     {"int8": 0.05, "int8_static": 0.05, "fp16": 0.01, "a8w8": 0.05, "a16w8": 0.05}),
+                     {"int8": 0.05, "int8_static": 0.05, "fp16": 0.01, "a8w8": 0.05, "a16w8": 0.05},
+                     classes=False, per_series=False),
 }
 
 
@@ -67,6 +92,12 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
     return TASKS[name]
+
+
+def trained_window_len(provenance: dict) -> int | None:
+    """The classify window length a checkpoint was trained with (its provenance's train_config); None: whole
+    series."""
+    return int(provenance.get("train_config", {}).get("window_len", 0)) or None
 
 
 def tag_targets(labels: np.ndarray) -> np.ndarray:
@@ -134,7 +165,7 @@ def score(task: str, outputs: Sequence[np.ndarray], recordings: Sequence[Recordi
     recording; classify [T, classes] (the last step counts) or [classes] per series. Always has `metric`,
     `value` and `higher_is_better`; plus a confusion matrix for classes, MSE and MAE for forecasts."""
     spec = get_task(task)
-    if task == "forecast":
+    if not spec.classes:
         errors = []
         for out, rec in zip(outputs, recordings, strict=True):
             target, valid = forecast_targets(rec.signals, horizon)
@@ -144,7 +175,7 @@ def score(task: str, outputs: Sequence[np.ndarray], recordings: Sequence[Recordi
         mae = float(np.mean(np.abs(err))) if err.size else float("nan")
         return {"metric": spec.metric, "value": mse, "higher_is_better": False, "mse": mse, "mae": mae,
                 "scored_samples": int(len(err))}
-    if task == "classify":
+    if spec.per_series:
         predicted = np.array([(o[-1] if o.ndim == 2 else o).argmax() for o in outputs], np.int64)
         target = np.array([tag_targets(r.labels[-1:])[0] for r in recordings], np.int64)
         unit = "series"

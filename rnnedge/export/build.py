@@ -129,7 +129,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
     main_graph = graphs[0]
     x_ref, labels_ref, ref_description = reference_inputs(data, chunk_len)
     expected = {g: expected_from(torch_runner(m), x_ref, config.state_size if g == "stream" else None,
-                                 min(chunk_len, x_ref.shape[1]), config.task != "forecast",
+                                 min(chunk_len, x_ref.shape[1]), task.classes,
                                  len(config.state_tensors), exact=torch_runner(m, float64=True))
                 for g, m in modules.items()}
 
@@ -239,7 +239,7 @@ def _window_time(data: EvalSet) -> int | None:
 
 def _output_spec(ckpt: Checkpoint) -> OutputSpec:
     config = ckpt.config
-    if config.task != "forecast":
+    if get_task(config.task).classes:
         return OutputSpec(size=config.output_size, kind="logits", labels=list(ckpt.labels))
     names = [f"{channel} t+{k}" for k in range(1, config.horizon + 1) for channel in ckpt.channels]
     return OutputSpec(size=config.output_size, kind="forecast", names=names,
@@ -320,7 +320,7 @@ def _build(ckpt: Checkpoint, module, variant: Variant, fp32_bytes: dict, data: E
 
 def _summary(ckpt: Checkpoint, variant: Variant) -> str:
     c = ckpt.config
-    what = "logits " + "/".join(ckpt.labels) if c.task != "forecast" else f"next {c.horizon} step(s) forecast"
+    what = "logits " + "/".join(ckpt.labels) if get_task(c.task).classes else f"next {c.horizon} step(s) forecast"
     io = ("x [batch, time, channels] -> y [batch, outputs]" if variant.graph == "window" else
           f"x [batch, time, channels], state [batch, {c.state_size}] -> y [batch, time, {c.output_size}], "
           f"state_out [batch, {c.state_size}] (packs {','.join(c.state_tensors)} x {c.num_layers} layers)")

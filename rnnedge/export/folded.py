@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnnedge.tasks import get_task
 from rnnedge.training.checkpoint import Checkpoint
 
 
@@ -44,7 +45,7 @@ def head(checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
     weight = sd["head.weight"].detach().cpu().numpy().astype(np.float64)
     bias = sd["head.bias"].detach().cpu().numpy().astype(np.float64)
     config = checkpoint.config
-    if config.task == "forecast":
+    if not get_task(config.task).classes:
         std = np.tile(np.asarray(checkpoint.normalization.std, np.float64), config.horizon)
         mean = np.tile(np.asarray(checkpoint.normalization.mean, np.float64), config.horizon)
         weight, bias = weight * std[:, None], bias * std + mean

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from rnnedge.errors import ExportError
+from rnnedge.tasks import get_task
 from rnnedge.training.checkpoint import Checkpoint
 
 GRAPHS: tuple[str, ...] = ("stream", "window")
@@ -19,7 +20,7 @@ class _Normalized(nn.Module):
         self.model = checkpoint.build_model()
         self.register_buffer("mean", torch.as_tensor(checkpoint.normalization.mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(checkpoint.normalization.std, dtype=torch.float32))
-        horizon = checkpoint.config.horizon if checkpoint.config.task == "forecast" else 0
+        horizon = 0 if get_task(checkpoint.config.task).classes else checkpoint.config.horizon
         self.forecast = horizon > 0
         self.register_buffer("out_mean", self.mean.repeat(max(horizon, 1)))
         self.register_buffer("out_std", self.std.repeat(max(horizon, 1)))
@@ -59,7 +60,7 @@ def build_graph(checkpoint: Checkpoint, graph: str) -> nn.Module:
     if graph == "stream" and not checkpoint.config.streamable:
         raise ExportError("a bidirectional model cannot be exported for streaming: its backward direction needs "
                           "the future of the sequence; export the 'window' graph instead")
-    if graph == "window" and checkpoint.config.task != "classify":
+    if graph == "window" and not get_task(checkpoint.config.task).per_series:
         raise ExportError(f"the window graph is for classify models; this one is a {checkpoint.config.task} model")
     module = StreamGraph(checkpoint) if graph == "stream" else WindowGraph(checkpoint)
     return module.eval()

@@ -16,7 +16,7 @@ from rnnedge.data.recording import Dataset, Recording
 from rnnedge.data.source import UNLABELLED_NAME, held_out_data, load_split, recorded_splits
 from rnnedge.errors import DataError, ExportError
 from rnnedge.export.runners import FileRunner, stream, windows
-from rnnedge.tasks import classify_series, score
+from rnnedge.tasks import get_task, score, trained_window_len
 from rnnedge.training.checkpoint import Checkpoint
 
 REFERENCE_STEPS = 2000  # longest slice per recording
@@ -54,10 +54,7 @@ def eval_set(checkpoint: Checkpoint, data: Dataset | None) -> EvalSet:
         raise ExportError(f"evaluation data has {len(data.channels)} channels, the model takes "
                           f"{checkpoint.config.input_size}")
     description = f"{data.source}: {len(data.recordings)} recordings"
-    if checkpoint.config.task != "classify":
-        return EvalSet(description, data.recordings)
-    window_len = int(checkpoint.provenance.get("train_config", {}).get("window_len", 0)) or None
-    series = classify_series(data.recordings, window_len)
+    series = get_task(checkpoint.config.task).scored(data.recordings, trained_window_len(checkpoint.provenance))
     if len(series) != len(data.recordings):
         description += f", {len(series)} windows of {series[0].signals.shape[0]} samples"
     return EvalSet(description, series)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnedge.data.recording import Normalization, Recording
-from rnnedge.tasks import IGNORE, forecast_targets, tag_targets
+from rnnedge.tasks import TASKS, tag_targets
 
 
 @dataclass
@@ -49,6 +49,7 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
     """One epoch of chunks over all recordings, in a random packing (random order and start offset), each
     recording rotated by a random angle in [-rotate_deg, rotate_deg] when augmentation is on. `carry_state`:
     a lane's state is zeroed only where the lane starts, so it streams its recordings back to back."""
+    spec = TASKS[task]
     order = rng.permutation(len(recordings))
     lanes = max(1, min(lanes, len(recordings)))
     lane_items: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(lanes)]
@@ -60,19 +61,14 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
         if rotate_deg and groups:
             signals = rotate(signals, groups, rng.uniform(-rotate_deg, rotate_deg))
         x = norm.apply(signals)
-        if task == "forecast":
-            target, valid = forecast_targets(x, horizon)
-        else:
-            target, valid = tag_targets(rec.labels[start:]), np.ones(len(x), bool)
+        target, valid = spec.targets(x, rec.labels[start:], horizon)
         lane = int(np.argmin(lane_len))
         lane_items[lane].append((x, target, valid))
         lane_len[lane] += -(-len(x) // chunk_len) * chunk_len
     total = int(lane_len.max())
     channels = recordings[0].signals.shape[1]
-    target_shape = () if task != "forecast" else (horizon * channels,)
     xs = np.zeros((lanes, total, channels), np.float32)
-    targets = np.full((lanes, total, *target_shape), IGNORE if task != "forecast" else 0,
-                      np.int64 if task != "forecast" else np.float32)
+    targets = spec.no_targets((lanes, total), channels, horizon)
     mask = np.zeros((lanes, total), bool)
     resets = np.zeros((lanes, total // chunk_len), bool)
     for lane, items in enumerate(lane_items):

@@ -11,6 +11,7 @@ import typer
 from rnnedge.atomic import write_text_atomic
 from rnnedge.data.source import BUNDLED
 from rnnedge.errors import RnnedgeError
+from rnnedge.tasks import TASKS
 from rnnedge.training.config import TrainConfig
 
 DEFAULT_RUN_DIR = Path("artifacts/train")
@@ -79,11 +80,13 @@ def train_command(
     splits = make_splits(dataset, source, val, test)
     if rotate_deg is None:
         rotate_deg = float(dataset.meta.get("augment_rotate_deg", 0.0))
+    if task not in TASKS:
+        raise RnnedgeError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     classes = len(dataset.label_names) - 1
-    if task != "forecast" and classes < 2:
+    if TASKS[task].classes and classes < 2:
         raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
                            "(is --label-column right?)")
-    outputs = classes if task != "forecast" else len(dataset.channels) * horizon
+    outputs = TASKS[task].output_size(classes, len(dataset.channels), horizon)
     try:
         model_config = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=hidden, num_layers=layers,
                                    output_size=outputs, dropout=dropout, bidirectional=bidirectional, task=task,
@@ -199,7 +202,7 @@ def import_torch_command(
     written = checkpoint.save(out)
     c, found = checkpoint.config, checkpoint.provenance["imported"]
     shape = f"{c.num_layers}x{c.hidden_size}" + (" bidirectional" if c.bidirectional else "")
-    outputs = f"{c.output_size} {'forecast values' if c.task == 'forecast' else 'classes'}"
+    outputs = f"{c.output_size} {'classes' if TASKS[c.task].classes else 'forecast values'}"
     typer.echo(f"found {c.cell} {shape} ({found['rnn'] or 'top level'}) + head {found['head']}: {c.input_size} "
                f"inputs ({','.join(checkpoint.channels)}), {outputs}, task {c.task}; wrote {written}; it records no "
                f"data: export it with `rnnedge export {written} --data HELD_OUT_DATA`")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+from rnnedge.tasks import TASKS
+
 Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
-Task = Literal["tag", "classify", "forecast"]
 CELLS: tuple[str, ...] = ("rnn_tanh", "rnn_relu", "lstm", "gru")
-TASKS: tuple[str, ...] = ("tag", "classify", "forecast")
 
 
 @dataclass
@@ -20,7 +20,7 @@ class ModelConfig:
     output_size: int = 12  # classes for tag/classify; input_size * horizon for forecast
     dropout: float = 0.1  # between stacked layers (ignored with one layer)
     bidirectional: bool = False  # window tasks only: a streaming model cannot see the future
-    task: Task = "tag"
+    task: str = "tag"  # a key of rnnedge.tasks.TASKS
     horizon: int = 1  # forecast: values predicted per step
 
     def __post_init__(self) -> None:
@@ -32,8 +32,8 @@ class ModelConfig:
             raise ValueError(f"num_layers must be 1-4, got {self.num_layers}")
         if self.hidden_size < 1 or self.input_size < 1 or self.output_size < 1:
             raise ValueError("input_size, hidden_size and output_size must be positive")
-        if self.bidirectional and self.task == "tag":
-            raise ValueError("bidirectional models need the future: use them for window tasks, not 'tag'")
+        if self.bidirectional and not TASKS[self.task].per_series:
+            raise ValueError(f"bidirectional models need the future: use them for classify, not {self.task!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -30,8 +30,9 @@ import torch
 
 from rnnedge.data.recording import Normalization
 from rnnedge.errors import CheckpointError, DataError
+from rnnedge.tasks import TASKS
 from rnnedge.training.checkpoint import FORMAT, Checkpoint
-from rnnedge.training.config import TASKS, ModelConfig
+from rnnedge.training.config import ModelConfig
 
 NONLINEARITIES = ("tanh", "relu")
 _CELLS = {4: "lstm", 3: "gru", 1: "rnn"}  # gate rows per hidden unit -> cell
@@ -273,7 +274,7 @@ def import_state_dict(state_dict: Mapping[str, torch.Tensor], *, channels: list[
         raise CheckpointError(f"sample rate must be a positive number of Hz, got {sample_rate_hz!r}")
     if task not in TASKS:
         raise CheckpointError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    if found.directions == 2 and task != "classify":
+    if found.directions == 2 and not TASKS[task].per_series:
         raise CheckpointError(f"recurrent module {rnn} is bidirectional: only task classify takes it (a {task} "
                               "model streams, and a stream cannot see the future)")
     if nonlinearity not in NONLINEARITIES:
@@ -281,9 +282,9 @@ def import_state_dict(state_dict: Mapping[str, torch.Tensor], *, channels: list[
     if found.cell != "rnn" and nonlinearity != "tanh":
         raise CheckpointError(f"nonlinearity {nonlinearity} is for nn.RNN, but recurrent module {rnn} is a "
                               f"{found.cell.upper()}")
-    if window_len is not None and (task != "classify" or window_len < 1):
+    if window_len is not None and (not TASKS[task].per_series or window_len < 1):
         raise CheckpointError(f"window length {window_len}: only a classify model takes one (>= 1)")
-    if task == "forecast":
+    if not TASKS[task].classes:
         if found.output_size != len(channels) * horizon:
             raise CheckpointError(f"head {head} gives {found.output_size} outputs; a forecast of {len(channels)} "
                                   f"channel(s) x horizon {horizon} needs {len(channels) * horizon}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rnnedge.tasks import TASKS
 from rnnedge.training.config import ModelConfig
 
 _RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN, "rnn_relu": nn.RNN}
@@ -63,7 +64,7 @@ class RecurrentModel(nn.Module):
     @torch.no_grad()
     def rollout(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         """Forecast one-to-many: warm up on x, then feed each predicted next value back as input."""
-        if self.config.task != "forecast":
+        if TASKS[self.config.task].classes:
             raise ValueError("rollout needs a forecast model")
         out, state = self(x)
         step_input = out[:, -1:, : self.config.input_size]

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from rnnedge.data.recording import Normalization, Recording
-from rnnedge.tasks import classify_series, forecast_units, score
+from rnnedge.tasks import TASKS, forecast_units, score
 from rnnedge.training.model import RecurrentModel
 
 
@@ -49,11 +49,11 @@ def series_outputs(model: RecurrentModel, series: list[Recording], norm: Normali
 def report(model: RecurrentModel, recordings: list[Recording], norm: Normalization, labels: list[str],
            window_len: int | None = None) -> dict:
     """The task's report (rnnedge.tasks.score) of the torch model on these recordings."""
-    config = model.config
-    if config.task == "classify":
-        series = classify_series(recordings, window_len)
-        return score("classify", series_outputs(model, series, norm), series, labels)
+    config, task = model.config, TASKS[model.config.task]
+    if task.per_series:
+        series = task.scored(recordings, window_len)
+        return score(config.task, series_outputs(model, series, norm), series, labels)
     outputs = stream_outputs(model, recordings, norm)
-    if config.task == "forecast":
+    if not task.classes:
         outputs = [forecast_units(o, norm, config.horizon) for o in outputs]
     return score(config.task, outputs, recordings, labels, config.horizon)

@@ -19,7 +19,7 @@ from torch import nn
 
 from rnnedge.atomic import write_atomic, write_text_atomic
 from rnnedge.data.recording import Dataset, Normalization
-from rnnedge.tasks import IGNORE, classify_series, get_task, tag_targets
+from rnnedge.tasks import IGNORE, Task, classify_series, get_task, tag_targets
 from rnnedge.training.batches import series_batches, stateful_chunks, vector_groups
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
@@ -94,12 +94,12 @@ def _epoch_series(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainCon
 class _Loss:
     """Masked per-step loss: weighted cross-entropy for classes, MSE for forecasts."""
 
-    def __init__(self, task: str, weights: torch.Tensor | None) -> None:
+    def __init__(self, task: Task, weights: torch.Tensor | None) -> None:
         self.task = task
         self.ce = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
 
     def __call__(self, out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-        if self.task == "forecast":
+        if not self.task.classes:
             err = ((out - target) ** 2).mean(-1)
             return (err * mask).sum() / mask.sum() if mask.any() else None
         if not (target != IGNORE).any():
@@ -120,13 +120,13 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     scored_labels = train_data.label_names[1:]  # label 0 is 'unlabelled': streamed through, never a class
     model = RecurrentModel(model_config)
     weights = None
-    if task.name != "forecast":
-        train_labels = [r.labels[-1:] if task.name == "classify" else r.labels for r in train_data.recordings]
+    if task.classes:
+        train_labels = [r.labels[-1:] if task.per_series else r.labels for r in train_data.recordings]
         weights = class_weights(np.concatenate(train_labels), model_config.output_size, cfg.class_weight_power)
-    loss_fn = _Loss(model_config.task, weights)
+    loss_fn = _Loss(task, weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs), eta_min=cfg.lr / 20)
-    run_epoch = _epoch_series if model_config.task == "classify" else _epoch_stateful
+    run_epoch = _epoch_series if task.per_series else _epoch_stateful
     history: list[dict] = []
     best = (np.nan, 0, {k: v.clone() for k, v in model.state_dict().items()})
     started = time.monotonic()
@@ -155,7 +155,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     model.load_state_dict(best[2])
     checkpoint = Checkpoint(
         model_config, model.state_dict(), norm, train_data.channels,
-        scored_labels if model_config.task != "forecast" else [], train_data.sample_rate_hz,
+        scored_labels if task.classes else [], train_data.sample_rate_hz,
         provenance={"data": data_record or {"description": train_data.source}, "train_config": cfg.to_dict(),
                     "best_epoch": best[1], "val_metric": task.metric, "val_score": best[0],
                     "input_range": input_range(train_data), "meta": train_data.meta},
