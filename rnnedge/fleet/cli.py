@@ -27,7 +27,7 @@ def fleet_command(
                                "watched for new files (gateways add them) unless --once. Format: docs/fleet.md."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the events (JSON lines, part files "
                                 "committed at each checkpoint: exactly once)."),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    backend: str = typer.Option("onnxruntime", help=f"{BACKEND_HELP} (the fleet pins onnxruntime)."),
     precision: str = typer.Option("int8", help="fp32 | int8 | fp16 (a file the bundle has)."),
     operating_point: str | None = typer.Option(None, help="Override the bundle's operating point: a file from "
                                                "evaluate-alarms, or 'default' (the default model's)."),

@@ -11,7 +11,9 @@ A message that is not such an object (not JSON, no bed, "x" not a list, "t" of a
 allowed list) is a bad message: counted and reported, never fed. Inside a good message each sample becomes one
 monitor Row, exactly as a CSV line does in `rnnedge monitor` (rnnedge.monitor.sources): a sample of the wrong
 length takes no slot, an unreadable value is NaN (held by the runtime), an unusable timestamp is dropped, and
-late, missing and jumping timestamps follow the monitor's policy.
+late, missing and jumping timestamps follow the monitor's policy. A message whose samples are all readable
+(numbers, finite in float32, usable timestamps) goes to the monitor as one chunk (`samples`: arrays for
+Monitor.feed_chunk, which gives the same records as those rows one by one).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnedge.monitor.sources import Row, usable_time
+from rnnedge.monitor.sources import MAX_TIME_S, Row, usable_time
 
 MAX_BED_CHARS = 200
 MAX_SAMPLES = 50_000  # per message (1000 s at 50 Hz): a larger one is a gateway bug, refused before any work
@@ -60,6 +62,27 @@ def parse(line: str, received: float, beds: Collection[str] | None = None) -> tu
         return None, bed, "'t' must be a list with one timestamp per sample"
     sent = obj.get("sent")
     return Message(bed, t, x, received, float(sent) if type(sent) in (int, float) else None), None, None
+
+
+def samples(message: Message, channels: list[str]) -> tuple[np.ndarray, np.ndarray | None] | list[Row]:
+    """(values (T, channels) float32, t (T,) or None) when every sample is readable, as rows() would find it;
+    else rows()."""
+    x, t = message.x, message.t
+    numbers = {float, int}
+    # bools, strings and nulls would be converted by numpy; rows() reads them as unreadable
+    if {type(v) for sample in x if type(sample) is list for v in sample} <= numbers and \
+            (t is None or {type(v) for v in t} <= numbers):
+        try:
+            values = np.array(x, np.float64)
+            times = None if t is None else np.array(t, np.float64)
+        except (ValueError, OverflowError):  # ragged, or an integer beyond float64
+            values = times = None
+        if values is not None and values.shape == (len(x), len(channels)):
+            with np.errstate(over="ignore"):
+                values = values.astype(np.float32)
+            if np.isfinite(values).all() and (times is None or (np.abs(times) <= MAX_TIME_S).all()):
+                return values, times  # |nan| <= x is False: a non-finite time fails that test too
+    return rows(message, channels)
 
 
 def rows(message: Message, channels: list[str]) -> list[Row]:

@@ -6,6 +6,7 @@
     for record in monitor.push(sample, t=timestamp):   # each new sample (raw units); t optional
         ...                                             # dicts: alarm_start / alarm_end / sample issues
     monitor.flush()                                     # at the end of a source (a row may wait, sources.py)
+    records = monitor.feed_chunk(samples, t=times)      # many samples (T, channels) at once: the same records
 
 Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with "event", "id" and "t":
   alarm_start, alarm_end  the alarm (p: the get-up score);
@@ -41,6 +42,18 @@ score, alarm, clock and sensor watch in `<snapshot>` (JSON, atomic) naming that 
 name are removed. A process killed at any point finds a consistent pair, and `Monitor(..., snapshot=path)`
 resumes from it. A snapshot that cannot be written is an event (`snapshot_error`), not a stop: the alarm keeps
 running.
+
+Chunks: `feed_chunk(values, t)` (push's semantics) and `feed_rows(rows)` (feed_row's) give exactly the records of
+one call per sample, and run a clean chunk (finite values, each timestamp the next slot at the model's rate, no row
+waiting, a calibrated frame or none, the runtime holding nothing) with ONE runtime call (`Stream.feed`, bit-equal
+to steps) and array passes for score and alarm; the per-sample fault detector and the events in each step's order.
+A chunk that is not clean runs sample by sample (correctness first; the runtime is rolled back first).
+
+In-memory state (`state()` -> bytes; `Monitor(model, ..., state=bytes)`): the whole monitor, for a host that keeps
+it elsewhere (rnnedge.fleet: Flink keyed state), with no files: the runtime stream in its own model-bound bytes
+(rnnedge.runtime.snapshot), and unlike a snapshot also what a replay would rebuild (the latest score, rows dropped
+since the last slot, a row waiting on a jump, the replay position): the restored monitor goes on exactly as one
+that never stopped. A state of another model is refused (MonitorError).
 """
 
 from __future__ import annotations
@@ -54,6 +67,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from rnnedge.atomic import write_text_atomic
@@ -64,10 +78,24 @@ from rnnedge.monitor.faults import FaultDetector
 from rnnedge.monitor.frame import UprightFrame
 from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint, bundle_point
 from rnnedge.monitor.score import GetUpScore
-from rnnedge.monitor.sources import IDLE_TICK_S, JUMP, LATE, MISSING, Cadence, Resampler, Row, usable_time
+from rnnedge.monitor.sources import (
+    IDLE_TICK_S,
+    JUMP,
+    LATE,
+    MAX_TIME_S,
+    MISSING,
+    RATE_INTERVALS,
+    RATE_TOLERANCE,
+    Cadence,
+    Resampler,
+    Row,
+    usable_time,
+)
+from rnnedge.runtime.snapshot import decode_snapshot, encode_snapshot
 
 log = logging.getLogger("rnnedge.monitor")
 SNAPSHOT_FORMAT = "rnnedge-monitor-snapshot"
+STATE_FORMAT = "rnnedge-monitor-state"
 LOGGED_PER_KIND = 10  # sample issues logged one by one per kind; the rest only counted (summary, sensor_check)
 SENSOR_CHECK_S = 3.0  # default sensor_check_s
 SENSOR_CHECK_REPEAT_S = 10.0
@@ -76,7 +104,7 @@ SENSOR_CHECK_REPEAT_S = 10.0
 class Monitor:
     def __init__(self, model, point: OperatingPoint | None = None, snapshot: str | Path | None = None,
                  snapshot_every_s: float = 60.0, report_every_s: float = 0.0, max_gap_s: float = 2.0,
-                 sensor_check_s: float = SENSOR_CHECK_S, replay: bool = True) -> None:
+                 sensor_check_s: float = SENSOR_CHECK_S, replay: bool = True, state: bytes | None = None) -> None:
         manifest = model.manifest
         if point is None:  # the bundle's own point (operating_point.py); DEFAULT is the documented fallback
             point = bundle_point(model)
@@ -107,10 +135,14 @@ class Monitor:
         self.stream_file: Path | None = None
         if self.snapshot:
             _check_snapshot_place(self.snapshot)
-        self.resumed = bool(self.snapshot and self.snapshot.exists())
-        self.stream = self._resume() if self.resumed else model.stream(nan_policy="hold")
+        if state is not None and self.snapshot:
+            raise MonitorError("resume from a snapshot file or from an in-memory state, not both")
+        self.resumed = state is not None or bool(self.snapshot and self.snapshot.exists())
+        self.stream = self._resume() if self.resumed and state is None else model.stream(nan_policy="hold")
         if not replay:  # a live feed goes on after a restart: rows behind the clock are a jump, not a replay
             self.cadence.replayed = None
+        if state is not None:
+            self._restore(state)
 
     @property
     def steps(self) -> int:
@@ -132,6 +164,34 @@ class Monitor:
     def flush(self) -> list[dict]:
         """The end of the source: a row still waiting on a jump is taken as one."""
         return self._settle(True) if self.pending is not None else []
+
+    def feed_chunk(self, values, t=None) -> list[dict]:
+        """Samples (T, channels) in raw units at times t (T,) in seconds (None: each the next slot): the records of
+        push(values[i], t[i]) for each i, in one runtime call when the chunk is clean (module docstring)."""
+        values = np.asarray(values, np.float32)
+        if values.ndim != 2 or values.shape[1] != self.model.channels:
+            raise MonitorError(f"feed_chunk: samples of shape {values.shape}, expected (T, {self.model.channels})")
+        times = None if t is None else np.asarray(t, np.float64)
+        if times is not None and times.shape != (len(values),):
+            raise MonitorError(f"feed_chunk: {times.shape} timestamps for {len(values)} samples")
+        return self._chunk(values, times, None)
+
+    def feed_rows(self, rows: Iterable[Row]) -> list[dict]:
+        """The records of feed_row(row) for each row; each run of clean rows (no problem, values, all timed or all
+        untimed) as one chunk."""
+        records: list[dict] = []
+        run: list[Row] = []
+        for row in [*rows, None]:
+            clean = row is not None and row.problem is None and row.values is not None and usable_time(row.t)
+            if run and not (clean and (row.t is None) == (run[0].t is None)):
+                times = None if run[0].t is None else np.array([r.t for r in run], np.float64)
+                records += self._chunk(np.stack([r.values for r in run]).astype(np.float32, copy=False), times, run)
+                run = []
+            if clean:
+                run.append(row)
+            elif row is not None:
+                records += self.feed_row(row)
+        return records
 
     def run(self, rows: Iterable[Row | None]) -> Iterator[dict]:
         """Feed a whole source; yields records as they happen, then a summary. A live source yields None for each
@@ -210,8 +270,7 @@ class Monitor:
                     records += self._reset(slot, "calibrated", "upright frame calibrated on gravity "
                                            f"{np.round(up / np.linalg.norm(up), 3).tolist()}: alarms armed")
                 elif slot == 0 and not self.frame.calibrated:
-                    records.append(self._record("calibrating", slot, detail="waiting for the wearer to be upright "
-                                                "and still for a few seconds: no alarm until then"))
+                    records.append(self._calibrating())
             try:
                 logits = self.stream.step(sample)
                 # a float64 sum of float32 values is finite iff every value is (no rnnedge.runtime import here)
@@ -236,6 +295,117 @@ class Monitor:
                 self.save_due = True
         return records
 
+    def _chunk(self, values: np.ndarray, times: np.ndarray | None, rows: list[Row] | None) -> list[dict]:
+        """Clean rows (no problem, values of the right shape): in one pass if _fast can, else row by row."""
+        records = [self.save()] if self.save_due and len(values) else []  # as the first row's feed_row would
+        fast = self._fast(values, times)
+        if fast is not None:
+            return records + fast
+        if rows is None:
+            rows = [Row(t, x) for t, x in zip([None] * len(values) if times is None else times.tolist(), values,
+                                               strict=True)]
+        for row in rows:
+            records += self.feed_row(row)
+        return records
+
+    def _fast(self, values: np.ndarray, times: np.ndarray | None) -> list[dict] | None:
+        """Exactly what feed_row would do for each row, or None (nothing changed) where this pass cannot be exact:
+        a row waiting on a jump, a sensor watch that must say sensor_ok, a non-finite value, a timestamp that is not
+        the next slot, a source being resampled, a snapshot due before the last row, the frame calibrating in the
+        chunk, or a step the runtime held, refused or gave a non-finite output for."""
+        n, first = len(values), self.cadence.last + 1
+        frame, cadence, resampler = self.frame, self.cadence, self.resampler
+        if not n or self.pending is not None or self.watch.raised or not np.isfinite(values).all():
+            return None
+        every = self.snapshot_every if self.snapshot else 0
+        if every and (first + n - 1) // every > first // every:  # due after a row that is not the last
+            return None
+        # the rate estimate's intervals (Resampler.feed): those before, then one per timed row after the first
+        # row ever seen; row i has added the first i + `added` of the chunk's
+        window, known, added = resampler.intervals, len(resampler.intervals), 0
+        if times is not None:
+            if not (np.abs(times) <= MAX_TIME_S).all():
+                return None
+            t0 = cadence.t0 if cadence.t0 is not None else float(times[0]) - first / self.rate  # as place() anchors
+            if not (np.rint((times - t0) * self.rate) == np.arange(first, first + n)).all():
+                return None  # a row missing, late or jumping: the policy decides row by row
+            added = int(resampler.prev is not None)
+            gaps = np.diff(times, prepend=times[:0] if resampler.prev is None else [resampler.prev[0]])
+            if ((gaps <= 0) | (gaps > resampler.max_gap)).any():
+                return None
+            window = [*window, *gaps.tolist()]
+            # every interval within the tolerance: so is their median, and no row is resampled
+            if (np.abs(1.0 / np.asarray(window) / self.rate - 1) > RATE_TOLERANCE).any():
+                return None
+        calibrating = frame is not None and not frame.calibrated
+        if calibrating:  # it only watches for stillness (the model gets the raw samples), unless it calibrates
+            saved = {**frame.state(), "buffer": list(frame.buffer)}  # its buffer grows in place
+            if any([frame.step(sample)[1] for sample in values]):  # a reset in mid-chunk: row by row
+                frame.load_state(saved)
+                return None
+        stream = self.stream
+        before = stream.snapshot()
+        try:
+            logits = stream.feed(values if frame is None or calibrating else frame.apply(values))  # bit-equal to steps
+        except RnnedgeError:  # the stream is as before: row by row finds the step
+            if calibrating:
+                frame.load_state(saved)
+            return None
+        if stream.last_held.any() or not np.isfinite(logits).all():
+            stream.restore(before)
+            if calibrating:
+                frame.load_state(saved)
+            return None
+        # from here on the pass is committed: the same state changes as the rows one by one
+        if times is not None:
+            cadence.t0, cadence.replayed = t0, None
+            resampler.prev = (float(times[-1]), values[-1].tolist())
+            resampler.intervals = window[-RATE_INTERVALS:]
+        cadence.last, self.dropped = first + n - 1, 0
+        events: list[tuple[int, int, dict]] = []  # (row, order within its step, record)
+        if calibrating and first == 0:
+            events.append((0, -1, self._calibrating()))
+        blocking, oks = np.zeros(n, bool), []
+        for i in range(n):
+            # the fault detector reads the rate estimate after this row (Resampler.estimate)
+            seen = window[:known + (0 if times is None else i + added)][-RATE_INTERVALS:]
+            estimate = 1.0 / sorted(seen)[RATE_INTERVALS // 2] if len(seen) == RATE_INTERVALS else None
+            for change in self.faults.step(values[i], estimate):
+                if change[0] == "check":
+                    events.append((i, 0, self._sensor_check(first + i, *change[1:])))
+                else:
+                    oks.append(i)
+            blocking[i] = self.faults.blocking
+        scores, start = np.empty(n), 0
+        for end in sorted({*oks, n - 1}):  # sensor_ok restarts the score after its step's score
+            scores[start:end + 1] = self.score.feed(logits[start:end + 1])
+            if end in oks:
+                events.append((end, 3, self._sensor_ok(first + end)[0]))
+            start = end + 1
+        scores[blocking | calibrating] = 0.0  # a sensor fault: no alarm from garbage; or not calibrated yet
+        self.p = float(scores[-1])
+        step0, started = self.alarm.steps, self.alarm.started
+        for change in self.alarm.feed(scores):
+            i = change.step - step0
+            events.append((i, 1, self._transition(change.start, change.step, float(scores[i]), started)))
+            started = change.step if change.start else started
+        if self.report_every:
+            for slot in range(-(-first // self.report_every) * self.report_every, first + n, self.report_every):
+                events.append((slot - first, 2, self._record("probability", slot, p=round(float(scores[slot - first]),
+                                                                                            4))))
+        watch = self.watch  # every step clean (watch.raised is False)
+        watch.clean = self._t(first + n - 1)
+        if watch.bad:
+            watch.bad, watch.kinds = 0, Counter()
+        if every and (first + n) % every == 0:
+            self.save_due = True
+        events.sort(key=lambda event: event[:2])
+        return [record for _, _, record in events]
+
+    def _calibrating(self) -> dict:
+        return self._record("calibrating", 0, detail="waiting for the wearer to be upright and still for a few "
+                            "seconds: no alarm until then")
+
     def _sensor_check(self, slot: int, fault: str, since_step: int, detail: str) -> dict:
         """A fault seen in the signal (faults.py): alarms are blocked until it is over."""
         since = self._t(slot - (self.faults.steps - 1 - since_step))
@@ -258,23 +428,25 @@ class Monitor:
             # a sensor fault: no alarm from garbage (an alarm on ends, none starts); or not calibrated yet
             scores = np.zeros_like(scores)
         self.p = float(scores[-1])
-        records = [self._transition(change.start, change.step) for change in self.alarm.feed(scores)]
+        records = [self._transition(change.start, change.step, self.p) for change in self.alarm.feed(scores)]
         if self.report_every and slot % self.report_every == 0:
             records.append(self._record("probability", slot, p=round(self.p, 4)))
         return records
 
-    def _transition(self, start: bool, step: int) -> dict:
+    def _transition(self, start: bool, step: int, p: float, started: int | None = None) -> dict:
+        """An alarm start or end at alarm step `step` (score p there; an end's alarm started at `started`, default
+        the alarm's latest start)."""
         # alarm steps count from the alarm's creation; the cadence clock may have been reset since
         slot = step - self.alarm.steps + self.cadence.last + 1
         if start:
             self.alarms += 1
-            log.warning("ALARM at t=%.2f s (p=%.3f)", self._t(slot), self.p)
-            return self._record("alarm_start", slot, p=round(self.p, 4))
-        duration = (step - self.alarm.started) / self.rate
-        return self._record("alarm_end", slot, p=round(self.p, 4), duration_s=duration)
+            log.warning("ALARM at t=%.2f s (p=%.3f)", self._t(slot), p)
+            return self._record("alarm_start", slot, p=round(p, 4))
+        duration = (step - (self.alarm.started if started is None else started)) / self.rate
+        return self._record("alarm_end", slot, p=round(p, 4), duration_s=duration)
 
     def _reset(self, slot: int, kind: str, reason: str) -> list[dict]:
-        records = [self._transition(False, self.alarm.steps)] if self.alarm.active else []
+        records = [self._transition(False, self.alarm.steps, self.p)] if self.alarm.active else []
         self.stream.reset()
         self.score.reset()
         self.alarm.reset()
@@ -341,10 +513,7 @@ class Monitor:
         self.save_due = False
         stream_file = self.snapshot.with_name(f"{self.snapshot.name}.{self.steps}.stream")
         state = {"format": SNAPSHOT_FORMAT, "version": 1, "model_sha256": self.model.sha256,
-                 "stream": stream_file.name, "score": self.score.state(), "alarm": self.alarm.state(),
-                 "cadence": self.cadence.state(), "alarms": self.alarms, "issues": dict(self.issues),
-                 "watch": self.watch.state(), "faults": self.faults.state(), "resampler": self.resampler.state(),
-                 "frame": None if self.frame is None else self.frame.state()}
+                 "stream": stream_file.name, **self._parts()}
         try:
             self.stream.save(stream_file)
             write_text_atomic(self.snapshot, json.dumps(state, allow_nan=False) + "\n")
@@ -368,21 +537,66 @@ class Monitor:
             if state["model_sha256"] != self.model.sha256:
                 raise MonitorError(f"{self.snapshot}: snapshot of another model; delete it to start afresh")
             self.stream_file = self.snapshot.with_name(state["stream"])
-            self.score.load_state(state["score"])
-            self.alarm.load_state(state["alarm"])
-            self.cadence.load_state(state["cadence"])
-            self.watch.load_state(state.get("watch", {}))
-            self.faults.load_state(state.get("faults", {}))
-            self.resampler.load_state(state.get("resampler", {}))
-            if self.frame is not None:
-                self.frame.load_state(state.get("frame") or {})
-            self.alarms = int(state["alarms"])
-            self.issues = Counter({str(kind): int(n) for kind, n in state["issues"].items()})
+            self._load_parts(state)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError,
                 ValueError, OverflowError) as exc:
             raise MonitorError(f"{self.snapshot}: unreadable monitor snapshot ({exc})") from None
         log.info("resumed from %s at step %d", self.snapshot, self.steps)
         return self.model.stream(resume=self.stream_file, nan_policy="hold")
+
+    def _parts(self) -> dict:
+        """Score, alarm, clock, sensor watch, faults, resampler, frame and counters: in snapshots and states."""
+        return {"score": self.score.state(), "alarm": self.alarm.state(), "cadence": self.cadence.state(),
+                "alarms": self.alarms, "issues": dict(self.issues), "watch": self.watch.state(),
+                "faults": self.faults.state(), "resampler": self.resampler.state(),
+                "frame": None if self.frame is None else self.frame.state()}
+
+    def _load_parts(self, state: dict) -> None:
+        self.score.load_state(state["score"])
+        self.alarm.load_state(state["alarm"])
+        self.cadence.load_state(state["cadence"])
+        self.watch.load_state(state.get("watch", {}))
+        self.faults.load_state(state.get("faults", {}))
+        self.resampler.load_state(state.get("resampler", {}))
+        if self.frame is not None:
+            self.frame.load_state(state.get("frame") or {})
+        self.alarms = int(state["alarms"])
+        self.issues = Counter({str(kind): int(n) for kind, n in state["issues"].items()})
+
+    def state(self) -> bytes:
+        """The whole monitor now, in memory (see the module docstring): `Monitor(model, ..., state=...)` goes on
+        from it exactly. Bytes (msgpack): a copy that later steps cannot change, whoever holds it."""
+        pending = self.pending
+        return msgspec.msgpack.encode({
+            "format": STATE_FORMAT, "version": 1, "model_sha256": self.model.sha256,
+            "stream": encode_snapshot(self.model.sha256, self.stream.snapshot(), "monitor state"), **self._parts(),
+            "p": self.p, "dropped": self.dropped, "replayed": self.cadence.replayed,
+            "pending": None if pending is None else [pending.t, None if pending.values is None else
+                                                     pending.values.tolist(), pending.problem, pending.line]})
+
+    def _restore(self, data: bytes) -> None:
+        try:
+            state = msgspec.msgpack.decode(data)
+            if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != 1:
+                raise MonitorError("not an rnnedge monitor state (format/version)")
+            if state["model_sha256"] != self.model.sha256:
+                raise MonitorError(f"monitor state of another model (sha256 {str(state['model_sha256'])[:12]}..., "
+                                   f"this model is {self.model.sha256[:12]}...): its hidden state means nothing here")
+            model = self.model
+            self.stream.restore(decode_snapshot(state["stream"], model.sha256, model.state_size, model.channels,
+                                                "monitor state"), "monitor state")
+            self._load_parts(state)
+            replayed = state["replayed"]
+            self.cadence.replayed = None if replayed is None else int(replayed)
+            self.p, self.dropped = float(state["p"]), int(state["dropped"])
+            pending = state["pending"]
+            if pending is not None:
+                t, values, problem, line = pending
+                self.pending = Row(None if t is None else float(t),
+                                   None if values is None else np.asarray(values, np.float32),
+                                   None if problem is None else str(problem), int(line))
+        except (msgspec.DecodeError, AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise MonitorError(f"unreadable monitor state ({str(exc)[:200]})") from None
 
 
 class SensorWatch:

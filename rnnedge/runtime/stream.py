@@ -32,7 +32,7 @@ MAX_BUFFERED_LENGTHS = 8  # time lengths whose buffers a stream keeps (beyond si
 class Stream:
     """Create with `model.stream()`. Not for concurrent use from several threads (use a Pool for that)."""
 
-    def __init__(self, model: Model, resume: str | Path | None = None, nan_policy: str = "raise") -> None:
+    def __init__(self, model: Model, resume: str | Path | Snapshot | None = None, nan_policy: str = "raise") -> None:
         self.model = model
         self.nan_policy = check_policy(nan_policy)
         self._sample_shape = (model.channels,)
@@ -45,14 +45,10 @@ class Stream:
         self._previous = np.zeros_like(self._sample)  # the last good sample before this step's
         self._state_ok = tuple(model.state_check.bind(self._states[i, 0]) for i in (0, 1))
         self.reset()
-        if resume is not None:
-            snapshot = load_snapshot(resume, model.sha256, model.state_size, model.channels)
-            self._states[self._current, 0] = snapshot.state
-            if not self._state_ok[self._current]():
-                self.reset()
-                raise SnapshotError(f"{resume}: the snapshot's state is out of range for this model; refusing it")
-            self._sample[...] = snapshot.last_good
-            self.steps = snapshot.steps
+        if isinstance(resume, Snapshot):
+            self.restore(resume)
+        elif resume is not None:
+            self.restore(load_snapshot(resume, model.sha256, model.state_size, model.channels), str(resume))
 
     def _buffers(self, time_len: int):
         if time_len not in self._pieces:
@@ -160,6 +156,26 @@ class Stream:
     def state(self) -> np.ndarray:
         """A copy of the hidden state [state_size] (layout: rnnedge.bundle.StateSpec)."""
         return self._states[self._current, 0].copy()
+
+    def snapshot(self) -> Snapshot:
+        """The state, last good sample and step count, in memory (a copy): restore() goes back to it;
+        rnnedge.runtime.snapshot.encode_snapshot makes it bytes bound to this model."""
+        return Snapshot(self.state, self._sample.copy(), self.steps)
+
+    def restore(self, snapshot: Snapshot, where: str = "snapshot") -> None:
+        """Back to a snapshot of this model's streams (snapshot() / a decoded file). SnapshotError (the stream
+        then starts afresh) for a state of another shape, non-finite or out of this model's range."""
+        state, last_good = np.asarray(snapshot.state), np.asarray(snapshot.last_good)
+        if state.shape != (self.model.state_size,) or last_good.shape != self._sample.shape:
+            self.reset()
+            raise SnapshotError(f"{where}: a state of shape {state.shape} and a sample of {last_good.shape}; this "
+                                f"model has ({self.model.state_size},) and {self._sample.shape}")
+        self._states[self._current, 0] = state
+        if not (np.isfinite(last_good).all() and self._state_ok[self._current]()):
+            self.reset()
+            raise SnapshotError(f"{where}: the snapshot's state is out of range for this model; refusing it")
+        self._sample[...] = last_good
+        self.steps = int(snapshot.steps)
 
     def save(self, path: str | Path) -> Path:
         """Write the state atomically, bound to this model file (resume with model.stream(resume=path)).
