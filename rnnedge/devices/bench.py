@@ -124,6 +124,7 @@ def _percentiles(samples_ns: list[int]) -> tuple[float, float, float]:
 
 
 def timed(call: Callable[[], object], repeats: int) -> list[int]:
+    """Nanoseconds of each of `repeats` calls: the one timer of every benchmark here."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter_ns()
@@ -158,16 +159,25 @@ def _launcher() -> list[str]:
     return shlex.split(os.environ.get(LAUNCHER_ENV, "")) or [sys.executable]
 
 
-def cold_start(row: Row, bundle: Path, backend: str, precision: str, checkpoint: Path | None = None) -> None:
-    """Import + load + first step in a fresh interpreter, and its peak RSS (a failure becomes a note)."""
+def probe(bundle: Path, backend: str, precision: str, checkpoint: Path | None = None) -> dict:
+    """Import + load + first step in a fresh interpreter (rnnedge.devices.probe): its times, peak RSS and
+    whether torch got imported. RnnedgeError with the probe's last error line if it fails."""
     args = [*_launcher(), "-m", "rnnedge.devices.probe", str(bundle), backend, precision]
     done = subprocess.run(args + ([str(checkpoint)] if checkpoint else []), capture_output=True, text=True,
                           timeout=600)
     if done.returncode != 0:
-        row.note = f"cold-start probe failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+        raise RnnedgeError(f"cold-start probe failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cold_start(row: Row, bundle: Path, backend: str, precision: str, checkpoint: Path | None = None) -> None:
+    """The row's cold start and peak RSS (a failure becomes a note)."""
+    try:
+        found = probe(bundle, backend, precision, checkpoint)
+    except RnnedgeError as exc:
+        row.note = str(exc)
         return
-    probe = json.loads(done.stdout.strip().splitlines()[-1])
-    row.cold_start_s, row.peak_rss_mb = probe["cold_start_s"], probe["peak_rss_mb"]
+    row.cold_start_s, row.peak_rss_mb = found["cold_start_s"], found["peak_rss_mb"]
 
 
 def _pool_rate(model, samples: np.ndarray, size: int, ticks: int) -> float:
@@ -242,13 +252,13 @@ def _bench_windowed(ctx: Context, backend: str) -> Row:
     if not positions:
         row.status, row.note = LOAD_FAILED, f"reference sequences are shorter than the window ({n})"
         return row
-    outputs, times = [], []
-    for i, t in positions:
-        start = time.perf_counter_ns()
+    outputs, windows = [], (ref.x[i, t - n + 1: t + 1] for i, t in positions)
+
+    def recompute() -> None:
         stream.reset()
-        outputs.append(stream.feed(ref.x[i, t - n + 1: t + 1])[-1])
-        times.append(time.perf_counter_ns() - start)
-    row.step_us = _percentiles(times)
+        outputs.append(stream.feed(next(windows))[-1])
+
+    row.step_us = _percentiles(timed(recompute, len(positions)))
     picked = tuple(np.array(positions).T)
     sub = ReferenceData(ref.x[picked][:, None], ref.labels[picked][:, None], ref.y[picked][:, None])
     _score(np.stack(outputs)[:, None], ctx, row, sub)
@@ -283,26 +293,35 @@ def _bench_torch(ctx: Context, checkpoint: Path | None) -> Row:
     from rnnedge.training.checkpoint import Checkpoint
 
     source = Checkpoint.load(checkpoint)
-    model, norm, steps = source.build_model(), source.normalization, ctx.settings.steps
+    model, norm = source.build_model(), source.normalization
     row.file_bytes = checkpoint.stat().st_size
     torch.set_num_threads(ctx.settings.threads)
     with torch.no_grad():
         outputs = np.stack([model(torch.from_numpy(norm.apply(x))[None])[0][0].numpy() for x in ctx.ref.x])
-        _score(outputs, ctx, row)
-        flat = norm.apply(ctx.ref.x.reshape(-1, ctx.ref.x.shape[-1]))
-        samples = iter(np.resize(flat, (steps + 50, flat.shape[1]))[:, None, None])
-        state = model.initial_state(1)
-
-        def step() -> None:
-            nonlocal state
-            _, state = model(torch.from_numpy(next(samples)), state)
-
-        timed(step, 50)
-        row.step_us = _percentiles(timed(step, steps))
+    _score(outputs, ctx, row)
+    step = torch_step(model, norm.apply(ctx.ref.x.reshape(-1, ctx.ref.x.shape[-1])))
+    timed(step, 50)
+    row.step_us = _percentiles(timed(step, ctx.settings.steps))
     row.streams = Budget.for_rate(ctx.sample_rate, 1e6 / row.step_us[0]).streams
     if ctx.settings.cold_start:
         cold_start(row, ctx.bundle, "torch-eager", "fp32", checkpoint)
     return row
+
+
+def torch_step(model, samples: np.ndarray) -> Callable[[], object]:
+    """One torch eager step of `model` (a RecurrentModel) per call, as a naive device app would run it: batch 1,
+    the state carried, cycling through `samples` [N, channels] (normalized)."""
+    import torch
+
+    inputs = itertools.cycle(torch.from_numpy(np.ascontiguousarray(samples, np.float32))[:, None, None])
+    state = [model.initial_state(1)]
+
+    @torch.no_grad()
+    def step() -> object:
+        y, state[0] = model(next(inputs), state[0])
+        return y
+
+    return step
 
 
 def variants(manifest: Manifest) -> list[tuple[str, str, str]]:

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
         model.stream().step(model.mean)  # the first step: lazy allocations and kernel selection happen here
     done = time.perf_counter()
     print(json.dumps({"import_s": imported - start, "load_s": done - imported, "cold_start_s": done - start,
-                      "peak_rss_mb": _peak_rss_mb()}))
+                      "peak_rss_mb": _peak_rss_mb(), "torch_imported": "torch" in sys.modules}))
 
 
 if __name__ == "__main__":

@@ -1,53 +1,39 @@
-"""Micro-benchmark of the runtime's own targets, on one bundle, in one run, on one machine:
-Stream.step vs the bare backend call on the same file and vs a torch eager step; a 1024-stream pool;
-chunks of 50; a fresh process's import + load time and peak RSS. `rnnedge bench BUNDLE` runs it after the
-format x precision table (runtime.json / runtime.md); alone:
-
-    python -m rnnedge.devices.runtime_bench BUNDLE [--out results.json]
+"""The runtime's own targets, on one bundle, in one run, on one machine (`rnnedge bench BUNDLE` measures them
+after the format x precision table: runtime.json / runtime.md): Stream.step vs the bare backend call on the same
+file and vs a torch eager step; a 1024-stream pool; chunks of 50; a fresh process's import + load time and peak
+RSS (the bench's cold-start probe).
 
 Timings are the best of interleaved rounds (a shared machine is noisy: compare the ratios). Torch is imported
-only for its own row, after everything else, and only if installed.
+only for its own row, and only if installed.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import platform
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 import rnnedge.runtime as rt
-from rnnedge.atomic import write_text_atomic
+from rnnedge.devices.bench import probe, timed, torch_step
 
 
 def per_call_us(fns: dict[str, Callable[[], object]], rounds: int = 15, min_seconds: float = 0.02
                 ) -> dict[str, float]:
     """Microseconds per call of each function: rounds interleaved, so that all see the same machine load,
-    and the best round kept (on a shared machine, other work only ever adds time)."""
+    and the best round's mean kept (on a shared machine, other work only ever adds time)."""
     calls = {}
     for name, fn in fns.items():  # calibrate: enough calls per round to outlast the timer's noise
         calls[name] = 1
-        while _timed(fn, calls[name]) < min_seconds:
+        while sum(timed(fn, calls[name])) < min_seconds * 1e9:
             calls[name] *= 2
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, fn in fns.items():
-            best[name] = min(best[name], _timed(fn, calls[name]) / calls[name] * 1e6)
+            best[name] = min(best[name], sum(timed(fn, calls[name])) / calls[name] / 1e3)
     return best
-
-
-def _timed(fn: Callable[[], object], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return time.perf_counter() - start
 
 
 def bare_call(model: rt.Model) -> Callable[[], object]:
@@ -79,8 +65,8 @@ def bare_call(model: rt.Model) -> Callable[[], object]:
     return call
 
 
-def torch_step(model: rt.Model) -> Callable[[], object] | None:
-    """A torch eager step of the source model (same config and normalization; weights do not change speed)."""
+def torch_call(model: rt.Model) -> Callable[[], object] | None:
+    """A torch eager step of the source model's architecture (weights do not change speed), if torch is here."""
     if not importlib.util.find_spec("torch"):
         return None
     import torch
@@ -90,44 +76,25 @@ def torch_step(model: rt.Model) -> Callable[[], object] | None:
 
     torch.set_num_threads(1)
     net = RecurrentModel(ModelConfig.from_dict(model.manifest.model)).eval()
-    mean, std = model.mean, np.asarray(model.manifest.input.normalization.std, np.float32)
-    sample, state = np.zeros(model.channels, np.float32), [net.initial_state(1)]
-
-    @torch.no_grad()
-    def step() -> object:
-        x = torch.from_numpy((sample - mean) / std).view(1, 1, -1)
-        y, state[0] = net(x, state[0])
-        return y[0, 0].numpy()
-
-    return step
+    return torch_step(net, np.zeros((1, model.channels), np.float32))
 
 
 def process_cost(bundle: Path, backend: str) -> dict:
-    """A fresh process that imports the runtime, loads the bundle and streams: wall time and peak RSS.
-    (Peak RSS is VmHWM: ru_maxrss would count the parent's pages, shared by the fork before exec.)"""
-    code = (
-        "import time, sys; t = time.perf_counter()\n"
-        "import numpy as np, rnnedge.runtime as rt\n"
-        f"m = rt.load({str(bundle)!r}, backend={backend!r}); s = m.stream(); t = time.perf_counter() - t\n"
-        "for _ in range(1000): s.step(np.zeros(m.channels, np.float32))\n"
-        "peak = next(int(n.split()[1]) for n in open('/proc/self/status') if n.startswith('VmHWM'))\n"
-        "print(t, peak / 1024, 'torch' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    seconds, peak_mb, torch_imported = out.split()
-    return {"import_load_s": float(seconds), "peak_rss_mb": float(peak_mb),
-            "torch_imported": torch_imported == "True"}
+    """A fresh process that imports the runtime, loads the bundle and steps once: wall time and peak RSS."""
+    found = probe(bundle, backend, "fp32")
+    return {"import_load_s": found["cold_start_s"], "peak_rss_mb": found["peak_rss_mb"],
+            "torch_imported": found["torch_imported"]}
 
 
-def speeds(model: rt.Model, torch_call: Callable[[], object] | None) -> dict:
+def speeds(model: rt.Model, torch_eager: Callable[[], object] | None) -> dict:
     stream, sample = model.stream(), np.zeros(model.channels, np.float32)
     chunk = np.zeros((50, model.channels), np.float32)
     calls = {"bare_call_us": bare_call(model), "stream_step_us": lambda: stream.step(sample),
              "feed50_us_per_step": lambda: stream.feed(chunk)}
-    row = per_call_us(calls | ({"torch_step_us": torch_call} if torch_call else {}))
+    row = per_call_us(calls | ({"torch_step_us": torch_eager} if torch_eager else {}))
     row["feed50_us_per_step"] /= 50
     row["step_over_bare"] = row["stream_step_us"] / row["bare_call_us"]
-    row["torch_over_step"] = row["torch_step_us"] / row["stream_step_us"] if torch_call else None
+    row["torch_over_step"] = row["torch_step_us"] / row["stream_step_us"] if torch_eager else None
     if model.backend.startswith("onnxruntime"):  # LiteRT files do not batch: a pool is a loop there
         pool = model.pool(1024)
         for i in range(1024):
@@ -146,9 +113,9 @@ def measure_targets(bundle: str | Path, backends: tuple[str, ...] = ("onnxruntim
     results: dict = {"bundle": str(bundle), "machine": platform.machine(),
                      "python": platform.python_version(), "backends": {}}
     models = [rt.load(bundle, backend=backend) for backend in backends]
-    torch_call = torch_step(models[0])
+    torch_eager = torch_call(models[0])
     for backend, model in zip(backends, models, strict=True):
-        results["backends"][model.backend] = speeds(model, torch_call) | process_cost(bundle, backend)
+        results["backends"][model.backend] = speeds(model, torch_eager) | process_cost(bundle, backend)
     return results
 
 
@@ -171,18 +138,3 @@ def table(results: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bundle", type=Path)
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args()
-    results = measure_targets(args.bundle)
-    print(table(results))
-    if args.out:
-        write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
-        write_text_atomic(args.out.with_suffix(".md"), table(results) + "\n")
-
-
-if __name__ == "__main__":
-    main()

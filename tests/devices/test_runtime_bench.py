@@ -1,4 +1,4 @@
-"""The runtime's own benchmark (make bench) runs on a real bundle and reports every target it names."""
+"""`rnnedge bench` (make bench) measures the runtime's own targets on a real bundle and reports every one."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ pytestmark = pytest.mark.slow
 
 def test_runtime_bench_measures_every_target(small_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "runtime.json"
-    done = subprocess.run([sys.executable, "-m", "rnnedge.devices.runtime_bench", str(small_bundle), "--out",
-                           str(out)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "bench", str(small_bundle), "--quick",
+                           "--runtime-targets", "--precision", "fp32", "--backend", "litert", "--no-cold-start",
+                           "--pool-sizes", "8", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results["backends"]) == {"onnxruntime", "litert"}
