@@ -13,8 +13,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from rnnedge.bundle import (
     verify_file,
     write_manifest,
 )
-from rnnedge.data.recording import Dataset
+from rnnedge.data.recording import Dataset, Recording
 from rnnedge.errors import ExportError
 from rnnedge.export import integer, mcu, onnx_weights, tflite_export
 from rnnedge.export.graphs import build_graph, default_graphs, example_inputs
@@ -132,13 +133,13 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
                                  min(chunk_len, x_ref.shape[1]), task.classes,
                                  len(config.state_tensors), exact=torch_runner(m, float64=True))
                 for g, m in modules.items()}
+    work = _Work(ckpt, modules, data, expected)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by others
     try:
         files: list[ModelFile] = []
-        fp32_bytes: dict[tuple, bytes] = {}
         shipped: set[tuple] = set()
         for done, variant in enumerate(variants, start=1):
             if variant.key in shipped:
@@ -148,12 +149,14 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
                    + (" per-channel" if variant.per_channel else ""), done, total)
             path = staging / variant.filename
             if variant.precision == "fp32":
-                entry = _verified(ckpt, modules, variant, path, fp32_bytes, data, expected, tolerance)
+                entry = _verified(work, variant, path, None, tolerance)
             else:
+                base = next(f for f in files if (f.graph, f.format, f.chunk_len, f.precision) ==
+                            (variant.graph, variant.format, variant.time, "fp32"))  # built first, or no export
                 try:
-                    entry = _verified(ckpt, modules, variant, path, fp32_bytes, data, expected, None)
+                    entry = _verified(work, variant, path, base, None)
                     reason = task.gate(torch_score[variant.graph], entry.score, variant.precision) \
-                        or _not_smaller(entry, files, variant)
+                        or _not_smaller(entry, base)
                     if not reason and variant.precision in integer.PRECISIONS:  # C++ sources, only if shipped
                         entry = _integer_entry(entry, path)
                 except Exception as exc:  # noqa: BLE001 - a best-effort variant never fails the export
@@ -200,24 +203,41 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _verified(ckpt: Checkpoint, modules: dict, variant: Variant, path: Path, fp32_bytes: dict, data: EvalSet,
-              expected: dict, tolerance: float | None) -> ModelFile:
+@dataclass
+class _Work:
+    """What every variant of one export reads: the checkpoint, its graph modules, the evaluation data, the torch
+    outputs to match, and a cache (the fp32 models the other precisions derive from, calibration pairs)."""
+
+    ckpt: Checkpoint
+    modules: dict
+    data: EvalSet
+    expected: dict
+    cache: dict = field(default_factory=dict)
+
+    @cached_property
+    def calibration(self) -> list[Recording]:
+        """Training-like recordings for static and integer-only files, read once."""
+        return calibration_recordings(self.ckpt, self.data)
+
+
+def _verified(work: _Work, variant: Variant, path: Path, base: ModelFile | None, tolerance: float | None
+              ) -> ModelFile:
     """Build the file, load it back with its real runtime, measure parity and the task score. With a
-    tolerance (fp32), a file off the torch model fails the export."""
-    path.write_bytes(_build(ckpt, modules[variant.graph], variant, fp32_bytes, data))
+    tolerance (fp32), a file off the torch model fails the export. `base`: the shipped fp32 file it derives
+    from (None for fp32 files)."""
+    ckpt = work.ckpt
+    path.write_bytes(_build(work, variant))
     runner = load_runner(path, variant.format, variant.graph, variant.time, ckpt.config.output_size)
-    parity, wrong = measure(runner, expected[variant.graph], tolerance)
+    parity, wrong = measure(runner, work.expected[variant.graph], tolerance)
     if wrong:
         raise ExportError(f"{variant.filename} failed verification against the torch model "
                           f"({'; '.join(wrong)}; tolerance {tolerance:g}; --tolerance overrides): nothing was "
                           "written")
-    return _entry(variant, path, parity, file_score(ckpt, runner, data, variant.graph == "window"), fp32_bytes)
+    return _entry(variant, path, parity, file_score(ckpt, runner, work.data, variant.graph == "window"), base)
 
 
-def _not_smaller(entry: ModelFile, files: list[ModelFile], variant: Variant) -> str | None:
-    base = next((f for f in files if (f.graph, f.format, f.chunk_len, f.precision) ==
-                 (variant.graph, variant.format, variant.time, "fp32")), None)
-    if base is not None and entry.size_bytes >= base.size_bytes:
+def _not_smaller(entry: ModelFile, base: ModelFile) -> str | None:
+    if entry.size_bytes >= base.size_bytes:
         return f"{entry.size_bytes / 1024:.1f} KB is not smaller than the fp32 file ({base.size_bytes / 1024:.1f} KB)"
     return None
 
@@ -290,30 +310,30 @@ def _plan(ckpt: Checkpoint, graphs: Sequence[str], formats: Sequence[str], preci
     return variants, rejected
 
 
-def _build(ckpt: Checkpoint, module, variant: Variant, fp32_bytes: dict, data: EvalSet) -> bytes:
+def _build(work: _Work, variant: Variant) -> bytes:
     """The file's bytes; fp32 is built first for each (graph, format, time) and the others derive from it."""
+    ckpt, module, cache = work.ckpt, work.modules[variant.graph], work.cache
     key = (variant.graph, variant.format, variant.time)
     summary = _summary(ckpt, variant)
     if variant.format == "onnx":
-        if key not in fp32_bytes:
-            fp32_bytes[key] = export_onnx(ckpt, module, variant.graph, {"rnnedge": summary})
-        model = fp32_bytes[key]
+        if key not in cache:
+            cache[key] = export_onnx(ckpt, module, variant.graph, {"rnnedge": summary})
+        model = cache[key]
         if variant.precision != "fp32":
             model = onnx_weights.compress_weights(model, variant.precision)
         return serialize_onnx(model)
-    if key not in fp32_bytes:
+    if key not in cache:
         inputs = example_inputs(ckpt, variant.graph, variant.time)
         source = UnrolledStream(ckpt) if variant.graph == "stream" else module
-        fp32_bytes[key] = tflite_export.convert_tflite(source.eval(), inputs)
-    model = fp32_bytes[key]
+        cache[key] = tflite_export.convert_tflite(source.eval(), inputs)
+    model = cache[key]
     if variant.precision in integer.PRECISIONS:
-        model = integer.integer_tflite(ckpt, model, variant.precision, calibration_recordings(ckpt, data),
-                                       variant.time, fp32_bytes)
+        model = integer.integer_tflite(ckpt, model, variant.precision, work.calibration, variant.time, cache)
     elif variant.precision != "fp32":
         calibration = None
         if variant.precision == "int8_static":
-            calibration = calibration_samples(module, calibration_recordings(ckpt, data), variant.graph,
-                                              variant.time, ckpt.config.state_size)
+            calibration = calibration_samples(module, work.calibration, variant.graph, variant.time,
+                                              ckpt.config.state_size)
         model = tflite_export.quantize_tflite(model, variant.precision, calibration, variant.per_channel)
     return tflite_export.finish_tflite(model, summary)
 
@@ -330,16 +350,14 @@ def _summary(ckpt: Checkpoint, variant: Variant) -> str:
             f"{','.join(ckpt.channels)} at {ckpt.sample_rate_hz:g} Hz (normalization inside); {what}")
 
 
-def _entry(variant: Variant, path: Path, parity, score: float, fp32_bytes: dict) -> ModelFile:
+def _entry(variant: Variant, path: Path, parity, score: float, base: ModelFile | None) -> ModelFile:
     notes = (onnx_weights.NOTES if variant.format == "onnx" else {**tflite_export.NOTES, **integer.NOTES}
              )[variant.precision]
     if variant.format == "tflite" and variant.precision == "int8":
         notes += "; one scale per output channel" if variant.per_channel else "; one scale per weight tensor"
     size = path.stat().st_size
-    base = fp32_bytes.get((variant.graph, variant.format, variant.time))
-    if variant.precision != "fp32" and base is not None:
-        base_size = len(base) if isinstance(base, bytes) else base.ByteSize()
-        notes += f"; {size / base_size:.0%} of the fp32 file"
+    if base is not None:  # the shipped fp32 file, as the size gate (_not_smaller) compares
+        notes += f"; {size / base.size_bytes:.0%} of the fp32 file"
     if variant.format == "tflite":
         notes += f"; signature '{tflite_export.SIGNATURE}'; {TFLITE_RUNTIME_NOTE}"
     return ModelFile(path=path.name, format=variant.format, precision=variant.precision, graph=variant.graph,

@@ -47,6 +47,8 @@ def test_int8_and_fp16_are_smaller_and_accurate(hapt_small_train, hapt_small_val
     torch_score = manifest.evaluation.torch_score
     for f in manifest.files:
         assert abs(f.score - torch_score) <= 0.01
+        if f.precision != "fp32":  # the note's share is the size gate's: the shipped files' sizes
+            assert f"; {f.size_bytes / sizes[(f.format, 'fp32', f.chunk_len)]:.0%} of the fp32 file" in f.notes
         assert f.precision == "int8_static" or f.parity.argmax_agreement >= 0.95
     attempted = {(f.precision, f.chunk_len) for f in manifest.files} | {(r.precision, None) for r in
                                                                          manifest.rejected}
