@@ -24,6 +24,7 @@ ROOT = Path(__file__).parents[2]
 FLEET_VENV = Path(os.environ.get("RNNEDGE_FLEET_VENV", ROOT / ".cache" / "venv-fleet"))
 CHUNK = 25  # samples per message: 0.5 s at 50 Hz
 RATE = 50.0
+ATTACH = 1000  # samples each bed starts with: the recording's first 20 s, standing (the upright frame calibrates)
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +38,10 @@ def model(bundle):
 
 
 def bed_signals(beds: int, samples: int) -> list[np.ndarray]:
-    """Each bed: a window of a test recording starting 12 s before a get-up (warm-up 10 s, then the get-up),
-    get-ups taken in turn, each window shifted by the bed's index so no two beds are the same."""
+    """Each bed: ATTACH samples of a test recording's start (the sensor clipped on while the wearer stands: every
+    HAPT test recording calibrates the default point's upright frame within 19 s), then a window of `samples` of
+    that recording starting 12 s before a get-up (the get-up), get-ups taken in turn, each window shifted by the
+    bed's index so no two beds are the same."""
     data = hapt_split("test")
     ids = [data.label_names.index(n) for n in GET_UP_LABELS]
     starts = []
@@ -50,20 +53,20 @@ def bed_signals(beds: int, samples: int) -> list[np.ndarray]:
     for bed in range(beds):
         signals, start = starts[bed % len(starts)]
         start = min(start + 7 * (bed // len(starts)), len(signals) - samples)
-        out.append(np.asarray(signals[start:start + samples], np.float32))
+        out.append(np.concatenate([signals[:ATTACH], signals[start:start + samples]]).astype(np.float32))
     return out
 
 
 def with_faults(bed: int, signals: np.ndarray) -> list[tuple[float, list]]:
-    """(t, values) per row; every 4th bed gets faults: an unreadable value, a 0.3 s gap, a row out of order,
-    a row of the wrong length, a 5 s gap (reset)."""
+    """(t, values) per row; every 4th bed gets faults after the attach: an unreadable value, a 0.3 s gap, a row
+    out of order, a row of the wrong length, a 5 s gap (reset)."""
     rows = [(i / RATE, x.tolist()) for i, x in enumerate(signals)]
     if bed % 4 == 3:
-        rows[100][1][2] = math.nan
-        del rows[200:215]
-        rows[300], rows[301] = rows[301], rows[300]
-        rows[400] = (rows[400][0], rows[400][1][:5])
-        rows[900:] = [(t + 5.0, x) for t, x in rows[900:]]
+        rows[ATTACH + 100][1][2] = math.nan
+        del rows[ATTACH + 200:ATTACH + 215]
+        rows[ATTACH + 300], rows[ATTACH + 301] = rows[ATTACH + 301], rows[ATTACH + 300]
+        rows[ATTACH + 400] = (rows[ATTACH + 400][0], rows[ATTACH + 400][1][:5])
+        rows[ATTACH + 900:] = [(t + 5.0, x) for t, x in rows[ATTACH + 900:]]
     return rows
 
 
