@@ -78,10 +78,6 @@ class ImportSpec:
                                 f"got {kwargs[key]!r}")
         return ImportSpec(**kwargs)
 
-    @staticmethod
-    def from_json(path: str | Path) -> ImportSpec:
-        return ImportSpec.from_dict(read_json(path), str(path))
-
 
 def read_json(path: str | Path) -> dict:
     try:

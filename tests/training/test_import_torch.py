@@ -18,7 +18,7 @@ from rnnedge.errors import CheckpointError, DataError
 from rnnedge.export.build import export_bundle
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.cli import import_torch_command
-from rnnedge.training.import_torch import ImportSpec, import_state_dict
+from rnnedge.training.import_torch import ImportSpec, import_state_dict, read_json
 
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
 LABELS = ["sit", "stand", "walk", "lie"]
@@ -317,7 +317,7 @@ def test_spec_with_an_unknown_key_is_refused(tmp_path):
     path = tmp_path / "spec.json"
     path.write_text(json.dumps({"channels": CHANNELS, "sample_rate_hz": 50, "labelz": LABELS}))
     with pytest.raises(DataError, match=r"spec.json: unknown key\(s\) labelz \(known: channels"):
-        ImportSpec.from_json(path)
+        ImportSpec.from_dict(read_json(path), str(path))
     torch.save(lstm_fc(), tmp_path / "user.pt")
     result = run_cli(str(tmp_path / "user.pt"), "--spec", str(path))
     assert isinstance(result.exception, DataError) and "labelz" in str(result.exception)
