@@ -1,16 +1,25 @@
-"""Fleet benchmark (not a test): BEDS beds x 50 Hz through the embedded Flink job, sustained, with latency.
+"""Fleet benchmark (not a test): BEDS beds x 50 Hz through the embedded Flink job: sustained rate, latency, recovery.
 
-    .cache/venv-fleet/bin/python -m rnnedge.fleet.bench BUNDLE --beds 100,1000 --seconds 40 --out DIR
+    .cache/venv-fleet/bin/python -m rnnedge.fleet.bench BUNDLE --beds 1000,2000,5000 --seconds 60 --out DIR \\
+        [--levers] [--kills 10 --kill-beds 200]
 
-Per point, a gateway thread writes one file every 0.5 s into a watched folder: one message per bed (0.5 s of
-real bundled samples, timestamps continuing, "sent" = its wall clock). The job runs with latency records on (one
-per message, when the operator has emitted its events). Reported, over the messages after a warm-up:
-  sustained   messages processed / messages sent, and samples/s processed;
-  latency     e2e (gateway wrote the file -> the message's events left the operator; includes the folder watch
-              interval) and in-job (parsed after the source -> events out), p50/p99/max;
-  per core    samples (stream-steps) per second per core of the machine, beside the runtime's in-process Pool
-              (one batched backend call per tick) and an in-process Monitor per bed, measured in the same run.
-Latency records after the last checkpoint are not committed when the job is cancelled: the window ends there.
+Input: a replayable, ordered message stream, as a Kafka topic feeds a production job: a sequence source (Flink's
+NumberSequenceSource over ticks, one reader, its position checkpointed) and a gateway operator that turns tick n
+into one message per bed (CHUNK_S of real bundled samples, timestamps continuing), released at the tick's wall time
+(epoch + n x chunk; "sent" = that time; the epoch: when the first job's gateway opened, kept for its restarts).
+Behind schedule (after a restore) it releases at once: the backlog a broker keeps. The job is the fleet's own
+(rnnedge.fleet.job.build), run as a subprocess in its own process group (`python -m rnnedge.fleet.bench job SPEC`),
+so a SIGKILL takes the client, the JVM and the Python workers.
+Reported per point, over the ticks after a warm-up:
+  samples_per_s_done  messages whose events left the operator within the window, per second, x samples each;
+  e2e_s               sent (the tick's time) -> events out; includes the gateway's own buffering (<= one tick);
+  in_job_s            parsed -> events out (the job's own latency);
+  per core            stream-steps/s per core, in this process, beside the runtime's Pool (one batched call per
+                      tick): the monitor one sample at a time, and as the operator runs it (chunks + state bytes).
+Recovery (--kills K): K SIGKILLs at random moments of one run, each followed by a restart from the latest
+checkpoint; per kill the seconds until caught up (the first message sent after the kill whose events came out within
+LATENCY_TARGET_S of being sent), and over the whole run every bed's events against the monitor run in this process
+on the same messages: alarms lost and duplicated (and any other difference).
 """
 
 from __future__ import annotations
@@ -18,88 +27,199 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import threading
+import random
+import signal
+import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 CHUNK_S = 0.5
+RATE = 50.0
 WARMUP_S = 10.0
+STARTUP_S = 60.0  # at most this long from launching a job to its first tick (JVM + Python workers)
+LATENCY_TARGET_S = 1.0
 
 
-def gateway(folder: Path, beds: int, signals: np.ndarray, rate: float, seconds: float, stop: threading.Event,
-            sent: list[int]) -> None:
-    from rnnedge.fleet.messages import encode
-
-    chunk, n = round(CHUNK_S * rate), 0
-    start = time.time()
-    while not stop.is_set() and n * CHUNK_S < seconds:
-        wait = start + n * CHUNK_S - time.time()
-        if wait > 0:
-            time.sleep(wait)
-        now = time.time()
-        lines = []
-        for bed in range(beds):
-            first = (n * chunk + bed * 997) % (len(signals) - chunk)
-            t = (n * chunk + np.arange(chunk)) / rate
-            lines.append(encode(f"bed-{bed:05d}", signals[first:first + chunk], t, sent=now))
-        tmp = folder / f".tick-{n:06d}.tmp"
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.rename(folder / f"tick-{n:06d}.jsonl")  # the source lists only complete files
-        sent[0] += beds
-        n += 1
-
-
-def point(bundle: str, beds: int, seconds: float, work: Path, parallelism: int, precision: str) -> dict:
-    from rnnedge.fleet.beds import MonitorSettings
-    from rnnedge.fleet.job import FleetConfig, run
+def gateway_rows() -> list[str]:
+    """The bundled recording's samples as JSON arrays, one string per sample (what a gateway sends)."""
     from rnnedge.monitor.sources import demo_signals
 
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "in").mkdir(parents=True)
-    signals = demo_signals()
-    config = FleetConfig(bundle=bundle, output=str(work / "out"), precision=precision,
-                         monitor=MonitorSettings(), parallelism=parallelism, checkpoint_interval_s=5.0,
-                         latency=True, state_ttl_s=0)
-    started = time.time()
-    client = run(config, inputs=[str(work / "in")], monitor_s=0.1, job_name=f"fleet bench {beds} beds")
-    stop, sent = threading.Event(), [0]
-    writer = threading.Thread(target=gateway, args=(work / "in", beds, signals, 50.0, seconds, stop, sent))
-    writer.start()
-    writer.join()
-    time.sleep(6.0)  # one more checkpoint commits what was processed
-    client.cancel().result()
-    records = [json.loads(line) for part in (work / "out").glob("events-*.jsonl")
-               for line in part.read_text().splitlines()]
-    # the steady window: messages sent after the warm-up, until the last checkpoint before the cancel
-    steady = [r for r in records if r["event"] == "latency" and r["sent"] >= started + WARMUP_S]
-    last = max((r["sent"] for r in steady), default=started)
-    offered = beds * max(0.0, last - started - WARMUP_S) / CHUNK_S
-    e2e, inside = np.array([r["e2e_s"] for r in steady]), np.array([r["in_s"] for r in steady])
-    return {"beds": beds, "seconds": seconds, "parallelism": parallelism, "messages_sent": sent[0],
-            "steady_messages_done": len(steady), "steady_messages_offered": round(offered),
-            "samples_per_s_offered": beds * 50,
-            "samples_per_s_done": round(len(steady) * CHUNK_S * 50 / max(1e-9, last - started - WARMUP_S)),
-            "e2e_s": percentiles(e2e), "in_job_s": percentiles(inside),
-            "wall_s": round(time.time() - started, 1)}
+    return [json.dumps(row) for row in demo_signals().astype(np.float64).tolist()]
 
 
-def percentiles(a: np.ndarray) -> dict | None:
-    if not len(a):
+def message(rows: list[str], bed: int, tick: int, chunk: int, sent: float) -> str:
+    """Bed `bed`'s message of tick `tick`: samples from a place of the recording of its own."""
+    start = tick * chunk
+    first = (start + bed * 997) % (len(rows) - chunk)
+    t = ",".join(repr(round((start + i) / RATE, 6)) for i in range(chunk))
+    return f'{{"bed":"bed-{bed:05d}","t":[{t}],"x":[{",".join(rows[first:first + chunk])}],"sent":{sent!r}}}'
+
+
+def run_job(spec: dict) -> None:
+    """The job of one bench run (the `job` subcommand): ticks -> gateway -> the fleet job; until the last tick."""
+    from pyflink.common import Types, WatermarkStrategy
+    from pyflink.datastream import FlatMapFunction
+    from pyflink.datastream.connectors.number_seq import NumberSequenceSource
+
+    from rnnedge.atomic import write_text_atomic
+    from rnnedge.fleet import job
+    from rnnedge.fleet.beds import MonitorSettings
+
+    class Gateway(FlatMapFunction):
+        def open(self, runtime_context) -> None:
+            self.rows = gateway_rows()
+            epoch = Path(spec["epoch_file"])
+            if not epoch.exists():  # the first job: the clock starts now; a restarted one keeps it
+                write_text_atomic(epoch, repr(time.time()))
+            self.epoch = float(epoch.read_text())
+
+        def flat_map(self, tick: int):
+            due = self.epoch + tick * spec["chunk_s"]
+            if due > time.time():
+                time.sleep(due - time.time())
+            chunk = round(spec["chunk_s"] * RATE)
+            for bed in range(spec["beds"]):
+                yield message(self.rows, bed, tick, chunk, due)
+
+    config = job.FleetConfig(bundle=spec["bundle"], output=spec["output"], precision=spec["precision"],
+                             monitor=MonitorSettings(), parallelism=spec["parallelism"],
+                             checkpoint_dir=spec["checkpoints"], checkpoint_interval_s=spec["checkpoint_s"],
+                             restore=spec.get("restore"), state_ttl_s=0, bundle_ms=spec["bundle_ms"],
+                             bundle_size=spec.get("bundle_size"), latency=True)
+    os.makedirs(config.checkpoints, exist_ok=True)
+    env = job.environment(config)
+    ticks = env.from_source(NumberSequenceSource(0, spec["ticks"] - 1), WatermarkStrategy.no_watermarks(), "ticks") \
+        .uid(job.UID["source"]).set_parallelism(1)
+    lines = ticks.flat_map(Gateway(), Types.STRING()).uid("bench-gateway").name("gateway").set_parallelism(1) \
+        .disable_chaining()  # its sleep must not hold the parser's output
+    job.build(env, lines, config)
+    env.execute("fleet bench")
+
+
+def launch(spec: dict, work: Path) -> subprocess.Popen:
+    path = work / f"spec-{time.time_ns()}.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = open(work / "job.log", "a")  # noqa: SIM115 (the child writes it; closed with the bench)
+    return subprocess.Popen([sys.executable, "-m", "rnnedge.fleet.bench", "job", str(path)], env=env,
+                            start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+
+
+def spec_for(bundle: str, work: Path, beds: int, seconds: float, options: dict) -> dict:
+    return {"bundle": bundle, "output": str(work / "out"), "checkpoints": str(work / "checkpoints"), "beds": beds,
+            "precision": options.get("precision", "fp32"), "parallelism": options.get("parallelism", 2),
+            "checkpoint_s": options.get("checkpoint_s", 10.0), "bundle_ms": options.get("bundle_ms", 100),
+            "bundle_size": options.get("bundle_size"), "chunk_s": options.get("chunk_s", CHUNK_S),
+            "ticks": round(seconds / options.get("chunk_s", CHUNK_S)), "epoch_file": str(work / "epoch")}
+
+
+def read_output(output: Path) -> list[dict]:
+    """Committed events in the order they were written (part files by time, then a subtask's counter)."""
+    parts = sorted(output.rglob("events-*.jsonl"), key=lambda p: (p.stat().st_mtime_ns, int(p.stem.rsplit("-", 1)[1])))
+    return [json.loads(line) for part in parts for line in part.read_text(encoding="utf-8").splitlines()]
+
+
+def point(bundle: str, beds: int, seconds: float, work: Path, options: dict) -> dict:
+    """One run: sustained rate and latency at `beds` beds."""
+    work.mkdir(parents=True)
+    spec = spec_for(bundle, work, beds, seconds, options)
+    if launch(spec, work).wait(timeout=seconds + STARTUP_S + 600) != 0:
+        raise RuntimeError(f"the bench job failed: see {work / 'job.log'}")
+    latency = [r for r in read_output(work / "out") if r["event"] == "latency"]
+    epoch = float(Path(spec["epoch_file"]).read_text())
+    start, end = epoch + WARMUP_S, epoch + seconds
+    window = [r for r in latency if r["sent"] >= start]
+    done = [r for r in latency if start <= r["sent"] + r["e2e_s"] <= end]
+    samples = round(spec["chunk_s"] * RATE)
+    return {"beds": beds, "seconds": seconds, "options": options, "messages": len(latency),
+            "samples_per_s_offered": round(beds * RATE),
+            "samples_per_s_done": round(len(done) * samples / (end - start)),
+            "e2e_s": percentiles([r["e2e_s"] for r in window]),
+            "in_job_s": percentiles([r["in_s"] for r in window]),
+            "behind_at_end_s": round(max((r["sent"] + r["e2e_s"] for r in latency), default=end) - end, 1)}
+
+
+def percentiles(values: list[float]) -> dict | None:
+    if not values:
         return None
+    a = np.asarray(values)
     return {"p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3),
             "max": round(float(a.max()), 3)}
 
 
+def recovery(bundle: str, beds: int, kills: int, work: Path, seed: int = 16) -> dict:
+    """`kills` SIGKILLs at random moments of one run, each restarted from the latest checkpoint."""
+    rng = random.Random(seed)
+    gaps = [rng.uniform(25.0, 45.0) for _ in range(kills)]
+    seconds = sum(gaps) + 40.0
+    work.mkdir(parents=True)
+    spec = spec_for(bundle, work, beds, seconds, {"checkpoint_s": 2.0})
+    process, killed_at = launch(spec, work), []
+    deadline = time.time() + STARTUP_S
+    while not Path(spec["epoch_file"]).exists() and time.time() < deadline:
+        time.sleep(0.5)
+    for gap in gaps:
+        time.sleep(gap)
+        os.killpg(process.pid, signal.SIGKILL)  # the client, the JVM and its Python workers: the whole job
+        killed_at.append(time.time())
+        process.wait()
+        process = launch({**spec, "restore": "latest"}, work)
+    if process.wait(timeout=seconds + 900) != 0:
+        raise RuntimeError(f"the bench job failed: see {work / 'job.log'}")
+    records = read_output(work / "out")
+    latency = [r for r in records if r["event"] == "latency"]
+    caught = []
+    for kill in killed_at:
+        after = [r["sent"] + r["e2e_s"] for r in latency if r["sent"] > kill and r["e2e_s"] <= LATENCY_TARGET_S]
+        caught.append(round(min(after) - kill, 1) if after else None)
+    got: dict[str, list[dict]] = {}
+    for r in records:
+        if r["event"] != "latency":
+            got.setdefault(r.pop("bed"), []).append(r)
+    expected = reference(bundle, spec)
+    alarms = lambda per_bed: Counter((bed, r["id"]) for bed, rs in per_bed.items()  # noqa: E731
+                                     for r in rs if r["event"].startswith("alarm"))
+    want, have = alarms(expected), alarms(got)
+    return {"beds": beds, "kills": kills, "seconds": round(seconds), "checkpoint_s": spec["checkpoint_s"],
+            "kill_to_caught_up_s": caught, "alarm_events_expected": sum(want.values()),
+            "alarm_events_lost": sum((want - have).values()), "alarm_events_duplicated": sum((have - want).values()),
+            "beds_with_any_other_difference": sum(got.get(bed) != events for bed, events in expected.items())}
+
+
+def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
+    """Every bed's events from the monitor in this process, on the messages the job was sent."""
+    import rnnedge.runtime as rt
+    from rnnedge.fleet import messages
+    from rnnedge.fleet.beds import BedMonitors, MonitorSettings
+
+    model = rt.load(bundle, backend="onnxruntime", precision=spec["precision"])
+    channels, rows = list(model.manifest.input.channels), gateway_rows()
+    beds, chunk = BedMonitors(model, MonitorSettings(), cache_size=spec["beds"]), round(spec["chunk_s"] * RATE)
+    out: dict[str, list[dict]] = {}
+    for tick in range(spec["ticks"]):
+        for bed in range(spec["beds"]):
+            parsed = messages.parse(message(rows, bed, tick, chunk, 0.0), 0.0)[0]
+            monitor = beds.monitor(parsed.bed, None)  # built at the bed's first message, then the same one
+            samples = messages.samples(parsed, channels)
+            records = monitor.feed_rows(samples) if isinstance(samples, list) else monitor.feed_chunk(*samples)
+            out.setdefault(parsed.bed, []).extend(json.loads(json.dumps(r)) for r in records)
+    for bed, (_, monitor) in beds.live.items():
+        out[bed] += [json.loads(json.dumps(r)) for r in monitor.run([])]
+    return out
+
+
 def in_process(bundle: str, precision: str, beds: int = 1024, steps: int = 200) -> dict:
-    """Stream-steps/s on one core: the runtime's Pool (batched) and a Monitor per bed (what the operator runs)."""
+    """Stream-steps/s on one core: the runtime's Pool (batched), the monitor one sample at a time, and the
+    monitor as the operator runs it (a message's chunk in one call, then its state as bytes)."""
     import rnnedge.runtime as rt
     from rnnedge.monitor import Monitor
     from rnnedge.monitor.sources import demo_signals
 
-    model = rt.load(bundle, precision=precision)
+    model = rt.load(bundle, backend="onnxruntime", precision=precision)
     signals = demo_signals()
     pool = model.pool(capacity=beds)
     for i in range(beds):
@@ -112,32 +232,63 @@ def in_process(bundle: str, precision: str, beds: int = 1024, steps: int = 200) 
     t = time.process_time()
     for k in range(steps):
         for i, monitor in enumerate(monitors):
-            monitor.push(signals[k + i], k / 50)
+            monitor.push(signals[k + i], k / RATE)
+    sample_rate = 64 * steps / (time.process_time() - t)
+    chunk, monitors = round(CHUNK_S * RATE), [Monitor(model) for _ in range(64)]
+    t = time.process_time()
+    for k in range(0, 8 * steps, chunk):
+        for i, monitor in enumerate(monitors):
+            monitor.feed_chunk(signals[k + i:k + i + chunk], (k + np.arange(chunk)) / RATE)
+            monitor.state()
+    chunk_rate = 64 * 8 * steps / (time.process_time() - t)
     return {"pool_steps_per_s_per_core": round(pool_rate), "pool_streams": beds,
-            "monitor_steps_per_s_per_core": round(64 * steps / (time.process_time() - t))}
+            "monitor_per_sample_steps_per_s_per_core": round(sample_rate),
+            "monitor_chunks_with_state_steps_per_s_per_core": round(chunk_rate), "chunk_samples": chunk}
+
+
+LEVERS = {"parallelism 1": {"parallelism": 1}, "bundle.size 100": {"bundle_size": 100},
+          "bundle.size 10000": {"bundle_size": 10000}, "bundle.time 20 ms": {"bundle_ms": 20},
+          "bundle.time 500 ms": {"bundle_ms": 500}, "message chunk 1 s": {"chunk_s": 1.0},
+          "checkpoint every 2 s": {"checkpoint_s": 2.0}, "checkpoint every 30 s": {"checkpoint_s": 30.0}}
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["job"]:
+        run_job(json.loads(Path(sys.argv[2]).read_text()))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle")
-    parser.add_argument("--beds", default="100,1000")
-    parser.add_argument("--seconds", type=float, default=40.0)
-    parser.add_argument("--parallelism", type=int, default=2)
+    parser.add_argument("--beds", default="1000,2000,5000")
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--levers", action="store_true", help="also each lever alone at the first bed count")
+    parser.add_argument("--kills", type=int, default=0, help="recovery: SIGKILLs at random moments of one run")
+    parser.add_argument("--kill-beds", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("artifacts/fleet-bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
-              "in_process": in_process(args.bundle, args.precision), "points": []}
-    for beds in map(int, args.beds.split(",")):
-        result["points"].append(point(args.bundle, beds, args.seconds, args.out / f"work-{beds}", args.parallelism,
-                                      args.precision))
-        shutil.rmtree(args.out / f"work-{beds}", ignore_errors=True)
-        print(json.dumps(result["points"][-1]), flush=True)
-    for p in result["points"]:
-        p["samples_per_s_done_per_core"] = round(p["samples_per_s_done"] / os.cpu_count())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": {"cores": os.cpu_count(),
+                                                                  "load_before": os.getloadavg()},
+              "in_process": in_process(args.bundle, args.precision), "points": [], "levers": {}}
+    print(json.dumps(result["in_process"]), flush=True)
+    counts = [int(n) for n in args.beds.split(",")]
+    runs = [(f"{n} beds", n, {"precision": args.precision}) for n in counts]
+    if args.levers:
+        runs += [(name, counts[0], {"precision": args.precision, **lever}) for name, lever in LEVERS.items()]
+    for name, beds, options in runs:
+        found = point(args.bundle, beds, args.seconds, args.out / f"work-{stamp}" / name.replace(" ", "-"), options)
+        found["load_after"] = os.getloadavg()
+        if name.endswith(" beds"):
+            result["points"].append(found)
+        else:
+            result["levers"][name] = found
+        print(name, json.dumps(found), flush=True)
+    if args.kills:
+        result["recovery"] = recovery(args.bundle, args.kill_beds, args.kills, args.out / f"work-{stamp}" / "kills")
+        print(json.dumps(result["recovery"]), flush=True)
     result["machine"]["load_after"] = os.getloadavg()
-    (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"bench-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -1,7 +1,8 @@
 """The Flink job: bed-exit monitors keyed by bed, with per-bed state in Flink keyed state (PyFlink).
 
-    source (files: a directory monitored continuously, or plain files; or an in-memory collection)
-      -> ParseMessages (a JSON line -> Message; bad ones to a side output, counted in the metric bad_messages)
+    source (files: a directory monitored continuously, or plain files; or an in-memory collection; one reader)
+      -> ParseMessages (a JSON line -> Message; bad ones to a side output, counted in the metric bad_messages;
+         parallelism 1, forward from the source: each bed's messages reach its monitor in the source's order)
       -> key_by(bed) -> BedMonitorFunction (one Monitor per bed: rnnedge.fleet.beds; the torch-free runtime
          loaded once per task slot in open())
       -> union(bad messages) -> sink (files, exactly-once: part files committed on each checkpoint)
@@ -67,6 +68,7 @@ class FleetConfig:
     beds: frozenset[str] | None = None  # the allowed beds (None: any)
     cache_size: int = 8192  # live monitors per task slot
     bundle_ms: int = 100  # PyFlink bundle time: bounds the latency added between Python and the JVM
+    bundle_size: int | None = None  # PyFlink bundle size (elements); None: Flink's default
     latency: bool = False  # benchmark: one "latency" record per message
     embedded: bool = True  # local mini-cluster; False under `flink run` (the cluster decides)
 
@@ -160,6 +162,7 @@ def environment(config: FleetConfig) -> StreamExecutionEnvironment:
         "restart-strategy.fixed-delay.delay": "1 s",
         "pipeline.max-parallelism": str(MAX_PARALLELISM),
         "python.fn-execution.bundle.time": str(config.bundle_ms),
+        **({"python.fn-execution.bundle.size": str(config.bundle_size)} if config.bundle_size else {}),
         "python.state.cache-size": str(config.cache_size),
     }
     if config.embedded:  # the workers run this interpreter (its environment has rnnedge and the runtime)
@@ -197,8 +200,9 @@ def latest_checkpoint(folder: Path) -> Path | None:
 def build(env: StreamExecutionEnvironment, lines, config: FleetConfig) -> None:
     """Add the job to env: lines (a DataStream of message lines) -> monitors -> the file sink."""
     bad = OutputTag("bad-messages", Types.STRING())
+    # one parser: two would pass a bed's consecutive messages to its monitor on two channels, in any order
     parsed = lines.process(ParseMessages(config.beds, bad), Types.PICKLED_BYTE_ARRAY()).uid(UID["parse"]) \
-        .name("parse messages")
+        .name("parse messages").set_parallelism(1)
     events = parsed.key_by(lambda m: m.bed, key_type=Types.STRING()) \
         .process(BedMonitorFunction(config), Types.STRING()).uid(UID["monitor"]).name("bed monitors")
     sink = FileSink.for_row_format(Path(config.output).resolve().as_uri(), Encoder.simple_string_encoder()) \
@@ -215,7 +219,8 @@ def file_lines(env: StreamExecutionEnvironment, inputs: list[str], monitor_s: fl
                                                   *[Path(p).resolve().as_uri() for p in inputs])
     if monitor_s:
         builder = builder.monitor_continuously(Duration.of_millis(round(monitor_s * 1000)))
-    return env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "message files").uid(UID["source"])
+    return env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "message files").uid(UID["source"]) \
+        .set_parallelism(1)  # one reader: files one after the other (their order: the enumerator's, docs/fleet.md)
 
 
 def stop_with_savepoint(client, folder: Path) -> str:
