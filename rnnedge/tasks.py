@@ -12,7 +12,7 @@ number means the same everywhere. numpy only: the torch-free runtime side may im
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,6 +150,30 @@ def _tail(rec: Recording, window_len: int | None) -> Recording:
     label = rec.labels[rec.labels > 0][-1] if (rec.labels > 0).any() else 0
     keep = slice(-window_len, None) if window_len else slice(None)
     return Recording(rec.signals[keep], np.full(len(rec.signals[keep]), label, np.int64), rec.subject, rec.name)
+
+
+def batched_outputs(recordings: Sequence[Recording], run: Callable[[np.ndarray], np.ndarray], equal_lengths: bool,
+                    batch: int) -> list[np.ndarray]:
+    """Per-recording outputs of `run` (x [n, T, channels] float32, raw units -> y [n, T, outputs], or [n, outputs]
+    for a window model), recordings batched: of equal length only (a window model must see no padding), else
+    `batch` at a time by length, padded at the end by repeating the last sample (a causal model's outputs before
+    the padding do not change) and cut back."""
+    if equal_lengths:
+        groups: dict[int, list[int]] = {}
+        for i, rec in enumerate(recordings):
+            groups.setdefault(len(rec), []).append(i)
+        members_list = list(groups.values())
+    else:
+        order = sorted(range(len(recordings)), key=lambda i: len(recordings[i]))
+        members_list = [order[start: start + batch] for start in range(0, len(order), batch)]
+    result: list[np.ndarray] = [np.empty(0)] * len(recordings)
+    for members in members_list:
+        longest = max(len(recordings[i]) for i in members)
+        y = run(np.stack([np.pad(recordings[i].signals, ((0, longest - len(recordings[i])), (0, 0)), "edge")
+                          for i in members]).astype(np.float32))
+        for row, i in enumerate(members):
+            result[i] = y[row] if y.ndim == 2 else y[row, : len(recordings[i])]
+    return result
 
 
 def confusion(predicted: np.ndarray, target: np.ndarray, classes: int) -> np.ndarray:

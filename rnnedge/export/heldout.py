@@ -16,7 +16,7 @@ from rnnedge.data.recording import Dataset, Recording
 from rnnedge.data.source import UNLABELLED_NAME, held_out_data, load_split, recorded_splits
 from rnnedge.errors import DataError, ExportError
 from rnnedge.export.runners import FileRunner, stream, windows
-from rnnedge.tasks import get_task, score, trained_window_len
+from rnnedge.tasks import batched_outputs, get_task, score, trained_window_len
 from rnnedge.training.checkpoint import Checkpoint
 
 REFERENCE_STEPS = 2000  # longest slice per recording
@@ -77,30 +77,11 @@ def torch_runner(module: nn.Module, float64: bool = False) -> FileRunner:
 
 def outputs(runner: FileRunner, data: EvalSet, state_size: int, window: bool = False,
             group: int = 64) -> list[np.ndarray]:
-    """Per-recording outputs of a stream file (recordings of similar length batched, padded at the end, which
-    changes nothing before the padding), or one output per series of a window file (equal lengths batched)."""
-    recordings = data.recordings
-    result: list[np.ndarray] = [np.empty(0)] * len(recordings)
+    """Per-recording outputs of a stream file, or one output per series of a window file (tasks.batched_outputs)."""
     if window:
-        by_length: dict[int, list[int]] = {}
-        for i, rec in enumerate(recordings):
-            by_length.setdefault(len(rec), []).append(i)
-        for members in by_length.values():
-            y = windows(runner, np.stack([recordings[i].signals for i in members]).astype(np.float32))
-            for row, i in enumerate(members):
-                result[i] = y[row]
-        return result
-    order = sorted(range(len(recordings)), key=lambda i: len(recordings[i]))
-    size = 1 if runner.batch is not None else group
-    for start in range(0, len(order), size):
-        members = order[start: start + size]
-        longest = max(len(recordings[i]) for i in members)
-        x = np.stack([np.pad(recordings[i].signals, ((0, longest - len(recordings[i])), (0, 0)), "edge")
-                      for i in members]).astype(np.float32)
-        y, _ = stream(runner, x, np.zeros((len(members), state_size), np.float32))
-        for row, i in enumerate(members):
-            result[i] = y[row, : len(recordings[i])]
-    return result
+        return batched_outputs(data.recordings, lambda x: windows(runner, x), True, group)
+    return batched_outputs(data.recordings, lambda x: stream(runner, x, np.zeros((len(x), state_size), np.float32))[0],
+                           False, 1 if runner.batch is not None else group)
 
 
 def file_score(checkpoint: Checkpoint, runner: FileRunner, data: EvalSet, window: bool = False) -> float:
