@@ -62,11 +62,7 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
             continue
         if cfg.state_penalty:
             loss = loss + cfg.state_penalty * penalized.pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        total, count = total + loss.item(), count + 1
+        total, count = total + _descend(model, optimizer, loss, cfg.grad_clip), count + 1
         progress.advance(task_id)
     return total / max(1, count)
 
@@ -81,14 +77,18 @@ def _epoch_series(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainCon
     total = 0.0
     for x, y in batches:
         logits = model.window_logits(torch.from_numpy(x))
-        loss = loss_fn.ce(logits, torch.from_numpy(y))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        total += loss.item()
+        total += _descend(model, optimizer, loss_fn.ce(logits, torch.from_numpy(y)), cfg.grad_clip)
         progress.advance(task_id)
     return total / max(1, len(batches))
+
+
+def _descend(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> float:
+    """One optimizer step on `loss`, gradients clipped; returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss.item()
 
 
 class _Loss:
