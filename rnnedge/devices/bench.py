@@ -57,7 +57,7 @@ FULL = Settings(steps=3_000, chunks=200, pool_steps=300_000, window=100, windowe
 
 
 @dataclass
-class Row:
+class BenchRow:
     kind: str  # "stream" | "torch eager" | "windowed N"
     format: str
     precision: str
@@ -87,7 +87,7 @@ class Report:
     profile: str
     settings: dict
     versions: dict
-    rows: list[Row]
+    rows: list[BenchRow]
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
@@ -133,7 +133,7 @@ def timed(call: Callable[[], object], repeats: int) -> list[int]:
     return times
 
 
-def _score(outputs: np.ndarray, ctx: Context, row: Row, ref: ReferenceData | None = None) -> None:
+def _score(outputs: np.ndarray, ctx: Context, row: BenchRow, ref: ReferenceData | None = None) -> None:
     """Parity (max |output - torch|) and the task metric (rnnedge.tasks) on the reference rows."""
     ref = ref or ctx.ref
     row.max_abs_diff = float(np.abs(outputs - ref.y).max())
@@ -170,7 +170,7 @@ def probe(bundle: Path, backend: str, precision: str, checkpoint: Path | None = 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def cold_start(row: Row, bundle: Path, backend: str, precision: str, checkpoint: Path | None = None) -> None:
+def cold_start(row: BenchRow, bundle: Path, backend: str, precision: str, checkpoint: Path | None = None) -> None:
     """The row's cold start and peak RSS (a failure becomes a note)."""
     try:
         found = probe(bundle, backend, precision, checkpoint)
@@ -190,7 +190,7 @@ def _pool_rate(model, samples: np.ndarray, size: int, ticks: int) -> float:
     return size * ticks / (sum(timed(lambda: pool.step_array(batch), ticks)) / 1e9)
 
 
-def _measure_stream(model, ctx: Context, pool_sizes: tuple[int, ...], row: Row) -> None:
+def _measure_stream(model, ctx: Context, pool_sizes: tuple[int, ...], row: BenchRow) -> None:
     settings, chunk_len = ctx.settings, max(ctx.manifest.chunk_lens or [50])
     samples = ctx.ref.x.reshape(-1, ctx.ref.x.shape[-1])
     stream = model.stream()
@@ -212,12 +212,12 @@ def _measure_stream(model, ctx: Context, pool_sizes: tuple[int, ...], row: Row) 
 
 
 def _bench_variant(ctx: Context, fmt: str, precision: str, backend: str, pool_sizes: tuple[int, ...],
-                   usable: bool) -> Row:
+                   usable: bool) -> BenchRow:
     import rnnedge.runtime as rt
 
     kind = (fmt, precision, "stream")
     entries = [f for f in ctx.manifest.files if (f.format, f.precision, f.graph) == kind]
-    row = Row("stream", fmt, precision, backend, file_bytes=sum(f.size_bytes for f in entries),
+    row = BenchRow("stream", fmt, precision, backend, file_bytes=sum(f.size_bytes for f in entries),
               allowed_diff=min(_allowed_diff(f) for f in entries))
     if not usable:
         row.status = UNAVAILABLE
@@ -240,12 +240,12 @@ def _bench_variant(ctx: Context, fmt: str, precision: str, backend: str, pool_si
     return row
 
 
-def _bench_windowed(ctx: Context, backend: str) -> Row:
+def _bench_windowed(ctx: Context, backend: str) -> BenchRow:
     """Naive recompute: every step re-runs the last `window` samples from a zero state."""
     import rnnedge.runtime as rt
 
     ref, settings, n = ctx.ref, ctx.settings, ctx.settings.window
-    row = Row(f"windowed {n}", BACKEND_FORMATS[backend], "fp32", backend)
+    row = BenchRow(f"windowed {n}", BACKEND_FORMATS[backend], "fp32", backend)
     stream = rt.load(ctx.bundle, backend=backend, precision="fp32", threads=settings.threads).stream()
     positions = [(i, t) for i in range(len(ref.x)) for t in range(n - 1, ref.x.shape[1])]
     positions = positions[:: max(1, len(positions) // settings.windowed_steps)][: settings.windowed_steps]
@@ -279,9 +279,9 @@ def find_checkpoint(bundle: Path, manifest: Manifest) -> Path | None:
     return None
 
 
-def _bench_torch(ctx: Context, checkpoint: Path | None) -> Row:
+def _bench_torch(ctx: Context, checkpoint: Path | None) -> BenchRow:
     """The source model in torch eager mode, stepping with a carried state as a naive device app would."""
-    row = Row("torch eager", "checkpoint", "fp32", "torch")
+    row = BenchRow("torch eager", "checkpoint", "fp32", "torch")
     if importlib.util.find_spec("torch") is None:
         row.status, row.note = UNAVAILABLE, "torch is not installed"
         return row

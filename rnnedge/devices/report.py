@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rnnedge.atomic import write_bytes_atomic, write_text_atomic
-from rnnedge.devices.bench import OK, Report, Row
+from rnnedge.devices.bench import OK, BenchRow, Report
 from rnnedge.tasks import get_task
 
 COLUMNS = ("variant", "backend", "status", "size KB", "step us p50/p90/p99", "chunk us/step", "pool steps/s",
@@ -23,7 +23,7 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def cells(row: Row) -> list[str]:
+def cells(row: BenchRow) -> list[str]:
     best_pool = max(row.pool_steps_per_s.items(), key=lambda item: item[1], default=None)
     variant = f"{row.format} {row.precision}" if row.kind == "stream" else f"{row.kind} ({row.precision})"
     return [
