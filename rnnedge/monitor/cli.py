@@ -78,9 +78,10 @@ def evaluate_alarms_command(
                                       "manifest lists it with its sha256), for `rnnedge monitor`."),
     sweep: bool = typer.Option(False, help="Also score the test subjects in the 24 axis-aligned orientations, "
                                "random 3D ones and other sensor rates (report.json 'sweep', placements.png)."),
-    upright_frame: bool = typer.Option(False, help="Choose a point that calibrates an upright frame at attach "
+    upright_frame: bool = typer.Option(True, help="Choose a point that calibrates an upright frame at attach "
                                        "time (any sensor orientation; the wearer upright and still for a few "
-                                       "seconds after attaching): rnnedge/monitor/frame.py."),
+                                       "seconds after attaching): rnnedge/monitor/frame.py. --no-upright-frame: "
+                                       "the sensor as the training data wore it."),
     long_hours: float = typer.Option(0.0, min=0.0, help="Also stream the test subjects back to back, repeated, "
                                      "for at least this many hours without a reset (accuracy, alarms and state "
                                      "magnitude per hour)."),

@@ -1,14 +1,15 @@
 """The upright frame: an attach-time calibration that turns a sensor clipped on in any orientation into the frame
 the model was trained in, causally, in the monitor (torch-free, in its snapshot).
 
-The model knows "upright" as the direction gravity had in its training data while people stood (`up`, a unit
-vector in sensor axes, kept in the operating point: `OperatingPoint.frame`). At attach time the monitor waits for
-the first CALIBRATION_S of stillness with |a| near 1 g (every accelerometer channel's 1 s standard deviation below
-STILL_STD_G, | |mean a| - 1 g | below GRAVITY_TOLERANCE_G), takes gravity's direction then as the wearer's upright
-axis, and from then on rotates both sensor triplets by the smallest rotation that maps it onto `up`. What that
-leaves unknown is a rotation about the upright (long) axis, which the model is trained to ignore (rotation
-augmentation about x). Until calibrated, no alarm is raised (`calibrating`); at calibration, a `calibrated`
-event and a fresh model state (nothing before it was in the model's frame).
+The model knows "upright" as the direction gravity had in its training data while people stood (`up`, a unit vector
+in sensor axes, kept in the operating point: `OperatingPoint.frame`). At attach time the monitor waits for the
+first CALIBRATION_S of stillness with |a| near 1 g (every accelerometer channel's 1 s standard deviation below
+STILL_STD_G but not zero: a bit-constant channel is stuck; | |mean a| - 1 g | below GRAVITY_TOLERANCE_G), takes
+gravity's direction then as the wearer's upright axis, and from then on rotates both sensor triplets by the
+smallest rotation that maps it onto `up`. What that leaves unknown is a rotation about the upright (long) axis,
+which the model is trained to ignore (rotation augmentation about x). Until calibrated, no alarm is raised
+(`calibrating`); at calibration, a `calibrated` event and a fresh model state (nothing before it was in the model's
+frame).
 The assumption (documented, measured in issue 14's note): the wearer is upright (standing or sitting) and still
 for a few seconds after the sensor is attached, as in every HAPT recording. Attached while lying, the frame is
 wrong by the angle between lying and upright: re-attach (a new monitor) while the patient sits up.
@@ -69,7 +70,11 @@ class UprightFrame:
             block = np.asarray(self.buffer)
             self.buffer = []
             mean = block.mean(axis=0)
-            still = block.std(axis=0).max() < STILL_STD_G and abs(np.linalg.norm(mean) - 1) < GRAVITY_TOLERANCE_G
+            spread = block.std(axis=0)
+            # still, at ~1 g, and alive: a real accelerometer at rest still shows noise; one that repeats the
+            # same value for a whole block is stuck (faults.py) and its reading is no direction to trust
+            still = (spread.max() < STILL_STD_G and spread.min() > 0
+                     and abs(np.linalg.norm(mean) - 1) < GRAVITY_TOLERANCE_G)
             self.means = [*self.means, mean.tolist()][-self.need:] if still else []
             if len(self.means) == self.need:
                 upright = np.mean(self.means, axis=0)

@@ -32,15 +32,25 @@ def bare_bundle(tmp_path_factory) -> Path:
     return export(tmp_path_factory.mktemp("bundle") / "b", "onnx")
 
 
+def as_recorded():
+    """The default model's operating point without its upright frame, and with a 10 s warm-up (the frame's
+    calibration gives the model that time to settle): these tests stream HAPT as recorded to test the monitor's
+    clock, fault and snapshot mechanics (the frame has its own tests: test_frame.py)."""
+    from dataclasses import replace
+
+    from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint
+
+    return OperatingPoint(replace(DEFAULT.score, warmup_s=10.0), DEFAULT.alarm, {"note": "DEFAULT, no frame"})
+
+
 @pytest.fixture(scope="session")
 def bundle(bare_bundle, tmp_path_factory) -> Path:
-    """With the default model's operating point in it (the fixture is the default model), as evaluate-alarms
-    leaves a bundle."""
-    from rnnedge.monitor.operating_point import DEFAULT, write_to_bundle
+    """With an operating point in it (`as_recorded`), as evaluate-alarms leaves a bundle."""
+    from rnnedge.monitor.operating_point import write_to_bundle
 
     out = tmp_path_factory.mktemp("bundle-with-point") / "b"
     shutil.copytree(bare_bundle, out)
-    write_to_bundle(out, DEFAULT)
+    write_to_bundle(out, as_recorded())
     return out
 
 

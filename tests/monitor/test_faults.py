@@ -17,7 +17,7 @@ import rnnedge.runtime as rt
 from rnnedge.monitor import Monitor
 from rnnedge.monitor.monitor import json_line
 from rnnedge.monitor.sources import csv_rows
-from tests.monitor.conftest import CHANNELS, csv_lines, export
+from tests.monitor.conftest import CHANNELS, as_recorded, csv_lines, export
 
 FAULT_T = 60.0  # every fault starts here, well before the first get-up (~103.5 s)
 ROW = int(FAULT_T * 50) + 1  # its line (line 0 is the header)
@@ -179,7 +179,7 @@ def test_runtime_held_and_refused_steps_are_visible(model, clean, reference, tmp
     lines = clean.copy()
     fields = lines[ROW].split(",")
     lines[ROW] = ",".join([*fields[:3], "1e30", *fields[4:]])
-    records = run(tflite, lines)
+    records = run(tflite, lines, point=as_recorded())
     first = [r for r in records if r["event"] in ("sample", "reset")][0]
     assert first["t"] == pytest.approx(FAULT_T) and (first["event"] == "reset" or first["issue"] == "held")
     assert starts(records) == pytest.approx(reference, abs=0.1)

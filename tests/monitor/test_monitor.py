@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from rnnedge.monitor import DEFAULT, Monitor, MonitorError, OperatingPoint
+from rnnedge.monitor import Monitor, MonitorError, OperatingPoint
 from rnnedge.monitor.evaluate import Scored
 from rnnedge.monitor.sources import csv_rows, open_source
-from tests.monitor.conftest import TRACE
+from tests.monitor.conftest import TRACE, as_recorded
 
 
 def alarms(records):
@@ -25,7 +25,7 @@ def test_monitor_alarms_at_the_get_ups_and_equals_offline_scoring(model, recordi
     starts = [t for e, t in alarms(records) if e == "alarm_start"]
     assert len(starts) == 2 and 102.8 <= starts[0] <= 104.5 and 147.5 <= starts[1] <= 149.5
     offline = Scored([recording], [model.stream().feed(recording.signals)], list(model.manifest.output.labels), 50.0)
-    expected = [a / 50 for a, _ in offline.alarms(DEFAULT)[0]]
+    expected = [a / 50 for a, _ in offline.alarms(as_recorded())[0]]
     assert starts == pytest.approx(expected)
 
 

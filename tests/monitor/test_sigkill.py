@@ -98,7 +98,7 @@ def test_a_kill_before_a_steps_records_are_written_loses_none(model, recording, 
     that step, before its records reach the output. The snapshot must not cover that step yet."""
     rows = list(csv_rows(csv_lines(recording.signals[:5600]), CHANNELS))
     alarms = [r for r in Monitor(model).run(rows) if r["event"].startswith("alarm")]
-    assert [r["id"] for r in alarms] == ["5177:alarm_start", "5388:alarm_end"]
+    assert [r["id"] for r in alarms] == ["5192:alarm_start", "5403:alarm_end"]
     for alarm in alarms:
         slot = int(alarm["id"].split(":")[0])
         every = max(d for d in range(1, 1000) if (slot + 1) % d == 0)  # snapshots due at this slot and before
