@@ -85,6 +85,9 @@ def evaluate_alarms_command(
     long_hours: float = typer.Option(0.0, min=0.0, help="Also stream the test subjects back to back, repeated, "
                                      "for at least this many hours without a reset (accuracy, alarms and state "
                                      "magnitude per hour)."),
+    faults: bool = typer.Option(False, help="Also splice synthetic sensor faults (off body on a table, a stuck "
+                                "channel, saturation, dropout) into the test recordings and stream them through "
+                                "the monitor (report.json 'faults'): rnnedge/monitor/splice.py."),
     random_rotations: int = typer.Option(20, min=0, help="--sweep: random 3D orientations."),
     seed: int = typer.Option(0, help="--sweep: seed of the random orientations."),
     rates: str = typer.Option("25,100", help="--sweep: sensor rates in Hz, comma-separated (resampled by "
@@ -95,6 +98,7 @@ def evaluate_alarms_command(
     from rnnedge.monitor.errors import MonitorError
     from rnnedge.monitor.evaluate import evaluate_alarms
     from rnnedge.monitor.operating_point import OperatingPoint, write_to_bundle
+    from rnnedge.monitor.splice import LEAD_S
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     model = rt.load(bundle, backend=backend, precision=precision)
@@ -109,7 +113,7 @@ def evaluate_alarms_command(
             raise MonitorError(f"--rates {rates!r}: expected numbers in Hz, comma-separated") from None
         options = {"random": random_rotations, "seed": seed, "rates": hz} if sweep else None
         report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace, options, upright_frame,
-                                 long_hours)
+                                 long_hours, faults)
     except OSError as exc:
         raise MonitorError(f"{exc.filename or out}: cannot write the results ({exc.strerror or exc})") from None
     for split in ("validation", "test"):
@@ -131,6 +135,11 @@ def evaluate_alarms_command(
                    f"{max(long['per_sample_accuracy_by_hour']):.4f}), |state| <= "
                    f"{max(long['max_abs_state_by_hour']):.1f}, recall {m['recall']:.3f} ({m['detected']}/{m['events']})"
                    f", false alarms {m['false_alarms']} = {m['false_alarms_per_hour']:.2f}/h")
+    for f in report.get("faults", []):
+        delay = "never" if f["check_delay_s"] is None else "after {:.1f}-{:.1f} s".format(*f["check_delay_s"])
+        typer.echo(f"{f['fault']:>10} {f['minutes']:g} min x {f['recordings']}: sensor_check in {f['sensor_check']} "
+                   f"({delay}), alarms during {f['alarms_during']}, the get-up {LEAD_S:g} s after it detected in "
+                   f"{f['get_up_after_detected']}/{f['recordings']}")
     for m in report.get("sweep", []):  # worst first
         typer.echo(f"{m['condition']:>22}: recall {m['recall']:.3f} ({m['detected']}/{m['events']}), false alarms "
                    f"{m['false_alarms_per_hour']:.2f}/h, median delay "

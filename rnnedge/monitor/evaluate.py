@@ -34,6 +34,7 @@ from rnnedge.monitor.faults import FaultDetector
 from rnnedge.monitor.frame import UprightFrame
 from rnnedge.monitor.operating_point import OperatingPoint
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
+from rnnedge.monitor.splice import fault_conditions
 from rnnedge.monitor.sweep import at_rate, axis_rotations, on_feet, random_rotations, rotate
 
 SCORE_GRID = [ScoreConfig(smoothing_s=s, lying_gate_s=g, warmup_s=w)
@@ -151,13 +152,15 @@ def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoin
 
 def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
                     max_false_alarms_per_hour: float = 1.0, trace: str | None = None,
-                    sweep: dict | None = None, frame: bool = False, long_hours: float = 0.0) -> dict:
+                    sweep: dict | None = None, frame: bool = False, long_hours: float = 0.0,
+                    faults: bool = False) -> dict:
     """Choose (unless `point` is given) on validation, score on test; write report.json, operating_point.json
     and trace.png (the `trace` HAPT recording, 'hapt:SUBJECT[:EXP]'; default: the first test recording).
     `sweep` ({"random": N, "seed": S, "rates": [Hz...]}): also the placements and rates (sweep.py), in
     report["sweep"] worst first, and placements.png. `frame`: choose a point that calibrates an upright frame
     (frame.py) in every recording; a given `point` brings its own. `long_hours`: also the test subjects streamed
-    back to back for that long without a reset (report["long_stream"])."""
+    back to back for that long without a reset (report["long_stream"]). `faults`: synthetic sensor faults spliced
+    into the test recordings, through the monitor (splice.py, report["faults"])."""
     from rnnedge.monitor.plot import plot_sweep, plot_trace
     from rnnedge.monitor.sources import hapt_recording
 
@@ -191,6 +194,8 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
                                  dataset.label_names, rate, out_dir / "trace.png")
     if long_hours:
         report["long_stream"] = long_stream(model, splits["test"], point, long_hours)
+    if faults:
+        report["faults"] = fault_conditions(model, splits["test"], point, dataset.label_names)
     if sweep is not None:
         report["sweep"] = sweep_conditions(model, splits["test"], point, sweep)
         report["sweep_plot"] = plot_sweep(report["sweep"], out_dir / "placements.png")

@@ -1,8 +1,9 @@
-"""The placement and rate sweep of evaluate-alarms (rnnedge/monitor/sweep.py) and the scoring it adds."""
+"""The placement, rate and fault sweeps of evaluate-alarms (monitor/sweep.py, splice.py) and the scoring they add."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rnnedge.monitor.events import Event, score_recording, summarize
 from rnnedge.monitor.sweep import at_rate, axis_rotations, on_feet, random_rotations, rotate
@@ -68,3 +69,18 @@ def test_long_stream_without_reset(model, recording):
     long = long_stream(model, [recording], DEFAULT, hours=0.1)
     assert long["repeats"] == 3 and long["hours"] >= 0.1 and long["alarms"]["events"] == 6
     assert 0.5 < long["per_sample_accuracy"] <= 1 and len(long["max_abs_state_by_hour"]) == 1
+
+
+@pytest.mark.slow
+def test_faults_spliced_before_a_get_up_are_checked_and_the_get_up_still_alarms(model, recording):
+    """evaluate-alarms --faults on one recording (the default point, with its frame): each fault raises a
+    sensor_check within 30 s, no alarm while it lasts, and the get-up 30 s after it is detected."""
+    from rnnedge.data.hapt import load_hapt
+    from rnnedge.monitor import DEFAULT
+    from rnnedge.monitor.splice import FAULT_S, fault_conditions
+
+    rows = fault_conditions(model, [recording], DEFAULT, load_hapt().label_names)
+    assert [r["fault"] for r in rows] == list(FAULT_S)
+    for row in rows:
+        assert row["recordings"] == row["sensor_check"] == row["get_up_after_detected"] == 1, row
+        assert row["check_delay_s"][1] <= 30.0 and row["alarms_during"] == 0, row

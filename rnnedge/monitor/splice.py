@@ -1,0 +1,90 @@
+"""`evaluate-alarms --faults`: synthetic sensor faults spliced into the test recordings and streamed through the
+monitor itself (the `Monitor` a device runs: fault detector, frame, score, alarm), scored per fault kind.
+
+Each fault is inserted LEAD_S before a recording's first get-up, so the get-up follows the fault's end by LEAD_S:
+it shows whether alarms come back once the input is normal again. Faults, at the model's rate:
+  table       the sensor off the body, still on a table in a tilted pose for 10 min: gravity on one direction plus
+              sensor noise (NOISE), no motion;
+  stuck       one channel (the first) frozen at its value for 1 min while the others stay live;
+  saturated   the accelerometer's motion x8, clipped at +-2 g, for 1 min (a range too small for the wearer);
+  dropout     1 min without a readable value (NaN rows).
+Live signal during stuck/saturated comes from later in the same recording (its next minute after the get-up,
+wrapped), so no get-up is inside a fault. Per kind: sensor_check delay from the fault's start (min/max over the
+recordings), alarms raised while the fault lasted, and the get-up after it detected within [-EARLY_S, +LATE_S].
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from rnnedge.data.recording import Recording
+from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events
+
+LEAD_S = 30.0
+NOISE = 5e-4  # g and rad/s: a still MEMS sensor's noise
+FAULT_S = {"table": 600.0, "stuck": 60.0, "saturated": 60.0, "dropout": 60.0}
+
+
+def fault_signals(kind: str, live: np.ndarray, acc: list[int], rate: float, rng: np.random.Generator) -> np.ndarray:
+    """`kind`'s samples [steps, channels]; `live` is real signal of at least that length (stuck, saturated)."""
+    steps, channels = round(FAULT_S[kind] * rate), live.shape[1]
+    if kind == "table":
+        out = rng.normal(0.0, NOISE, (steps, channels))
+        tilt = np.array([0.3, -0.2, 0.93])
+        out[:, acc] += tilt / np.linalg.norm(tilt)
+        return out.astype(np.float32)
+    if kind == "dropout":
+        return np.full((steps, channels), np.nan, np.float32)
+    out = live[:steps].copy()
+    if kind == "stuck":
+        out[:, 0] = out[0, 0]
+    else:
+        out[:, acc] = np.clip(out[:, acc] * 8, -2.0, 2.0)
+    return out
+
+
+def fault_conditions(model, recordings: list[Recording], point, label_names: list[str], seed: int = 0) -> list[dict]:
+    """Each fault kind spliced into every recording that has a get-up, streamed through a fresh Monitor."""
+    channels = list(model.manifest.input.channels)
+    acc = [i for i, c in enumerate(channels) if c.lower().startswith("acc")]
+    rng, rows = np.random.default_rng(seed), []
+    log = logging.getLogger("rnnedge.monitor")  # a fault logs a line per event and recording: the rows say it all
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        for kind in FAULT_S:
+            rows.append(_spliced(model, recordings, point, label_names, kind, acc, rng))
+    finally:
+        log.setLevel(level)
+    return rows
+
+
+def _spliced(model, recordings: list[Recording], point, label_names: list[str], kind: str, acc: list[int],
+             rng: np.random.Generator) -> dict:
+    from rnnedge.monitor.monitor import Monitor
+
+    rate, found = model.manifest.input.sample_rate_hz, []
+    for rec in recordings:
+        events = get_up_events(rec.labels, label_names)
+        if not events:
+            continue
+        onset = events[0].onset
+        at = max(0, onset - round(LEAD_S * rate))
+        after = np.concatenate([rec.signals] * (2 + round(FAULT_S[kind] * rate) // len(rec)))
+        fault = fault_signals(kind, after[onset + round((LATE_S + 60) * rate):], acc, rate, rng)
+        signals = np.concatenate([rec.signals[:at], fault, rec.signals[at:]])
+        monitor = Monitor(model, point)
+        records = [r for i, x in enumerate(signals) for r in monitor.push(x, t=i / rate)] + monitor.flush()
+        start, end, get_up = at / rate, (at + len(fault)) / rate, (onset + len(fault)) / rate
+        checks = [r["t"] for r in records if r["event"] == "sensor_check" and r["t"] >= start]
+        alarms = [r["t"] for r in records if r["event"] == "alarm_start"]
+        found.append({"check_delay_s": round(checks[0] - start, 2) if checks else None,
+                      "alarms_during": sum(start <= a <= end for a in alarms),
+                      "get_up_after": any(get_up - EARLY_S <= a <= get_up + LATE_S for a in alarms)})
+    delays = [f["check_delay_s"] for f in found if f["check_delay_s"] is not None]
+    return {"fault": kind, "minutes": FAULT_S[kind] / 60, "recordings": len(found), "sensor_check": len(delays),
+            "check_delay_s": [min(delays), max(delays)] if delays else None,
+            "alarms_during": sum(f["alarms_during"] for f in found),
+            "get_up_after_detected": sum(f["get_up_after"] for f in found)}
