@@ -38,12 +38,13 @@ bench: install $(CHECKPOINT)  ## full on-device benchmark; writes $(ART)/bench/ 
 	$(BIN)/rnnedge bench $(BUNDLE) --out $(ART)/bench
 
 # bed-exit alarms: the operating point (with the upright frame) chosen on validation subjects, scored on test
-# subjects as recorded, in 44 sensor orientations, at 25 / 100 Hz and over 12 h streamed without a reset
+# subjects as recorded, in 44 sensor orientations, at 25 / 100 Hz, over 12 h streamed without a reset and with
+# synthetic sensor faults spliced in
 alarms: install $(CHECKPOINT)
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
-	$(BIN)/rnnedge evaluate-alarms $(BUNDLE) --precision int8 --backend onnxruntime --sweep --long-hours 12 \
+	$(BIN)/rnnedge evaluate-alarms $(BUNDLE) --precision int8 --backend onnxruntime --sweep --long-hours 12 --faults \
 		--out $(ART)/alarms-onnx-int8
-	$(BIN)/rnnedge evaluate-alarms $(BUNDLE) --precision int8 --backend litert --sweep --long-hours 12 \
+	$(BIN)/rnnedge evaluate-alarms $(BUNDLE) --precision int8 --backend litert --sweep --long-hours 12 --faults \
 		--out $(ART)/alarms-tflite-int8
 
 lint: install
