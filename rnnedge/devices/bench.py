@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.bundle import INTEGER_PRECISIONS, Manifest, ModelFile, read_manifest, read_reference
+from rnnedge.bundle import INTEGER_PRECISIONS, Manifest, ModelFile, read_manifest, read_reference, sha256_file
 from rnnedge.data.recording import Recording
 from rnnedge.devices.info import BACKEND_FORMATS, detect_backends, detect_machine
 from rnnedge.devices.profiles import Budget, match, profile
@@ -268,13 +268,15 @@ def _bench_windowed(ctx: Context, backend: str) -> BenchRow:
 
 
 def find_checkpoint(bundle: Path, manifest: Manifest) -> Path | None:
-    """The source checkpoint recorded in the manifest's provenance, if it is still where it was."""
+    """The source checkpoint recorded in the manifest's provenance, if it is still where it was, unchanged (a
+    checkpoint retrained in place is another model: its torch row would compare the wrong weights)."""
     recorded = manifest.provenance.get("checkpoint")
     recorded = recorded.get("path") if isinstance(recorded, dict) else recorded
     if not recorded:
         return None
+    expected = manifest.provenance.get("checkpoint_sha256")
     for candidate in (Path(recorded), bundle / recorded):
-        if candidate.is_file():
+        if candidate.is_file() and expected in (None, sha256_file(candidate)):
             return candidate
     return None
 

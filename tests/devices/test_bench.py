@@ -51,6 +51,15 @@ def test_bench_cli_writes_the_report(small_bundle: Path, tmp_path: Path) -> None
     assert "| onnx fp32 | onnxruntime | ok |" in (tmp_path / "bench.md").read_text()
 
 
+def test_a_checkpoint_changed_since_export_is_not_the_torch_reference(small_bundle: Path, tmp_path: Path) -> None:
+    manifest = read_manifest(small_bundle)
+    found = bench.find_checkpoint(small_bundle, manifest)
+    assert found is not None
+    (tmp_path / "model.pt").write_bytes(found.read_bytes() + b"retrained in place")
+    moved = with_changes(manifest, provenance=manifest.provenance | {"checkpoint": str(tmp_path / "model.pt")})
+    assert bench.find_checkpoint(small_bundle, moved) is None
+
+
 def test_a_fast_but_wrong_file_shows_as_parity_failed(small_bundle: Path, tmp_path: Path) -> None:
     """The fp16 ONNX file replaced by another model (the fp32 graph with its recurrent weights halved) and
     the manifest's hash updated, so it loads fine and runs fast, but computes something else."""
