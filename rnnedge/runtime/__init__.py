@@ -1,7 +1,7 @@
 """The torch-free streaming runtime: what runs on the device.
 
     import rnnedge.runtime as rt
-    model = rt.load("bundle/")                # verifies manifest + sha256, picks ONNX Runtime or LiteRT
+    model = rt.load("bundle/")                # verifies manifest + sha256; auto: streams on LiteRT, pools on ORT
     model = rt.load("bundle/", verify_key=key)  # ... and requires the signature (rnnedge.bundle.sign_bundle)
     stream = model.stream()                   # or model.stream(resume="state.snap", nan_policy="hold")
     y = stream.step(sample)                   # (channels,) raw sensor units -> (outputs,)

@@ -35,7 +35,7 @@ def by_rank(details: list[dict]) -> tuple[dict, dict]:
     return ranks[3], ranks[2]
 
 
-def _usable(detail: dict) -> bool:
+def usable(detail: dict) -> bool:
     """float32, or an integer type with a scale to convert float32 through (static int8 files)."""
     return detail["dtype"] == np.float32 or (np.issubdtype(detail["dtype"], np.integer)
                                              and detail["quantization"][0] > 0)
@@ -76,7 +76,7 @@ class LiteRTBackend:
         """[(file, the time length it is run at, {role: (shape, usable type?)})], roles x, state, y, state_out
         (told apart by rank)."""
         roles = ("x", "state", "y", "state_out")
-        return [(self.paths[t].name, t, {role: (tuple(int(n) for n in d["shape"]), _usable(d))
+        return [(self.paths[t].name, t, {role: (tuple(int(n) for n in d["shape"]), usable(d))
                                          for role, d in zip(roles, details, strict=True)})
                 for t, (_, _, details) in self._files.items()]
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from rnnedge.bundle import one_line
 from rnnedge.errors import BackendUnavailableError, BundleError
-from rnnedge.runtime.litert import decoder, encoder
+from rnnedge.runtime.litert import by_rank, decoder, encoder, usable
 
 ROLES = ("x", "state", "y", "state_out")
 MIN_ARENA = 64 * 1024  # bytes; a host run is not short of memory (mcu.py measures what a device needs)
@@ -74,18 +74,6 @@ def _detail(raw: dict, index: int) -> dict:
             "quantization": quant}
 
 
-def _usable(detail: dict) -> bool:
-    return detail["dtype"] == np.float32 or (np.issubdtype(detail["dtype"], np.integer)
-                                             and detail["quantization"][0] > 0)
-
-
-def _by_rank(details: list[dict]) -> tuple[dict, dict]:
-    ranks = {len(d["shape"]): d for d in details}
-    if len(details) != 2 or sorted(ranks) != [2, 3]:
-        raise ValueError(f"expected a rank-3 and a rank-2 tensor, got shapes {[list(d['shape']) for d in details]}")
-    return ranks[3], ranks[2]
-
-
 class TFLMBackend:
     name = "tflm"
 
@@ -101,8 +89,8 @@ class TFLMBackend:
             arena = max(MIN_ARENA, 10 * len(model), arena_bytes or 0)
             try:
                 interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
-                inputs = _by_rank([_detail(interpreter.get_input_details(i), i) for i in (0, 1)])
-                outputs = _by_rank([_detail(interpreter.get_output_details(i), i) for i in (0, 1)])
+                inputs = by_rank([_detail(interpreter.get_input_details(i), i) for i in (0, 1)])
+                outputs = by_rank([_detail(interpreter.get_output_details(i), i) for i in (0, 1)])
             except (ValueError, RuntimeError) as exc:  # its own reason went to stderr (C++)
                 raise BundleError(f"{path}: TFLite Micro cannot load it as a stream file ({one_line(exc)})") from None
             self._files[time_len] = (interpreter, allocate_lock(), (*inputs, *outputs))
@@ -110,7 +98,7 @@ class TFLMBackend:
     def io(self) -> list[tuple[str, int | None, dict[str, tuple[tuple[int | None, ...], bool]]]]:
         """[(file, the time length it is run at, {role: (shape, usable type?)})], roles x, state, y, state_out
         (told apart by rank)."""
-        return [(self.paths[t].name, t, {role: (d["shape"], _usable(d))
+        return [(self.paths[t].name, t, {role: (d["shape"], usable(d))
                                          for role, d in zip(ROLES, details, strict=True)})
                 for t, (_, _, details) in self._files.items()]
 

@@ -33,7 +33,7 @@ class Ctx:
             self.x = npz["x"][0].astype(np.float32)  # real HAPT samples, raw units
 
     def model(self, edit: Callable[[dict], object] | None = None, **load) -> rt.Model:
-        return rt.load(self.copy(edit), **load)
+        return rt.load(self.copy(edit), **({"backend": "onnxruntime"} | load))
 
     def glitched(self, t: int = 5) -> np.ndarray:
         x = self.x[:20].copy()
@@ -43,7 +43,7 @@ class Ctx:
     def snapshot(self, header: Callable[[dict], object] | None = None,
                  payload: Callable[[np.ndarray], np.ndarray] | None = None, rehash: bool = True) -> Path:
         """A real snapshot of this bundle's ONNX stream, its header and payload edited, checksum recomputed."""
-        model = rt.load(self.copy())
+        model = rt.load(self.copy(), backend="onnxruntime")
         stream = model.stream()
         stream.feed(self.x[:30])
         path = stream.save(self.tmp / "s.snap")
@@ -60,7 +60,7 @@ class Ctx:
         return path
 
     def resume(self, path: Path) -> rt.Stream:
-        return rt.load(self.copy()).stream(resume=path)
+        return rt.load(self.copy(), backend="onnxruntime").stream(resume=path)
 
 
 def _onnx_entry(m: dict) -> dict:
@@ -227,8 +227,8 @@ RAISES = [  # (case, action, exception, message)
     ("file name with a backslash", lambda c: c.model(_rename_onnx("..\\x.onnx")), BundleError, "path"),
     ("reference name ../x", lambda c: c.model(set_at("reference.path", "../reference.npz")), BundleError,
      r"reference.path"),
-    ("model file: symlink out of the bundle", lambda c: rt.load(_symlinked_model(c)), BundleError,
-     "a symlink out of the bundle"),
+    ("model file: symlink out of the bundle", lambda c: rt.load(_symlinked_model(c), backend="onnxruntime"),
+     BundleError, "a symlink out of the bundle"),
     ("manifest: symlink out of the bundle", lambda c: rt.load(_symlinked_manifest(c)), BundleError,
      "a symlink out of the bundle"),
     # --- the bundle: sizes against the model file (obs 6) -------------------------------------------------------
@@ -249,7 +249,8 @@ RAISES = [  # (case, action, exception, message)
      r"x is \[1, 10, 6\], the manifest says \[1, 1, 6\]"),
     ("tensor name edited", lambda c: c.model(set_at("input.name", "input")), BundleError,
      "tensors .* the manifest names"),
-    ("model file not a model", lambda c: rt.load(_garbage_model(c)), BundleError, "onnxruntime cannot load it"),
+    ("model file not a model", lambda c: rt.load(_garbage_model(c), backend="onnxruntime"), BundleError,
+     "onnxruntime cannot load it"),
     ("labels count", lambda c: c.model(lambda m: m["output"]["labels"].pop()), BundleError,
      "11 labels for 12 outputs"),
     ("normalization length", lambda c: c.model(lambda m: m["input"]["normalization"]["std"].pop()), BundleError,
