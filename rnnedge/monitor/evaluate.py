@@ -224,7 +224,7 @@ def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, 
 def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours: float) -> dict:
     """The recordings back to back, repeated to at least `hours`, streamed once without any reset (as a monitor
     runs all night; an upright frame calibrated once, at the start): per-sample accuracy and the largest |state|
-    per hour streamed, and the alarms over the whole stream."""
+    (looked at every second) per hour streamed, and the alarms over the whole stream."""
     manifest = model.manifest
     rate, labels = manifest.input.sample_rate_hz, list(manifest.output.labels)
     names = load_hapt().label_names
@@ -236,12 +236,15 @@ def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours
     if point.frame is not None:
         starts, frames = calibrated([whole], list(manifest.input.channels), rate, point.frame)
         start, frame = starts[0], frames[0]
-    stream, hour = model.stream(), round(3600 * rate)
+    stream, hour, second = model.stream(), round(3600 * rate), round(rate)
     logits, by_hour = [], []
     for a in range(start, len(signals), hour):
         piece = signals[a: a + hour]
-        logits.append(stream.feed(frame.apply(piece) if frame is not None else piece))
-        by_hour.append(float(np.abs(stream.state).max()))
+        piece, largest = frame.apply(piece) if frame is not None else piece, 0.0
+        for b in range(0, len(piece), second):  # the state looked at every second
+            logits.append(stream.feed(piece[b: b + second]))
+            largest = max(largest, float(np.abs(stream.state).max()))
+        by_hour.append(largest)
     y = np.concatenate(logits) if logits else np.zeros((0, len(labels)), np.float32)
     to_model = np.array([labels.index(n) if n in labels else -1 for n in names])
     hit = y.argmax(axis=1) == to_model[truth[start:]]
