@@ -5,11 +5,17 @@ I/O included: x, state, y and state_out carry a (scale, zero_point) each, record
 quantizes x and the state in and dequantizes y (or keeps the state integer between calls, docs/mcu.md).
 
 What shapes them (measured on the default LSTM 2x64 tagger; numbers in docs/mcu.md):
-- The LSTM cell state is an integrator: streamed over real 5-minute recordings some layer-2 units reach
-  |c| ~ 3000 (tanh(c) saturates from |c| ~ 4; the size only says how long the unit stays latched). One scale
-  over that range leaves nothing for h. Clipping c to +-CELL_CLIP keeps the fp32 accuracy (0.9738 at 64, 0.9702
-  at 32, 0.9033 at 16). The files do not clip with an op (ai-edge-quantizer leaves MINIMUM in float): they are
-  calibrated on the states of the clipped model (IntegerStream), so c's integer range ends there and saturates.
+- The LSTM cell state is an integrator: streamed over whole recordings its units reach |c| of tens (a model
+  trained with the state penalty) to thousands (without it); tanh(c) saturates from |c| ~ 4, the size only says
+  how long the unit stays latched. c shares the state tensor's one int16 scale with h, and c's resolution is what
+  the accuracy hangs on (c integrates small steps): the same file with c's range ending at 16 or 32 gives 0.9699 /
+  0.9693, at 53 0.9371 (torch 0.9683). So c is clipped at the smallest of CELL_CLIPS whose fp32 model still
+  gives the unclipped model's outputs on the calibration streams (cell_clip); a model none of them keeps (the
+  unpenalized one) gets the largest, 64. The files do not clip with an op (ai-edge-quantizer leaves MINIMUM in
+  float): they are calibrated on the states of the clipped model (IntegerStream), so c's range ends there.
+- Each tensor's range is its min/max over every calibration pair. ai-edge-quantizer's default is a moving
+  average of the pairs' ranges (weight 0.95 on the past): the range of the last few pairs, which left c's range
+  at 6.4 where c reaches 50 (0.9577).
 - Calibration must see the states real streams reach: calibrated on zero or short-stream states, the state's
   scale is wrong (static int8 measured 15%: state scale 2.3, every h rounds to zero).
 - c needs more than 8 bits: c at int8 (scale 64/127) alone drops accuracy to 0.66, h at int8 costs nothing; all
@@ -30,10 +36,13 @@ from rnnedge.data.recording import Recording
 from rnnedge.errors import ExportError
 from rnnedge.export.tflite_export import SIGNATURE
 from rnnedge.export.tflite_stream import UnrolledStream
+from rnnedge.tasks import get_task
 from rnnedge.training.checkpoint import Checkpoint
 
 PRECISIONS = ("a8w8", "a16w8")
-CELL_CLIP = 64.0  # |c| bound inside integer LSTM graphs (module docstring: accuracy vs clip)
+CELL_CLIPS = (4.0, 8.0, 16.0, 32.0, 64.0)  # |c| bounds tried inside integer LSTM graphs, smallest first (tanh(4)
+# is 0.9993); the last is the bound when none keeps the outputs (module docstring: accuracy vs clip)
+CLIP_AGREEMENT = 0.999  # share of calibration steps whose output the clip must leave as it was
 CALIBRATION_PAIRS = 1024  # (x, state) pairs spread over the recordings, plus each channel's extremes
 
 NOTES = {
@@ -46,15 +55,57 @@ NOTES = {
 
 
 class IntegerStream(UnrolledStream):
-    """The TFLite stream graph with the LSTM cell state clipped to +-CELL_CLIP after every step (h is computed
-    from the unclipped c: tanh is 1.0 in float32 long before the clip): the model whose streams calibrate the
-    integer files, so that their integer c ends at the clip."""
+    """The TFLite stream graph with the LSTM cell state clipped to +-clip after every step (h is computed from
+    the unclipped c): the model whose streams calibrate the integer files, so that their integer c ends at the
+    clip. `clip`: one bound, or one per batch row ([batch, 1], inf: unclipped)."""
+
+    def __init__(self, checkpoint: Checkpoint, clip: float | torch.Tensor) -> None:
+        super().__init__(checkpoint)
+        self.clip = torch.as_tensor(clip, dtype=torch.float32)
 
     def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], layer: int) -> list[torch.Tensor]:
         carried = super()._cell(x_t, carried, layer)
         if self.cell == "lstm":
-            carried[1] = carried[1].clamp(-CELL_CLIP, CELL_CLIP)
+            carried[1] = torch.clamp(carried[1], -self.clip, self.clip)
         return carried
+
+
+def _padded(recordings: list[Recording]) -> np.ndarray:
+    """x [recordings, longest, channels], each recording padded by repeating its last sample."""
+    longest = max(len(r) for r in recordings)
+    return np.stack([np.pad(r.signals, ((0, longest - len(r)), (0, 0)), "edge") for r in recordings]).astype(
+        np.float32)
+
+
+def cell_clip(checkpoint: Checkpoint, recordings: list[Recording], chunk: int = 100) -> float:
+    """The smallest of CELL_CLIPS at which the fp32 model, streamed over each whole recording from zero, keeps
+    the unclipped model's output at CLIP_AGREEMENT of the steps (class: the argmax; forecast: within 1% of the
+    outputs' RMS), else the largest. One pass: every clip is a group of batch rows."""
+    if checkpoint.config.cell != "lstm":
+        return float("inf")
+    if not recordings:
+        raise ExportError("no calibration data for the cell clip")
+    bounds = (float("inf"), *CELL_CLIPS)
+    x = torch.from_numpy(np.tile(_padded(recordings), (len(bounds), 1, 1)))
+    clip = torch.tensor(bounds, dtype=torch.float32).repeat_interleave(len(recordings))[:, None]
+    module = IntegerStream(checkpoint, clip).eval()
+    state, ys = torch.zeros(len(x), checkpoint.config.state_size), []
+    with torch.no_grad():
+        for t in range(0, x.shape[1], chunk):
+            out = module(x=x[:, t: t + chunk], state=state)
+            state = out["state_out"]
+            ys.append(out["y"])
+    y = torch.cat(ys, 1).numpy().reshape(len(bounds), len(recordings), x.shape[1], -1)
+    real = np.arange(x.shape[1])[None] < np.array([len(r) for r in recordings])[:, None]  # not padding
+    if get_task(checkpoint.config.task).classes:
+        kept = y.argmax(-1) == y[:1].argmax(-1)
+    else:
+        rms = float(np.sqrt(np.mean(y[0][real] ** 2))) or 1.0
+        kept = np.abs(y - y[:1]).max(-1) <= 0.01 * rms
+    for bound, same in zip(CELL_CLIPS, kept[1:], strict=True):
+        if same[real].mean() >= CLIP_AGREEMENT:
+            return bound
+    return CELL_CLIPS[-1]
 
 
 def streamed_pairs(module: torch.nn.Module, recordings: list[Recording], state_size: int, time: int = 1,
@@ -65,8 +116,8 @@ def streamed_pairs(module: torch.nn.Module, recordings: list[Recording], state_s
     recordings = [r for r in recordings if len(r) >= time]
     if not recordings:
         raise ExportError(f"no calibration data: every recording is shorter than {time} steps")
-    longest = max(len(r) for r in recordings)
-    x = np.stack([np.pad(r.signals, ((0, longest - len(r)), (0, 0)), "edge") for r in recordings]).astype(np.float32)
+    x = _padded(recordings)
+    longest = x.shape[1]
     total = sum(len(r) - time + 1 for r in recordings)
     every = np.linspace(0, total - 1, min(count, total)).astype(np.int64)
     picks: list[set[int]] = []
@@ -90,9 +141,11 @@ def streamed_pairs(module: torch.nn.Module, recordings: list[Recording], state_s
 
 
 def quantize_integer(fp32: bytes, precision: str, calibration: list[dict[str, np.ndarray]]) -> bytes:
-    """The integer-only flatbuffer of `fp32` (an IntegerStream file), calibrated on `calibration`."""
-    from ai_edge_quantizer import quantizer
+    """The integer-only flatbuffer of `fp32` (an IntegerStream file), calibrated on `calibration`: each tensor's
+    range is its min/max over all pairs (the quantizer's own calibrate() averages the pairs' ranges)."""
+    from ai_edge_quantizer import calibrator, quantizer, recipe_manager
     from ai_edge_quantizer.qtyping import TFLOperationName
+    from ai_edge_quantizer.utils import qsv_utils
 
     if precision not in PRECISIONS:
         raise ValueError(f"unknown integer precision {precision!r}")
@@ -101,21 +154,27 @@ def quantize_integer(fp32: bytes, precision: str, calibration: list[dict[str, np
     q.add_static_config(".*", TFLOperationName.ALL_SUPPORTED, 16, 8)
     if precision == "a8w8":
         q.add_static_config(".*", TFLOperationName.FULLY_CONNECTED, 8, 8)
+    recipe = recipe_manager.RecipeManager()
+    recipe.load_quantization_recipe(q.get_quantization_recipe())
     with contextlib.redirect_stderr(io.StringIO()):  # the quantizer's own progress bars
-        calibrated = q.calibrate({SIGNATURE: calibration}, num_threads=1)
-        result = q.quantize(calibrated, enable_progress_bar=False, enable_progress_report=False)
+        calibration_run = calibrator.Calibrator(fp32, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+        calibration_run.calibrate({SIGNATURE: calibration}, recipe)
+        result = q.quantize(calibration_run.get_model_qsvs(), enable_progress_bar=False,
+                            enable_progress_report=False)
     return bytes(result.quantized_model)
 
 
 def integer_tflite(checkpoint: Checkpoint, fp32: bytes, precision: str, recordings: list[Recording],
                    time: int = 1, cache: dict | None = None) -> bytes:
     """The integer-only stream file of `precision` from `fp32` (the UnrolledStream file at fixed length `time`,
-    batch 1), calibrated on the clipped model's streamed states over `recordings`. Refuses a result with a float
-    tensor left in it. `cache` keeps the calibration pairs for the other precision."""
+    batch 1), calibrated on the streamed states over `recordings` of the model clipped at cell_clip. Refuses a
+    result with a float tensor left in it. `cache` keeps the clip and calibration pairs for the other precision."""
     cache = {} if cache is None else cache
     key = ("integer calibration", time)
     if key not in cache:
-        cache[key] = streamed_pairs(IntegerStream(checkpoint).eval(), recordings, checkpoint.config.state_size, time)
+        clip = cell_clip(checkpoint, recordings)
+        module = IntegerStream(checkpoint, clip).eval()
+        cache[key] = streamed_pairs(module, recordings, checkpoint.config.state_size, time)
     model = quantize_integer(fp32, precision, cache[key])
     floats = float_tensors(model)
     if floats:
