@@ -16,6 +16,13 @@ Reported per point, over the ticks after a warm-up:
   in_job_s            parsed -> events out (the job's own latency);
   per core            stream-steps/s per core, in this process, beside the runtime's Pool (one batched call per
                       tick): the monitor one sample at a time, and as the operator runs it (chunks + state bytes).
+KNOWN LIMIT: no checkpoint completes in these runs. The sequence source runs ahead and hands the gateway's Python
+worker many ticks in one bundle; the gateway sleeps until each is due, and a checkpoint waits for the bundle (the
+whole run). Unaligned checkpoints do not help (the ticks are inside the Python bundle, not in network buffers).
+So the throughput points carry no checkpoint cost, and --kills fails ("no complete checkpoint to restore"). The fix
+to make: a gateway that does not sleep (a KeyedProcessFunction registering a processing-time timer per tick and
+emitting in on_timer), with a source that does not end before the last tick is due (timers are dropped at the
+end of input).
 Recovery (--kills K): K SIGKILLs at random moments of one run, each followed by a restart from the latest
 checkpoint; per kill the seconds until caught up (the first message sent after the kill whose events came out within
 LATENCY_TARGET_S of being sent), and over the whole run every bed's events against the monitor run in this process
@@ -37,11 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnedge.atomic import write_text_atomic
+
 CHUNK_S = 0.5
 RATE = 50.0
 WARMUP_S = 10.0
 STARTUP_S = 60.0  # at most this long from launching a job to its first tick (JVM + Python workers)
 LATENCY_TARGET_S = 1.0
+LATENCY_EVERY = 10  # a latency record per this many messages (each record is output work too)
+DRAIN_S = 20.0  # after the last tick, the job's time to finish before it is stopped (and read as it stands)
 
 
 def gateway_rows() -> list[str]:
@@ -65,7 +76,6 @@ def run_job(spec: dict) -> None:
     from pyflink.datastream import FlatMapFunction
     from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
-    from rnnedge.atomic import write_text_atomic
     from rnnedge.fleet import job
     from rnnedge.fleet.beds import MonitorSettings
 
@@ -89,7 +99,7 @@ def run_job(spec: dict) -> None:
                              monitor=MonitorSettings(), parallelism=spec["parallelism"],
                              checkpoint_dir=spec["checkpoints"], checkpoint_interval_s=spec["checkpoint_s"],
                              restore=spec.get("restore"), state_ttl_s=0, bundle_ms=spec["bundle_ms"],
-                             bundle_size=spec.get("bundle_size"), latency=True)
+                             bundle_size=spec.get("bundle_size"), latency=LATENCY_EVERY)
     os.makedirs(config.checkpoints, exist_ok=True)
     env = job.environment(config)
     ticks = env.from_source(NumberSequenceSource(0, spec["ticks"] - 1), WatermarkStrategy.no_watermarks(), "ticks") \
@@ -117,30 +127,38 @@ def spec_for(bundle: str, work: Path, beds: int, seconds: float, options: dict) 
             "ticks": round(seconds / options.get("chunk_s", CHUNK_S)), "epoch_file": str(work / "epoch")}
 
 
-def read_output(output: Path) -> list[dict]:
-    """Committed events in the order they were written (part files by time, then a subtask's counter)."""
+def read_output(output: Path, pending: bool = False) -> list[dict]:
+    """Committed events in the order they were written (part files by time, then a subtask's counter); with
+    `pending`, also those of a stopped job's part files in progress (a benchmark's latency records)."""
     parts = sorted(output.rglob("events-*.jsonl"), key=lambda p: (p.stat().st_mtime_ns, int(p.stem.rsplit("-", 1)[1])))
-    return [json.loads(line) for part in parts for line in part.read_text(encoding="utf-8").splitlines()]
+    parts += list(output.rglob(".events-*inprogress*")) if pending else []
+    return [json.loads(line) for part in parts for line in part.read_text(encoding="utf-8").splitlines()
+            if line.endswith("}")]  # a stopped job's last line may be cut
 
 
 def point(bundle: str, beds: int, seconds: float, work: Path, options: dict) -> dict:
     """One run: sustained rate and latency at `beds` beds."""
     work.mkdir(parents=True)
     spec = spec_for(bundle, work, beds, seconds, options)
-    if launch(spec, work).wait(timeout=seconds + STARTUP_S + 600) != 0:
-        raise RuntimeError(f"the bench job failed: see {work / 'job.log'}")
-    latency = [r for r in read_output(work / "out") if r["event"] == "latency"]
-    epoch = float(Path(spec["epoch_file"]).read_text())
-    start, end = epoch + WARMUP_S, epoch + seconds
+    process = launch(spec, work)
+    try:
+        process.wait(timeout=seconds + STARTUP_S + DRAIN_S)
+    except subprocess.TimeoutExpired:  # behind: stop it where it stands
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    stopped = time.time()
+    latency = [r for r in read_output(work / "out", pending=True) if r["event"] == "latency"]
+    start = float(Path(spec["epoch_file"]).read_text()) + WARMUP_S
     window = [r for r in latency if r["sent"] >= start]
-    done = [r for r in latency if start <= r["sent"] + r["e2e_s"] <= end]
-    samples = round(spec["chunk_s"] * RATE)
-    return {"beds": beds, "seconds": seconds, "options": options, "messages": len(latency),
+    out = [r["sent"] + r["e2e_s"] for r in latency if r["sent"] + r["e2e_s"] >= start]
+    samples = round(spec["chunk_s"] * RATE) * LATENCY_EVERY
+    return {"beds": beds, "seconds": seconds, "options": options, "latency_records": len(latency),
             "samples_per_s_offered": round(beds * RATE),
-            "samples_per_s_done": round(len(done) * samples / (end - start)),
+            # messages whose events came out after the warm-up, per second of that time
+            "samples_per_s_done": round(len(out) * samples / max(1e-9, max(out, default=start) - start)),
             "e2e_s": percentiles([r["e2e_s"] for r in window]),
             "in_job_s": percentiles([r["in_s"] for r in window]),
-            "behind_at_end_s": round(max((r["sent"] + r["e2e_s"] for r in latency), default=end) - end, 1)}
+            "behind_at_stop_s": round(stopped - max((r["sent"] for r in latency), default=stopped), 1)}
 
 
 def percentiles(values: list[float]) -> dict | None:
@@ -154,7 +172,7 @@ def percentiles(values: list[float]) -> dict | None:
 def recovery(bundle: str, beds: int, kills: int, work: Path, seed: int = 16) -> dict:
     """`kills` SIGKILLs at random moments of one run, each restarted from the latest checkpoint."""
     rng = random.Random(seed)
-    gaps = [rng.uniform(25.0, 45.0) for _ in range(kills)]
+    gaps = [rng.uniform(20.0, 30.0) for _ in range(kills)]
     seconds = sum(gaps) + 40.0
     work.mkdir(parents=True)
     spec = spec_for(bundle, work, beds, seconds, {"checkpoint_s": 2.0})
@@ -168,7 +186,7 @@ def recovery(bundle: str, beds: int, kills: int, work: Path, seed: int = 16) -> 
         killed_at.append(time.time())
         process.wait()
         process = launch({**spec, "restore": "latest"}, work)
-    if process.wait(timeout=seconds + 900) != 0:
+    if process.wait(timeout=seconds + 1800) != 0:
         raise RuntimeError(f"the bench job failed: see {work / 'job.log'}")
     records = read_output(work / "out")
     latency = [r for r in records if r["event"] == "latency"]
@@ -246,10 +264,9 @@ def in_process(bundle: str, precision: str, beds: int = 1024, steps: int = 200) 
             "monitor_chunks_with_state_steps_per_s_per_core": round(chunk_rate), "chunk_samples": chunk}
 
 
-LEVERS = {"parallelism 1": {"parallelism": 1}, "bundle.size 100": {"bundle_size": 100},
-          "bundle.size 10000": {"bundle_size": 10000}, "bundle.time 20 ms": {"bundle_ms": 20},
-          "bundle.time 500 ms": {"bundle_ms": 500}, "message chunk 1 s": {"chunk_s": 1.0},
-          "checkpoint every 2 s": {"checkpoint_s": 2.0}, "checkpoint every 30 s": {"checkpoint_s": 30.0}}
+LEVERS = {"parallelism 1": {"parallelism": 1}, "message chunk 1 s": {"chunk_s": 1.0},
+          "bundle.time 500 ms": {"bundle_ms": 500}, "bundle.size 100": {"bundle_size": 100},
+          "checkpoint every 2 s": {"checkpoint_s": 2.0}}
 
 
 def main() -> None:
@@ -272,9 +289,9 @@ def main() -> None:
                                                                   "load_before": os.getloadavg()},
               "in_process": in_process(args.bundle, args.precision), "points": [], "levers": {}}
     print(json.dumps(result["in_process"]), flush=True)
-    counts = [int(n) for n in args.beds.split(",")]
+    counts = [int(n) for n in args.beds.split(",") if n]
     runs = [(f"{n} beds", n, {"precision": args.precision}) for n in counts]
-    if args.levers:
+    if args.levers and counts:
         runs += [(name, counts[0], {"precision": args.precision, **lever}) for name, lever in LEVERS.items()]
     for name, beds, options in runs:
         found = point(args.bundle, beds, args.seconds, args.out / f"work-{stamp}" / name.replace(" ", "-"), options)
@@ -284,11 +301,12 @@ def main() -> None:
         else:
             result["levers"][name] = found
         print(name, json.dumps(found), flush=True)
+        write_text_atomic(args.out / f"bench-{stamp}.json", json.dumps(result, indent=2) + "\n")
     if args.kills:
         result["recovery"] = recovery(args.bundle, args.kill_beds, args.kills, args.out / f"work-{stamp}" / "kills")
         print(json.dumps(result["recovery"]), flush=True)
     result["machine"]["load_after"] = os.getloadavg()
-    (args.out / f"bench-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out / f"bench-{stamp}.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
