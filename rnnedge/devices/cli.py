@@ -41,10 +41,12 @@ def devices_command(
 
     machine = detect_machine()
     backends = detect_backends(machine)
-    advice = recommend(machine, backends)
+    manifest = read_manifest(bundle) if bundle is not None else None
+    files = None if manifest is None else {(f.format, f.precision) for f in manifest.files if f.graph == "stream"}
+    advice = recommend(machine, backends, files)
     step_us = None
-    if bundle is not None:
-        sample_rate = read_manifest(bundle).input.sample_rate_hz
+    if manifest is not None:
+        sample_rate = manifest.input.sample_rate_hz
         if advice.backend is not None:
             step_us = _step_us(bundle, advice.backend, advice.precision, advice.threads)
     # One stream per core at batch 1 (a pool does better: see `rnnedge bench`).
@@ -77,10 +79,9 @@ def devices_command(
     else:
         line += f"; a step takes {step_us:.1f} us here: {budget.streams:,} streams fit (batch 1, all cores)"
     console.print(line)
-    if bundle is not None:
+    if manifest is not None:
         from rnnedge.devices.mcu import MCU_PROFILES, fit
 
-        manifest = read_manifest(bundle)
         mcus = Table("microcontroller", "fits", "why", title="this bundle on microcontrollers (TFLite Micro)")
         for mcu in MCU_PROFILES:
             result = fit(manifest, mcu)

@@ -88,12 +88,21 @@ class Recommendation:
     threads: int
 
 
-def recommend(machine: Machine, backends: list[Backend]) -> Recommendation:
+def recommend(machine: Machine, backends: list[Backend],
+              files: set[tuple[str, str]] | None = None) -> Recommendation:
+    """The profile's first usable backend and precision; with `files` (a bundle's (format, precision) stream
+    files), the first that the bundle can feed: the profile's precision, else fp32, else any it has."""
     chosen = match(machine)
-    usable = {b.name: b for b in backends if b.usable}
-    backend = next((usable[name] for name in chosen.backends if name in usable), None)
-    return Recommendation(chosen, backend and backend.name, backend and backend.format, chosen.precision,
-                          chosen.threads)
+    usable = [b for name in chosen.backends for b in backends if b.usable and b.name == name]
+    if files is None:
+        backend = usable[0] if usable else None
+        return Recommendation(chosen, backend and backend.name, backend and backend.format, chosen.precision,
+                              chosen.threads)
+    for precision in (chosen.precision, "fp32", *sorted({p for _, p in files})):
+        backend = next((b for b in usable if (b.format, precision) in files), None)
+        if backend is not None:
+            return Recommendation(chosen, backend.name, backend.format, precision, chosen.threads)
+    return Recommendation(chosen, None, None, chosen.precision, chosen.threads)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,12 @@ def test_this_machine_and_its_backends() -> None:
     assert backends["onnxruntime"].usable  # a base dependency
     advice = recommend(machine, list(backends.values()))
     assert advice.backend in advice.profile.backends and backends[advice.backend].usable
+    # with a bundle: a backend and precision that the bundle has a stream file for (a TFLite-only, integer bundle)
+    advice = recommend(machine, list(backends.values()), {("tflite", "a16w8"), ("tflite", "int8")})
+    assert (advice.format, advice.precision) == ("tflite", "a16w8") and backends[advice.backend].usable
+    advice = recommend(machine, list(backends.values()), {("onnx", "fp32"), ("tflite", "fp32")})
+    assert advice.precision == "fp32" and advice.backend == advice.profile.backends[0]
+    assert recommend(machine, list(backends.values()), set()).backend is None
 
 
 def test_realtime_budget() -> None:
