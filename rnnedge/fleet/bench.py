@@ -1,28 +1,25 @@
 """Fleet benchmark (not a test): BEDS beds x 50 Hz through the embedded Flink job: sustained rate, latency, recovery.
 
     .cache/venv-fleet/bin/python -m rnnedge.fleet.bench BUNDLE --beds 1000,2000,5000 --seconds 60 --out DIR \\
-        [--levers] [--kills 10 --kill-beds 200]
+        [--levers [NAME,...]] [--kills 10 --kill-beds 200]
 
-Input: a replayable, ordered message stream, as a Kafka topic feeds a production job: a sequence source (Flink's
-NumberSequenceSource over ticks, one reader, its position checkpointed) and a gateway operator that turns tick n
-into one message per bed (CHUNK_S of real bundled samples, timestamps continuing), released at the tick's wall time
-(epoch + n x chunk; "sent" = that time; the epoch: when the first job's gateway opened, kept for its restarts).
-Behind schedule (after a restore) it releases at once: the backlog a broker keeps. The job is the fleet's own
-(rnnedge.fleet.job.build), run as a subprocess in its own process group (`python -m rnnedge.fleet.bench job SPEC`),
-so a SIGKILL takes the client, the JVM and the Python workers.
+Input: a replayable, ordered message stream, as a Kafka topic feeds a production job: a heartbeat source (Flink's
+DataGeneratorSource, HEARTBEAT_HZ, one reader, its position checkpointed) and a gateway operator (keyed state: the
+next tick to send) that at each heartbeat sends every tick now due: one record per tick holding one message line
+per bed (a batching gateway; lever "one element per message": a record per message), each CHUNK_S of real bundled
+samples, timestamps continuing; tick n is due at epoch + n x chunk, "sent" = that time; the epoch: when the first
+job's gateway opened, kept for its restarts). Behind schedule (after a restore) it sends the backlog at once, as a
+broker would. Nothing sleeps inside a Python bundle, so checkpoint barriers pass (a gateway that slept until each
+tick was due held the barrier for the whole run: no checkpoint completed). When the last tick is sent the gateway
+writes a marker file; the bench then stops the job with a draining savepoint (end of event time: every bed writes
+its summary, the sink commits). The job is the fleet's own (rnnedge.fleet.job.build), run as a subprocess in its own
+process group (`python -m rnnedge.fleet.bench job SPEC`), so a SIGKILL takes the client, the JVM and the workers.
 Reported per point, over the ticks after a warm-up:
   samples_per_s_done  messages whose events left the operator within the window, per second, x samples each;
-  e2e_s               sent (the tick's time) -> events out; includes the gateway's own buffering (<= one tick);
+  e2e_s               sent (the tick's time) -> events out; includes the gateway's own buffering (<= 1 / HEARTBEAT_HZ);
   in_job_s            parsed -> events out (the job's own latency);
   per core            stream-steps/s per core, in this process, beside the runtime's Pool (one batched call per
                       tick): the monitor one sample at a time, and as the operator runs it (chunks + state bytes).
-KNOWN LIMIT: no checkpoint completes in these runs. The sequence source runs ahead and hands the gateway's Python
-worker many ticks in one bundle; the gateway sleeps until each is due, and a checkpoint waits for the bundle (the
-whole run). Unaligned checkpoints do not help (the ticks are inside the Python bundle, not in network buffers).
-So the throughput points carry no checkpoint cost, and --kills fails ("no complete checkpoint to restore"). The fix
-to make: a gateway that does not sleep (a KeyedProcessFunction registering a processing-time timer per tick and
-emitting in on_timer), with a source that does not end before the last tick is due (timers are dropped at the
-end of input).
 Recovery (--kills K): K SIGKILLs at random moments of one run, each followed by a restart from the latest
 checkpoint; per kill the seconds until caught up (the first message sent after the kill whose events came out within
 LATENCY_TARGET_S of being sent), and over the whole run every bed's events against the monitor run in this process
@@ -53,6 +50,9 @@ STARTUP_S = 60.0  # at most this long from launching a job to its first tick (JV
 LATENCY_TARGET_S = 1.0
 LATENCY_EVERY = 10  # a latency record per this many messages (each record is output work too)
 DRAIN_S = 20.0  # after the last tick, the job's time to finish before it is stopped (and read as it stands)
+KILL_GAP_S = (25.0, 40.0)  # recovery: seconds from a (re)launch to the next kill, uniform
+HEARTBEAT_HZ = 10.0  # the gateway looks at the clock this often: its buffering is <= 1 / HEARTBEAT_HZ
+HEARTBEAT_SPARE_S = 3600.0  # heartbeats beyond the last tick (restarts take time): the job is stopped before
 
 
 def gateway_rows() -> list[str]:
@@ -71,29 +71,42 @@ def message(rows: list[str], bed: int, tick: int, chunk: int, sent: float) -> st
 
 
 def run_job(spec: dict) -> None:
-    """The job of one bench run (the `job` subcommand): ticks -> gateway -> the fleet job; until the last tick."""
+    """The job of one bench run (the `job` subcommand): heartbeats -> gateway -> the fleet job; SIGTERM stops it
+    with a draining savepoint."""
     from pyflink.common import Types, WatermarkStrategy
-    from pyflink.datastream import FlatMapFunction
-    from pyflink.datastream.connectors.number_seq import NumberSequenceSource
+    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.datastream.connectors import Source
+    from pyflink.datastream.state import ValueStateDescriptor
+    from pyflink.java_gateway import get_gateway
 
-    from rnnedge.fleet import job
+    from rnnedge.fleet import cli, job
     from rnnedge.fleet.beds import MonitorSettings
 
-    class Gateway(FlatMapFunction):
+    class Gateway(KeyedProcessFunction):
         def open(self, runtime_context) -> None:
             self.rows = gateway_rows()
             epoch = Path(spec["epoch_file"])
             if not epoch.exists():  # the first job: the clock starts now; a restarted one keeps it
                 write_text_atomic(epoch, repr(time.time()))
             self.epoch = float(epoch.read_text())
+            self.next = runtime_context.get_state(ValueStateDescriptor("next-tick", Types.LONG()))
 
-        def flat_map(self, tick: int):
-            due = self.epoch + tick * spec["chunk_s"]
-            if due > time.time():
-                time.sleep(due - time.time())
+        def process_element(self, heartbeat: str, ctx):
+            first = self.next.value() or 0
+            last = min(spec["ticks"], int((time.time() - self.epoch) / spec["chunk_s"]) + 1)
+            if first >= last:
+                return
             chunk = round(spec["chunk_s"] * RATE)
-            for bed in range(spec["beds"]):
-                yield message(self.rows, bed, tick, chunk, due)
+            for tick in range(first, last):
+                lines = [message(self.rows, bed, tick, chunk, self.epoch + tick * spec["chunk_s"])
+                         for bed in range(spec["beds"])]
+                if spec["batch"]:  # what a gateway batching a tick sends: one record, a message per line
+                    yield "\n".join(lines)
+                else:
+                    yield from lines
+            self.next.update(last)
+            if last == spec["ticks"]:
+                Path(spec["done_file"]).touch()
 
     config = job.FleetConfig(bundle=spec["bundle"], output=spec["output"], precision=spec["precision"],
                              monitor=MonitorSettings(), parallelism=spec["parallelism"],
@@ -102,12 +115,19 @@ def run_job(spec: dict) -> None:
                              bundle_size=spec.get("bundle_size"), latency=LATENCY_EVERY)
     os.makedirs(config.checkpoints, exist_ok=True)
     env = job.environment(config)
-    ticks = env.from_source(NumberSequenceSource(0, spec["ticks"] - 1), WatermarkStrategy.no_watermarks(), "ticks") \
-        .uid(job.UID["source"]).set_parallelism(1)
-    lines = ticks.flat_map(Gateway(), Types.STRING()).uid("bench-gateway").name("gateway").set_parallelism(1) \
-        .disable_chaining()  # its sleep must not hold the parser's output
+    jvm = get_gateway().jvm
+    count = round(HEARTBEAT_HZ * (spec["ticks"] * spec["chunk_s"] + HEARTBEAT_SPARE_S))
+    beat = jvm.java.util.Collections.nCopies(count, "")  # the generator looks its value up by index: no value
+    info = Types.STRING().get_java_type_info()
+    function = jvm.org.apache.flink.connector.datagen.functions.IndexLookupGeneratorFunction(info, beat)
+    rate = jvm.org.apache.flink.api.connector.source.util.ratelimit.RateLimiterStrategy.perSecond(HEARTBEAT_HZ)
+    heartbeats = Source(jvm.org.apache.flink.connector.datagen.source.DataGeneratorSource(function, count, rate, info))
+    beats = env.from_source(heartbeats, WatermarkStrategy.no_watermarks(), "heartbeats").uid(job.UID["source"]) \
+        .set_parallelism(1)
+    lines = beats.key_by(lambda _: 0, key_type=Types.INT()) \
+        .process(Gateway(), Types.STRING()).uid("bench-gateway").name("gateway").set_parallelism(1)
     job.build(env, lines, config)
-    env.execute("fleet bench")
+    cli.wait(env.execute_async("fleet bench"), Path(spec["savepoints"]), drain=True)
 
 
 def launch(spec: dict, work: Path) -> subprocess.Popen:
@@ -124,7 +144,9 @@ def spec_for(bundle: str, work: Path, beds: int, seconds: float, options: dict) 
             "precision": options.get("precision", "fp32"), "parallelism": options.get("parallelism", 2),
             "checkpoint_s": options.get("checkpoint_s", 10.0), "bundle_ms": options.get("bundle_ms", 100),
             "bundle_size": options.get("bundle_size"), "chunk_s": options.get("chunk_s", CHUNK_S),
-            "ticks": round(seconds / options.get("chunk_s", CHUNK_S)), "epoch_file": str(work / "epoch")}
+            "ticks": round(seconds / options.get("chunk_s", CHUNK_S)), "epoch_file": str(work / "epoch"),
+            "done_file": str(work / "all-ticks-sent"), "savepoints": str(work / "savepoints"),
+            "batch": options.get("batch", True)}
 
 
 def read_output(output: Path, pending: bool = False) -> list[dict]:
@@ -141,14 +163,11 @@ def point(bundle: str, beds: int, seconds: float, work: Path, options: dict) -> 
     work.mkdir(parents=True)
     spec = spec_for(bundle, work, beds, seconds, options)
     process = launch(spec, work)
-    try:
-        process.wait(timeout=seconds + STARTUP_S + DRAIN_S)
-    except subprocess.TimeoutExpired:  # behind: stop it where it stands
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    epoch = started(spec, process, work)
+    stop(process, spec, epoch + seconds + DRAIN_S)
     stopped = time.time()
     latency = [r for r in read_output(work / "out", pending=True) if r["event"] == "latency"]
-    start = float(Path(spec["epoch_file"]).read_text()) + WARMUP_S
+    start = epoch + WARMUP_S
     window = [r for r in latency if r["sent"] >= start]
     out = [r["sent"] + r["e2e_s"] for r in latency if r["sent"] + r["e2e_s"] >= start]
     samples = round(spec["chunk_s"] * RATE) * LATENCY_EVERY
@@ -159,6 +178,34 @@ def point(bundle: str, beds: int, seconds: float, work: Path, options: dict) -> 
             "e2e_s": percentiles([r["e2e_s"] for r in window]),
             "in_job_s": percentiles([r["in_s"] for r in window]),
             "behind_at_stop_s": round(stopped - max((r["sent"] for r in latency), default=stopped), 1)}
+
+
+def started(spec: dict, process: subprocess.Popen, work: Path) -> float:
+    """The run's epoch (its gateway's first opening), once the first job has started."""
+    deadline = time.time() + STARTUP_S
+    while not Path(spec["epoch_file"]).exists():
+        if time.time() > deadline or process.poll() is not None:
+            raise RuntimeError(f"the bench job did not start: see {work / 'job.log'}")
+        time.sleep(0.2)
+    return float(Path(spec["epoch_file"]).read_text())
+
+
+def stop(process: subprocess.Popen, spec: dict, until: float) -> bool:
+    """Once the gateway has sent its last tick, stop the job with a draining savepoint (SIGTERM to its client);
+    at `until`, or when the drain takes longer than DRAIN_S, kill it where it stands (a saturated run). True when
+    it drained."""
+    done = Path(spec["done_file"])
+    while not done.exists() and time.time() < until and process.poll() is None:
+        time.sleep(0.2)
+    if done.exists() and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=DRAIN_S) == 0
+        except subprocess.TimeoutExpired:
+            pass
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return False
 
 
 def percentiles(values: list[float]) -> dict | None:
@@ -172,22 +219,20 @@ def percentiles(values: list[float]) -> dict | None:
 def recovery(bundle: str, beds: int, kills: int, work: Path, seed: int = 16) -> dict:
     """`kills` SIGKILLs at random moments of one run, each restarted from the latest checkpoint."""
     rng = random.Random(seed)
-    gaps = [rng.uniform(20.0, 30.0) for _ in range(kills)]
-    seconds = sum(gaps) + 40.0
+    gaps = [rng.uniform(KILL_GAP_S[0], KILL_GAP_S[1]) for _ in range(kills)]
+    seconds = sum(gaps) + 60.0
     work.mkdir(parents=True)
     spec = spec_for(bundle, work, beds, seconds, {"checkpoint_s": 2.0})
     process, killed_at = launch(spec, work), []
-    deadline = time.time() + STARTUP_S
-    while not Path(spec["epoch_file"]).exists() and time.time() < deadline:
-        time.sleep(0.5)
-    for gap in gaps:
+    epoch = started(spec, process, work)
+    for gap in gaps:  # from each (re)launch: some kills land while the job is still starting or catching up
         time.sleep(gap)
         os.killpg(process.pid, signal.SIGKILL)  # the client, the JVM and its Python workers: the whole job
         killed_at.append(time.time())
         process.wait()
         process = launch({**spec, "restore": "latest"}, work)
-    if process.wait(timeout=seconds + 1800) != 0:
-        raise RuntimeError(f"the bench job failed: see {work / 'job.log'}")
+    if not stop(process, spec, epoch + seconds + 1800):
+        raise RuntimeError(f"the bench job did not finish: see {work / 'job.log'}")
     records = read_output(work / "out")
     latency = [r for r in records if r["event"] == "latency"]
     caught = []
@@ -264,7 +309,8 @@ def in_process(bundle: str, precision: str, beds: int = 1024, steps: int = 200) 
             "monitor_chunks_with_state_steps_per_s_per_core": round(chunk_rate), "chunk_samples": chunk}
 
 
-LEVERS = {"parallelism 1": {"parallelism": 1}, "message chunk 1 s": {"chunk_s": 1.0},
+LEVERS = {"one element per message": {"batch": False}, "parallelism 1": {"parallelism": 1},
+          "message chunk 1 s": {"chunk_s": 1.0},
           "bundle.time 500 ms": {"bundle_ms": 500}, "bundle.size 100": {"bundle_size": 100},
           "checkpoint every 2 s": {"checkpoint_s": 2.0}}
 
@@ -278,7 +324,8 @@ def main() -> None:
     parser.add_argument("--beds", default="1000,2000,5000")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--levers", action="store_true", help="also each lever alone at the first bed count")
+    parser.add_argument("--levers", nargs="?", const=",".join(LEVERS), default="",
+                        help="also these levers (default: all), each alone at the first bed count")
     parser.add_argument("--kills", type=int, default=0, help="recovery: SIGKILLs at random moments of one run")
     parser.add_argument("--kill-beds", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("artifacts/fleet-bench"))
@@ -292,7 +339,7 @@ def main() -> None:
     counts = [int(n) for n in args.beds.split(",") if n]
     runs = [(f"{n} beds", n, {"precision": args.precision}) for n in counts]
     if args.levers and counts:
-        runs += [(name, counts[0], {"precision": args.precision, **lever}) for name, lever in LEVERS.items()]
+        runs += [(name, counts[0], {"precision": args.precision, **LEVERS[name]}) for name in args.levers.split(",")]
     for name, beds, options in runs:
         found = point(args.bundle, beds, args.seconds, args.out / f"work-{stamp}" / name.replace(" ", "-"), options)
         found["load_after"] = os.getloadavg()

@@ -80,8 +80,9 @@ def fleet_command(
     wait(client, savepoint_dir)
 
 
-def wait(client, savepoint_dir: Path | None) -> None:
-    """Until the job ends; Ctrl-C / SIGTERM stop it (with a savepoint if asked). Failures as one line."""
+def wait(client, savepoint_dir: Path | None, drain: bool = False) -> None:
+    """Until the job ends; Ctrl-C / SIGTERM stop it (with a savepoint if asked; `drain`: job.stop_with_savepoint).
+    Failures as one line."""
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))
@@ -95,7 +96,7 @@ def wait(client, savepoint_dir: Path | None) -> None:
                     return
                 from rnnedge.fleet.job import stop_with_savepoint
 
-                path = stop_with_savepoint(client, savepoint_dir)
+                path = stop_with_savepoint(client, savepoint_dir, drain)
                 typer.echo(f"stopped with a savepoint: {path}", err=True)
                 print(path)
                 return

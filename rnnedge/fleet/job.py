@@ -1,12 +1,18 @@
-"""The Flink job: bed-exit monitors keyed by bed, with per-bed state in Flink keyed state (PyFlink).
+"""The Flink job: bed-exit monitors keyed by shard of bed, with per-bed state in Flink keyed state (PyFlink).
 
     source (files: a directory monitored continuously, or plain files; or an in-memory collection; one reader)
-      -> ParseMessages (a JSON line -> Message; bad ones to a side output, counted in the metric bad_messages;
-         parallelism 1, forward from the source: each bed's messages reach its monitor in the source's order)
-      -> key_by(bed) -> BedMonitorFunction (one Monitor per bed: rnnedge.fleet.beds; the torch-free runtime
-         loaded once per task slot in open())
+      -> ParseMessages (an element holds one message line, or several separated by newlines: a gateway's batch;
+         each line -> Message, bad ones to a side output, counted in the metric bad_messages; the element's good
+         messages grouped by shard (crc32(bed) % SHARDS): one element per shard; parallelism 1, forward from the
+         source: each bed's messages reach its monitor in the source's order)
+      -> key_by(shard) -> ShardMonitorFunction (a Monitor per bed: rnnedge.fleet.beds; per-bed state in
+         MapState[bed -> state]; the torch-free runtime loaded once per task slot in open())
       -> union(bad messages) -> sink (files, exactly-once: part files committed on each checkpoint)
 
+Why shards: every element that crosses between the JVM and a Python worker, and every keyed-state access per
+element, costs far more than the monitor's work on a small message; a shard element carries all of an input
+element's messages for that shard in one crossing. Rescaling still moves state by key group (a shard is a key;
+SHARDS = max parallelism), TTL is per bed (per map entry), and every bed's state carries the model's sha256.
 Checkpoints go to a filesystem path (retained after a cancel or a kill, so `restore="latest"` finds them);
 restarts are bounded (fixed delay). A bed silent for longer than `state_ttl_s` loses its state (it starts again
 with a warm-up). At the end of a bounded input (plain files, a collection) every bed's monitor is flushed and
@@ -43,7 +49,7 @@ from pyflink.datastream.connectors.file_system import (
     RollingPolicy,
     StreamFormat,
 )
-from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
 
 from rnnedge.fleet import messages
 from rnnedge.fleet.beds import BedMonitors, MonitorSettings
@@ -51,7 +57,9 @@ from rnnedge.fleet.errors import FleetError
 
 END_OF_INPUT = (1 << 63) - 1  # Flink's last watermark: a bounded source emits it when it is done
 MAX_PARALLELISM = 128  # fixed: key groups must stay the same for a savepoint to restore at another parallelism
-UID = {"source": "fleet-source", "parse": "fleet-parse", "monitor": "fleet-monitor", "sink": "fleet-sink"}
+SHARDS = MAX_PARALLELISM  # keys of the monitor operator: at most one per key group, every slot gets some
+# "fleet-monitor-shards": keyed by shard since state layout 2 (a savepoint keyed by bed does not map onto it)
+UID = {"source": "fleet-source", "parse": "fleet-parse", "monitor": "fleet-monitor-shards", "sink": "fleet-sink"}
 
 
 @dataclass(frozen=True)
@@ -86,16 +94,24 @@ class ParseMessages(ProcessFunction):
         self.bad = runtime_context.get_metrics_group().counter("bad_messages")
 
     def process_element(self, value: str, ctx: ProcessFunction.Context):
-        message, bed, why = messages.parse(value, time.time(), self.beds)
-        if message is not None:
-            yield message
-            return
-        self.bad.inc()
-        yield self.bad_tag, json.dumps({"event": "bad_message", "bed": bed, "detail": why,
-                                        "message": value[:200]})
+        received, shards = time.time(), {}
+        # a batch's blank lines are separators; a lone blank line is a bad message, as any other non-message
+        for line in value.split("\n") if "\n" in value else [value]:
+            if not line.strip() and "\n" in value:
+                continue
+            message, bed, why = messages.parse(line, received, self.beds)
+            if message is None:
+                self.bad.inc()
+                yield self.bad_tag, json.dumps({"event": "bad_message", "bed": bed, "detail": why,
+                                                "message": line[:200]})
+            else:
+                shards.setdefault(messages.shard(message.bed, SHARDS), []).append(message)
+        yield from shards.items()
 
 
-class BedMonitorFunction(KeyedProcessFunction):
+class ShardMonitorFunction(KeyedProcessFunction):
+    """The monitors of one shard's beds: an element is (shard, [Message, ...]) in the source's order."""
+
     def __init__(self, config: FleetConfig) -> None:
         self.config = config
 
@@ -106,49 +122,50 @@ class BedMonitorFunction(KeyedProcessFunction):
         self.model = rt.load(config.bundle, backend=config.backend, precision=config.precision)  # once per slot
         self.channels = list(self.model.manifest.input.channels)
         self.beds = BedMonitors(self.model, config.monitor, config.cache_size)
-        descriptor = ValueStateDescriptor("bed", Types.PICKLED_BYTE_ARRAY())
-        if config.state_ttl_s > 0:
+        descriptor = MapStateDescriptor("beds", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        if config.state_ttl_s > 0:  # per bed: a map entry expires on its own
             ttl = (StateTtlConfig.new_builder(Time.milliseconds(round(config.state_ttl_s * 1000)))
                    .update_ttl_on_create_and_write().never_return_expired().cleanup_full_snapshot().build())
             descriptor.enable_time_to_live(ttl)
-        self.state = runtime_context.get_state(descriptor)
+        self.state = runtime_context.get_map_state(descriptor)
         metrics = runtime_context.get_metrics_group()
         self.samples, self.alarms = metrics.counter("samples"), metrics.counter("alarms")
-        self.messages = 0
+        self.messages, self.timed = 0, set()
         logging.getLogger("rnnedge.monitor").setLevel(logging.ERROR)  # its warnings are events here already
 
     def close(self) -> None:
         self.beds.close()
 
-    def process_element(self, message: messages.Message, ctx: KeyedProcessFunction.Context):
-        state = self.state.value()
-        if state is None or message.bed not in self.beds.live:
-            # its summary at the end of a bounded input: registered again after a restore (a savepoint restored
-            # at another parallelism was seen to lose it); Flink keeps one timer per bed and time
+    def process_element(self, value: tuple[int, list[messages.Message]], ctx: KeyedProcessFunction.Context):
+        shard, batch = value
+        if shard not in self.timed:
+            # its beds' summaries at the end of a bounded input: registered again by a restored worker (a savepoint
+            # restored at another parallelism was seen to lose it); Flink keeps one timer per shard and time
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-        monitor = self.beds.monitor(message.bed, state)
-        samples = messages.samples(message, self.channels)
-        records = monitor.feed_rows(samples) if isinstance(samples, list) else monitor.feed_chunk(*samples)
-        self.samples.inc(len(message.x))
-        yield from self._emit(message.bed, monitor, state, records)
-        self.messages += 1
-        if self.config.latency and self.messages % self.config.latency == 0:
-            now, sent = time.time(), message.sent
-            yield json.dumps({"event": "latency", "bed": message.bed, "in_s": round(now - message.received, 6),
-                              **({"e2e_s": round(now - sent, 6), "sent": sent} if sent is not None else {})})
+            self.timed.add(shard)
+        latency = self.config.latency
+        for message in batch:
+            state = self.state.get(message.bed)
+            monitor = self.beds.monitor(message.bed, state)
+            samples = messages.samples(message, self.channels)
+            records = monitor.feed_rows(samples) if isinstance(samples, list) else monitor.feed_chunk(*samples)
+            self.samples.inc(len(message.x))
+            yield from self._emit(message.bed, monitor, state, records)
+            self.messages += 1
+            if latency and self.messages % latency == 0:
+                now, sent = time.time(), message.sent
+                yield json.dumps({"event": "latency", "bed": message.bed, "in_s": round(now - message.received, 6),
+                                  **({"e2e_s": round(now - sent, 6), "sent": sent} if sent is not None else {})})
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        state = self.state.value()
-        if state is None:
-            return
-        bed = ctx.get_current_key()
-        monitor = self.beds.monitor(bed, state)
-        yield from self._emit(bed, monitor, state, list(monitor.run([])))  # flush + summary, as at a file's end
+        for bed, state in list(self.state.items()):
+            monitor = self.beds.monitor(bed, state)
+            yield from self._emit(bed, monitor, state, list(monitor.run([])))  # flush + summary, as at a file's end
 
     def _emit(self, bed: str, monitor, state, records: list[dict]) -> Iterable[str]:
         from rnnedge.monitor.monitor import json_line
 
-        self.state.update(self.beds.capture(bed, monitor, state))
+        self.state.put(bed, self.beds.capture(bed, monitor, state))
         for record in records:
             if record["event"] == "alarm_start":
                 self.alarms.inc()
@@ -211,8 +228,8 @@ def build(env: StreamExecutionEnvironment, lines, config: FleetConfig) -> None:
     # one parser: two would pass a bed's consecutive messages to its monitor on two channels, in any order
     parsed = lines.process(ParseMessages(config.beds, bad), Types.PICKLED_BYTE_ARRAY()).uid(UID["parse"]) \
         .name("parse messages").set_parallelism(1)
-    events = parsed.key_by(lambda m: m.bed, key_type=Types.STRING()) \
-        .process(BedMonitorFunction(config), Types.STRING()).uid(UID["monitor"]).name("bed monitors")
+    events = parsed.key_by(lambda batch: batch[0], key_type=Types.INT()) \
+        .process(ShardMonitorFunction(config), Types.STRING()).uid(UID["monitor"]).name("bed monitors")
     sink = FileSink.for_row_format(Path(config.output).resolve().as_uri(), Encoder.simple_string_encoder()) \
         .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner()) \
         .with_output_file_config(OutputFileConfig.builder().with_part_prefix("events").with_part_suffix(".jsonl")
@@ -231,15 +248,17 @@ def file_lines(env: StreamExecutionEnvironment, inputs: list[str], monitor_s: fl
         .set_parallelism(1)  # one reader: files one after the other (their order: the enumerator's, docs/fleet.md)
 
 
-def stop_with_savepoint(client, folder: Path) -> str:
-    """Stop the job with a canonical savepoint in folder (restorable at another parallelism); its path.
+def stop_with_savepoint(client, folder: Path, drain: bool = False) -> str:
+    """Stop the job with a canonical savepoint in folder (restorable at another parallelism); its path. With
+    `drain`, the end of event time first: every bed writes its summary (a benchmark's end; not restorable as a
+    continuation).
     pyflink 2.3's JobClient.stop_with_savepoint calls the Java method without its format argument, which Flink 2
     requires: call it here."""
     from pyflink.common.completable_future import CompletableFuture
     from pyflink.java_gateway import get_gateway
 
     canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
-    future = client._j_job_client.stopWithSavepoint(False, folder.resolve().as_uri(), canonical)
+    future = client._j_job_client.stopWithSavepoint(drain, folder.resolve().as_uri(), canonical)
     return CompletableFuture(future, str).result()
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Collection
 from typing import NamedTuple
 
@@ -62,6 +63,11 @@ def parse(line: str, received: float, beds: Collection[str] | None = None) -> tu
         return None, bed, "'t' must be a list with one timestamp per sample"
     sent = obj.get("sent")
     return Message(bed, t, x, received, float(sent) if type(sent) in (int, float) else None), None, None
+
+
+def shard(bed: str, shards: int) -> int:
+    """The bed's shard: stable across processes and runs (Python's hash() is salted per process)."""
+    return zlib.crc32(bed.encode("utf-8", "surrogatepass")) % shards
 
 
 def samples(message: Message, channels: list[str]) -> tuple[np.ndarray, np.ndarray | None] | list[Row]:

@@ -88,3 +88,9 @@ def test_a_readable_message_is_one_chunk_of_the_rows_values():
     rows = messages.rows(message, CHANNELS)
     assert values.dtype == np.float32 and np.array_equal(values, np.stack([r.values for r in rows]))
     assert times.tolist() == [r.t for r in rows]
+
+
+
+def test_a_bed_shard_is_the_same_in_every_process_and_run():
+    """crc32, not Python's per-process salted hash(): a restored job must find each bed's state in its shard."""
+    assert messages.shard("ward3-12", 128) == 56 and messages.shard("bed-000", 128) == 122

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -89,6 +90,25 @@ def test_interleaved_beds_equal_the_monitor_on_each_bed_alone(fleet_bin, bundle,
     messages, expected = make_beds(model, tmp_path, 200)
     finish(fleet(fleet_bin, bundle, "--input", messages, "--output", tmp_path / "out", "--precision", "fp32",
                  "--parallelism", 2, "--checkpoint-every", 2))
+    check_events(tmp_path / "out", expected)
+
+
+def test_batched_records_equal_the_monitor_on_each_bed_alone(fleet_bin, bundle, model, tmp_path):
+    """Records that carry several messages, one per line (a gateway's batch, as a Kafka record would), bad lines
+    among them: the job groups them by shard, and every bed's events are still `rnnedge monitor`'s."""
+    messages, expected = make_beds(model, tmp_path, 20)
+    lines = messages.read_text(encoding="utf-8").splitlines()
+    records = ["\n".join(lines[i:i + 7]) for i in range(0, len(lines), 7)]
+    (tmp_path / "records.json").write_text(json.dumps(records))
+    script = ("import json, sys; from rnnedge.fleet import job; "
+              "config = job.FleetConfig(bundle=sys.argv[1], output=sys.argv[2], precision='fp32', "
+              "checkpoint_interval_s=1.0); "
+              "client = job.run(config, collection=json.load(open(sys.argv[3]))); "
+              "client.get_job_execution_result().result()")
+    process = subprocess.run([str(fleet_bin.parent / "python"), "-c", script, str(bundle), str(tmp_path / "out"),
+                              str(tmp_path / "records.json")], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             capture_output=True, text=True, timeout=RUN_S)
+    assert process.returncode == 0, process.stderr[-3000:]
     check_events(tmp_path / "out", expected)
 
 
