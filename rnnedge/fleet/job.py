@@ -57,6 +57,7 @@ from rnnedge.fleet.errors import FleetError
 
 END_OF_INPUT = (1 << 63) - 1  # Flink's last watermark: a bounded source emits it when it is done
 MAX_PARALLELISM = 128  # fixed: key groups must stay the same for a savepoint to restore at another parallelism
+PARSE_SLOTS = "fleet-parse"  # the parser's slot sharing group (a Python operator before it belongs there too)
 SHARDS = MAX_PARALLELISM  # keys of the monitor operator: at most one per key group, every slot gets some
 # "fleet-monitor-shards": keyed by shard since state layout 2 (a savepoint keyed by bed does not map onto it)
 UID = {"source": "fleet-source", "parse": "fleet-parse", "monitor": "fleet-monitor-shards", "sink": "fleet-sink"}
@@ -188,7 +189,7 @@ def environment(config: FleetConfig) -> StreamExecutionEnvironment:
     }
     if config.embedded:  # the workers run this interpreter (its environment has rnnedge and the runtime)
         settings |= {"python.executable": sys.executable, "python.client.executable": sys.executable,
-                     "taskmanager.numberOfTaskSlots": str(config.parallelism)}
+                     "taskmanager.numberOfTaskSlots": str(config.parallelism + 1)}  # + the parser's (build())
         # PyFlink's default in a local mini-cluster ("loopback") runs every Python operator inside this client
         # process: one interpreter, one core for the whole job (measured: ~5,000 samples/s at any parallelism).
         # Its own worker processes instead: each task slot's Python work on its own core.
@@ -226,8 +227,10 @@ def build(env: StreamExecutionEnvironment, lines, config: FleetConfig) -> None:
     """Add the job to env: lines (a DataStream of message lines) -> monitors -> the file sink."""
     bad = OutputTag("bad-messages", Types.STRING())
     # one parser: two would pass a bed's consecutive messages to its monitor on two channels, in any order
+    # in a slot of its own: PyFlink runs the Python operators of one slot in one worker process, and the parser
+    # sharing the first monitors' worker (one interpreter, one GIL) was measured to starve them
     parsed = lines.process(ParseMessages(config.beds, bad), Types.PICKLED_BYTE_ARRAY()).uid(UID["parse"]) \
-        .name("parse messages").set_parallelism(1)
+        .name("parse messages").set_parallelism(1).slot_sharing_group(PARSE_SLOTS)
     events = parsed.key_by(lambda batch: batch[0], key_type=Types.INT()) \
         .process(ShardMonitorFunction(config), Types.STRING()).uid(UID["monitor"]).name("bed monitors")
     sink = FileSink.for_row_format(Path(config.output).resolve().as_uri(), Encoder.simple_string_encoder()) \
