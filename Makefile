@@ -60,7 +60,7 @@ $(FLEET_VENV)/.installed: pyproject.toml
 
 fleet-bench: fleet-env $(CHECKPOINT)  ## beds x 50 Hz through the embedded Flink job; writes $(ART)/fleet-bench/
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
-	$(FLEET_VENV)/bin/python -m rnnedge.fleet.bench $(BUNDLE) --out $(ART)/fleet-bench
+	$(FLEET_VENV)/bin/python -m rnnedge.fleet.bench $(BUNDLE) --kills 10 --out $(ART)/fleet-bench
 
 test: install lint fleet-env  ## the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet)
 	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 $(BIN)/python -m pytest -q
