@@ -72,11 +72,15 @@ def tflite_runner(path: Path) -> FileRunner:
     del signature  # a live SignatureRunner makes invoke() refuse to run
     interpreter.allocate_tensors()
 
+    encode = {name: (d["index"], encoder(d)) for name, d in inputs.items()}
+    decode = {name: (d["index"], decoder(d)) for name, d in outputs.items()}
+
     def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for name, detail in inputs.items():
-            interpreter.set_tensor(detail["index"], encoder(detail)(np.ascontiguousarray(feeds[name], np.float32)))
+        for name, (index, to_tensor) in encode.items():
+            interpreter.set_tensor(index, to_tensor(np.ascontiguousarray(feeds[name], np.float32)))
         interpreter.invoke()
-        return {name: decoder(d)(interpreter.get_tensor(d["index"]).copy()) for name, d in outputs.items()}
+        return {name: from_tensor(interpreter.get_tensor(index).copy())
+                for name, (index, from_tensor) in decode.items()}
 
     x_shape = inputs["x"]["shape"]
     return FileRunner(call, int(x_shape[0]), int(x_shape[1]))

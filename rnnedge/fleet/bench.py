@@ -142,9 +142,9 @@ def launch(spec: dict, work: Path) -> subprocess.Popen:
     path = work / f"spec-{time.time_ns()}.json"
     path.write_text(json.dumps(spec))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    log = open(work / "job.log", "a")  # noqa: SIM115 (the child writes it; closed with the bench)
-    return subprocess.Popen([sys.executable, "-m", "rnnedge.fleet.bench", "job", str(path)], env=env,
-                            start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    with open(work / "job.log", "a") as log:  # the child keeps its own handle
+        return subprocess.Popen([sys.executable, "-m", "rnnedge.fleet.bench", "job", str(path)], env=env,
+                                start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
 
 
 def spec_for(bundle: str, work: Path, beds: int, seconds: float, options: dict) -> dict:
@@ -266,6 +266,7 @@ def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
     import rnnedge.runtime as rt
     from rnnedge.fleet import messages
     from rnnedge.fleet.beds import BedMonitors, MonitorSettings
+    from rnnedge.monitor.monitor import json_line
 
     model = rt.load(bundle, backend="onnxruntime", precision=spec["precision"])
     channels, rows = list(model.manifest.input.channels), gateway_rows()
@@ -275,11 +276,10 @@ def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
         for bed in range(spec["beds"]):
             parsed = messages.parse(message(rows, bed, tick, chunk, 0.0), 0.0)[0]
             monitor = beds.monitor(parsed.bed, None)  # built at the bed's first message, then the same one
-            samples = messages.samples(parsed, channels)
-            records = monitor.feed_rows(samples) if isinstance(samples, list) else monitor.feed_chunk(*samples)
-            out.setdefault(parsed.bed, []).extend(json.loads(json.dumps(r)) for r in records)
+            records = messages.feed(monitor, parsed, channels)
+            out.setdefault(parsed.bed, []).extend(json.loads(json_line(r)) for r in records)  # as the job writes
     for bed, (_, monitor) in beds.live.items():
-        out[bed] += [json.loads(json.dumps(r)) for r in monitor.run([])]
+        out[bed] += [json.loads(json_line(r)) for r in monitor.run([])]
     return out
 
 

@@ -97,8 +97,9 @@ class ParseMessages(ProcessFunction):
     def process_element(self, value: str, ctx: ProcessFunction.Context):
         received, shards = time.time(), {}
         # a batch's blank lines are separators; a lone blank line is a bad message, as any other non-message
-        for line in value.split("\n") if "\n" in value else [value]:
-            if not line.strip() and "\n" in value:
+        batched = "\n" in value
+        for line in value.split("\n"):
+            if batched and not line.strip():
                 continue
             message, bed, why = messages.parse(line, received, self.beds)
             if message is None:
@@ -148,8 +149,7 @@ class ShardMonitorFunction(KeyedProcessFunction):
         for message in batch:
             state = self.state.get(message.bed)
             monitor = self.beds.monitor(message.bed, state)
-            samples = messages.samples(message, self.channels)
-            records = monitor.feed_rows(samples) if isinstance(samples, list) else monitor.feed_chunk(*samples)
+            records = messages.feed(monitor, message, self.channels)
             self.samples.inc(len(message.x))
             yield from self._emit(message.bed, monitor, state, records)
             self.messages += 1

@@ -91,6 +91,12 @@ def samples(message: Message, channels: list[str]) -> tuple[np.ndarray, np.ndarr
     return rows(message, channels)
 
 
+def feed(monitor, message: Message, channels: list[str]) -> list[dict]:
+    """The monitor's records for the message: one chunk when every sample is readable, else row by row."""
+    found = samples(message, channels)
+    return monitor.feed_rows(found) if isinstance(found, list) else monitor.feed_chunk(*found)
+
+
 def rows(message: Message, channels: list[str]) -> list[Row]:
     """The message's samples as monitor Rows (see the module docstring)."""
     out = []

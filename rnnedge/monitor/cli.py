@@ -139,7 +139,9 @@ def evaluate_alarms_command(
         delay = "never" if f["check_delay_s"] is None else "after {:.1f}-{:.1f} s".format(*f["check_delay_s"])
         typer.echo(f"{f['fault']:>10} {f['minutes']:g} min x {f['recordings']}: sensor_check in {f['sensor_check']} "
                    f"({delay}), alarms during {f['alarms_during']}, the get-up {LEAD_S:g} s after it detected in "
-                   f"{f['get_up_after_detected']}/{f['recordings']}")
+                   f"{f['get_up_after_detected']}/{f['recordings']}"
+                   + ("" if f["get_up_delay_s"] is None else " (delay median {median:.2f} s, max {max:.2f} s)".format(
+                       **f["get_up_delay_s"])))
     for m in report.get("sweep", []):  # worst first
         typer.echo(f"{m['condition']:>22}: recall {m['recall']:.3f} ({m['detected']}/{m['events']}), false alarms "
                    f"{m['false_alarms_per_hour']:.2f}/h, median delay "

@@ -189,7 +189,7 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
         "test_details": _details(scored["test"], per, point),
     }
     recording = hapt_recording(trace) if trace else splits["test"][0]
-    one = scored_split(model, [recording], point.frame)
+    one = scored_split(model, [recording], point.frame) if trace else scored["test"]  # streamed with point.frame
     report["trace"] = plot_trace(recording, one.scores(point.score)[0], one.alarms(point)[0], point,
                                  dataset.label_names, rate, out_dir / "trace.png")
     if long_hours:

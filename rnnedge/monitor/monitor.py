@@ -89,6 +89,7 @@ from rnnedge.monitor.sources import (
     Cadence,
     Resampler,
     Row,
+    median_rate,
     usable_time,
 )
 from rnnedge.runtime.snapshot import decode_snapshot, encode_snapshot
@@ -340,7 +341,7 @@ class Monitor:
         calibrating = frame is not None and not frame.calibrated
         if calibrating:  # it only watches for stillness (the model gets the raw samples), unless it calibrates
             saved = {**frame.state(), "buffer": list(frame.buffer)}  # its buffer grows in place
-            if any([frame.step(sample)[1] for sample in values]):  # a reset in mid-chunk: row by row
+            if any(frame.step(sample)[1] for sample in values):  # a reset in mid-chunk: row by row
                 frame.load_state(saved)
                 return None
         stream = self.stream
@@ -368,8 +369,8 @@ class Monitor:
         blocking, oks = np.zeros(n, bool), []
         for i in range(n):
             # the fault detector reads the rate estimate after this row (Resampler.estimate)
-            seen = window[:known + (0 if times is None else i + added)][-RATE_INTERVALS:]
-            estimate = 1.0 / sorted(seen)[RATE_INTERVALS // 2] if len(seen) == RATE_INTERVALS else None
+            end = known + (0 if times is None else i + added)
+            estimate = median_rate(window[max(0, end - RATE_INTERVALS):end])
             for change in self.faults.step(values[i], estimate):
                 if change[0] == "check":
                     events.append((i, 0, self._sensor_check(first + i, *change[1:])))
@@ -393,10 +394,7 @@ class Monitor:
             for slot in range(-(-first // self.report_every) * self.report_every, first + n, self.report_every):
                 events.append((slot - first, 2, self._record("probability", slot, p=round(float(scores[slot - first]),
                                                                                             4))))
-        watch = self.watch  # every step clean (watch.raised is False)
-        watch.clean = self._t(first + n - 1)
-        if watch.bad:
-            watch.bad, watch.kinds = 0, Counter()
+        self._watch(first + n - 1, 0)  # every step clean (watch.raised is False: no sensor_ok to say)
         if every and (first + n) % every == 0:
             self.save_due = True
         events.sort(key=lambda event: event[:2])

@@ -306,6 +306,13 @@ RATE_INTERVALS = 16  # timestamp intervals the source's rate is estimated from (
 RATE_TOLERANCE = 0.1  # a source within 10% of the model's rate is placed by the Cadence as it is
 
 
+def median_rate(intervals: list[float]) -> float | None:
+    """1 / the median of the last RATE_INTERVALS intervals (s), or None before there are that many."""
+    if len(intervals) < RATE_INTERVALS:
+        return None
+    return 1.0 / sorted(intervals[-RATE_INTERVALS:])[RATE_INTERVALS // 2]
+
+
 class Resampler:
     """A timed source at another rate than the model's (25 Hz, 100 Hz...) brought to the model's slots by linear
     interpolation between consecutive rows, by their timestamps. Only while the estimated rate (median of the last
@@ -320,9 +327,7 @@ class Resampler:
     @property
     def estimate(self) -> float | None:
         """The source's rate in Hz, once RATE_INTERVALS intervals were seen."""
-        if len(self.intervals) < RATE_INTERVALS:
-            return None
-        return 1.0 / sorted(self.intervals)[RATE_INTERVALS // 2]
+        return median_rate(self.intervals)
 
     def feed(self, row: Row, cadence: Cadence, hold: bool = False) -> list[Row]:
         """The rows to place for this one (`hold`: pass it unchanged, e.g. while a jump is being settled)."""

@@ -61,8 +61,13 @@ def triplets(channels: list[str]) -> list[list[int]]:
 
 
 def rotate(signals: np.ndarray, rotation: np.ndarray, channels: list[str]) -> np.ndarray:
+    return rotate_groups(signals, rotation, [np.asarray(g, np.intp) for g in triplets(channels)])
+
+
+def rotate_groups(signals: np.ndarray, rotation: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """signals [T, C] with each triplet's columns (index arrays) turned by `rotation` (in float64)."""
     out = np.array(signals, np.float32, copy=True)
-    for group in triplets(channels):
+    for group in groups:
         out[:, group] = (signals[:, group].astype(np.float64) @ rotation.T).astype(np.float32)
     return out
 

@@ -11,7 +11,7 @@ import typer
 from rnnedge.atomic import write_text_atomic
 from rnnedge.data.source import BUNDLED
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import TASKS
+from rnnedge.tasks import TASKS, get_task
 from rnnedge.training.config import TrainConfig
 
 DEFAULT_RUN_DIR = Path("artifacts/train")
@@ -80,13 +80,15 @@ def train_command(
     splits = make_splits(dataset, source, val, test)
     if rotate_deg is None:
         rotate_deg = float(dataset.meta.get("augment_rotate_deg", 0.0))
-    if task not in TASKS:
-        raise RnnedgeError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    try:
+        spec = get_task(task)
+    except ValueError as exc:
+        raise RnnedgeError(str(exc)) from None
     classes = len(dataset.label_names) - 1
-    if TASKS[task].classes and classes < 2:
+    if spec.classes and classes < 2:
         raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
                            "(is --label-column right?)")
-    outputs = TASKS[task].output_size(classes, len(dataset.channels), horizon)
+    outputs = spec.output_size(classes, len(dataset.channels), horizon)
     try:
         model_config = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=hidden, num_layers=layers,
                                    output_size=outputs, dropout=dropout, bidirectional=bidirectional, task=task,

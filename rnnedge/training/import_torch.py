@@ -281,9 +281,10 @@ def import_state_dict(state_dict: Mapping[str, torch.Tensor], *, channels: list[
     if window_len is not None and (not TASKS[task].per_series or window_len < 1):
         raise CheckpointError(f"window length {window_len}: only a classify model takes one (>= 1)")
     if not TASKS[task].classes:
-        if found.output_size != len(channels) * horizon:
+        need = TASKS[task].output_size(0, len(channels), horizon)
+        if found.output_size != need:
             raise CheckpointError(f"head {head} gives {found.output_size} outputs; a forecast of {len(channels)} "
-                                  f"channel(s) x horizon {horizon} needs {len(channels) * horizon}")
+                                  f"channel(s) x horizon {horizon} needs {need}")
         if labels:
             raise CheckpointError("a forecast model has no labels")
         labels = []
