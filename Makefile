@@ -13,14 +13,20 @@ export COLUMNS ?= 160
 # apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.
 FLEET_VENV ?= .cache/venv-fleet
 
-.PHONY: install train export bench alarms test lint clean fleet-env fleet-bench
+.PHONY: install train export bench alarms test lint clean fleet-env fleet-bench lock
+
+# Every environment installs from a committed lock (requirements/*.txt: exact versions with sha256 hashes, made
+# by pip-tools' pip-compile); rnnedge itself goes in on top without resolving anything (--no-deps).
+# `make lock` re-resolves both locks to today's versions and rewrites what depends on them.
+PIP_TOOLS := pip-tools==7.7.0
+LOCK_OPTS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/main.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,export,dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/main.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(CHECKPOINT): | install
@@ -52,11 +58,22 @@ lint: install
 
 fleet-env: $(FLEET_VENV)/.installed  ## the fleet environment: rnnedge (device runtime only) + apache-flink
 
-$(FLEET_VENV)/.installed: pyproject.toml
+$(FLEET_VENV)/.installed: pyproject.toml requirements/fleet.txt
 	$(PYTHON) -m venv $(FLEET_VENV)
-	$(FLEET_VENV)/bin/pip install --quiet --upgrade pip
-	$(FLEET_VENV)/bin/pip install --quiet -e . 'apache-flink==2.3.0'
+	$(FLEET_VENV)/bin/pip install --quiet --require-hashes -r requirements/fleet.txt
+	$(FLEET_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# re-resolve both locks to today's versions (pip-tools in a throwaway venv), reinstall, rewrite the schema document
+# (docs/bundle-schema.json is rendered by msgspec), then run `make test` to see what else the new versions change
+lock:
+	$(PYTHON) -m venv .cache/venv-lock
+	.cache/venv-lock/bin/pip install --quiet $(PIP_TOOLS)
+	.cache/venv-lock/bin/pip-compile $(LOCK_OPTS) --upgrade --extra train --extra export --extra dev \
+		-o requirements/main.txt pyproject.toml
+	.cache/venv-lock/bin/pip-compile $(LOCK_OPTS) --upgrade -o requirements/fleet.txt pyproject.toml requirements/fleet.in
+	$(MAKE) install fleet-env
+	$(BIN)/rnnedge schema > docs/bundle-schema.json
 
 fleet-bench: fleet-env $(CHECKPOINT)  ## beds x 50 Hz through the embedded Flink job; writes $(ART)/fleet-bench/
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)

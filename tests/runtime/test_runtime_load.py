@@ -88,9 +88,60 @@ def test_unreadable_manifest_is_refused(bundle, tmp_path):
         rt.load(copy)
 
 
-def test_the_documented_schema_is_the_code_s():
+# What a JSON Schema says a manifest may hold: field names, which are required, and each value's type, choices,
+# bounds and defaults. Titles, descriptions (docstring whitespace), key order, how definitions are referenced and
+# annotations a newer msgspec adds for what the types already enforced (propertyNames for dict[Literal, ...],
+# seen between msgspec 0.19 and 0.23), and the order of alternatives (anyOf: 0.19 lists null last) are its rendering.
+CONTRACT_KEYWORDS = {"type", "enum", "const", "items", "prefixItems", "properties", "required", "additionalProperties",
+                     "anyOf", "oneOf", "allOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                     "minLength", "maxLength", "pattern", "minItems", "maxItems", "default", "format"}
+
+
+def contract(schema: dict) -> object:
+    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+
+    def meaning(node: object, seen: frozenset = frozenset()) -> object:
+        if isinstance(node, list):
+            return [meaning(v, seen) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            return {"struct": name} if name in seen else meaning(definitions[name], seen | {name})
+        out = {k: meaning(v, seen) for k, v in node.items() if k in CONTRACT_KEYWORDS}
+        for key in ("required", "enum", "anyOf", "oneOf"):  # sets, whatever order they are listed in
+            if key in out:
+                out[key] = sorted(out[key], key=json.dumps)
+        if "properties" in node:
+            out["properties"] = {k: meaning(v, seen) for k, v in node["properties"].items()}
+        return out
+
+    return meaning(schema)
+
+
+def test_the_documented_schema_means_what_the_code_s_does():
     documented = json.loads((Path(__file__).parents[2] / "docs" / "bundle-schema.json").read_text())
-    assert documented == json_schema(), "docs/bundle-schema.json is stale: rnnedge schema > docs/bundle-schema.json"
+    assert contract(documented) == contract(json_schema()), (
+        "docs/bundle-schema.json is stale: rnnedge schema > docs/bundle-schema.json")
+
+
+def test_the_schema_check_sees_meaning_and_ignores_wording():
+    schema = json_schema()
+    reworded = json.loads(json.dumps(schema))
+    for definition in reworded["$defs"].values():
+        definition["description"] = " ".join(definition.get("description", "").split()) + " (reworded)"
+        definition.pop("title", None)
+        for prop in definition.get("properties", {}).values():
+            prop["propertyNames"] = {"enum": ["x"]}
+    reworded["definitions"] = reworded.pop("$defs")  # another library's way to refer to them
+    reworded["$ref"] = "#/definitions/Manifest"
+    assert contract(reworded) == contract(schema)
+    for change in (lambda m: m["properties"].update(extra={"type": "string"}),
+                   lambda m: m["required"].append("created") if "created" not in m["required"] else m["required"].pop(),
+                   lambda m: m["properties"]["task"]["enum"].append("segment")):
+        changed = json.loads(json.dumps(schema))
+        change(changed["$defs"]["Manifest"])
+        assert contract(changed) != contract(schema)
 
 
 def test_signed_bundles_load_with_their_key_only(bundle, tmp_path):
