@@ -18,6 +18,7 @@ from typing import Any
 
 from rnnedge.fleet.errors import FleetError
 from rnnedge.monitor import DEFAULT, Monitor, OperatingPoint
+from rnnedge.monitor.frame import DEFAULT_ATTACH
 
 STATE_VERSION = 2  # 2: the monitor's in-memory state (1: its snapshot files' bytes)
 
@@ -31,6 +32,7 @@ class MonitorSettings:
     report_every_s: float = 0.0
     max_gap_s: float = 2.0
     sensor_check_s: float = 3.0
+    attach: str = DEFAULT_ATTACH
 
 
 class BedMonitors:
@@ -68,7 +70,7 @@ class BedMonitors:
             check_state(bed, state, self.model.sha256)
         s = self.settings
         return Monitor(self.model, s.point, snapshot_every_s=0.0, report_every_s=s.report_every_s,
-                       max_gap_s=s.max_gap_s, sensor_check_s=s.sensor_check_s, replay=False,
+                       max_gap_s=s.max_gap_s, sensor_check_s=s.sensor_check_s, replay=False, attach=s.attach,
                        state=None if state is None else state["monitor"])
 
 

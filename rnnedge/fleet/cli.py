@@ -16,7 +16,8 @@ from pathlib import Path
 import typer
 
 from rnnedge.fleet.errors import FleetError
-from rnnedge.monitor.cli import BACKEND_HELP
+from rnnedge.monitor.cli import ATTACH_HELP, BACKEND_HELP, Attach
+from rnnedge.monitor.frame import DEFAULT_ATTACH
 
 _OURS = re.compile(r"(?:FleetError|MonitorError|BundleError|SnapshotError): ([^\n]+)")  # our one-line errors
 
@@ -45,6 +46,7 @@ def fleet_command(
     report_every: float = typer.Option(0.0, min=0.0, help="Also write each bed's score every this many seconds."),
     max_gap: float = typer.Option(2.0, min=0.0, help="As rnnedge monitor --max-gap."),
     sensor_check: float = typer.Option(3.0, min=0.0, help="As rnnedge monitor --sensor-check."),
+    attach: Attach = typer.Option(DEFAULT_ATTACH, help=ATTACH_HELP + " Every bed."),
     cluster: bool = typer.Option(False, help="Submitted by `flink run -pym rnnedge.fleet.submit`: the cluster "
                                  "sets the workers' Python and task slots (docs/fleet.md)."),
 ) -> None:
@@ -71,7 +73,7 @@ def fleet_command(
                          ".cache/venv-fleet/bin/rnnedge fleet ...") from None
     config = job.FleetConfig(
         bundle=str(bundle), output=str(output), backend=backend, precision=precision,
-        monitor=MonitorSettings(point, report_every, max_gap, sensor_check), parallelism=parallelism,
+        monitor=MonitorSettings(point, report_every, max_gap, sensor_check, attach.value), parallelism=parallelism,
         checkpoint_dir=str(checkpoints) if checkpoints else None, checkpoint_interval_s=checkpoint_every,
         restore=restore, state_ttl_s=state_ttl, beds=allowed, embedded=not cluster)
     watch = watch_every if input.is_dir() and not once else None

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnnedge.monitor.errors import MonitorError, bounded
+
 
 @dataclass(frozen=True)
 class AlarmConfig:
@@ -24,12 +26,12 @@ class AlarmConfig:
     release: float = 0.3  # end when the score falls below this
     refractory_s: float = 5.0  # no new alarm this long after one ends
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.release <= self.threshold:
-            raise ValueError(f"need 0 <= release <= threshold, got release={self.release} "
-                             f"threshold={self.threshold}")
-        if self.refractory_s < 0:
-            raise ValueError(f"refractory_s must be >= 0, got {self.refractory_s}")
+    def __post_init__(self) -> None:  # the score is a probability: a threshold of 0 or above 1 is no alarm at all
+        bounded("alarm threshold", self.threshold, 0.0, 1.0, above=True)
+        if self.threshold == 1.0:
+            raise MonitorError("alarm threshold must be below 1 (a probability reaches 1 only by rounding)")
+        bounded("alarm release", self.release, 0.0, self.threshold)
+        bounded("alarm refractory_s", self.refractory_s, 0.0, 3600.0)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,20 @@ import contextlib
 import logging
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
 
+from rnnedge.monitor.errors import MonitorError
+from rnnedge.monitor.frame import ATTACH_POSTURES, DEFAULT_ATTACH
+
 BACKEND_HELP = "auto | onnxruntime | onnxruntime-cuda | litert"
+Attach = Enum("Attach", {posture: posture for posture in ATTACH_POSTURES}, type=str)
+ATTACH_HELP = ("The wearer's posture when the sensor is attached (with an operating point that has an upright "
+               "frame): lying (default: a bed-exit sensor goes on a patient in bed; the sensor must be in the "
+               "documented placement, else no alarm and an event says why) or upright (standing or sitting still "
+               "for a few seconds after attaching; any sensor orientation).")
 
 
 def monitor_command(
@@ -31,20 +40,25 @@ def monitor_command(
     sensor_check: float = typer.Option(3.0, min=0.0, help="Seconds without a clean sample before a sensor_check "
                                        "event (repeated while the fault lasts)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="JSON-lines file (default: stdout)."),
+    attach: Attach = typer.Option(DEFAULT_ATTACH, help=ATTACH_HELP),
+    bed: str | None = typer.Option(None, help="This stream's identity (a bed or device id), kept in its snapshot: "
+                                   "a snapshot of another bed is refused (default: the input's name)."),
 ) -> None:
     """Run the bed-exit monitor over a sample source; write JSON-lines events (alarm_start/alarm_end...)."""
     import rnnedge.runtime as rt
-    from rnnedge.monitor.errors import MonitorError
     from rnnedge.monitor.monitor import Monitor, json_line
     from rnnedge.monitor.operating_point import resolve_point
     from rnnedge.monitor.sources import open_source, watched
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    _distinct_paths(input, output, snapshot)
     model = rt.load(bundle, backend=backend, precision=precision)
     point = resolve_point(model, operating_point)
     live = input == "-" or not (input.startswith("hapt:") or Path(input).is_file())  # stdin, a pipe, a device
+    identity = bed or (input if live or input.startswith("hapt:") else str(Path(input).resolve()))
     monitor = Monitor(model, point, snapshot=snapshot, snapshot_every_s=snapshot_every, report_every_s=report_every,
-                      max_gap_s=max_gap, sensor_check_s=sensor_check, replay=not live)
+                      max_gap_s=max_gap, sensor_check_s=sensor_check, replay=not live, attach=attach.value,
+                      stream_id=identity)
     rows = open_source(input, list(model.manifest.input.channels), model.manifest.input.sample_rate_hz)
     if live:  # a silent feed is a fault too: noticed by wall time, since no row brings stream time
         rows = watched(rows)
@@ -57,10 +71,27 @@ def monitor_command(
             for record in monitor.run(rows):  # the monitor snapshots only after its records are written
                 sink.write(json_line(record) + "\n")
                 sink.flush()  # a live consumer sees each alarm as it happens
+        if monitor.steps == 0:  # an empty file, a header alone, empty stdin: no alarm could have been raised
+            raise MonitorError(f"{input}: no sample was read (empty, or a header alone): nothing was monitored")
     except OSError as exc:
         if output is None:  # the reader is gone: spare the interpreter's own failing flush of stdout at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise MonitorError(f"{where}: cannot write the events ({exc.strerror or exc})") from None
+
+
+def _distinct_paths(input: str, output: Path | None, snapshot: Path | None) -> None:
+    """The events never overwrite the samples or the snapshot, and go to a regular file in an existing folder."""
+    named = {"--input": Path(input) if Path(input).exists() else None, "--output": output, "--snapshot": snapshot}
+    paths = {flag: path.resolve() for flag, path in named.items() if path is not None}
+    for flag, path in paths.items():
+        for other, there in paths.items():
+            if flag < other and path == there:
+                raise MonitorError(f"{flag} and {other} are the same file ({path}): one would destroy the other")
+    if output is not None:
+        if output.exists() and not output.is_file():
+            raise MonitorError(f"{output}: --output is not a regular file")
+        if not output.resolve().parent.is_dir():
+            raise MonitorError(f"{output}: its folder does not exist")
 
 
 def evaluate_alarms_command(
@@ -88,6 +119,12 @@ def evaluate_alarms_command(
     faults: bool = typer.Option(False, help="Also splice synthetic sensor faults (off body on a table, a stuck "
                                 "channel, saturation, dropout) into the test recordings and stream them through "
                                 "the monitor (report.json 'faults'): rnnedge/monitor/splice.py."),
+    attach: Attach = typer.Option("upright", help="The posture the sensor is attached in: upright (as HAPT was "
+                                  "recorded: each recording from its start) or lying (each validation and test "
+                                  "recording from its first lying sample, a patient in bed)."),
+    gaps: bool = typer.Option(False, help="Also stream each test subject's recordings back to back through the "
+                              "monitor with the clock jumping 120 s between them (report.json 'gaps': false alarms "
+                              "in the 30 s after each gap)."),
     random_rotations: int = typer.Option(20, min=0, help="--sweep: random 3D orientations."),
     seed: int = typer.Option(0, help="--sweep: seed of the random orientations."),
     rates: str = typer.Option("25,100", help="--sweep: sensor rates in Hz, comma-separated (resampled by "
@@ -95,7 +132,6 @@ def evaluate_alarms_command(
 ) -> None:
     """Choose the alarm's operating point on HAPT validation subjects; score get-up alarms on test subjects."""
     import rnnedge.runtime as rt
-    from rnnedge.monitor.errors import MonitorError
     from rnnedge.monitor.evaluate import evaluate_alarms
     from rnnedge.monitor.operating_point import OperatingPoint, write_to_bundle
     from rnnedge.monitor.splice import LEAD_S
@@ -113,7 +149,7 @@ def evaluate_alarms_command(
             raise MonitorError(f"--rates {rates!r}: expected numbers in Hz, comma-separated") from None
         options = {"random": random_rotations, "seed": seed, "rates": hz} if sweep else None
         report = evaluate_alarms(model, out, point, max_false_alarms_per_hour, trace, options, upright_frame,
-                                 long_hours, faults)
+                                 long_hours, faults, attach.value, gaps)
     except OSError as exc:
         raise MonitorError(f"{exc.filename or out}: cannot write the results ({exc.strerror or exc})") from None
     for split in ("validation", "test"):
@@ -142,6 +178,11 @@ def evaluate_alarms_command(
                    f"{f['get_up_after_detected']}/{f['recordings']}"
                    + ("" if f["get_up_delay_s"] is None else " (delay median {median:.2f} s, max {max:.2f} s)".format(
                        **f["get_up_delay_s"])))
+    if "gaps" in report:
+        m = report["gaps"]
+        typer.echo(f"{m['condition']} ({m['gaps']} gaps): recall {m['recall']:.3f} ({m['detected']}/{m['events']}), "
+                   f"false alarms {m['false_alarms']} = {m['false_alarms_per_hour']:.2f}/h, "
+                   f"{m['false_alarms_after_gap']} in the {m['after_gap_s']:g} s after a gap")
     for m in report.get("sweep", []):  # worst first
         typer.echo(f"{m['condition']:>22}: recall {m['recall']:.3f} ({m['detected']}/{m['events']}), false alarms "
                    f"{m['false_alarms_per_hour']:.2f}/h, median delay "

@@ -32,6 +32,7 @@ from rnnedge.monitor.alarm import AlarmConfig, alarm_intervals
 from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize, unlabelled_get_ups
 from rnnedge.monitor.faults import FaultDetector
 from rnnedge.monitor.frame import UprightFrame
+from rnnedge.monitor.gaps import gap_condition
 from rnnedge.monitor.operating_point import OperatingPoint
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
 from rnnedge.monitor.splice import fault_conditions
@@ -61,21 +62,40 @@ def upright(label: str = "STANDING") -> list[float]:
     return [round(v, 4) for v in (mean / np.linalg.norm(mean)).tolist()]
 
 
-def calibrated(recordings: list[Recording], channels: list[str], rate: float, up: list[float]) -> tuple[list, list]:
+def calibrated(recordings: list[Recording], channels: list[str], rate: float, up: list[float],
+               attach: str = "upright") -> tuple[list, list]:
     """Each recording's calibration step (len if never: no alarm in it) and its calibrated frame (frame.py)."""
-    frames = [UprightFrame(channels, rate, up) for _ in recordings]
+    frames = [UprightFrame(channels, rate, up, attach) for _ in recordings]
     starts = [f.calibrate(r.signals) for r, f in zip(recordings, frames, strict=True)]
     return [len(r) if s is None else s for r, s in zip(recordings, starts, strict=True)], frames
 
 
-def scored_split(model, recordings: list[Recording], up: list[float] | None) -> Scored:
-    """A split streamed as the monitor would: from the start, or from its upright frame's calibration."""
+def from_lying(recordings: list[Recording]) -> list[Recording]:
+    """Each recording from its first LAYING sample on (a sensor attached to a patient in bed); those that never
+    lie are left out."""
+    code = load_hapt().label_names.index("LAYING")
+    firsts = [np.flatnonzero(r.labels == code) for r in recordings]
+    return [Recording(r.signals[f[0]:], r.labels[f[0]:], r.subject, f"{r.name} from lying")
+            for r, f in zip(recordings, firsts, strict=True) if len(f)]
+
+
+def scored_split(model, recordings: list[Recording], up: list[float] | None, attach: str = "upright") -> Scored:
+    """A split streamed as the monitor would: from the start, or from its frame's calibration (attached `attach`)."""
     manifest = model.manifest
     labels, rate, channels = list(manifest.output.labels), manifest.input.sample_rate_hz, list(manifest.input.channels)
     if up is None:
         return Scored(recordings, recording_logits(model, recordings), labels, rate, channels)
-    starts, frames = calibrated(recordings, channels, rate, up)
-    return Scored(recordings, recording_logits(model, recordings, starts, frames), labels, rate, channels, starts)
+    starts, frames = calibrated(recordings, channels, rate, up, attach)
+    if attach == "upright":
+        return Scored(recordings, recording_logits(model, recordings, starts, frames), labels, rate, channels, starts)
+    # lying: the frame is the sensor's own, so the model streams from the start and keeps its state at calibration,
+    # which stands only if the model saw the wearer lying over the still window (frame.confirm, as the monitor does)
+    logits, p_lying = recording_logits(model, recordings), GetUpScore(ScoreConfig(), labels, rate).p_lying
+    for i, (start, frame, y) in enumerate(zip(starts, frames, logits, strict=True)):
+        window = [p_lying(row) for row in y[max(0, start - frame.window):start]]
+        if frame.calibrated and not frame.confirm(float(np.mean(window or [0.0]))):
+            starts[i] = len(recordings[i])
+    return Scored(recordings, [y[s:] for y, s in zip(logits, starts, strict=True)], labels, rate, channels, starts)
 
 
 class Scored:
@@ -153,14 +173,17 @@ def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoin
 def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
                     max_false_alarms_per_hour: float = 1.0, trace: str | None = None,
                     sweep: dict | None = None, frame: bool = False, long_hours: float = 0.0,
-                    faults: bool = False) -> dict:
+                    faults: bool = False, attach: str = "upright", gaps: bool = False) -> dict:
     """Choose (unless `point` is given) on validation, score on test; write report.json, operating_point.json
     and trace.png (the `trace` HAPT recording, 'hapt:SUBJECT[:EXP]'; default: the first test recording).
     `sweep` ({"random": N, "seed": S, "rates": [Hz...]}): also the placements and rates (sweep.py), in
     report["sweep"] worst first, and placements.png. `frame`: choose a point that calibrates an upright frame
     (frame.py) in every recording; a given `point` brings its own. `long_hours`: also the test subjects streamed
     back to back for that long without a reset (report["long_stream"]). `faults`: synthetic sensor faults spliced
-    into the test recordings, through the monitor (splice.py, report["faults"])."""
+    into the test recordings, through the monitor (splice.py, report["faults"]). `attach`: the wearer's posture
+    when the sensor goes on (frame.py); "lying" streams every recording from its first lying sample (validation and
+    test alike). `gaps`: each test subject's recordings back to back through the monitor with the clock jumping
+    between them (gaps.py, report["gaps"])."""
     from rnnedge.monitor.plot import plot_sweep, plot_trace
     from rnnedge.monitor.sources import hapt_recording
 
@@ -168,8 +191,10 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
     manifest, dataset = model.manifest, load_hapt()
     rate = manifest.input.sample_rate_hz
     splits = {name: dataset.subset(HAPT_SPLITS[name]).recordings for name in ("val", "test")}
+    if attach == "lying":
+        splits = {name: from_lying(recs) for name, recs in splits.items()}
     up = point.frame if point is not None else (upright() if frame else None)
-    scored = {name: scored_split(model, recs, up) for name, recs in splits.items()}
+    scored = {name: scored_split(model, recs, up, attach) for name, recs in splits.items()}
     if point is None:
         chosen, provenance = choose(scored["val"], max_false_alarms_per_hour)
         point = OperatingPoint(chosen.score, chosen.alarm, {**provenance, "bundle": manifest.name,
@@ -179,7 +204,7 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     point.save(out_dir / "operating_point.json")
     report = {
-        "bundle": str(model.bundle), "backend": model.backend, "model_sha256": model.sha256,
+        "bundle": str(model.bundle), "backend": model.backend, "model_sha256": model.sha256, "attach": attach,
         "definitions": {"event": "onset of a LIE_TO_SIT/LIE_TO_STAND run", "detected_window_s": [-EARLY_S, LATE_S],
                         "other_hours": "streamed time outside [onset - early, end of get-up run), unlabelled included"},
         "operating_point": asdict(point),
@@ -189,22 +214,25 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
         "test_details": _details(scored["test"], per, point),
     }
     recording = hapt_recording(trace) if trace else splits["test"][0]
-    one = scored_split(model, [recording], point.frame) if trace else scored["test"]  # streamed with point.frame
+    one = scored_split(model, [recording], point.frame, attach) if trace else scored["test"]  # with point.frame
     report["trace"] = plot_trace(recording, one.scores(point.score)[0], one.alarms(point)[0], point,
                                  dataset.label_names, rate, out_dir / "trace.png")
     if long_hours:
-        report["long_stream"] = long_stream(model, splits["test"], point, long_hours)
+        report["long_stream"] = long_stream(model, splits["test"], point, long_hours, attach)
     if faults:
-        report["faults"] = fault_conditions(model, splits["test"], point, dataset.label_names)
+        report["faults"] = fault_conditions(model, splits["test"], point, dataset.label_names, attach)
+    if gaps:
+        report["gaps"] = gap_condition(model, splits["test"], point, dataset.label_names, attach)
     if sweep is not None:
-        report["sweep"] = sweep_conditions(model, splits["test"], point, sweep)
+        report["sweep"] = sweep_conditions(model, splits["test"], point, sweep, attach)
         report["sweep_plot"] = plot_sweep(report["sweep"], out_dir / "placements.png")
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
     return report
 
 
-def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, options: dict) -> list[dict]:
+def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, options: dict,
+                     attach: str = "upright") -> list[dict]:
     """Each orientation and sensor rate's test metrics under `point`, worst first (lowest recall, then most
     false alarms per hour)."""
     manifest = model.manifest
@@ -216,12 +244,13 @@ def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, 
     rows = []
     for name, transform in conditions:
         moved = [Recording(transform(r.signals), r.labels, r.subject, r.name) for r in recordings]
-        metrics = scored_split(model, moved, point.frame).evaluate(point)[0]
+        metrics = scored_split(model, moved, point.frame, attach).evaluate(point)[0]
         rows.append({"condition": name, **metrics})
     return sorted(rows, key=lambda m: (m["recall"], -m["false_alarms_per_hour"]))
 
 
-def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours: float) -> dict:
+def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours: float,
+                attach: str = "upright") -> dict:
     """The recordings back to back, repeated to at least `hours`, streamed once without any reset (as a monitor
     runs all night; an upright frame calibrated once, at the start): per-sample accuracy and the largest |state|
     (looked at every second) per hour streamed, and the alarms over the whole stream."""
@@ -234,7 +263,7 @@ def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours
     whole = Recording(signals, truth, 0, f"test subjects x{repeats}")
     start, frame = 0, None
     if point.frame is not None:
-        starts, frames = calibrated([whole], list(manifest.input.channels), rate, point.frame)
+        starts, frames = calibrated([whole], list(manifest.input.channels), rate, point.frame, attach)
         start, frame = starts[0], frames[0]
     stream, hour, second = model.stream(), round(3600 * rate), round(rate)
     logits, by_hour = [], []

@@ -2,8 +2,9 @@
 sample, all state in a snapshot (the monitor's `faults`).
 
 Each fault is decided at the end of a 1 s block (BLOCK_S) of the samples the model is fed (raw units). Samples
-with an unreadable value are left out (the monitor's sensor watch reports those); a block without any decides
-nothing. Thresholds, set from all 61
+with an unreadable or non-finite value, and those the runtime held (beyond the sensor's range: a 0.2 s glitch of
+1e30 must not read as a wrong gravity for 10 s), are left out of the statistics (the monitor's sensor watch reports
+them); a block without any decides nothing. Thresholds, set from all 61
 HAPT recordings (a waist-worn phone, 50 Hz), where none of them fires (tests/monitor/test_sensor_faults.py):
   stuck       a channel exactly constant (max == min, same value) for STUCK_S = 3 s. Longest run of identical
               consecutive values in HAPT: 14 samples (0.28 s);
@@ -16,6 +17,9 @@ HAPT recordings (a waist-worn phone, 50 Hz), where none of them fires (tests/mon
               every gyroscope channel's below STILL_GYRO = 2 mrad/s, for STILL_S = 20 s: the sensor lies on a table
               or a charger. A body never gets there (breathing): HAPT's stillest second while lying is 3.3 mg /
               3.2 mrad/s. A real sensor's own noise floor must be checked against these on a table before use;
+  range       at least RANGE_SHARE of the samples of the last RANGE_S = 10 s held by the runtime as beyond the
+              sensor's range (units that are not g and rad/s: a gyroscope in deg/s, m/s^2), naming the channel
+              furthest out. HAPT: none held;
   rate        the source's sample rate (median of the last timestamp intervals, sources.Resampler) outside
               RATE_RANGE = [0.4, 4] x the model's rate (20-200 Hz at 50 Hz). Inside it, the monitor resamples the
               source to the model's rate by its timestamps.
@@ -31,6 +35,8 @@ Detection delay: stuck 3-4 s, saturated 2-3 s, gravity 10-11 s, still 20-21 s, r
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 BLOCK_S = 1.0
@@ -44,6 +50,8 @@ STILL_GYRO = 0.002
 STILL_S = 20.0
 RATE_RANGE = (0.4, 4.0)
 CLEAR_S = 3.0
+RANGE_S = 10.0
+RANGE_SHARE = 0.2
 
 
 def _triple(channels: list[str], prefix: str) -> list[int] | None:
@@ -56,14 +64,17 @@ class FaultDetector:
         self.channels, self.rate = list(channels), sample_rate_hz
         self.block = max(1, round(BLOCK_S * sample_rate_hz))
         self.acc, self.gyro = _triple(channels, "acc"), _triple(channels, "gyro")
-        blocks = [max(1, round(s / BLOCK_S)) for s in (STUCK_S, SATURATION_S, GRAVITY_S, STILL_S)]
-        self.stuck_blocks, self.saturated_blocks, self.gravity_blocks, self.still_blocks = blocks
+        blocks = [max(1, round(s / BLOCK_S)) for s in (STUCK_S, SATURATION_S, GRAVITY_S, STILL_S, RANGE_S)]
+        self.stuck_blocks, self.saturated_blocks, self.gravity_blocks, self.still_blocks, self.range_blocks = blocks
         self.clear_steps = round(CLEAR_S * sample_rate_hz)
         self.reset()
 
     def reset(self) -> None:
         self.steps = 0
         self.buffer: list[list[float]] = []  # the current block's samples
+        self.held = 0  # samples of the current block the runtime held
+        self.held_worst: tuple[float, int] = (0.0, -1)  # the held value furthest from 0 in it, and its channel
+        self.held_blocks: list[int] = []  # held samples in each of the last range_blocks blocks
         self.constant: list[float | None] = [None] * len(self.channels)  # value of each channel's constant run
         self.constant_blocks = [0] * len(self.channels)
         self.saturated_run = 0
@@ -79,11 +90,16 @@ class FaultDetector:
         """No get-up alarm now: a fault lasts, or ended less than CLEAR_S ago."""
         return self.raised
 
-    def step(self, values: np.ndarray, source_rate: float | None = None) -> list[tuple]:
-        """One model step's sample (raw units, NaN = unreadable). Returns what changed:
-        ("check", fault, since_step, detail) for each fault that starts, ("ok", faults_s) when all are over."""
+    def step(self, values: np.ndarray, source_rate: float | None = None, held: bool = False) -> list[tuple]:
+        """One model step's sample (raw units, NaN = unreadable; `held`: the runtime held it as out of range).
+        Returns what changed: ("check", fault, since_step, detail) for each fault that starts, ("ok", faults_s)
+        when all are over."""
         sample = np.asarray(values, np.float32).tolist()
-        if all(v == v for v in sample):  # NaN != NaN: unreadable samples are the sensor watch's
+        finite = all(math.isfinite(v) for v in sample)
+        if held and finite:
+            self.held += 1
+            self.held_worst = max(self.held_worst, max((abs(v), c) for c, v in enumerate(sample)))
+        elif finite:  # unreadable samples are the sensor watch's
             self.buffer.append(sample)
         self.steps += 1
         self.source_rate = source_rate
@@ -98,9 +114,20 @@ class FaultDetector:
         return changes
 
     def _decide(self) -> list[tuple]:
-        if not self.buffer:
+        self.held_blocks = [*self.held_blocks, self.held][-self.range_blocks:]
+        share = sum(self.held_blocks) / (len(self.held_blocks) * self.block)
+        worst, self.held = self.held_worst, 0
+        if not self.buffer and share < RANGE_SHARE:
             return []
-        found = self._block_faults(np.asarray(self.buffer, np.float64))
+        found = self._block_faults(np.asarray(self.buffer, np.float64)) if self.buffer else {}
+        if share >= RANGE_SHARE:
+            self.held_worst = worst  # the worst value of the fault so far, not only of this block
+            name = self.channels[worst[1]] if worst[1] >= 0 else "a channel"
+            found["range"] = (self.steps - len(self.held_blocks) * self.block,
+                              f"{share:.0%} of the last {len(self.held_blocks) * BLOCK_S:g} s beyond the sensor's "
+                              f"range ({name} reached {worst[0]:.3g}): units other than g and rad/s?")
+        else:
+            self.held_worst = (0.0, -1)
         self.buffer = []
         changes = [("check", fault, since, detail) for fault, (since, detail) in found.items()
                    if fault not in self.active]
@@ -155,7 +182,8 @@ class FaultDetector:
         return {"steps": self.steps, "buffer": self.buffer, "constant": self.constant,
                 "constant_blocks": self.constant_blocks, "saturated_run": self.saturated_run,
                 "still_run": self.still_run, "gravity": self.gravity, "active": self.active,
-                "raised": self.raised, "quiet": self.quiet}
+                "raised": self.raised, "quiet": self.quiet, "held": self.held,
+                "held_worst": list(self.held_worst), "held_blocks": self.held_blocks}
 
     def load_state(self, state: dict) -> None:
         self.reset()
@@ -168,5 +196,8 @@ class FaultDetector:
         self.gravity = floats(state["gravity"])
         self.active = {str(k): [int(v[0]), str(v[1])] for k, v in state["active"].items()}
         self.raised, self.quiet = bool(state["raised"]), int(state["quiet"])
+        self.held, self.held_blocks = int(state.get("held", 0)), [int(n) for n in state.get("held_blocks", [])]
+        worst = state.get("held_worst", [0.0, -1])
+        self.held_worst = (float(worst[0]), int(worst[1]))
         if len(self.constant) != len(self.channels) or len(self.constant_blocks) != len(self.channels):
             raise ValueError("fault detector state for another channel count")

@@ -23,8 +23,10 @@ Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with 
                           (kind signal) and the score's warm-up again;
   calibrating             with an upright frame in the operating point (frame.py): no alarm until the frame is
                           calibrated at attach time, then a reset (kind calibrated);
-  reset                   model, score and alarm restarted (warm-up again): a gap, or a step the runtime refused
-                          or whose output was not finite (the state is poisoned: never carried on);
+  reset                   score and alarm restarted (warm-up again) after a gap (kind gap: the model keeps its
+                          state, as trained across recordings), or model, score and alarm restarted after a
+                          step the runtime refused or whose output was not finite (the state is poisoned: never
+                          carried on), or at the frame's calibration;
   resync                  the clock jumped back and was re-anchored (state kept);
   snapshot, snapshot_error, summary.
 Ids name the event's place in the stream, "<slot>:<event>[-<kind>]" ("<slot>+<n>" for the n-th row dropped
@@ -58,12 +60,14 @@ that never stopped. A state of another model is refused (MonitorError).
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import hashlib
 import json
 import logging
 import math
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -73,9 +77,9 @@ import numpy as np
 from rnnedge.atomic import write_text_atomic
 from rnnedge.errors import RnnedgeError
 from rnnedge.monitor.alarm import Alarm
-from rnnedge.monitor.errors import MonitorError
+from rnnedge.monitor.errors import MonitorError, bounded
 from rnnedge.monitor.faults import FaultDetector
-from rnnedge.monitor.frame import UprightFrame
+from rnnedge.monitor.frame import DEFAULT_ATTACH, UprightFrame
 from rnnedge.monitor.operating_point import DEFAULT, OperatingPoint, bundle_point
 from rnnedge.monitor.score import GetUpScore
 from rnnedge.monitor.sources import (
@@ -96,6 +100,7 @@ from rnnedge.runtime.snapshot import decode_snapshot, encode_snapshot
 
 log = logging.getLogger("rnnedge.monitor")
 SNAPSHOT_FORMAT = "rnnedge-monitor-snapshot"
+SNAPSHOT_VERSION = 2  # 2: the stream's identity and a checksum
 STATE_FORMAT = "rnnedge-monitor-state"
 LOGGED_PER_KIND = 10  # sample issues logged one by one per kind; the rest only counted (summary, sensor_check)
 SENSOR_CHECK_S = 3.0  # default sensor_check_s
@@ -105,8 +110,14 @@ SENSOR_CHECK_REPEAT_S = 10.0
 class Monitor:
     def __init__(self, model, point: OperatingPoint | None = None, snapshot: str | Path | None = None,
                  snapshot_every_s: float = 60.0, report_every_s: float = 0.0, max_gap_s: float = 2.0,
-                 sensor_check_s: float = SENSOR_CHECK_S, replay: bool = True, state: bytes | None = None) -> None:
+                 sensor_check_s: float = SENSOR_CHECK_S, replay: bool = True, state: bytes | None = None,
+                 attach: str = DEFAULT_ATTACH, stream_id: str = "") -> None:
         manifest = model.manifest
+        # bounded here too (the CLI bounds its options): an infinite gap or check delay would switch the watch off
+        bounded("snapshot_every_s", snapshot_every_s, 0.0, 86400.0)
+        bounded("report_every_s", report_every_s, 0.0, 86400.0)
+        bounded("max_gap_s", max_gap_s, 0.0, 3600.0, above=True)
+        bounded("sensor_check_s", sensor_check_s, 0.0, 3600.0, above=True)
         if point is None:  # the bundle's own point (operating_point.py); DEFAULT is the documented fallback
             point = bundle_point(model)
             if point is None:
@@ -122,8 +133,12 @@ class Monitor:
         self.faults = FaultDetector(list(manifest.input.channels), self.rate)
         self.resampler = Resampler(self.rate, max_gap_s)
         # the point's upright frame (frame.py): no alarm until it is calibrated at attach time
-        self.frame = UprightFrame(list(manifest.input.channels), self.rate, point.frame) if point.frame else None
+        self.frame = (UprightFrame(list(manifest.input.channels), self.rate, point.frame, attach) if point.frame
+                      else None)
+        # attached lying: p(LAYING) of the steps the frame's calibration looks at (frame.confirm)
+        self.lying_p: deque[float] = deque(maxlen=self.frame.window if self.frame else 1)
         self.snapshot = Path(snapshot) if snapshot else None
+        self.stream_id = str(stream_id)  # whose snapshot: a bed's must never resume another's
         self.snapshot_every = round(snapshot_every_s * self.rate) if snapshot_every_s > 0 else 0
         self.report_every = round(report_every_s * self.rate) if report_every_s > 0 else 0
         self.issues: Counter[str] = Counter()
@@ -136,6 +151,7 @@ class Monitor:
         self.stream_file: Path | None = None
         if self.snapshot:
             _check_snapshot_place(self.snapshot)
+            self._lock = _hold_lock(self.snapshot)  # one live monitor per snapshot path, released when it ends
         if state is not None and self.snapshot:
             raise MonitorError("resume from a snapshot file or from an in-memory state, not both")
         self.resumed = state is not None or bool(self.snapshot and self.snapshot.exists())
@@ -144,6 +160,15 @@ class Monitor:
             self.cadence.replayed = None
         if state is not None:
             self._restore(state)
+
+    def close(self) -> None:
+        """Release the snapshot path (its lock) for another monitor; the process ending does too."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            os.close(lock)
+
+    def __del__(self) -> None:
+        self.close()
 
     @property
     def steps(self) -> int:
@@ -251,7 +276,10 @@ class Monitor:
             return records + self._place(Row(None, row.values, row.problem, row.line))
         self.cadence.anchor(row.t)
         if moved > 0:
-            records = self._reset(slot, "gap", f"gap of {moved:.2f} s before t={row.t}")
+            # the model keeps its state: it was trained with the state carried from one recording into the next
+            # (a cold zero state after a gap gave false alarms 3-6 s later, measured); score and alarm warm up again
+            records = self._reset(slot, "gap", f"gap of {moved:.2f} s before t={row.t}: score restarted (warm-up), "
+                                  "model state kept", keep_model=True)
         else:
             self.issues["resync"] += 1
             reason = f"the clock went back {-moved:.2f} s (t={row.t}): re-anchored, state kept"
@@ -266,10 +294,14 @@ class Monitor:
             raw = sample  # the fault detector reads the sensor's own axes (a stuck channel stays one channel)
             if self.frame is not None:
                 sample, now = self.frame.step(sample)
-                if now:  # nothing before was in the model's frame: start it afresh
-                    up = np.mean(self.frame.means, axis=0)
-                    records += self._reset(slot, "calibrated", "upright frame calibrated on gravity "
-                                           f"{np.round(up / np.linalg.norm(up), 3).tolist()}: alarms armed")
+                lying = self.frame.attach == "lying"
+                if now == "calibrated" and not self.frame.confirm(float(np.mean(self.lying_p or [0.0]))):
+                    now = "unresolved"
+                if now == "calibrated":  # upright: nothing before was in the model's frame: start it afresh
+                    records += self._reset(slot, "calibrated", self.frame.reason, keep_model=lying)
+                elif now == "unresolved":
+                    log.warning("at t=%.2f s: %s", self._t(slot), self.frame.reason)
+                    records.append(self._record("calibrating", slot, kind="unresolved", detail=self.frame.reason))
                 elif slot == 0 and not self.frame.calibrated:
                     records.append(self._calibrating())
             try:
@@ -280,12 +312,15 @@ class Monitor:
                 fault = str(exc)
             if fault:
                 records += self._reset(slot, "fault", f"{fault}; model state reset")
+            if self.frame is not None and not self.frame.calibrated and not fault:
+                self.lying_p.append(self.score.p_lying(logits))
             self.cadence.last, self.dropped = slot, 0
             held = fault is not None or bool(np.any(self.stream.last_held))
             if held and not flagged and not fault:
                 self._issue(records, "held", slot, "the runtime held this sample (a value beyond the sensor's "
                             "range, or one that drove the model's state out of range)")
-            changes = self.faults.step(raw, self.resampler.estimate)
+            # a value the runtime held as beyond the sensor's range is no reading of gravity or motion (faults.py)
+            changes = self.faults.step(raw, self.resampler.estimate, held and not flagged and not fault)
             records += [self._sensor_check(slot, *change[1:]) for change in changes if change[0] == "check"]
             if not fault:
                 records += self._score(slot, logits)
@@ -358,6 +393,8 @@ class Monitor:
                 frame.load_state(saved)
             return None
         # from here on the pass is committed: the same state changes as the rows one by one
+        if calibrating:
+            self.lying_p.extend(self.score.p_lying(row) for row in logits)
         if times is not None:
             cadence.t0, cadence.replayed = t0, None
             resampler.prev = (float(times[-1]), values[-1].tolist())
@@ -401,8 +438,7 @@ class Monitor:
         return [record for _, _, record in events]
 
     def _calibrating(self) -> dict:
-        return self._record("calibrating", 0, detail="waiting for the wearer to be upright and still for a few "
-                            "seconds: no alarm until then")
+        return self._record("calibrating", 0, detail=self.frame.waiting)
 
     def _sensor_check(self, slot: int, fault: str, since_step: int, detail: str) -> dict:
         """A fault seen in the signal (faults.py): alarms are blocked until it is over."""
@@ -443,9 +479,10 @@ class Monitor:
         duration = (step - (self.alarm.started if started is None else started)) / self.rate
         return self._record("alarm_end", slot, p=round(p, 4), duration_s=duration)
 
-    def _reset(self, slot: int, kind: str, reason: str) -> list[dict]:
+    def _reset(self, slot: int, kind: str, reason: str, keep_model: bool = False) -> list[dict]:
         records = [self._transition(False, self.alarm.steps, self.p)] if self.alarm.active else []
-        self.stream.reset()
+        if not keep_model:
+            self.stream.reset()
         self.score.reset()
         self.alarm.reset()
         log.warning("reset at t=%.2f s: %s", self._t(slot), reason)
@@ -510,10 +547,11 @@ class Monitor:
         assert self.snapshot is not None
         self.save_due = False
         stream_file = self.snapshot.with_name(f"{self.snapshot.name}.{self.steps}.stream")
-        state = {"format": SNAPSHOT_FORMAT, "version": 1, "model_sha256": self.model.sha256,
-                 "stream": stream_file.name, **self._parts()}
+        state = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "model_sha256": self.model.sha256,
+                 "stream_id": self.stream_id, "stream": stream_file.name, **self._parts()}
         try:
             self.stream.save(stream_file)
+            state["checksum"] = _checksum(state)
             write_text_atomic(self.snapshot, json.dumps(state, allow_nan=False) + "\n")
         except (OSError, ValueError, RnnedgeError) as exc:
             error = f"{self.snapshot}: cannot save the snapshot ({getattr(exc, 'strerror', None) or exc})"
@@ -530,10 +568,18 @@ class Monitor:
         assert self.snapshot is not None
         try:
             state = json.loads(self.snapshot.read_text(encoding="utf-8"), parse_constant=_no_constant)
-            if state.get("format") != SNAPSHOT_FORMAT or state.get("version") != 1:
-                raise MonitorError(f"{self.snapshot}: not a monitor snapshot (format/version)")
+            if state.get("format") != SNAPSHOT_FORMAT or state.get("version") != SNAPSHOT_VERSION:
+                raise MonitorError(f"{self.snapshot}: not a monitor snapshot of this rnnedge (format/version "
+                                   f"{state.get('version')!r:.10}, this rnnedge reads {SNAPSHOT_VERSION}); delete it "
+                                   "to start afresh")
+            if state.get("checksum") != _checksum(state):
+                raise MonitorError(f"{self.snapshot}: checksum mismatch (edited or damaged); delete it to start "
+                                   "afresh")
             if state["model_sha256"] != self.model.sha256:
                 raise MonitorError(f"{self.snapshot}: snapshot of another model; delete it to start afresh")
+            if state["stream_id"] != self.stream_id:
+                raise MonitorError(f"{self.snapshot}: snapshot of stream {state['stream_id']!r:.80}, this monitor "
+                                   f"is {self.stream_id!r:.80}: each bed needs its own snapshot path")
             self.stream_file = self.snapshot.with_name(state["stream"])
             self._load_parts(state)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError,
@@ -547,7 +593,7 @@ class Monitor:
         return {"score": self.score.state(), "alarm": self.alarm.state(), "cadence": self.cadence.state(),
                 "alarms": self.alarms, "issues": dict(self.issues), "watch": self.watch.state(),
                 "faults": self.faults.state(), "resampler": self.resampler.state(),
-                "frame": None if self.frame is None else self.frame.state()}
+                "frame": None if self.frame is None else self.frame.state(), "lying_p": list(self.lying_p)}
 
     def _load_parts(self, state: dict) -> None:
         self.score.load_state(state["score"])
@@ -558,6 +604,7 @@ class Monitor:
         self.resampler.load_state(state.get("resampler", {}))
         if self.frame is not None:
             self.frame.load_state(state.get("frame") or {})
+        self.lying_p = deque((float(p) for p in state.get("lying_p", [])), maxlen=self.lying_p.maxlen)
         self.alarms = int(state["alarms"])
         self.issues = Counter({str(kind): int(n) for kind, n in state["issues"].items()})
 
@@ -626,15 +673,37 @@ def json_line(record: dict) -> str:
 
 
 def _check_snapshot_place(snapshot: Path) -> None:
-    """Refuse a snapshot path that can never be written, at start rather than at the first save."""
-    if snapshot.is_dir():
-        raise MonitorError(f"{snapshot}: is a folder; --snapshot names a file")
-    try:
-        snapshot.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MonitorError(f"{snapshot}: cannot create its folder ({exc.strerror or exc})") from None
+    """Refuse a snapshot path that can never be written, at start rather than at the first save: a snapshot is a
+    regular file in a folder that exists (a typo in the folder is not silently created)."""
+    if snapshot.exists() and not snapshot.is_file():
+        raise MonitorError(f"{snapshot}: is not a regular file; --snapshot names a file")
+    if not snapshot.parent.is_dir():
+        raise MonitorError(f"{snapshot}: its folder {snapshot.parent} does not exist")
     if not os.access(snapshot.parent, os.W_OK | os.X_OK):
         raise MonitorError(f"{snapshot}: its folder {snapshot.parent} is not writable")
+
+
+def _hold_lock(snapshot: Path) -> int:
+    """An exclusive lock on `<snapshot>.lock` for as long as this process lives (the kernel releases it when the
+    process ends, killed or not): a second monitor given the same path is refused."""
+    path = snapshot.with_name(snapshot.name + ".lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise MonitorError(f"{path}: cannot open the snapshot's lock ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise MonitorError(f"{snapshot}: in use by another live monitor (its lock {path} is held); give each "
+                           "monitor its own --snapshot") from None
+    return fd
+
+
+def _checksum(state: dict) -> str:
+    """sha256 of the snapshot's content (all but the checksum itself), keys sorted."""
+    body = json.dumps({k: v for k, v in state.items() if k != "checksum"}, sort_keys=True, allow_nan=False)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def _no_constant(name: str) -> float:

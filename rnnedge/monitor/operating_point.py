@@ -41,7 +41,7 @@ class OperatingPoint:
     @staticmethod
     def load(path: str | Path) -> OperatingPoint:
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            raw = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constant)
             if raw.get("format") != FORMAT or raw.get("version") != 1:
                 raise MonitorError(f"{path}: not an rnnedge operating point (format/version)")
             frame = raw.get("frame")
@@ -51,7 +51,7 @@ class OperatingPoint:
             return OperatingPoint(ScoreConfig(**raw["score"]), AlarmConfig(**raw["alarm"]), raw.get("chosen_on", {}),
                                   frame)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError,
-                ValueError) as exc:
+                ValueError, MonitorError) as exc:
             raise MonitorError(f"{path}: unreadable operating point ({exc})") from None
 
 
@@ -60,6 +60,10 @@ DEFAULT = OperatingPoint(ScoreConfig(smoothing_s=0.2, warmup_s=3.0), AlarmConfig
                                   "get-ups, 0 false alarms in 0.93 h), default model (60 epochs, state carried "
                                   "across recordings), ONNX and TFLite int8 agree"},
                          [0.9873, -0.1535, -0.04])
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a setting an operating point may hold")
 
 
 def bundle_point(model) -> OperatingPoint | None:

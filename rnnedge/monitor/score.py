@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnedge.data.hapt import GET_UP_LABELS
-from rnnedge.monitor.errors import MonitorError
+from rnnedge.monitor.errors import MonitorError, bounded
 
 LYING_LABEL = "LAYING"
 _NEVER = -(1 << 62)  # "the model has not said LAYING yet"
@@ -32,9 +32,11 @@ class ScoreConfig:
     lying_min: float = 0.5
     warmup_s: float = 3.0
 
-    def __post_init__(self) -> None:
-        if min(self.smoothing_s, self.lying_gate_s, self.warmup_s) < 0 or not 0.0 <= self.lying_min <= 1.0:
-            raise ValueError(f"invalid score config {self}")
+    def __post_init__(self) -> None:  # bounds: a setting beyond them silences the alarm (a warm-up of 1e9 s)
+        bounded("score smoothing_s", self.smoothing_s, 0.0, 60.0)
+        bounded("score lying_gate_s", self.lying_gate_s, 0.0, 3600.0)
+        bounded("score lying_min", self.lying_min, 0.0, 1.0)
+        bounded("score warmup_s", self.warmup_s, 0.0, 600.0)
 
 
 class GetUpScore:
@@ -57,6 +59,11 @@ class GetUpScore:
         self.steps = 0
         self.ema = 0.0
         self.last_lying = _NEVER
+
+    def p_lying(self, logits: np.ndarray) -> float:
+        """The model's p(LAYING) for one step's logits (the frame's check when attached lying)."""
+        z = np.exp(np.asarray(logits, np.float64) - np.max(logits))
+        return float(z[self.lying] / z.sum())
 
     def feed(self, logits: np.ndarray) -> np.ndarray:
         """logits [T, classes] (or [classes]) -> scores [T] float64."""

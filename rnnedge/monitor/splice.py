@@ -46,7 +46,8 @@ def fault_signals(kind: str, live: np.ndarray, acc: list[int], rate: float, rng:
     return out
 
 
-def fault_conditions(model, recordings: list[Recording], point, label_names: list[str], seed: int = 0) -> list[dict]:
+def fault_conditions(model, recordings: list[Recording], point, label_names: list[str], attach: str = "upright",
+                     seed: int = 0) -> list[dict]:
     """Each fault kind spliced into every recording that has a get-up, streamed through a fresh Monitor."""
     channels = list(model.manifest.input.channels)
     acc = [i for i, c in enumerate(channels) if c.lower().startswith("acc")]
@@ -56,14 +57,14 @@ def fault_conditions(model, recordings: list[Recording], point, label_names: lis
     log.setLevel(logging.ERROR)
     try:
         for kind in FAULT_S:
-            rows.append(_spliced(model, recordings, point, label_names, kind, acc, rng))
+            rows.append(_spliced(model, recordings, point, label_names, kind, acc, rng, attach))
     finally:
         log.setLevel(level)
     return rows
 
 
 def _spliced(model, recordings: list[Recording], point, label_names: list[str], kind: str, acc: list[int],
-             rng: np.random.Generator) -> dict:
+             rng: np.random.Generator, attach: str) -> dict:
     from rnnedge.monitor.monitor import Monitor
 
     rate, found = model.manifest.input.sample_rate_hz, []
@@ -76,7 +77,7 @@ def _spliced(model, recordings: list[Recording], point, label_names: list[str], 
         after = np.concatenate([rec.signals] * (2 + round(FAULT_S[kind] * rate) // len(rec)))
         fault = fault_signals(kind, after[onset + round((LATE_S + 60) * rate):], acc, rate, rng)
         signals = np.concatenate([rec.signals[:at], fault, rec.signals[at:]])
-        monitor, times = Monitor(model, point), np.arange(len(signals)) / rate
+        monitor, times = Monitor(model, point, attach=attach), np.arange(len(signals)) / rate
         # a second at a time: feed_chunk gives push()'s records, faster where the chunk is clean
         records = [r for a in range(0, len(signals), round(rate))
                    for r in monitor.feed_chunk(signals[a: a + round(rate)], times[a: a + round(rate)])]

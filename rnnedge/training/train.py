@@ -8,6 +8,7 @@ early stopping on validation (the best epoch's weights are kept), per-epoch metr
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,9 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     started = time.monotonic()
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
-    with Progress(*columns, disable=quiet, transient=False) as progress:
+    # on a terminal a live bar; elsewhere (a log, CI, `make export | tee`) one line per epoch on stderr
+    lines = not quiet and not sys.stderr.isatty()
+    with Progress(*columns, disable=quiet or lines, transient=False) as progress:
         task_id = progress.add_task("train", epoch=0, info="", total=1)
         for epoch in range(1, cfg.epochs + 1):
             progress.update(task_id, epoch=f"{epoch}/{cfg.epochs}")
@@ -147,6 +150,11 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
                 # sets tie often; the later weights have seen more training)
                 best = (val, epoch, {k: v.clone() for k, v in model.state_dict().items()})
             progress.update(task_id, info=f"loss {train_loss:.4f}  val {task.metric} {val:.4f}  best {best[0]:.4f}")
+            if lines:
+                elapsed = time.monotonic() - started
+                print(f"epoch {epoch}/{cfg.epochs}: loss {train_loss:.4f}, val {task.metric} {val:.4f} (best "
+                      f"{best[0]:.4f} at epoch {best[1]}), {elapsed:.0f} s, at most {_left(elapsed, epoch, cfg)} left",
+                      file=sys.stderr, flush=True)
             if out_dir:
                 write_text_atomic(Path(out_dir) / "metrics.json", json.dumps(history, indent=1))
             over_time = cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60
@@ -164,6 +172,14 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
         checkpoint.save(Path(out_dir) / "model.pt")
         plot_history(history, Path(out_dir) / "training_curve.png")
     return TrainResult(checkpoint, history, best[1])
+
+
+def _left(elapsed: float, epoch: int, cfg: TrainConfig) -> str:
+    """The time the remaining epochs take at this pace (early stopping may end sooner), in words."""
+    left = elapsed / epoch * (cfg.epochs - epoch)
+    if cfg.max_minutes:
+        left = min(left, max(0.0, cfg.max_minutes * 60 - elapsed))
+    return f"{left / 60:.1f} min" if left >= 60 else f"{left:.0f} s"
 
 
 def input_range(data: Dataset) -> list[list[float]]:
