@@ -45,6 +45,7 @@ from rnnedge.atomic import write_text_atomic
 
 CHUNK_S = 0.5
 RATE = 50.0
+ATTACH = "upright"  # the beds are HAPT recordings, which start standing: the upright frame calibrates
 WARMUP_S = 10.0
 STARTUP_S = 60.0  # at most this long from launching a job to its first tick (JVM + Python workers)
 LATENCY_TARGET_S = 1.0
@@ -114,7 +115,7 @@ def run_job(spec: dict) -> None:
                 Path(spec["done_file"]).touch()
 
     config = job.FleetConfig(bundle=spec["bundle"], output=spec["output"], precision=spec["precision"],
-                             monitor=MonitorSettings(), parallelism=spec["parallelism"],
+                             monitor=MonitorSettings(attach=ATTACH), parallelism=spec["parallelism"],
                              checkpoint_dir=spec["checkpoints"], checkpoint_interval_s=spec["checkpoint_s"],
                              restore=spec.get("restore"), state_ttl_s=0, bundle_ms=spec["bundle_ms"],
                              bundle_size=spec.get("bundle_size"), latency=LATENCY_EVERY)
@@ -270,7 +271,7 @@ def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
 
     model = rt.load(bundle, backend="onnxruntime", precision=spec["precision"])
     channels, rows = list(model.manifest.input.channels), gateway_rows()
-    beds, chunk = BedMonitors(model, MonitorSettings(), cache_size=spec["beds"]), round(spec["chunk_s"] * RATE)
+    beds, chunk = BedMonitors(model, MonitorSettings(attach=ATTACH), cache_size=spec["beds"]), round(spec["chunk_s"] * RATE)
     out: dict[str, list[dict]] = {}
     for tick in range(spec["ticks"]):
         for bed in range(spec["beds"]):
@@ -299,13 +300,13 @@ def in_process(bundle: str, precision: str, beds: int = 1024, steps: int = 200) 
     for k in range(steps):
         pool.step_array(signals[k:k + beds] if k + beds <= len(signals) else signals[:beds])
     pool_rate = beds * steps / (time.process_time() - t)
-    monitors = [Monitor(model) for _ in range(64)]
+    monitors = [Monitor(model, attach=ATTACH) for _ in range(64)]
     t = time.process_time()
     for k in range(steps):
         for i, monitor in enumerate(monitors):
             monitor.push(signals[k + i], k / RATE)
     sample_rate = 64 * steps / (time.process_time() - t)
-    chunk, monitors = round(CHUNK_S * RATE), [Monitor(model) for _ in range(64)]
+    chunk, monitors = round(CHUNK_S * RATE), [Monitor(model, attach=ATTACH) for _ in range(64)]
     t = time.process_time()
     for k in range(0, 8 * steps, chunk):
         for i, monitor in enumerate(monitors):

@@ -551,7 +551,7 @@ class Monitor:
                  "stream_id": self.stream_id, "stream": stream_file.name, **self._parts()}
         try:
             self.stream.save(stream_file)
-            state["checksum"] = _checksum(state)
+            state["checksum"] = snapshot_checksum(state)
             write_text_atomic(self.snapshot, json.dumps(state, allow_nan=False) + "\n")
         except (OSError, ValueError, RnnedgeError) as exc:
             error = f"{self.snapshot}: cannot save the snapshot ({getattr(exc, 'strerror', None) or exc})"
@@ -572,7 +572,7 @@ class Monitor:
                 raise MonitorError(f"{self.snapshot}: not a monitor snapshot of this rnnedge (format/version "
                                    f"{state.get('version')!r:.10}, this rnnedge reads {SNAPSHOT_VERSION}); delete it "
                                    "to start afresh")
-            if state.get("checksum") != _checksum(state):
+            if state.get("checksum") != snapshot_checksum(state):
                 raise MonitorError(f"{self.snapshot}: checksum mismatch (edited or damaged); delete it to start "
                                    "afresh")
             if state["model_sha256"] != self.model.sha256:
@@ -700,7 +700,7 @@ def _hold_lock(snapshot: Path) -> int:
     return fd
 
 
-def _checksum(state: dict) -> str:
+def snapshot_checksum(state: dict) -> str:
     """sha256 of the snapshot's content (all but the checksum itself), keys sorted."""
     body = json.dumps({k: v for k, v in state.items() if k != "checksum"}, sort_keys=True, allow_nan=False)
     return hashlib.sha256(body.encode()).hexdigest()

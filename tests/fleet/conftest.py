@@ -85,7 +85,7 @@ def message_lines(rows_per_bed: list[list[tuple[float, list]]]) -> list[str]:
 def monitor_alone(model, rows: list[tuple[float, list]]) -> list[dict]:
     """What `rnnedge monitor --input bed.csv` writes for one bed (the same code path: Monitor.run over CSV rows)."""
     lines = [",".join(["t", *CHANNELS])] + [",".join([repr(t), *map(repr, x)]) for t, x in rows]
-    return [json.loads(json.dumps(r)) for r in Monitor(model).run(csv_rows(lines, CHANNELS))]
+    return [json.loads(json.dumps(r)) for r in Monitor(model, attach="upright").run(csv_rows(lines, CHANNELS))]
 
 
 def comparable(record: dict) -> dict:
@@ -122,6 +122,7 @@ def fleet(fleet_bin: Path, *args: str, **popen) -> subprocess.Popen:
     """`rnnedge fleet ...` in the fleet environment, in its own process group (a test can kill it whole)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     point = [] if "--operating-point" in args else ["--operating-point", "default"]  # as Monitor(model) here
-    return subprocess.Popen([str(fleet_bin), "fleet", *map(str, args), *point], env=env, start_new_session=True,
+    # each bed starts standing (ATTACH): the upright frame calibrates, as in monitor_alone
+    return subprocess.Popen([str(fleet_bin), "fleet", *map(str, args), *point, "--attach", "upright"], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 

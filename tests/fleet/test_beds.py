@@ -45,7 +45,7 @@ def test_rebuilt_from_state_every_message_equals_one_monitor(model):
     rows = with_faults(3, bed_signals(4, 1000)[3])
     expected = monitor_alone(model, rows)
     assert any(r["event"] == "alarm_start" for r in expected) and any(r["event"] == "reset" for r in expected)
-    beds = BedMonitors(model, MonitorSettings())
+    beds = BedMonitors(model, MonitorSettings(attach="upright"))
     state, got, chunked = None, [], 0
     for line in message_lines([rows]):
         message = messages.parse(line, 0.0)[0]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rnnedge.monitor.alarm import Alarm, AlarmConfig, alarm_intervals
+from rnnedge.monitor.errors import MonitorError
 
 RATE = 10.0  # 10 Hz: refractory_s=0.5 is 5 steps
 
@@ -40,16 +41,26 @@ def test_alarm_still_on_at_the_end_and_never_on():
     assert run([]) == []
 
 
-def test_threshold_one_and_zero_edges():
-    assert run([0.99, 1.0, 0.0], threshold=1.0, release=0.5) == [(1, 2)]
-    assert run([0.0, 0.0], threshold=0.0, release=0.0) == [(0, 2)]  # nothing is below 0: on from the start
+def test_threshold_edges():
+    assert run([0.99, 0.999, 0.0], threshold=0.999, release=0.5) == [(1, 2)]
+    assert run([0.0, 0.0], threshold=1e-9, release=0.0) == []
 
 
-def test_config_is_validated():
-    with pytest.raises(ValueError):
-        AlarmConfig(0.5, 0.6, 0.0)  # release above threshold
-    with pytest.raises(ValueError):
-        AlarmConfig(0.5, 0.3, -1.0)
+@pytest.mark.parametrize(("settings", "message"), [
+    ((0.5, 0.6, 0.0), "release must be in"),  # above the threshold
+    ((0.5, 0.3, -1.0), "refractory_s must be in"),
+    ((1.5, 0.3, 5.0), "threshold must be in"),  # a probability never reaches it: no alarm ever
+    ((1.0, 0.3, 5.0), "threshold must be below 1"),
+    ((0.0, 0.0, 5.0), "threshold must be in"),  # an alarm from the first step on
+    ((float("nan"), 0.3, 5.0), "threshold must be in"),
+    ((0.9, 0.3, 1e400), "refractory_s must be in"),
+    ((0.9, 0.3, float("inf")), "refractory_s must be in"),
+    (("0.9", 0.3, 5.0), "threshold must be a number"),
+    ((True, 0.3, 5.0), "threshold must be a number"),
+])
+def test_settings_that_would_silence_the_alarm_are_refused(settings, message):
+    with pytest.raises(MonitorError, match=message):
+        AlarmConfig(*settings)
 
 
 def test_chunked_and_step_by_step_equal_whole_series_and_state_round_trips():

@@ -3,6 +3,7 @@ lines, the fault visible), user errors are one line on stderr naming the path (e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from rnnedge.monitor import Monitor
+from rnnedge.monitor.monitor import snapshot_checksum
 from rnnedge.monitor.sources import csv_rows
 from tests.edits import set_at
 from tests.monitor.conftest import CHANNELS, csv_lines
@@ -24,7 +26,7 @@ from tests.monitor.conftest import CHANNELS, csv_lines
 @dataclass(frozen=True)
 class Case:
     name: str
-    args: list[str]  # after `rnnedge monitor BUNDLE --precision fp32`; {tmp} {csv} {snapshot} are filled in
+    args: list[str]  # after `rnnedge monitor BUNDLE --precision fp32 --bed bed-1`; {tmp} {csv} {snapshot} filled in
     stdin: bytes | Callable[[list[str]], bytes] = b""  # a callable makes it from the clean lines
     rc: int = 0
     expect: str | Callable[[list[dict]], bool] = ""  # rc 2: in stderr; rc 0: true of the records
@@ -63,8 +65,10 @@ CASES = [
          lambda r: issues(r) == {"malformed": 1} and r[-1]["steps"] == 300),
     Case("non-utf8-byte-in-file", ["--input", "{tmp}/bad.csv"], rc=0, files={"bad.csv": edited(a=(150, 2, b"\xc3("))},
          expect=lambda r: issues(r) == {"malformed": 1}),
-    Case("empty-stdin", ["--input", "-"], b"", 0, lambda r: r == [r[-1]] and r[-1]["steps"] == 0),
-    Case("header-only", ["--input", "-"], (HEADER + "\n").encode(), 0, lambda r: r[-1]["steps"] == 0),
+    Case("empty-stdin", ["--input", "-"], b"", 2, "-: no sample was read"),
+    Case("header-only", ["--input", "-"], (HEADER + "\n").encode(), 2, "-: no sample was read"),
+    Case("empty-file", ["--input", "{tmp}/e.csv"], rc=2, files={"e.csv": b""},
+         expect="{tmp}/e.csv: no sample was read"),
     Case("byte-order-mark-and-crlf", ["--input", "-"], lambda clean: b"\xef\xbb\xbf" + stdin_lines(clean, "\r\n"), 0,
          lambda r: issues(r) == {} and r[-1]["steps"] == 300),
     Case("binary-garbage", ["--input", "-"], random.Random(0).randbytes(20000), 0,
@@ -79,7 +83,7 @@ CASES = [
     Case("dead-from-the-first-line", ["--input", "-"],
          stdin_lines([f"{i / 50:.2f}," + ",".join(["nan"] * 6) for i in range(300)]), 0, raised),
     Case("wrong-field-count-everywhere", ["--input", "-"], stdin_lines(["1,2,3,4"] * 300), 0, raised),
-    Case("only-commas", ["--input", "-"], stdin_lines([",,,,,,"] * 300), 0, raised),
+    Case("only-commas", ["--input", "-"], stdin_lines([",,,,,,"] * 300), 2, "-: no sample was read"),
     Case("clock-runs-backwards", ["--input", "-"],
          stdin_lines([f"{-i / 50:.2f},0.1,0.2,0.9,0,0,0" for i in range(300)]), 0,
          # late within max_gap, then each row a jump back that the next row does not confirm: fed as the next
@@ -88,12 +92,23 @@ CASES = [
          r[-1]["steps"] == 201),
     # user errors: one line, the path, exit 2
     Case("header-lacks-channels", ["--input", "-"], b"t,a,b\n0,1,2\n", 2, "header lacks column(s) acc-x"),
-    Case("output-is-a-folder", ["--input", "{csv}", "--output", "{tmp}"], rc=2, expect="{tmp}: cannot write"),
+    Case("output-is-a-folder", ["--input", "{csv}", "--output", "{tmp}"], rc=2,
+         expect="{tmp}: --output is not a regular file"),
     Case("output-under-a-file", ["--input", "{csv}", "--output", "{tmp}/f/x.jsonl"], rc=2, files={"f": b""},
-         expect="{tmp}/f/x.jsonl: cannot write"),
+         expect="{tmp}/f/x.jsonl: its folder does not exist"),
+    Case("output-is-the-input", ["--input", "{csv}", "--output", "{csv}"], rc=2,
+         expect="--input and --output are the same file"),
+    Case("snapshot-is-the-input", ["--input", "{csv}", "--snapshot", "{csv}"], rc=2,
+         expect="--input and --snapshot are the same file"),
+    Case("output-is-a-device", ["--input", "{csv}", "--output", "/dev/null"], rc=2,
+         expect="/dev/null: --output is not a regular file"),
     Case("snapshot-under-a-file", ["--input", "{csv}", "--snapshot", "{tmp}/f/m.json"], rc=2, files={"f": b""},
-         expect="{tmp}/f/m.json: cannot create its folder"),
-    Case("snapshot-is-a-folder", ["--input", "{csv}", "--snapshot", "{tmp}"], rc=2, expect="is a folder"),
+         expect="{tmp}/f/m.json: its folder {tmp}/f does not exist"),
+    Case("snapshot-in-a-missing-folder", ["--input", "{csv}", "--snapshot", "{tmp}/none/m.json"], rc=2,
+         expect="{tmp}/none/m.json: its folder {tmp}/none does not exist"),
+    Case("snapshot-is-a-folder", ["--input", "{csv}", "--snapshot", "{tmp}"], rc=2, expect="is not a regular file"),
+    Case("snapshot-is-a-device", ["--input", "{csv}", "--snapshot", "/dev/null"], rc=2,
+         expect="/dev/null: is not a regular file"),
     Case("snapshot-garbage", ["--input", "{csv}", "--snapshot", "{tmp}/g.json"], rc=2, files={"g.json": b"\x00\xff{"},
          expect="{tmp}/g.json: unreadable monitor snapshot"),
     Case("snapshot-t0-abc", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
@@ -108,6 +123,28 @@ CASES = [
          snapshot_edit=set_at("stream", "gone.stream"), expect="gone.stream: cannot read snapshot"),
     Case("snapshot-of-another-model", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
          snapshot_edit=set_at("model_sha256", "0" * 64), expect="snapshot of another model"),
+    Case("snapshot-of-another-bed", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
+         snapshot_edit=set_at("stream_id", "bed-7"), expect="snapshot of stream 'bed-7', this monitor is 'bed-1'"),
+    Case("snapshot-of-another-bed-by-default", ["--input", "{csv}", "--snapshot", "{snapshot}", "--bed", ""], rc=2,
+         snapshot_edit=set_at("stream_id", "bed-1"), expect="snapshot of stream 'bed-1', this monitor is '{csv}'"),
+    Case("snapshot-edited-by-hand", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
+         snapshot_edit=set_at("alarm.blocked_until", 10 ** 9), expect="checksum mismatch (edited or damaged)"),
+    Case("snapshot-without-checksum", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
+         snapshot_edit=lambda state: state.pop("checksum"), expect="checksum mismatch"),
+    Case("snapshot-of-an-older-version", ["--input", "{csv}", "--snapshot", "{snapshot}"], rc=2,
+         snapshot_edit=set_at("version", 1), expect="not a monitor snapshot of this rnnedge"),
+    # settings that would switch the alarm or the sensor watch off
+    Case("max-gap-inf", ["--input", "{csv}", "--max-gap", "inf"], rc=2, expect="max_gap_s must be in (0, 3600]"),
+    Case("max-gap-nan", ["--input", "{csv}", "--max-gap", "nan"], rc=2, expect="Invalid value"),
+    Case("max-gap-zero", ["--input", "{csv}", "--max-gap", "0"], rc=2, expect="max_gap_s must be in (0, 3600]"),
+    Case("sensor-check-inf", ["--input", "{csv}", "--sensor-check", "inf"], rc=2,
+         expect="sensor_check_s must be in (0, 3600], got inf"),
+    Case("sensor-check-1e400", ["--input", "{csv}", "--sensor-check", "1e400"], rc=2,
+         expect="sensor_check_s must be in (0, 3600], got inf"),
+    Case("snapshot-every-nan", ["--input", "{csv}", "--snapshot-every", "nan"], rc=2, expect="Invalid value"),
+    Case("report-every-huge", ["--input", "{csv}", "--report-every", "1e300"], rc=2,
+         expect="report_every_s must be in [0, 86400]"),
+    Case("attach-unknown", ["--input", "{csv}", "--attach", "sideways"], rc=2, expect="Invalid value"),
     Case("input-missing", ["--input", "{tmp}/none.csv"], rc=2, expect="{tmp}/none.csv: no such input file"),
     Case("input-is-a-folder", ["--input", "{tmp}"], rc=2, expect="{tmp}: cannot read the input"),
     Case("hapt-spec", ["--input", "hapt:2:x"], rc=2, expect="hapt:2:x: expected hapt:SUBJECT"),
@@ -130,7 +167,9 @@ def clean(recording) -> list[str]:
 def saved(model, clean, tmp_path_factory) -> Path:
     """A real monitor snapshot (JSON + stream file) to edit."""
     folder = tmp_path_factory.mktemp("snapshot")
-    list(Monitor(model, snapshot=folder / "m.json").run(csv_rows(clean, CHANNELS)))
+    monitor = Monitor(model, snapshot=folder / "m.json", stream_id="bed-1")
+    list(monitor.run(csv_rows(clean, CHANNELS)))
+    monitor.close()
     return folder
 
 
@@ -144,10 +183,14 @@ def test_bad_input(case: Case, bundle, clean, saved, tmp_path):
         shutil.copytree(saved, snapshot.parent)
         state = json.loads(snapshot.read_text())
         case.snapshot_edit(state)
+        if "checksum" in state and "edited" not in case.name:  # what lies beyond the checksum is checked too
+            with contextlib.suppress(ValueError):  # NaN: refused before the checksum is looked at
+                state["checksum"] = snapshot_checksum(state)
         snapshot.write_text(json.dumps(state))
     fill = {"{tmp}": str(tmp_path), "{csv}": str(tmp_path / "clean.csv"), "{snapshot}": str(snapshot)}
     args = [_fill(a, fill) for a in case.args]
-    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "monitor", str(bundle), "--precision", "fp32", *args],
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "monitor", str(bundle), "--precision", "fp32",
+                           "--bed", "bed-1", *args],
                           input=render(case.stdin, clean), capture_output=True, timeout=120)
     stderr = done.stderr.decode(errors="replace")
     assert "Traceback" not in stderr and done.returncode == case.rc, stderr

@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from rnnedge.data.hapt import load_hapt
 from rnnedge.monitor import DEFAULT, Monitor, MonitorError, OperatingPoint
 from rnnedge.monitor.evaluate import scored_split, upright
+from rnnedge.monitor.events import get_up_events
 from rnnedge.monitor.frame import rotation_onto
 from rnnedge.monitor.sweep import axis_rotations, random_rotations, rotate
 from tests.monitor.conftest import CHANNELS
@@ -40,7 +42,7 @@ def test_frame_travels_in_the_operating_point(point, tmp_path):
 def test_any_orientation_alarms_at_the_get_ups_live_as_offline(model, recording, point, turn):
     r = random_rotations(1, 7)[0][1] if turn == "random" else dict(axis_rotations())[turn]
     moved = type(recording)(rotate(recording.signals, r, CHANNELS), recording.labels, 2, "moved")
-    monitor = Monitor(model, point)
+    monitor = Monitor(model, point, attach="upright")
     records = [x for i, s in enumerate(moved.signals) for x in monitor.push(s, t=i / 50)]
     assert records[0]["event"] == "calibrating"
     armed = [x for x in records if x["event"] == "reset" and x["id"].endswith("reset-calibrated")]
@@ -53,14 +55,15 @@ def test_any_orientation_alarms_at_the_get_ups_live_as_offline(model, recording,
 
 def test_resume_across_calibration_is_exact(model, recording, point, tmp_path):
     moved = rotate(recording.signals[:6000], dict(axis_rotations())["axes +y,+z,+x"], CHANNELS)
-    whole = Monitor(model, point)
+    whole = Monitor(model, point, attach="upright")
     reference = [x for i, s in enumerate(moved) for x in whole.push(s, t=i / 50)]
     for stop in (300, 1400):  # before and after calibration
         snap = tmp_path / f"{stop}.json"
-        first = Monitor(model, point, snapshot=snap, snapshot_every_s=2.0)
+        first = Monitor(model, point, snapshot=snap, snapshot_every_s=2.0, attach="upright")
         for i, s in enumerate(moved[:stop]):
             first.push(s, t=i / 50)
-        resumed = Monitor(model, point, snapshot=snap)
+        first.close()
+        resumed = Monitor(model, point, snapshot=snap, attach="upright")
         steps = resumed.steps
         tail = [x for i, s in enumerate(moved) for x in resumed.push(s, t=i / 50) if i >= steps]
         assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]
@@ -69,6 +72,55 @@ def test_resume_across_calibration_is_exact(model, recording, point, tmp_path):
 def test_faults_are_read_in_the_sensor_axes_not_the_rotated_ones(model, recording, point):
     moved = rotate(recording.signals[:5000], random_rotations(1, 3)[0][1], CHANNELS)
     moved[2500:4000, 0] = moved[2500, 0]  # one channel stuck for 30 s, after calibration
-    monitor = Monitor(model, point)
+    monitor = Monitor(model, point, attach="upright")
     checks = [x for i, s in enumerate(moved) for x in monitor.push(s, t=i / 50) if x["event"] == "sensor_check"]
     assert [x["fault"] for x in checks] == ["stuck"] and 50 <= checks[0]["t"] <= 55
+
+
+def from_lying(recording):
+    first = int(np.flatnonzero(recording.labels == load_hapt().label_names.index("LAYING"))[0])
+    return type(recording)(recording.signals[first:], recording.labels[first:], recording.subject, "from lying")
+
+
+def test_attached_lying_in_the_documented_placement_alarms_live_as_offline(model, recording, point):
+    lying = from_lying(recording)
+    monitor = Monitor(model, point)  # attach="lying": the default
+    records = [x for i, s in enumerate(lying.signals) for x in monitor.push(s, t=i / 50)]
+    armed = [x for x in records if x["id"].endswith("reset-calibrated")]
+    assert len(armed) == 1 and "documented placement" in armed[0]["reason"] and armed[0]["t"] < 10
+    starts = [x["t"] for x in records if x["event"] == "alarm_start"]
+    onsets = [e.onset / 50 for e in get_up_events(lying.labels, load_hapt().label_names)]
+    assert len(starts) == len(onsets) == 2 and all(-1 <= a - o <= 1.5 for a, o in zip(starts, onsets, strict=True))
+    offline = scored_split(model, [lying], point.frame, "lying")
+    assert starts == pytest.approx([a / 50 for a, _ in offline.alarms(point)[0]])
+
+
+@pytest.mark.parametrize("turn", ["axes +y,+x,-z", "axes -z,+y,+x"])
+def test_attached_lying_elsewhere_never_alarms_from_an_unresolved_frame(model, recording, point, turn):
+    """Gravity along the sensor's long axis while lying (first turn), or a sensor the model does not see lying in
+    (second): the frame cannot be known, an event says so, and no alarm follows, live or offline."""
+    lying = from_lying(recording)
+    moved = rotate(lying.signals, dict(axis_rotations())[turn], CHANNELS)
+    monitor = Monitor(model, point, attach="lying")
+    records = [x for i, s in enumerate(moved) for x in monitor.push(s, t=i / 50)]
+    unresolved = [x for x in records if x["id"].endswith("calibrating-unresolved")]
+    assert len(unresolved) == 1 and "cannot be known" in unresolved[0]["detail"]
+    assert not [x for x in records if x["event"] == "alarm_start"]
+    offline = scored_split(model, [type(lying)(moved, lying.labels, 2, "moved")], point.frame, "lying")
+    assert offline.alarms(point)[0] == []
+
+
+def test_attached_lying_resumes_exactly_before_and_after_calibration(model, recording, point, tmp_path):
+    lying = from_lying(recording).signals[:3000]
+    whole = Monitor(model, point)
+    reference = [x for i, s in enumerate(lying) for x in whole.push(s, t=i / 50)]
+    for stop in (100, 1000):
+        snap = tmp_path / f"{stop}.json"
+        first = Monitor(model, point, snapshot=snap, snapshot_every_s=1.0)
+        for i, s in enumerate(lying[:stop]):
+            first.push(s, t=i / 50)
+        first.close()
+        resumed = Monitor(model, point, snapshot=snap)
+        steps = resumed.steps
+        tail = [x for i, s in enumerate(lying) for x in resumed.push(s, t=i / 50) if i >= steps]
+        assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]

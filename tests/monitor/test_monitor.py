@@ -36,6 +36,7 @@ def test_snapshot_resume_continues_identically(model, recording, tmp_path):
     first = Monitor(model, snapshot=snap, snapshot_every_s=10.0)
     head = [r for row in rows[:5210] for r in first.feed_row(row)]  # killed at 104.2 s: mid-alarm
     assert first.alarm.active and snap.exists()
+    first.close()  # killed: its lock on the snapshot path goes with it
     resumed = Monitor(model, snapshot=snap)  # last snapshot at 100 s: rows up to then are replayed as late
     assert resumed.steps == 5000
     tail = list(resumed.run(rows))

@@ -92,6 +92,7 @@ def test_rows_in_chunks_equal_rows_one_by_one(model, rows, expected, size):
 @pytest.mark.parametrize("size", [7, 25])
 def test_snapshots_fall_due_as_with_rows_one_by_one(model, rows, size, tmp_path):
     options = {"snapshot_every_s": 3.0, "report_every_s": 0.5}
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     expected = one_by_one(model, rows, snapshot=tmp_path / "a" / "m.json", **options)
     assert sum(r["event"] == "snapshot" for r in expected) > 40
     monitor = Monitor(model, snapshot=tmp_path / "b" / "m.json", **options)
@@ -119,9 +120,9 @@ def test_feed_chunk_equals_push(model, recording, timed, size):
 def test_upright_frame_calibrating_then_calibrated(model, recording):
     point = OperatingPoint(DEFAULT.score, DEFAULT.alarm, frame=[-0.98, 0.1, 0.15])
     rows = csv_of([(i / RATE, x) for i, x in enumerate(recording.signals.astype(np.float32))])
-    expected = one_by_one(model, rows, point=point)
+    expected = one_by_one(model, rows, point=point, attach="upright")
     assert any(r["id"].endswith("reset-calibrated") for r in expected)
-    monitor = Monitor(model, point=point)
+    monitor = Monitor(model, point=point, attach="upright")
     calls = spied(monitor)
     assert comparable([r for chunk in chunks(rows, 25) for r in monitor.feed_rows(chunk)]) == expected
     assert sum(n for n in calls if n > 1) >= 0.8 * len(rows)

@@ -23,7 +23,8 @@ OTHER = OperatingPoint(ScoreConfig(smoothing_s=0.2), AlarmConfig(0.9, 0.45, 5.0)
 
 def monitor_cli(bundle, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rnnedge.cli", "monitor", str(bundle), "--precision", "fp32",
-                           "--input", "hapt:2", *args], capture_output=True, text=True, timeout=120)
+                           "--input", "hapt:2", "--attach", "upright", *args], capture_output=True, text=True,
+                          timeout=120)
 
 
 @pytest.fixture

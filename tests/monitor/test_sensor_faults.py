@@ -115,6 +115,7 @@ def test_resume_is_bit_identical_through_a_fault_and_resampling(model, real, tmp
         first = Monitor(model, snapshot=snap, snapshot_every_s=7.0)
         for row in list(csv_rows(lines[:stop], CHANNELS)):
             first.feed_row(row)
+        first.close()  # killed: its lock on the snapshot path goes with it
         resumed = Monitor(model, snapshot=snap)
         at = resumed.cadence.time(resumed.cadence.last)
         tail = [r for r in resumed.run(csv_rows(lines, CHANNELS)) if r["t"] > at and r["event"] != "snapshot"]

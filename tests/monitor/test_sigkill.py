@@ -22,6 +22,7 @@ INFORMATIONAL = ("snapshot", "summary")  # the record of a save cannot precede i
 
 
 def command(bundle, csv, snapshot) -> list[str]:
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
     return [sys.executable, "-m", "rnnedge.cli", "monitor", str(bundle), "--precision", "fp32", "--input", str(csv),
             "--snapshot", str(snapshot), "--snapshot-every", "1", "--report-every", "1"]
 
@@ -90,7 +91,7 @@ def test_killed_monitor_loses_no_event_and_repeats_ids(bundle, recording, tmp_pa
     summary = written[-1]
     assert summary["event"] == "summary" and summary["steps"] == 8000 and summary["alarms"] == 2
     # what the kills left mid-write (temp files, stream files not yet named in the JSON) is cleaned up
-    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["m.json", "m.json.8000.stream"]
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["m.json", "m.json.8000.stream", "m.json.lock"]
 
 
 def test_a_kill_before_a_steps_records_are_written_loses_none(model, recording, tmp_path):
@@ -103,8 +104,10 @@ def test_a_kill_before_a_steps_records_are_written_loses_none(model, recording, 
         slot = int(alarm["id"].split(":")[0])
         every = max(d for d in range(1, 1000) if (slot + 1) % d == 0)  # snapshots due at this slot and before
         snapshot = tmp_path / str(slot) / "m.json"
+        snapshot.parent.mkdir()
         killed = Monitor(model, snapshot=snapshot, snapshot_every_s=every / 50)
         written = [r for row in rows[:slot] for r in killed.feed_row(row)]
         assert alarm in killed.feed_row(rows[slot])  # the alarm's step ran; the kill takes these records with it
+        killed.close()
         written += Monitor(model, snapshot=snapshot, snapshot_every_s=every / 50).run(rows)
         assert alarm in written
