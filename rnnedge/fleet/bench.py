@@ -271,7 +271,8 @@ def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
 
     model = rt.load(bundle, backend="onnxruntime", precision=spec["precision"])
     channels, rows = list(model.manifest.input.channels), gateway_rows()
-    beds, chunk = BedMonitors(model, MonitorSettings(attach=ATTACH), cache_size=spec["beds"]), round(spec["chunk_s"] * RATE)
+    beds = BedMonitors(model, MonitorSettings(attach=ATTACH), cache_size=spec["beds"])
+    chunk = round(spec["chunk_s"] * RATE)
     out: dict[str, list[dict]] = {}
     for tick in range(spec["ticks"]):
         for bed in range(spec["beds"]):

@@ -123,6 +123,7 @@ def fleet(fleet_bin: Path, *args: str, **popen) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     point = [] if "--operating-point" in args else ["--operating-point", "default"]  # as Monitor(model) here
     # each bed starts standing (ATTACH): the upright frame calibrates, as in monitor_alone
-    return subprocess.Popen([str(fleet_bin), "fleet", *map(str, args), *point, "--attach", "upright"], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    command = [str(fleet_bin), "fleet", *map(str, args), *point, "--attach", "upright"]
+    return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)
 
