@@ -58,6 +58,9 @@ def train_command(
     carry_state: bool = typer.Option(
         TrainConfig.carry_state, help="tag/forecast: stream each lane's recordings back to back without zeroing "
         "the state between them (long streams, e.g. an all-night monitor); --no-carry-state zeroes it per recording."),
+    weight_average: float = typer.Option(TrainConfig.weight_average, min=0.0, max=0.9999, help="Decay per optimizer "
+                                         "step of the moving average of the weights that is validated and kept "
+                                         "(0: the weights of the last step)."),
     state_penalty: float = typer.Option(TrainConfig.state_penalty, min=0.0, help="Loss weight of mean(state^2) at "
                                         "chunk ends (bounds the state over long streams)."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
@@ -97,7 +100,8 @@ def train_command(
         raise RnnedgeError(str(exc)) from None
     config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
                          patience=patience, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
-                         threads=threads, carry_state=carry_state, state_penalty=state_penalty)
+                         threads=threads, carry_state=carry_state, state_penalty=state_penalty,
+                         weight_average=weight_average)
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
     record = {"source": source.to_dict(), "splits": split_record(splits)}
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=record)
