@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tflite_micro  # noqa: E402, F401  (in the lock: missing, these tests fail rather than skip quietly)
 import torch
 
 from rnnedge.export import integer, mcu
@@ -18,7 +19,6 @@ from rnnedge.export.tflite_stream import UnrolledStream
 from rnnedge.runtime.tflm import TFLMBackend
 from tests.export.conftest import make_checkpoint
 
-pytest.importorskip("tflite_micro")
 pytestmark = pytest.mark.slow  # litert-torch conversion and calibration: ~20 s for the module
 
 

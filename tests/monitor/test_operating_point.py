@@ -53,8 +53,10 @@ def test_monitor_cli_uses_the_bundle_point_and_an_explicit_file_overrides_it(cop
     assert done.returncode == 2 and "has no operating point" in done.stderr and "evaluate-alarms" in done.stderr
     assert "Traceback" not in done.stderr
     write_to_bundle(copy, OperatingPoint(DEFAULT.score, AlarmConfig(0.999999, 0.5, 20.0)))  # never fires
-    alarms = [json.loads(line)["event"] for line in monitor_cli(copy).stdout.splitlines()]
-    assert "alarm_start" not in alarms
+    done = monitor_cli(copy)  # the exit code first: a crash also writes no alarm_start
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    alarms = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+    assert "alarm_start" not in alarms and alarms[-1] == "summary"
     DEFAULT.save(tmp_path / "op.json")
     for override in (str(tmp_path / "op.json"), "default"):
         done = monitor_cli(copy, "--operating-point", override)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tflite_micro  # noqa: E402, F401  (in the lock: missing, these tests fail rather than skip quietly)
 import torch
 
 import rnnedge.runtime as rt
@@ -17,7 +18,6 @@ from rnnedge.export import export_bundle
 from rnnedge.runtime.tflm import TFLMBackend
 from tests.runtime.conftest import held_out, make_checkpoint
 
-pytest.importorskip("tflite_micro")
 pytestmark = pytest.mark.slow  # one export with litert-torch and ai-edge-quantizer (~40 s), shared by the module
 
 
@@ -48,7 +48,9 @@ def test_step_chunk_and_snapshot_resume_agree(integer_bundle, signals, tmp_path)
     assert resumed.steps == len(x)
 
 
-LSB = {"y": 3, "state_out": 2}
+# the worst measured over these 300 calls (y 3, state_out 2 LSB) plus one LSB: one more rounding step can line up
+# on other hardware or inputs; a real mismatch (a wrong scale, a lost state) is tens to thousands of LSB
+LSB = {"y": 4, "state_out": 3}
 
 
 def test_tflm_matches_litert_within_a_few_lsb(integer_bundle, signals):
