@@ -58,8 +58,8 @@ def train_command(
     carry_state: bool = typer.Option(
         TrainConfig.carry_state, help="tag/forecast: stream each lane's recordings back to back without zeroing "
         "the state between them (long streams, e.g. an all-night monitor); --no-carry-state zeroes it per recording."),
-    weight_average: float = typer.Option(TrainConfig.weight_average, min=0.0, max=0.9999, help="Decay per optimizer "
-                                         "step of the moving average of the weights that is validated and kept "
+    average_epochs: float = typer.Option(TrainConfig.average_epochs, min=0.0, max=100.0, help="The model validated "
+                                         "and kept is a moving average of the weights over about this many epochs "
                                          "(0: the weights of the last step)."),
     state_penalty: float = typer.Option(TrainConfig.state_penalty, min=0.0, help="Loss weight of mean(state^2) at "
                                         "chunk ends (bounds the state over long streams)."),
@@ -101,7 +101,7 @@ def train_command(
     config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
                          patience=patience, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
                          threads=threads, carry_state=carry_state, state_penalty=state_penalty,
-                         weight_average=weight_average)
+                         average_epochs=average_epochs)
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
     record = {"source": source.to_dict(), "splits": split_record(splits)}
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=record)

@@ -82,8 +82,8 @@ class TrainConfig:
     # long stream, as a monitor runs all night) instead of zeroing it at each recording's start: a model trained
     # only on minutes-old states from zero drifts (|c| in the thousands) over hours of streaming
     state_penalty: float = 1e-3  # weight of mean(state^2) at each chunk's end in the loss: keeps the state bounded
-    weight_average: float = 0.995  # decay per optimizer step of the weight average that is validated and kept
-    # (train.WeightAverage; 0 = the last step's weights)
+    average_epochs: float = 1.0  # the weights validated and kept are a moving average over about this many
+    # epochs of optimizer steps (train.WeightAverage; 0 = the last step's weights)
     seed: int = 0
     threads: int = 1  # torch intra-op threads (0 = torch's default): small recurrent models train fastest on one,
     # and torch's default on a busy 2-core machine was measured 20-50x slower per epoch

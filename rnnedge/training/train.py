@@ -53,6 +53,7 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
                                   model.config.horizon, cfg.rotate_deg, vector_groups(train.channels),
                                   cfg.carry_state))
     progress.update(task_id, total=len(chunks), completed=0)
+    average.steps_per_epoch = len(chunks)
     for chunk in chunks:
         x = torch.from_numpy(chunk.x)
         if state is None:
@@ -79,6 +80,7 @@ def _epoch_series(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainCon
                              seed=int(rng.integers(2**31)))
     batches = list(series_batches(series, norm, cfg.batch_size, rng))
     progress.update(task_id, total=len(batches), completed=0)
+    average.steps_per_epoch = len(batches)
     total = 0.0
     for x, y in batches:
         logits = model.window_logits(torch.from_numpy(x))
@@ -99,20 +101,26 @@ def _descend(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Ten
 
 
 class WeightAverage:
-    """An exponential moving average of the weights, one update per optimizer step (`decay`; 0 = the weights
-    themselves). It is what is validated and kept: single epochs' weights swing with the last few batches (the
-    bundled data's validation accuracy moved +-1 point from epoch to epoch, and which epoch won decided whether a
-    seed's alarm caught 12 or 36 of 36 get-ups); their average is one model, so the device pays nothing for it."""
+    """An exponential moving average of the weights over about the last `epochs` epochs (0 = the weights
+    themselves), one update per optimizer step. It is what is validated and kept: single epochs' weights swing with
+    the last few batches (the bundled data's validation accuracy moved +-1 point from epoch to epoch, and which
+    epoch won decided whether a seed's alarm caught 12 or 36 of 36 get-ups); their average is one model, so the
+    device pays nothing for it. Its horizon is counted in epochs, not steps, so that a data set of 8 steps an epoch
+    averages as much of its training as one of 200 (a fixed decay of 0.995 froze a small set at its first
+    weights); early on it follows the weights closely ((1 + t) / (10 + t), the usual warm-up)."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
+    def __init__(self, model: nn.Module, epochs: float) -> None:
+        self.epochs, self.steps_per_epoch, self.updates = epochs, 1, 0
         self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        horizon = self.epochs * self.steps_per_epoch
+        decay = min(1.0 - 1.0 / horizon, (1 + self.updates) / (10 + self.updates)) if horizon > 1 else 0.0
         for key, value in model.state_dict().items():
-            if self.decay and value.dtype.is_floating_point:
-                self.weights[key].mul_(self.decay).add_(value, alpha=1.0 - self.decay)
+            if decay and value.dtype.is_floating_point:
+                self.weights[key].mul_(decay).add_(value, alpha=1.0 - decay)
             else:
                 self.weights[key].copy_(value)
 
@@ -165,7 +173,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     run_epoch = _epoch_series if task.per_series else _epoch_stateful
     history: list[dict] = []
     best = (np.nan, 0, {k: v.clone() for k, v in model.state_dict().items()})
-    average = WeightAverage(model, cfg.weight_average)
+    average = WeightAverage(model, cfg.average_epochs)
     started = time.monotonic()
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnedge.data.recording import Dataset, Recording
 from rnnedge.training.batches import stateful_chunks
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import CELLS, ModelConfig, TrainConfig
@@ -90,3 +91,67 @@ def test_rotation_augmentation_keeps_magnitudes_and_the_long_axis(hapt_small_tra
                                rtol=1e-5)
     np.testing.assert_array_equal(turned[:, [0, 3]], signals[:, [0, 3]])
     np.testing.assert_allclose(turned[:, 2], signals[:, 1], atol=1e-6)  # y turns into z
+
+
+def synthetic(task: str, count: int, seed: int) -> Dataset:
+    """Where the answer is known. classify: 60-step noisy sines whose frequency is the class (3 classes, chance
+    1/3); forecast: a noisy sine to continue (persistence's error is known)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(60)
+    recordings = []
+    for i in range(count):
+        label = i % 3 + 1
+        if task == "classify":
+            x = np.sin(2 * np.pi * (0.03 * label) * t + rng.uniform(0, 2 * np.pi)) + rng.normal(0, 0.2, 60)
+        else:
+            x = np.sin(2 * np.pi * 0.05 * np.arange(400) + rng.uniform(0, 2 * np.pi)) + rng.normal(0, 0.05, 400)
+        labels = np.full(len(x), label if task == "classify" else 0, np.int64)
+        recordings.append(Recording(x[:, None].astype(np.float32), labels, i, f"s{i}"))
+    names = ["unlabelled", "slow", "medium", "fast"] if task == "classify" else ["unlabelled"]
+    return Dataset(recordings, ["x"], names, 50.0, "synthetic")
+
+
+def test_classify_learns_what_is_known():
+    config = ModelConfig(cell="gru", input_size=1, hidden_size=16, num_layers=1, output_size=3, task="classify")
+    result = train(synthetic("classify", 60, 0), synthetic("classify", 30, 1), config,
+                   TrainConfig(epochs=30, batch_size=8, lr=1e-2, patience=30, threads=1), quiet=True)
+    val = max(h["val_score"] for h in result.history)
+    assert val >= 0.8, [h["val_score"] for h in result.history]  # chance: 1/3
+
+
+def test_forecast_beats_persistence():
+    val_data = synthetic("forecast", 2, 1)
+    config = ModelConfig(cell="gru", input_size=1, hidden_size=16, num_layers=1, output_size=1, task="forecast")
+    result = train(synthetic("forecast", 6, 0), val_data, config,
+                   TrainConfig(epochs=15, chunk_len=100, batch_size=4, lr=1e-2, patience=15, threads=1), quiet=True)
+    persistence = np.mean([np.mean(np.diff(r.signals[:, 0]) ** 2) for r in val_data.recordings])
+    assert min(h["val_score"] for h in result.history) < 0.3 * persistence
+
+
+def test_early_stopping_keeps_the_best_epoch(hapt_small_train, hapt_small_val):
+    """Stops `patience` epochs after the best, and the checkpoint is the best epoch's model (its score on the
+    validation data is the best one in the history, not the last)."""
+    from rnnedge.data.recording import Normalization
+    from rnnedge.training.model import RecurrentModel
+    from rnnedge.training.scoring import report
+
+    config = ModelConfig(cell="gru", hidden_size=8, num_layers=1, output_size=12)
+    result = train(hapt_small_train, hapt_small_val, config,
+                   TrainConfig(epochs=40, chunk_len=100, batch_size=4, lr=3e-2, patience=2, threads=1), quiet=True)
+    scores = [h["val_score"] for h in result.history]
+    best = result.best_epoch
+    assert len(scores) == best + 2 or len(scores) == 40  # stopped 2 epochs after the best
+    assert scores[best - 1] == max(scores)
+    model = RecurrentModel(config)
+    model.load_state_dict(result.checkpoint.state_dict)
+    norm = Normalization.fit(hapt_small_train.recordings)
+    again = report(model, hapt_small_val.recordings, norm, hapt_small_train.label_names[1:])["value"]
+    assert again == pytest.approx(scores[best - 1], abs=1e-9)
+
+
+def test_max_minutes_stops_after_the_epoch_that_crosses_it(hapt_small_train, hapt_small_val):
+    config = ModelConfig(cell="gru", hidden_size=8, num_layers=1, output_size=12)
+    result = train(hapt_small_train, hapt_small_val, config,
+                   TrainConfig(epochs=50, chunk_len=100, batch_size=4, patience=50, threads=1, max_minutes=1e-4),
+                   quiet=True)
+    assert len(result.history) == 1
