@@ -23,8 +23,8 @@ Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with 
                           (kind signal) and the score's warm-up again;
   calibrating             with an upright frame in the operating point (frame.py): no alarm until the frame is
                           calibrated at attach time, then a reset (kind calibrated);
-  reset                   score and alarm restarted (warm-up again) after a gap (kind gap: the model keeps its
-                          state, as trained across recordings), or model, score and alarm restarted after a
+  reset                   score and alarm restarted (no alarm for GAP_WARMUP_S) after a gap (kind gap: the model
+                          keeps its state, as trained across recordings), or model, score and alarm restarted after a
                           step the runtime refused or whose output was not finite (the state is poisoned: never
                           carried on), or at the frame's calibration;
   resync                  the clock jumped back and was re-anchored (state kept);
@@ -105,6 +105,7 @@ STATE_FORMAT = "rnnedge-monitor-state"
 LOGGED_PER_KIND = 10  # sample issues logged one by one per kind; the rest only counted (summary, sensor_check)
 SENSOR_CHECK_S = 3.0  # default sensor_check_s
 SENSOR_CHECK_REPEAT_S = 10.0
+GAP_WARMUP_S = 10.0  # no alarm this long after a gap in the timestamps (the score's own warm-up if longer)
 
 
 class Monitor:
@@ -276,10 +277,11 @@ class Monitor:
             return records + self._place(Row(None, row.values, row.problem, row.line))
         self.cadence.anchor(row.t)
         if moved > 0:
-            # the model keeps its state: it was trained with the state carried from one recording into the next
-            # (a cold zero state after a gap gave false alarms 3-6 s later, measured); score and alarm warm up again
-            records = self._reset(slot, "gap", f"gap of {moved:.2f} s before t={row.t}: score restarted (warm-up), "
-                                  "model state kept", keep_model=True)
+            # the model keeps its state (it was trained with the state carried from one recording into the next);
+            # the score waits GAP_WARMUP_S: after a gap the model meets a wearer in another posture than its state
+            # remembers, which reads like a transition (false alarms 3-6 s after gaps, measured, cold state or not)
+            records = self._reset(slot, "gap", f"gap of {moved:.2f} s before t={row.t}: score restarted (no alarm "
+                                  f"for {GAP_WARMUP_S:g} s), model state kept", keep_model=True, hold_s=GAP_WARMUP_S)
         else:
             self.issues["resync"] += 1
             reason = f"the clock went back {-moved:.2f} s (t={row.t}): re-anchored, state kept"
@@ -479,11 +481,11 @@ class Monitor:
         duration = (step - (self.alarm.started if started is None else started)) / self.rate
         return self._record("alarm_end", slot, p=round(p, 4), duration_s=duration)
 
-    def _reset(self, slot: int, kind: str, reason: str, keep_model: bool = False) -> list[dict]:
+    def _reset(self, slot: int, kind: str, reason: str, keep_model: bool = False, hold_s: float = 0.0) -> list[dict]:
         records = [self._transition(False, self.alarm.steps, self.p)] if self.alarm.active else []
         if not keep_model:
             self.stream.reset()
-        self.score.reset()
+        self.score.reset(hold_s)
         self.alarm.reset()
         log.warning("reset at t=%.2f s: %s", self._t(slot), reason)
         self.issues[kind] += 1

@@ -53,12 +53,15 @@ class GetUpScore:
             if config.smoothing_s > 0 else 1.0
         self.gate_steps = round(config.lying_gate_s * sample_rate_hz)
         self.warmup_steps = round(config.warmup_s * sample_rate_hz)
+        self.rate = sample_rate_hz
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, hold_s: float = 0.0) -> None:
+        """Start afresh: no score for the warm-up, or for `hold_s` if longer (after a gap in the data)."""
         self.steps = 0
         self.ema = 0.0
         self.last_lying = _NEVER
+        self.hold = max(self.warmup_steps, round(hold_s * self.rate))
 
     def p_lying(self, logits: np.ndarray) -> float:
         """The model's p(LAYING) for one step's logits (the frame's check when attached lying)."""
@@ -73,7 +76,7 @@ class GetUpScore:
         raw = p[:, self.get_up].sum(axis=1)
         scores = raw if self.alpha == 1.0 else self._smooth(raw)
         steps = np.arange(self.steps, self.steps + len(p))
-        scores = scores * (steps >= self.warmup_steps)
+        scores = scores * (steps >= self.hold)
         if self.gate_steps:
             lying = np.where(p[:, self.lying] >= self.config.lying_min, steps, _NEVER)
             last = np.maximum(np.maximum.accumulate(lying), self.last_lying)
@@ -91,7 +94,8 @@ class GetUpScore:
         return out
 
     def state(self) -> dict:
-        return {"steps": self.steps, "ema": self.ema, "last_lying": self.last_lying}
+        return {"steps": self.steps, "ema": self.ema, "last_lying": self.last_lying, "hold": self.hold}
 
     def load_state(self, state: dict) -> None:
         self.steps, self.ema, self.last_lying = int(state["steps"]), float(state["ema"]), int(state["last_lying"])
+        self.hold = int(state.get("hold", self.warmup_steps))

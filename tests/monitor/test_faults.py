@@ -146,7 +146,7 @@ def test_garbled_lines_and_silence_are_reported(model, clean, reference):
     check = events(records, "sensor_check", after=0)[0]
     assert check["t"] <= FAULT_T + 5 and check["issues"] == {"malformed": 150}
     assert [r["reason"] for r in records if r["event"] == "reset"] == [
-        "gap of 5.00 s before t=65.0: score restarted (warm-up), model state kept"]
+        "gap of 5.00 s before t=65.0: score restarted (no alarm for 10 s), model state kept"]
     assert detected(records, reference)
     gap = run(model, lines[:ROW] + lines[ROW + 1500:])  # 30 s with nothing at all: a gap, reset and warm-up
     assert [r["t"] for r in gap if r["event"] == "reset"] == [FAULT_T + 30]
