@@ -16,12 +16,14 @@ import numpy as np
 import typer
 
 from rnnedge.atomic import write_text_atomic
+from rnnedge.choices import choice
 from rnnedge.data.recording import Dataset
 from rnnedge.data.source import held_out_data, read_like_training
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import get_task, score, trained_window_len
 
 BACKEND_FOR = {"onnx": "onnxruntime", "tflite": "litert"}
+FileBackend = choice("FileBackend", tuple(BACKEND_FOR.values()))
 
 
 def evaluate_checkpoint(ckpt, data: Dataset | None) -> list[dict]:
@@ -73,7 +75,7 @@ def evaluate_command(
     model: Path = typer.Argument(..., help="A checkpoint (model.pt) or a bundle folder."),
     data: str | None = typer.Option(None, help="Held-out data (CSV file/folder or NPZ, read like the training "
                                     "data). Default: the test (else validation) split recorded at training."),
-    backend: str | None = typer.Option(None, help="Bundles: only this backend (onnxruntime | litert)."),
+    backend: FileBackend | None = typer.Option(None, help="Bundles: only this backend."),
     out: Path | None = typer.Option(None, help="Also write evaluation.json (every report, confusion matrices) here."),
     label_column: str | None = typer.Option(None, help="--data CSVs: label column, if not the training data's."),
     unlabelled: str | None = typer.Option(None, help="--data CSVs: label value marking unlabelled rows."),
@@ -89,7 +91,7 @@ def evaluate_command(
     dataset = None if data is None else read_like_training(meta["provenance"], data, meta["channels"],
                                                            meta["sample_rate_hz"], meta["labels"], label_column,
                                                            unlabelled)
-    rows = evaluate_bundle(model, dataset, [backend] if backend else None) if model.is_dir() \
+    rows = evaluate_bundle(model, dataset, [backend.value] if backend else None) if model.is_dir() \
         else evaluate_checkpoint(meta["checkpoint"], dataset)
     task = get_task(meta["task"])
     table = Table(title=f"{model}: {task.description}")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import typer
 
+from rnnedge.choices import Backend, Precision
 from rnnedge.fleet.errors import FleetError
-from rnnedge.monitor.cli import ATTACH_HELP, BACKEND_HELP, Attach
+from rnnedge.monitor.cli import ATTACH_HELP, BACKEND_HELP, PRECISION_HELP, Attach
 from rnnedge.monitor.frame import DEFAULT_ATTACH
 
 _OURS = re.compile(r"(?:FleetError|MonitorError|BundleError|SnapshotError): ([^\n]+)")  # our one-line errors
@@ -28,8 +29,8 @@ def fleet_command(
                                "watched for new files (gateways add them) unless --once. Format: docs/fleet.md."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the events (JSON lines, part files "
                                 "committed at each checkpoint: exactly once)."),
-    backend: str = typer.Option("onnxruntime", help=f"{BACKEND_HELP} (the fleet pins onnxruntime)."),
-    precision: str = typer.Option("int8", help="fp32 | int8 | fp16 (a file the bundle has)."),
+    backend: Backend = typer.Option("onnxruntime", help=f"{BACKEND_HELP} (the fleet pins onnxruntime)."),
+    precision: Precision = typer.Option("int8", help=PRECISION_HELP),
     operating_point: str | None = typer.Option(None, help="Override the bundle's operating point: a file from "
                                                "evaluate-alarms, or 'default' (the default model's)."),
     parallelism: int = typer.Option(2, min=1, max=128, help="Task slots (Python workers) of the job."),
@@ -56,6 +57,7 @@ def fleet_command(
     from rnnedge.monitor.operating_point import resolve_point
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    backend, precision = backend.value, precision.value
     model = rt.load(bundle, backend=backend, precision=precision)  # a bad bundle fails here, before a JVM starts
     point = resolve_point(model, operating_point)  # the bundle's own point, as `rnnedge monitor` uses
     if not input.exists():

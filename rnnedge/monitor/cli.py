@@ -11,10 +11,13 @@ from pathlib import Path
 
 import typer
 
+from rnnedge.choices import Backend, Precision
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.frame import ATTACH_POSTURES, DEFAULT_ATTACH
 
-BACKEND_HELP = "auto | onnxruntime | onnxruntime-cuda | litert"
+BACKEND_HELP = ("auto: LiteRT for a .tflite file of the precision, else ONNX Runtime; tflm: TFLite Micro's kernels "
+                "(integer-only a8w8/a16w8 files).")
+PRECISION_HELP = "Which of the bundle's files (int8: dynamic-range weights; a8w8/a16w8: integer only, for tflm)."
 Attach = Enum("Attach", {posture: posture for posture in ATTACH_POSTURES}, type=str)
 ATTACH_HELP = ("The wearer's posture when the sensor is attached (with an operating point that has an upright "
                "frame): lying (default: a bed-exit sensor goes on a patient in bed; the sensor must be in the "
@@ -26,8 +29,8 @@ def monitor_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (rnnedge export)."),
     input: str = typer.Option(..., "--input", "-i", help="CSV file, '-' for standard input (one sample per "
                               "line), or hapt:SUBJECT[:EXPERIMENT] for a bundled HAPT recording."),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
-    precision: str = typer.Option("int8", help="fp32 | int8 | fp16 (a file the bundle has)."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
+    precision: Precision = typer.Option("int8", help=PRECISION_HELP),
     operating_point: str | None = typer.Option(None, help="operating_point.json from evaluate-alarms, overriding "
                                                "the bundle's own; 'default': the default model's (default: the "
                                                "bundle's, which evaluate-alarms writes)."),
@@ -52,7 +55,7 @@ def monitor_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     _distinct_paths(input, output, snapshot)
-    model = rt.load(bundle, backend=backend, precision=precision)
+    model = rt.load(bundle, backend=backend.value, precision=precision.value)
     point = resolve_point(model, operating_point)
     live = input == "-" or not (input.startswith("hapt:") or Path(input).is_file())  # stdin, a pipe, a device
     identity = bed or (input if live or input.startswith("hapt:") else str(Path(input).resolve()))
@@ -96,8 +99,8 @@ def _distinct_paths(input: str, output: Path | None, snapshot: Path | None) -> N
 
 def evaluate_alarms_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (rnnedge export)."),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
-    precision: str = typer.Option("int8", help="fp32 | int8 | fp16 (a file the bundle has)."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
+    precision: Precision = typer.Option("int8", help=PRECISION_HELP),
     out: Path = typer.Option(Path("artifacts/alarms"), help="Folder: report.json, operating_point.json, "
                              "trace.png."),
     operating_point: Path | None = typer.Option(None, help="Score this point instead of choosing one on the "
@@ -137,7 +140,7 @@ def evaluate_alarms_command(
     from rnnedge.monitor.splice import LEAD_S
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
-    model = rt.load(bundle, backend=backend, precision=precision)
+    model = rt.load(bundle, backend=backend.value, precision=precision.value)
     point = OperatingPoint.load(operating_point) if operating_point else None
     try:  # before minutes of work: a folder that cannot be written is an error now
         out.mkdir(parents=True, exist_ok=True)
