@@ -25,6 +25,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     """Call `write(fileobj)` on a temp file beside `path`, then atomically replace `path` with it.
     OSError (with the path) when the folder or the file cannot be written."""
     target = Path(path)
+    if target.exists() and not target.is_file():  # a device node or a folder is never replaced by a file
+        raise IsADirectoryError(21, "not a regular file", str(target)) if target.is_dir() else \
+            OSError(22, "not a regular file (a device, a pipe or a socket)", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     _sweep(target)
     tmp = target.with_name(f".{target.name}.rnnedge-{os.getpid()}-{os.urandom(4).hex()}.tmp")

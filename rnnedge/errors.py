@@ -31,3 +31,14 @@ class SnapshotError(RnnedgeError):
 
 class BackendUnavailableError(RnnedgeError):
     """The requested inference backend (or execution provider) is not installed or not usable here."""
+
+
+class PoolError(RnnedgeError, ValueError):
+    """A pool membership error: a stream id added twice, a full pool, an id that is no key."""
+
+
+class UnknownStreamError(PoolError, KeyError):
+    """A stream id the pool does not hold (also a KeyError, as a mapping would raise)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

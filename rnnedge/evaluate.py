@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from rnnedge.atomic import write_text_atomic
-from rnnedge.choices import choice
+from rnnedge.choices import choice, key_from, verify_key_option
 from rnnedge.data.recording import Dataset
 from rnnedge.data.source import held_out_data, read_like_training
 from rnnedge.errors import RnnedgeError
@@ -36,12 +36,13 @@ def evaluate_checkpoint(ckpt, data: Dataset | None) -> list[dict]:
     return [{"model": "torch (checkpoint)", "backend": "torch", "data": data.source, **result}]
 
 
-def evaluate_bundle(bundle: Path, data: Dataset | None, backends: list[str] | None = None) -> list[dict]:
+def evaluate_bundle(bundle: Path, data: Dataset | None, backends: list[str] | None = None,
+                    verify_key: bytes | None = None) -> list[dict]:
     """One report per (stream file precision, backend) in the bundle, streamed through rnnedge.runtime."""
     import rnnedge.runtime as rt
     from rnnedge.bundle import read_manifest
 
-    manifest = read_manifest(bundle)
+    manifest = read_manifest(bundle, verify_key)
     if not manifest.streamable:
         raise RnnedgeError(f"{bundle}: a window (bidirectional) bundle does not stream; its files were scored at "
                            "export (manifest.json), or evaluate its checkpoint")
@@ -58,7 +59,7 @@ def evaluate_bundle(bundle: Path, data: Dataset | None, backends: list[str] | No
             rows.append({"model": f"{fmt} {precision}", "backend": backend, "error": "backend not installed"})
             continue
         try:
-            stream = rt.load(bundle, backend=backend, precision=precision).stream()
+            stream = rt.load(bundle, backend=backend, precision=precision, verify_key=verify_key).stream()
         except RnnedgeError as exc:  # e.g. a static int8 file shipped only at T=50: the runtime steps with T=1
             rows.append({"model": f"{fmt} {precision}", "backend": backend, "error": str(exc)})
             continue
@@ -76,6 +77,7 @@ def evaluate_command(
     data: str | None = typer.Option(None, help="Held-out data (CSV file/folder or NPZ, read like the training "
                                     "data). Default: the test (else validation) split recorded at training."),
     backend: FileBackend | None = typer.Option(None, help="Bundles: only this backend."),
+    verify_key: Path | None = verify_key_option(),
     out: Path | None = typer.Option(None, help="Also write evaluation.json (every report, confusion matrices) here."),
     label_column: str | None = typer.Option(None, help="--data CSVs: label column, if not the training data's."),
     unlabelled: str | None = typer.Option(None, help="--data CSVs: label value marking unlabelled rows."),
@@ -91,8 +93,10 @@ def evaluate_command(
     dataset = None if data is None else read_like_training(meta["provenance"], data, meta["channels"],
                                                            meta["sample_rate_hz"], meta["labels"], label_column,
                                                            unlabelled)
-    rows = evaluate_bundle(model, dataset, [backend.value] if backend else None) if model.is_dir() \
-        else evaluate_checkpoint(meta["checkpoint"], dataset)
+    if model.is_dir():
+        rows = evaluate_bundle(model, dataset, [backend.value] if backend else None, key_from(verify_key))
+    else:
+        rows = evaluate_checkpoint(meta["checkpoint"], dataset)
     task = get_task(meta["task"])
     table = Table(title=f"{model}: {task.description}")
     for column in ("model", "backend", task.metric, "scored", "data"):

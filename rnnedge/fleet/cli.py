@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from rnnedge.choices import Backend, Precision
+from rnnedge.choices import Backend, Precision, key_from, verify_key_option
 from rnnedge.fleet.errors import FleetError
 from rnnedge.monitor.cli import ATTACH_HELP, BACKEND_HELP, PRECISION_HELP, Attach
 from rnnedge.monitor.frame import DEFAULT_ATTACH
@@ -47,6 +47,7 @@ def fleet_command(
     report_every: float = typer.Option(0.0, min=0.0, help="Also write each bed's score every this many seconds."),
     max_gap: float = typer.Option(2.0, min=0.0, help="As rnnedge monitor --max-gap."),
     sensor_check: float = typer.Option(3.0, min=0.0, help="As rnnedge monitor --sensor-check."),
+    verify_key: Path | None = verify_key_option(),
     attach: Attach = typer.Option(DEFAULT_ATTACH, help=ATTACH_HELP + " Every bed."),
     cluster: bool = typer.Option(False, help="Submitted by `flink run -pym rnnedge.fleet.submit`: the cluster "
                                  "sets the workers' Python and task slots (docs/fleet.md)."),
@@ -58,7 +59,8 @@ def fleet_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     backend, precision = backend.value, precision.value
-    model = rt.load(bundle, backend=backend, precision=precision)  # a bad bundle fails here, before a JVM starts
+    # a bad bundle fails here, before a JVM starts (the workers load it again: keep the bundle read-only)
+    model = rt.load(bundle, backend=backend, precision=precision, verify_key=key_from(verify_key))
     point = resolve_point(model, operating_point)  # the bundle's own point, as `rnnedge monitor` uses
     if not input.exists():
         raise FleetError(f"{input}: no such input file or folder")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from rnnedge.choices import Backend, Precision
+from rnnedge.choices import Backend, Precision, key_from, verify_key_option
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.frame import ATTACH_POSTURES, DEFAULT_ATTACH
 
@@ -44,6 +44,7 @@ def monitor_command(
                                        "event (repeated while the fault lasts)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="JSON-lines file (default: stdout)."),
     attach: Attach = typer.Option(DEFAULT_ATTACH, help=ATTACH_HELP),
+    verify_key: Path | None = verify_key_option(),
     bed: str | None = typer.Option(None, help="This stream's identity (a bed or device id), kept in its snapshot: "
                                    "a snapshot of another bed is refused (default: the input's name)."),
 ) -> None:
@@ -55,7 +56,7 @@ def monitor_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     _distinct_paths(input, output, snapshot)
-    model = rt.load(bundle, backend=backend.value, precision=precision.value)
+    model = rt.load(bundle, backend=backend.value, precision=precision.value, verify_key=key_from(verify_key))
     point = resolve_point(model, operating_point)
     live = input == "-" or not (input.startswith("hapt:") or Path(input).is_file())  # stdin, a pipe, a device
     identity = bed or (input if live or input.startswith("hapt:") else str(Path(input).resolve()))
@@ -128,6 +129,7 @@ def evaluate_alarms_command(
     gaps: bool = typer.Option(False, help="Also stream each test subject's recordings back to back through the "
                               "monitor with the clock jumping 120 s between them (report.json 'gaps': false alarms "
                               "in the 30 s after each gap)."),
+    verify_key: Path | None = verify_key_option(),
     random_rotations: int = typer.Option(20, min=0, help="--sweep: random 3D orientations."),
     seed: int = typer.Option(0, help="--sweep: seed of the random orientations."),
     rates: str = typer.Option("25,100", help="--sweep: sensor rates in Hz, comma-separated (resampled by "
@@ -140,7 +142,7 @@ def evaluate_alarms_command(
     from rnnedge.monitor.splice import LEAD_S
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
-    model = rt.load(bundle, backend=backend.value, precision=precision.value)
+    model = rt.load(bundle, backend=backend.value, precision=precision.value, verify_key=key_from(verify_key))
     point = OperatingPoint.load(operating_point) if operating_point else None
     try:  # before minutes of work: a folder that cannot be written is an error now
         out.mkdir(parents=True, exist_ok=True)

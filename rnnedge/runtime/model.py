@@ -107,6 +107,8 @@ def load(bundle: str | Path, backend: str = "auto", precision: str = "fp32", thr
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
     threads = positive_int(threads, "threads")
+    if not isinstance(bundle, str | Path):
+        raise BundleError(f"a bundle is a folder path, got {type(bundle).__name__}")
     bundle = Path(bundle)
     manifest = read_manifest(bundle, verify_key)
     if not manifest.streamable:

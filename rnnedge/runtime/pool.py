@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rnnedge.errors import BundleError, InputError
+from rnnedge.errors import BundleError, InputError, PoolError, UnknownStreamError
 from rnnedge.runtime.inputs import as_samples, check_policy, positive_int
 
 if TYPE_CHECKING:
@@ -55,11 +55,13 @@ class Pool:
 
     # -- membership ----------------------------------------------------------------------------------------
     def add(self, stream_id: Hashable) -> None:
+        if not isinstance(stream_id, Hashable):
+            raise PoolError(f"a stream id must be hashable (a str or an int), got {type(stream_id).__name__}")
         with self._lock:
             if stream_id in self._rows:
-                raise ValueError(f"stream {stream_id!r} is already in the pool")
+                raise PoolError(f"stream {stream_id!r} is already in the pool")
             if len(self._ids) == self.capacity:
-                raise ValueError(f"pool is full (capacity {self.capacity})")
+                raise PoolError(f"pool is full (capacity {self.capacity})")
             self._rows[stream_id] = len(self._ids)
             self._ids.append(stream_id)
             self._clear(self._rows[stream_id])
@@ -142,8 +144,8 @@ class Pool:
     def _row(self, stream_id: Hashable) -> int:
         try:
             return self._rows[stream_id]
-        except KeyError:
-            raise KeyError(f"no stream {stream_id!r} in the pool") from None
+        except (KeyError, TypeError):
+            raise UnknownStreamError(f"no stream {stream_id!r:.60} in the pool") from None
 
     def _clear(self, row: int) -> None:
         self._states[self._current, row] = 0.0

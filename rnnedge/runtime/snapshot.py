@@ -50,6 +50,8 @@ class Snapshot(NamedTuple):  # not a dataclass: `dataclasses` costs the device 0
 def save_snapshot(path: str | Path, model_sha256: str, snapshot: Snapshot) -> Path:
     """Write atomically; SnapshotError (with the path) for a non-finite state or a place that cannot be written."""
     data = encode_snapshot(model_sha256, snapshot, where=str(path))
+    if not Path(path).parent.is_dir():  # a typo in the folder is an error, not a new folder
+        raise SnapshotError(f"{path}: cannot write snapshot ({Path(path).parent} is not a folder)")
     try:
         return write_bytes_atomic(path, data)
     except OSError as exc:  # a parent that is a file gives FileExistsError: say what it means

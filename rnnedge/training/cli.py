@@ -4,6 +4,7 @@ set trains the same way, with its train / validation / test recordings recorded 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -104,6 +105,7 @@ def train_command(
                          average_epochs=average_epochs)
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
     record = {"source": source.to_dict(), "splits": split_record(splits)}
+    _writable_run_folder(out)  # before minutes of training, not after
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=record)
     best = result.history[result.best_epoch - 1]
     metric = result.checkpoint.provenance["val_metric"]
@@ -212,6 +214,15 @@ def import_torch_command(
     typer.echo(f"found {c.cell} {shape} ({found['rnn'] or 'top level'}) + head {found['head']}: {c.input_size} "
                f"inputs ({','.join(checkpoint.channels)}), {outputs}, task {c.task}; wrote {written}; it records no "
                f"data: export it with `rnnedge export {written} --data HELD_OUT_DATA`")
+
+
+def _writable_run_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RnnedgeError(f"{out}: cannot use it as the run folder ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RnnedgeError(f"{out}: the run folder is not writable")
 
 
 def register(app: typer.Typer) -> None:

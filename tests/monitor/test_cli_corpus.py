@@ -145,6 +145,13 @@ CASES = [
     Case("report-every-huge", ["--input", "{csv}", "--report-every", "1e300"], rc=2,
          expect="report_every_s must be in [0, 86400]"),
     Case("attach-unknown", ["--input", "{csv}", "--attach", "sideways"], rc=2, expect="Invalid value"),
+    # signing: a key asks for a signed bundle
+    Case("verify-key-on-an-unsigned-bundle", ["--input", "{csv}", "--verify-key", "{tmp}/key"], rc=2,
+         files={"key": b"0123456789abcdef0123456789abcdef"}, expect="unsigned bundle (no manifest.sig)"),
+    Case("verify-key-missing", ["--input", "{csv}", "--verify-key", "{tmp}/none"], rc=2,
+         expect="{tmp}/none: cannot read the key"),
+    Case("verify-key-too-short", ["--input", "{csv}", "--verify-key", "{tmp}/key"], rc=2, files={"key": b"short"},
+         expect="{tmp}/key"),
     Case("input-missing", ["--input", "{tmp}/none.csv"], rc=2, expect="{tmp}/none.csv: no such input file"),
     Case("input-is-a-folder", ["--input", "{tmp}"], rc=2, expect="{tmp}: cannot read the input"),
     Case("hapt-spec", ["--input", "hapt:2:x"], rc=2, expect="hapt:2:x: expected hapt:SUBJECT"),

@@ -16,7 +16,15 @@ import pytest
 import rnnedge.runtime as rt
 from rnnedge.bundle import read_manifest, read_reference, sign_bundle
 from rnnedge.digest import sha256_bytes, sha256_file
-from rnnedge.errors import BackendUnavailableError, BundleError, InputError, RnnedgeError, SnapshotError
+from rnnedge.errors import (
+    BackendUnavailableError,
+    BundleError,
+    InputError,
+    PoolError,
+    RnnedgeError,
+    SnapshotError,
+    UnknownStreamError,
+)
 from rnnedge.runtime.snapshot import MAGIC, Snapshot, save_snapshot
 from tests.edits import set_at
 
@@ -315,6 +323,23 @@ RAISES = [  # (case, action, exception, message)
      SnapshotError, r"f/x.snap: cannot write snapshot \(.*/f is not a folder\)"),
     ("save where nobody may write", lambda c: _stream_then(c, lambda s: s.save("/sys/rnnedge-state.snap")),
      SnapshotError, "/sys/rnnedge-state.snap: cannot write snapshot"),
+    ("save onto a device node", lambda c: _stream_then(c, lambda s: s.save("/dev/null")), SnapshotError,
+     r"/dev/null: cannot write snapshot \(not a regular file"),
+    ("save into a missing folder", lambda c: _stream_then(c, lambda s: s.save(c.tmp / "none" / "x.snap")),
+     SnapshotError, r"none/x.snap: cannot write snapshot \(.*none is not a folder\)"),
+    # --- the API's own mistakes ---------------------------------------------------------------------------------
+    ("load(None)", lambda c: rt.load(None), BundleError, "a bundle is a folder path, got NoneType"),
+    ("load(a number)", lambda c: rt.load(3), BundleError, "a bundle is a folder path, got int"),
+    ("pool: an id twice", lambda c: _pool_then(c, lambda p: (p.add("a"), p.add("a"))), PoolError,
+     "stream 'a' is already in the pool"),
+    ("pool: full", lambda c: _pool_then(c, lambda p: [p.add(i) for i in range(3)]), PoolError,
+     r"pool is full \(capacity 2\)"),
+    ("pool: an unknown id", lambda c: _pool_then(c, lambda p: p.remove("ghost")), UnknownStreamError,
+     "no stream 'ghost' in the pool"),
+    ("pool: an id that is no key", lambda c: _pool_then(c, lambda p: p.add(["a"])), PoolError,
+     "must be hashable"),
+    ("pool: step an unknown id", lambda c: _pool_then(c, lambda p: p.step({"ghost": np.zeros(6)})),
+     UnknownStreamError, "no stream 'ghost'"),
     ("save a NaN state", lambda c: save_snapshot(c.tmp / "n.snap", "0" * 64, Snapshot(np.full(4, np.nan, np.float32),
                                                                                        np.zeros(6, np.float32), 3)),
      SnapshotError, "refusing to save a non-finite state"),
@@ -331,6 +356,10 @@ def test_bad_input_raises_a_typed_one_line_error(bundle_copy, tmp_path, action, 
     assert "\n" not in text and len(text) < 400, text
     if error is not KeyError:
         assert isinstance(caught.value, RnnedgeError)
+
+
+def _pool_then(c, act: Callable) -> None:
+    act(c.model().pool(2))
 
 
 def _channel(k: int, value) -> Callable[[np.ndarray], np.ndarray]:

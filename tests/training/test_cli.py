@@ -14,6 +14,7 @@ def rnnedge(*args: str) -> subprocess.CompletedProcess:
     (["train", "--cell", "transformer", "--epochs", "1"], "cell must be one of"),
     (["train", "--data", "/nonexistent/folder"], "no such file or folder"),
     (["train", "--task", "tag", "--bidirectional", "--epochs", "1"], "need the future"),
+    (["train", "--out", "pyproject.toml", "--epochs", "1"], "pyproject.toml: cannot use it as the run folder"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message):
     result = rnnedge(*args)
