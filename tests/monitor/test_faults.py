@@ -216,3 +216,34 @@ def test_push_takes_any_timestamp(model, recording):
                                           "0+4:sample-malformed", "3+1:sample-malformed", "5:sample-missing"]
     for record in records:
         json.loads(json_line(record), parse_constant=_refuse)
+
+
+@pytest.mark.parametrize("glitch", ["nan", "inf", "1e30", "stuck"])
+def test_a_get_up_right_after_a_short_glitch_is_still_alarmed(model, recording, glitch):
+    """0.2 s of garbage 5 s before a get-up: the get-up is alarmed as without it (a glitch blocks alarms no longer
+    than it lasts plus the warm-up; a wrong value held by the runtime is no reading of gravity)."""
+    from rnnedge.data.hapt import load_hapt
+    from rnnedge.monitor.events import get_up_events
+
+    onset = get_up_events(recording.labels, load_hapt().label_names)[0].onset
+    signals = recording.signals.copy()
+    at = slice(onset - 250, onset - 240)  # 10 samples = 0.2 s, 5 s before the get-up
+    signals[at] = {"nan": np.nan, "inf": np.inf, "1e30": 1e30, "stuck": signals[onset - 250]}[glitch]
+    monitor = Monitor(model)
+    records = [r for i, x in enumerate(signals) for r in monitor.push(x, t=i / 50)]
+    starts = [r["t"] for r in records if r["event"] == "alarm_start"]
+    assert any(-1.0 <= t - onset / 50 <= 1.5 for t in starts), (starts, onset / 50)
+    assert not [r for r in records if r["event"] == "sensor_check" and r.get("fault") == "gravity"]
+
+
+@pytest.mark.parametrize(("unit", "scale", "channels"), [("deg/s", 180 / np.pi, slice(3, 6)),
+                                                         ("m/s^2", 9.81, slice(0, 3))])
+def test_units_the_data_show_to_be_wrong_raise_a_sensor_check_within_seconds(model, recording, unit, scale, channels):
+    signals = recording.signals[:3000].copy()
+    signals[:, channels] *= scale
+    monitor = Monitor(model)
+    records = [r for i, x in enumerate(signals) for r in monitor.push(x, t=i / 50)]
+    checks = [r for r in records if r["event"] == "sensor_check"]
+    assert checks and checks[0]["t"] <= 15.0, (unit, checks[:1])
+    assert any(r.get("fault") in ("range", "gravity") for r in checks)
+    assert not [r for r in records if r["event"] == "alarm_start"]
