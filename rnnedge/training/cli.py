@@ -59,6 +59,8 @@ def train_command(
     carry_state: bool = typer.Option(
         TrainConfig.carry_state, help="tag/forecast: stream each lane's recordings back to back without zeroing "
         "the state between them (long streams, e.g. an all-night monitor); --no-carry-state zeroes it per recording."),
+    class_weight_power: float = typer.Option(TrainConfig.class_weight_power, min=0.0, max=2.0, help="Classes "
+                                             "weigh (1 / frequency) ** this in the loss (0: all alike)."),
     average_epochs: float = typer.Option(TrainConfig.average_epochs, min=0.0, max=100.0, help="The model validated "
                                          "and kept is a moving average of the weights over about this many epochs "
                                          "(0: the weights of the last step)."),
@@ -102,7 +104,7 @@ def train_command(
     config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
                          patience=patience, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
                          threads=threads, carry_state=carry_state, state_penalty=state_penalty,
-                         average_epochs=average_epochs)
+                         average_epochs=average_epochs, class_weight_power=class_weight_power)
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
     record = {"source": source.to_dict(), "splits": split_record(splits)}
     _writable_run_folder(out)  # before minutes of training, not after
