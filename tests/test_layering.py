@@ -15,9 +15,10 @@ ALLOWED = {
     "runtime": BASE | {"runtime"},
     "export": BASE | {"data", "tasks", "training", "runtime", "export"},
     "devices": BASE | {"data", "tasks", "training", "runtime", "devices"},
-    "monitor": BASE | {"data", "tasks", "runtime", "devices", "monitor"},
-    "evaluate": BASE | {"data", "tasks", "training", "runtime", "evaluate"},
-    "fleet": BASE | {"runtime", "monitor", "fleet"},
+    "monitor": BASE | {"data", "tasks", "runtime", "devices", "monitor", "choices"},
+    "evaluate": BASE | {"data", "tasks", "training", "runtime", "evaluate", "choices"},
+    "fleet": BASE | {"runtime", "monitor", "fleet", "choices"},
+    "choices": BASE | {"runtime", "choices"},  # the CLI's option values, from the runtime's registries
 }
 ALLOWED |= {name: BASE for name in BASE}
 ENTRY_POINTS = {"fleet/submit.py"}  # `flink run -pym rnnedge.fleet.submit` starts the CLI, as `rnnedge` does
