@@ -85,7 +85,7 @@ fleet-bench: fleet-env $(CHECKPOINT)  ## beds x 50 Hz through the embedded Flink
 	$(FLEET_VENV)/bin/python -m rnnedge.fleet.bench $(BUNDLE) --kills 10 --out $(ART)/fleet-bench
 
 test: install lint fleet-env  ## the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet)
-	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 $(BIN)/python -m pytest -q
+	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 $(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(ART) .pytest_cache
