@@ -100,9 +100,9 @@ def test_batched_records_equal_the_monitor_on_each_bed_alone(fleet_bin, bundle, 
     lines = messages.read_text(encoding="utf-8").splitlines()
     records = ["\n".join(lines[i:i + 7]) for i in range(0, len(lines), 7)]
     (tmp_path / "records.json").write_text(json.dumps(records))
-    script = ("import json, sys; from rnnedge.fleet import job; "
+    script = ("import json, sys; from rnnedge.fleet import job; from rnnedge.fleet.beds import MonitorSettings; "
               "config = job.FleetConfig(bundle=sys.argv[1], output=sys.argv[2], precision='fp32', "
-              "checkpoint_interval_s=1.0); "
+              "checkpoint_interval_s=1.0, monitor=MonitorSettings(attach='upright')); "
               "client = job.run(config, collection=json.load(open(sys.argv[3]))); "
               "client.get_job_execution_result().result()")
     process = subprocess.run([str(fleet_bin.parent / "python"), "-c", script, str(bundle), str(tmp_path / "out"),
