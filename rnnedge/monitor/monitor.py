@@ -60,6 +60,7 @@ that never stopped. A state of another model is refused (MonitorError).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import hashlib
@@ -562,8 +563,9 @@ class Monitor:
         self.stream_file = stream_file
         # the previous stream file, and any a kill left between writing one and naming it
         for old in self.snapshot.parent.glob(f"{glob.escape(self.snapshot.name)}.*.stream"):
-            if old.name != stream_file.name:
-                old.unlink(missing_ok=True)
+            if old.name != stream_file.name and old.is_file():  # best effort: a leftover costs disk, not an alarm
+                with contextlib.suppress(OSError):
+                    old.unlink(missing_ok=True)
         return self._record("snapshot", self.cadence.last, path=str(self.snapshot))
 
     def _resume(self):

@@ -102,3 +102,15 @@ def test_evaluate_alarms_chooses_on_validation_and_scores_test(model, tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"report.json", "operating_point.json", "trace.png"}
     assert OperatingPoint.load(tmp_path / "operating_point.json").alarm.threshold == \
         report["operating_point"]["alarm"]["threshold"]
+
+
+def test_a_snapshot_that_cannot_be_written_is_an_event_and_the_alarm_runs_on(model, recording, tmp_path):
+    snap = tmp_path / "m.json"
+    (tmp_path / "m.json.50.stream").mkdir()  # the first save's stream file (step 50) cannot be written
+    monitor = Monitor(model, snapshot=snap, snapshot_every_s=1.0)
+    records = [r for i, x in enumerate(recording.signals[:6000]) for r in monitor.push(x, t=i / 50)]
+    errors = [r for r in records if r["event"] == "snapshot_error"]
+    assert len(errors) == 1 and "m.json.50.stream" in errors[0]["error"] and errors[0]["path"] == str(snap)
+    assert sum(r["event"] == "snapshot" for r in records) > 100  # the next saves work
+    assert [r["event"] for r in records].count("alarm_start") == 1  # the get-up at ~103 s, as without the fault
+    monitor.close()

@@ -106,3 +106,26 @@ def test_litert_pool_loops_but_agrees(bundle, reference):
         pool.add(i)
     out = np.stack([pool.step_array(reference["x"][:, t]) for t in range(100)], axis=1)
     np.testing.assert_allclose(out, reference["y"][:, :100], atol=1e-4)
+
+
+def test_remove_drops_the_queued_samples_and_a_new_stream_of_that_id_starts_clean(model, signals):
+    pool = model.pool(capacity=4)
+    pool.add("a")
+    pool.add("b")
+    for t in range(3):
+        pool.submit("a", signals[t])
+        pool.submit("b", signals[t])
+    pool.tick()  # one each; two still queued for each
+    pool.remove("a")
+    out = pool.tick()
+    assert set(out) == {"b"}  # a's queued samples went with it
+    pool.add("a")
+    again = pool.step({"a": signals[0]})["a"]
+    np.testing.assert_allclose(again, _alone(model, signals[:1])[0], atol=TOL)  # from a zero state, nothing queued
+    assert set(pool.tick()) == {"b"}
+
+
+def test_two_threads_compute_what_one_does(bundle, signals):
+    one = rt.load(bundle, backend="onnxruntime", threads=1).stream().feed(signals[:200])
+    two = rt.load(bundle, backend="onnxruntime", threads=2).stream().feed(signals[:200])
+    np.testing.assert_allclose(two, one, atol=TOL)  # intra-op threads split the work, not the arithmetic's meaning
