@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from rnnedge.digest import sha256_file
+from rnnedge.monitor import Monitor
+from rnnedge.monitor.sources import csv_rows
 from tests.fleet.conftest import (
     bed_signals,
     comparable,
@@ -29,6 +31,7 @@ from tests.fleet.conftest import (
     read_events,
     with_faults,
 )
+from tests.monitor.conftest import CHANNELS
 
 pytestmark = pytest.mark.slow
 BEDS = int(os.environ.get("RNNEDGE_FLEET_TEST_BEDS", "48"))
@@ -171,3 +174,29 @@ def test_restore_with_another_model_is_refused(fleet_bin, bundle, beds, savepoin
     _, err = process.communicate(timeout=RUN_S)
     assert process.returncode == 2, err[-3000:]
     assert "the checkpoint/savepoint holds state of another model" in err.strip().splitlines()[-1]
+
+
+def test_a_folder_once_with_allowed_beds_and_scores(fleet_bin, bundle, model, tmp_path):
+    """A gateway's folder of message files read once (--once), only the listed beds (--beds: another bed's
+    messages are bad messages, never fed), and the score every second (--report-every): every allowed bed's events
+    are `rnnedge monitor --report-every 1` on that bed alone."""
+    rows = [with_faults(bed, signals) for bed, signals in enumerate(bed_signals(3, 1500))]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    # a file per gateway, each with its own beds: files are read in parallel, so one bed's messages stay in one file
+    (folder / "a.jsonl").write_text("\n".join(message_lines([rows[0], [], rows[2]])) + "\n", encoding="utf-8")
+    (folder / "b.jsonl").write_text("\n".join(message_lines([[], rows[1]])) + "\n", encoding="utf-8")
+    (tmp_path / "beds.txt").write_text("bed-000\nbed-001\n")
+    finish(fleet(fleet_bin, bundle, "--input", folder, "--once", "--beds", tmp_path / "beds.txt", "--report-every", 1,
+                 "--output", tmp_path / "out", "--precision", "fp32", "--checkpoint-every", 2))
+    events = read_events(tmp_path / "out")
+    assert sorted(events) == ["bed-000", "bed-001", "bed-002"]
+    bad = events.pop("bed-002")  # read_events keys records by their bed
+    assert bad and all(r["event"] == "bad_message" and r["detail"] == "unknown bed (not in the allowed list)"
+                       for r in bad)
+    for bed in ("bed-000", "bed-001"):
+        lines_csv = [",".join(["t", *CHANNELS])] + [",".join([repr(t), *map(repr, x)]) for t, x in rows[int(bed[-1])]]
+        alone = Monitor(model, attach="upright", report_every_s=1.0).run(csv_rows(lines_csv, CHANNELS))
+        expected = [comparable(json.loads(json.dumps(r))) for r in alone]
+        assert [comparable(r) for r in events[bed]] == expected, bed
+        assert any(r["event"] == "probability" for r in events[bed])
