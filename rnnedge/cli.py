@@ -22,7 +22,7 @@ STAGES = {
     "rnnedge.export.cli": ("export",),
     "rnnedge.evaluate": ("evaluate",),
     "rnnedge.devices.cli": ("devices", "bench"),
-    "rnnedge.monitor.cli": ("monitor", "evaluate-alarms"),
+    "rnnedge.monitor.cli": ("monitor", "evaluate-alarms", "sample-csv"),
     "rnnedge.fleet.cli": ("fleet",),
 }
 

@@ -202,7 +202,41 @@ def evaluate_alarms_command(
             raise MonitorError(f"{bundle}: cannot write the operating point ({exc.strerror or exc})") from None
 
 
+def sample_csv_command(
+    recording: str = typer.Argument(..., help="A bundled HAPT recording: hapt:SUBJECT[:EXPERIMENT]."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV file to write (t in seconds, acc-x/y/z in g, "
+                             "gyro-x/y/z in rad/s: what `rnnedge monitor --input` reads)."),
+    from_lying: bool = typer.Option(False, help="Start at the recording's first lying sample (a sensor attached "
+                                    "to a patient in bed: `rnnedge monitor`'s default --attach lying)."),
+    seconds: float = typer.Option(0.0, min=0.0, help="Keep this many seconds (0: to the end)."),
+) -> None:
+    """Write a real recording as the CSV the monitor reads: an example input to try, edit or compare with."""
+    import numpy as np
+
+    from rnnedge.atomic import write_text_atomic
+    from rnnedge.data.hapt import load_hapt
+    from rnnedge.monitor.sources import hapt_recording
+
+    data, rec = load_hapt(), hapt_recording(recording)
+    start = 0
+    if from_lying:
+        lying = np.flatnonzero(rec.labels == data.label_names.index("LAYING"))
+        if not len(lying):
+            raise MonitorError(f"{recording}: the wearer never lies in this recording")
+        start = int(lying[0])
+    end = len(rec) if not seconds else min(len(rec), start + round(seconds * data.sample_rate_hz))
+    lines = [",".join(["t", *data.channels])]
+    lines += [",".join([f"{i / data.sample_rate_hz:.2f}", *(f"{v:.6f}" for v in row)])
+              for i, row in enumerate(rec.signals[start:end].tolist())]
+    if out.exists() and not out.is_file():
+        raise MonitorError(f"{out}: not a regular file")
+    write_text_atomic(out, "\n".join(lines) + "\n")
+    typer.echo(f"wrote {out}: {end - start} samples ({(end - start) / data.sample_rate_hz:.1f} s) of {rec.name}"
+               + (" from its first lying sample" if from_lying else ""))
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("monitor")(monitor_command)
     app.command("evaluate-alarms")(evaluate_alarms_command)
+    app.command("sample-csv")(sample_csv_command)

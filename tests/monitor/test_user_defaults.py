@@ -72,3 +72,20 @@ def test_monitor_on_an_int8_bundle_writes_its_events_to_a_file(evaluated, attach
     onsets = [e.onset / 50 for e in get_up_events(labels, load_hapt().label_names)]
     assert len(starts) == len(onsets) == 2
     assert all(-1.0 <= s - o <= 1.5 for s, o in zip(starts, onsets, strict=True))
+
+
+def test_the_example_csv_is_the_sample_csv_command_s_and_the_monitor_alarms_on_it(evaluated, tmp_path):
+    """examples/bed/hapt-2-3-from-lying.csv is what `rnnedge sample-csv` writes (a real recording, from the
+    subject lying); `rnnedge monitor BUNDLE --input` it, with every default (attached lying), alarms at both
+    get-ups."""
+    bundle, _ = evaluated
+    made = tmp_path / "made.csv"
+    done = cli("sample-csv", "hapt:2:3", "--from-lying", "--seconds", "120", "--out", str(made))
+    assert done.returncode == 0, done.stderr
+    example = Path(__file__).parents[2] / "examples" / "bed" / "hapt-2-3-from-lying.csv"
+    assert made.read_bytes() == example.read_bytes()
+    done = cli("monitor", str(bundle), "--input", str(example))
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert any(e["id"].endswith("reset-calibrated") and "documented placement" in e["reason"] for e in events)
+    assert [round(e["t"]) for e in events if e["event"] == "alarm_start"] == [17, 62]
