@@ -28,7 +28,9 @@ ATTACH_HELP = ("The wearer's posture when the sensor is attached (with an operat
 def monitor_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (rnnedge export)."),
     input: str = typer.Option(..., "--input", "-i", help="CSV file, '-' for standard input (one sample per "
-                              "line), or hapt:SUBJECT[:EXPERIMENT] for a bundled HAPT recording."),
+                              "line), or hapt:SUBJECT[:EXPERIMENT] for a bundled HAPT recording. Columns named "
+                              "by a header (t, then the bundle's channels: acc-x/y/z in g, gyro-x/y/z in rad/s; t in "
+                              "seconds, optional); example: examples/bed/, or `rnnedge sample-csv`."),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     precision: Precision = typer.Option("int8", help=PRECISION_HELP),
     operating_point: str | None = typer.Option(None, help="operating_point.json from evaluate-alarms, overriding "
