@@ -121,11 +121,29 @@ def _file_rows(path: Path, channels: list[str]) -> Iterator[Row]:
 
 def _read_rows(handle: BinaryIO, name: str, channels: list[str]) -> Iterator[Row]:
     """Lines of at most MAX_LINE_BYTES (a longer one is cut into malformed pieces), decoded leniently."""
-    lines = iter(lambda: handle.readline(MAX_LINE_BYTES), b"")
+    lines = _lines(iter(lambda: handle.readline(MAX_LINE_BYTES), b""))
     try:
         yield from csv_rows((line.decode("utf-8", errors="replace") for line in lines), channels)
     except OSError as exc:
         raise MonitorError(f"{name}: cannot read the input ({exc.strerror or exc})") from None
+
+
+def _lines(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines ended by \n, \r\n or a lone \r (old Mac files, some loggers: read as one 64 KB "line" each, they were
+    all malformed and nothing was monitored), from readline's pieces."""
+    carry = b""
+    for piece in pieces:
+        if b"\r" not in piece and not carry:
+            yield piece
+            continue
+        parts = (carry + piece).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        carry = parts.pop()  # after the last line end: the start of the next line
+        yield from (part + b"\n" for part in parts)
+        if len(carry) > MAX_LINE_BYTES:  # no line end in sight: garbage, cut as readline cuts it
+            yield carry
+            carry = b""
+    if carry:
+        yield carry
 
 
 def hapt_rows(spec: str, channels: list[str], sample_rate_hz: float) -> Iterator[Row]:
