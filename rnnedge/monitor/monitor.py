@@ -185,7 +185,8 @@ class Monitor:
         records = [self.save()] if self.save_due else []
         for placed in self.resampler.feed(row, self.cadence, hold=self.pending is not None):
             if self.pending is not None and not self._dropped(placed):
-                records += self._settle(placed.t is not None and self.cadence.follows(self.pending.t, placed.t))
+                records += self._settle(placed.t is not None and self.cadence.follows(self.pending.t, placed.t),
+                                        placed.t)
             records += self._place(placed)
         return records
 
@@ -267,14 +268,17 @@ class Monitor:
         values = row.values if row.values is not None else np.full(self.model.channels, np.nan, np.float32)
         return records + self._steps(values[None], flagged)
 
-    def _settle(self, jumped: bool) -> list[dict]:
+    def _settle(self, jumped: bool, next_t: float | None = None) -> list[dict]:
         """Decide about the waiting row (sources.py, jump): the clock jumped, or its timestamp alone was wrong."""
         row, self.pending = self.pending, None
         slot = self.cadence.last + 1
         moved = row.t - self.cadence.time(slot)
         if not jumped:
+            # a clock in milliseconds: each row 1000x a sample period after the last (t must be in seconds)
+            ms = next_t is not None and self.cadence.follows(row.t / 1000, next_t / 1000)
             records = self._issue([], "timestamp", slot, f"t={row.t} is {moved:+.2f} s off the clock and the next "
-                                  "row does not follow it; taken as the next sample")
+                                  "row does not follow it; taken as the next sample" +
+                                  ("; the timestamps look like milliseconds: t must be in seconds" if ms else ""))
             return records + self._place(Row(None, row.values, row.problem, row.line))
         self.cadence.anchor(row.t)
         if moved > 0:

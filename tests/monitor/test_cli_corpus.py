@@ -75,6 +75,10 @@ CASES = [
          lambda r: issues(r) == {} and r[-1]["steps"] == 300),
     Case("cr-only-file", ["--input", "{tmp}/cr.csv"], rc=0, files={"cr.csv": lambda clean: stdin_lines(clean, "\r")},
          expect=lambda r: issues(r) == {} and r[-1]["steps"] == 300),
+    Case("timestamps-in-milliseconds", ["--input", "-"],
+         lambda clean: stdin_lines([clean[0]] + [f"{i * 20}," + line.split(",", 1)[1] for i, line in
+                                                 enumerate(clean[1:])]), 0,
+         lambda r: r[-1]["steps"] == 300 and "t must be in seconds" in r[1]["detail"]),
     Case("binary-garbage", ["--input", "-"], random.Random(0).randbytes(20000), 0,
          lambda r: r[-1]["event"] == "summary"),
     Case("a-1MB-line", ["--input", "-"], edited(a=(150, 2, b"9" * (1 << 20))), 0,
