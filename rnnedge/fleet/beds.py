@@ -2,17 +2,20 @@
 
 Flink's keyed state is the truth (it is what checkpoints, savepoints and rescaling carry); the live monitors
 are a cache of it (LRU, `cache_size` beds), so a bed costs no rebuild per message. Each bed's state is a
-`BedState` dict (plain data, pickled by Flink): the state version, the model's sha256, a sequence number, and the
-monitor's in-memory state (`Monitor.state()`: msgpack bytes with the runtime stream's model-bound snapshot, score,
-alarm, clock, sensor watch, faults, counters, the latest score, rows dropped since the last slot and a row waiting
-on a timestamp jump): nothing touches a file per message. Flink restores the source to exactly the checkpoint's
+`BedState` dict (plain data, pickled by Flink): the state version, the model's sha256, a sequence number, its
+write time (`at`, wall clock: the TTL check), and the monitor's in-memory state (`Monitor.state()`: msgpack bytes
+with the runtime stream's model-bound snapshot, score, alarm, clock, sensor watch, faults, counters, the latest
+score, rows dropped since the last slot and a row waiting on a timestamp jump): nothing touches a file per
+message. Flink restores the source to exactly the checkpoint's
 offset, so nothing is replayed: the monitor goes on with replay=False. A cached monitor whose sequence number
 differs from its state's (the state was restored, or expired by TTL) is rebuilt from the state.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +39,21 @@ class MonitorSettings:
 
 
 class BedMonitors:
-    def __init__(self, model, settings: MonitorSettings, cache_size: int = 8192) -> None:
+    def __init__(self, model, settings: MonitorSettings, cache_size: int = 8192, ttl_s: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.model, self.settings, self.cache_size = model, settings, max(1, cache_size)
+        self.ttl_s, self.clock = ttl_s, clock
         self.live: OrderedDict[str, tuple[int, Monitor]] = OrderedDict()
+
+    def expired(self, state: BedState | None) -> bool:
+        """Written more than `ttl_s` ago (wall clock, as Flink's processing-time TTL): PyFlink's Python-side
+        map-state read cache was measured to hand back entries its TTL had expired, so the job checks too."""
+        return bool(self.ttl_s and state is not None and self.clock() - state.get("at", self.clock()) > self.ttl_s)
 
     def monitor(self, bed: str, state: BedState | None) -> Monitor:
         """The bed's monitor at `state` (None: a new bed, or one whose state expired)."""
+        if self.expired(state):
+            state = None
         seq = 0 if state is None else state["seq"]
         cached = self.live.get(bed)
         if cached is not None and cached[0] == seq:
@@ -55,9 +67,10 @@ class BedMonitors:
 
     def capture(self, bed: str, monitor: Monitor, state: BedState | None) -> BedState:
         """The bed's state after the records fed since `state` (the next sequence number)."""
-        seq = (0 if state is None else state["seq"]) + 1
+        seq = (0 if state is None or self.expired(state) else state["seq"]) + 1
         self.live[bed] = (seq, monitor)
-        return {"version": STATE_VERSION, "model_sha256": self.model.sha256, "seq": seq, "monitor": monitor.state()}
+        return {"version": STATE_VERSION, "model_sha256": self.model.sha256, "seq": seq, "monitor": monitor.state(),
+                "at": self.clock()}
 
     def forget(self, bed: str) -> None:
         self.live.pop(bed, None)

@@ -123,7 +123,7 @@ class ShardMonitorFunction(KeyedProcessFunction):
         config = self.config
         self.model = rt.load(config.bundle, backend=config.backend, precision=config.precision)  # once per slot
         self.channels = list(self.model.manifest.input.channels)
-        self.beds = BedMonitors(self.model, config.monitor, config.cache_size)
+        self.beds = BedMonitors(self.model, config.monitor, config.cache_size, config.state_ttl_s)
         descriptor = MapStateDescriptor("beds", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         if config.state_ttl_s > 0:  # per bed: a map entry expires on its own
             ttl = (StateTtlConfig.new_builder(Time.milliseconds(round(config.state_ttl_s * 1000)))

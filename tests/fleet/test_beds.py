@@ -94,3 +94,21 @@ def test_a_readable_message_is_one_chunk_of_the_rows_values():
 def test_a_bed_shard_is_the_same_in_every_process_and_run():
     """crc32, not Python's per-process salted hash(): a restored job must find each bed's state in its shard."""
     assert messages.shard("ward3-12", 128) == 56 and messages.shard("bed-000", 128) == 122
+
+
+def test_a_state_older_than_the_ttl_is_a_new_bed(model):
+    """The job's own TTL check (beside Flink's, whose entries PyFlink's read cache was measured to hand back after
+    they expired): a state written more than ttl_s ago gives a new monitor; a fresher one the same monitor."""
+    now = [1000.0]
+    beds = BedMonitors(model, MonitorSettings(attach="upright"), ttl_s=4.0, clock=lambda: now[0])
+    rows = bed_signals(1, 600)[0]
+    first = beds.monitor("bed-000", None)
+    first.feed_chunk(rows[:300])
+    state = beds.capture("bed-000", first, None)
+    now[0] += 3.0
+    assert beds.monitor("bed-000", state) is first  # within the TTL: the live monitor goes on
+    now[0] += 2.0
+    fresh = beds.monitor("bed-000", state)
+    assert fresh is not first and fresh.steps == 0  # 5 s after the write: expired, a new bed
+    assert beds.capture("bed-000", fresh, state)["seq"] == 1
+    beds.close()

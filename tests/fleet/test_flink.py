@@ -202,10 +202,6 @@ def test_a_folder_once_with_allowed_beds_and_scores(fleet_bin, bundle, model, tm
         assert any(r["event"] == "probability" for r in events[bed])
 
 
-@pytest.mark.xfail(strict=True, reason="measured 2026-12-04: a bed silent for 3x --state-ttl kept its state (its next "
-                   "message said 'gap', not 'calibrating'): expiry of the per-bed map entries does not reach the job "
-                   "as run here (PyFlink's Python-side state cache? FLINK-24105 disabled it for TTL state in 2021). "
-                   "Strict: the day it expires, this fails until the mark goes")
 def test_a_bed_silent_longer_than_the_state_ttl_starts_afresh(fleet_bin, bundle, tmp_path):
     """--state-ttl: a bed whose messages stop for longer than the TTL loses its state (a new monitor: it calibrates
     again); a bed that keeps talking keeps it. A watched folder that gateways add files to, then SIGTERM with a
