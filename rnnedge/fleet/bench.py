@@ -45,7 +45,7 @@ from rnnedge.atomic import write_text_atomic
 
 CHUNK_S = 0.5
 RATE = 50.0
-ATTACH = "upright"  # the beds are HAPT recordings, which start standing: the upright frame calibrates
+ATTACH = "upright"  # the beds stream the monitor's demo recording (sources.demo_signals), which starts standing
 WARMUP_S = 10.0
 STARTUP_S = 60.0  # at most this long from launching a job to its first tick (JVM + Python workers)
 LATENCY_TARGET_S = 1.0

@@ -132,6 +132,11 @@ class UprightFrame:
         return values, "unresolved"
 
     @property
+    def awaiting_lying(self) -> bool:
+        """Attached lying and not yet decided: the model's p(LAYING) is what `confirm` will read."""
+        return self.attach == "lying" and self.rotation is None and not self.unresolved
+
+    @property
     def window(self) -> int:
         """Steps of stillness a calibration looks at."""
         return self.block * self.need
@@ -158,7 +163,7 @@ class UprightFrame:
             if self.step(sample)[1] == "calibrated":
                 return i
             if self.unresolved:
-                return None
+                break
         return None
 
     def state(self) -> dict:

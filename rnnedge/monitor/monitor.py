@@ -319,7 +319,7 @@ class Monitor:
                 fault = str(exc)
             if fault:
                 records += self._reset(slot, "fault", f"{fault}; model state reset")
-            if self.frame is not None and not self.frame.calibrated and not fault:
+            if self.frame is not None and self.frame.awaiting_lying and not fault:
                 self.lying_p.append(self.score.p_lying(logits))
             self.cadence.last, self.dropped = slot, 0
             held = fault is not None or bool(np.any(self.stream.last_held))
@@ -400,7 +400,7 @@ class Monitor:
                 frame.load_state(saved)
             return None
         # from here on the pass is committed: the same state changes as the rows one by one
-        if calibrating:
+        if calibrating and frame.awaiting_lying:
             self.lying_p.extend(self.score.p_lying(row) for row in logits)
         if times is not None:
             cadence.t0, cadence.replayed = t0, None

@@ -65,14 +65,11 @@ class GetUpScore:
 
     def p_lying(self, logits: np.ndarray) -> float:
         """The model's p(LAYING) for one step's logits (the frame's check when attached lying)."""
-        z = np.exp(np.asarray(logits, np.float64) - np.max(logits))
-        return float(z[self.lying] / z.sum())
+        return float(_softmax(logits)[0, self.lying])
 
     def feed(self, logits: np.ndarray) -> np.ndarray:
         """logits [T, classes] (or [classes]) -> scores [T] float64."""
-        logits = np.asarray(logits, dtype=np.float64).reshape(-1, np.shape(logits)[-1])
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p = z / z.sum(axis=1, keepdims=True)
+        p = _softmax(logits)
         raw = p[:, self.get_up].sum(axis=1)
         scores = raw if self.alpha == 1.0 else self._smooth(raw)
         steps = np.arange(self.steps, self.steps + len(p))
@@ -99,3 +96,10 @@ class GetUpScore:
     def load_state(self, state: dict) -> None:
         self.steps, self.ema, self.last_lying = int(state["steps"]), float(state["ema"]), int(state["last_lying"])
         self.hold = int(state.get("hold", self.warmup_steps))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """logits [T, classes] (or [classes]) -> probabilities [T, classes], float64."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1, np.shape(logits)[-1])
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
