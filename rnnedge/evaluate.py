@@ -17,6 +17,7 @@ import typer
 
 from rnnedge.atomic import write_text_atomic
 from rnnedge.choices import choice, key_from, verify_key_option
+from rnnedge.console import table_console
 from rnnedge.data.recording import Dataset
 from rnnedge.data.source import held_out_data, read_like_training
 from rnnedge.errors import RnnedgeError
@@ -84,7 +85,6 @@ def evaluate_command(
 ) -> None:
     """Score a checkpoint or every file of a bundle on held-out data: accuracy and confusion (tag, classify),
     MSE/MAE in the data's units (forecast)."""
-    from rich.console import Console
     from rich.table import Table
 
     if not model.exists():
@@ -105,7 +105,7 @@ def evaluate_command(
         scored = next((v for k, v in row.items() if k.startswith("scored_")), "-")
         value = f"{row['value']:.4f}" if "value" in row else f"[red]{row['error']}[/]"
         table.add_row(row["model"], row["backend"], value, str(scored), row.get("data", ""))
-    Console().print(table)
+    table_console().print(table)
     if out is not None:
         write_text_atomic(out / "evaluation.json", json.dumps(rows, indent=1, default=_plain))
         typer.echo(f"wrote {out / 'evaluation.json'}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import typer
+
+from rnnedge.choices import Backend, Precision
+from rnnedge.console import table_console
 
 DEFAULT_OUT = Path("artifacts/bench")
 
@@ -32,7 +34,6 @@ def devices_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Describe this machine, its usable backends and the recommended format/precision/threads."""
-    from rich.console import Console
     from rich.table import Table
 
     from rnnedge.bundle import read_manifest
@@ -56,7 +57,7 @@ def devices_command(
                           "recommendation": asdict(advice), "step_us": step_us, "budget": asdict(budget)},
                          indent=2))
         return
-    console = Console()
+    out_console = table_console()
     facts = Table(title="this machine", show_header=False)
     gpus = ", ".join(f"{g.name} ({g.memory_mb} MiB, driver {g.driver})" for g in machine.gpus) or "none"
     cpu = machine.cpu_model + (f" (CPU part {machine.cpu_part})" if machine.cpu_part else "")
@@ -68,17 +69,17 @@ def devices_command(
     for b in backends:
         found.add_row(b.name, b.format, b.version or "-", "yes" if b.usable else "no", b.detail,
                       style=None if b.usable else "dim")
-    console.print(facts, found)
+    out_console.print(facts, found)
     p = advice.profile
-    console.print(f"[bold]profile[/]: {p.name} ({p.key}): {p.why}")
-    console.print(f"[bold]recommended[/]: backend {advice.backend or 'none usable'}, "
+    out_console.print(f"[bold]profile[/]: {p.name} ({p.key}): {p.why}")
+    out_console.print(f"[bold]recommended[/]: backend {advice.backend or 'none usable'}, "
                   f"format {advice.format or '-'}, precision {advice.precision}, threads {advice.threads}")
     line = f"[bold]real-time budget[/]: {budget.step_budget_us / 1e3:g} ms per step at {sample_rate:g} Hz"
     if step_us is None:
         line += "; pass --bundle to see how many streams fit"
     else:
         line += f"; a step takes {step_us:.1f} us here: {budget.streams:,} streams fit (batch 1, all cores)"
-    console.print(line)
+    out_console.print(line)
     if manifest is not None:
         from rnnedge.devices.mcu import MCU_PROFILES, fit
 
@@ -86,7 +87,7 @@ def devices_command(
         for mcu in MCU_PROFILES:
             result = fit(manifest, mcu)
             mcus.add_row(mcu.name, "yes" if result.file is not None else "no", result.reason)
-        console.print(mcus)
+        out_console.print(mcus)
 
 
 def bench_command(
@@ -95,8 +96,8 @@ def bench_command(
     quick: bool = typer.Option(False, help="Fewer repetitions and one pool size: under a minute."),
     checkpoint: Path | None = typer.Option(None, help="Source checkpoint for the torch eager row "
                                            "(default: the manifest's provenance, if recorded)."),
-    backend: list[str] = typer.Option([], help="Only these backends (repeatable)."),
-    precision: list[str] = typer.Option([], help="Only these precisions (repeatable)."),
+    backend: list[Backend] = typer.Option([], help="Only these backends (repeatable)."),
+    precision: list[Precision] = typer.Option([], help="Only these precisions (repeatable)."),
     pool_sizes: str = typer.Option("", help="Comma-separated pool sizes (default: the device profile's)."),
     threads: int = typer.Option(1, min=1, help="Intra-op threads per model."),
     cold_start: bool = typer.Option(True, help="Measure cold start and peak RSS in a fresh process."),
@@ -113,29 +114,30 @@ def bench_command(
 
     if pool_sizes and not all(part.strip().isdigit() and int(part) > 0 for part in pool_sizes.split(",")):
         raise RnnedgeError(f"--pool-sizes must be positive integers separated by commas, got {pool_sizes!r}")
+    backends, precisions = {b.value for b in backend}, {p.value for p in precision}
     settings = replace(bench.QUICK if quick else bench.FULL, threads=threads, cold_start=cold_start,
                        pool_sizes=tuple(int(part) for part in pool_sizes.split(",") if part.strip()))
     if quick and not settings.pool_sizes:
         settings = replace(settings, pool_sizes=(1024,))
-    console = Console(width=None if sys.stdout.isatty() else 200)  # logs and pipes get the whole table
+    out_console = table_console()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("bench", total=None)
         result = bench.run(
             bundle, settings, checkpoint,
-            only=lambda _, p, b: (not backend or b in backend) and (not precision or p in precision),
+            only=lambda _, p, b: (not backends or b in backends) and (not precisions or p in precisions),
             progress=lambda label: progress.update(task, description=label, advance=1))
-    console.print(report.table(result))
+    out_console.print(report.table(result))
     for path in report.write(result, out):
-        console.print(f"wrote {path}")
+        out_console.print(f"wrote {path}")
     if runtime_targets if runtime_targets is not None else not quick:
         from rnnedge.atomic import write_text_atomic
         from rnnedge.devices import runtime_bench
 
         targets = runtime_bench.measure_targets(bundle)
-        console.print(runtime_bench.table(targets))
+        out_console.print(runtime_bench.table(targets))
         write_text_atomic(out / "runtime.json", json.dumps(targets, indent=2) + "\n")
         write_text_atomic(out / "runtime.md", runtime_bench.table(targets) + "\n")
-        console.print(f"wrote {out / 'runtime.json'}")
+        out_console.print(f"wrote {out / 'runtime.json'}")
 
 
 def register(app: typer.Typer) -> None:

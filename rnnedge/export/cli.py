@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from rnnedge.console import table_console
+
 DEFAULT_BUNDLE = Path("artifacts/bundle")
 
 
@@ -35,7 +37,6 @@ def export_command(
                                      "HMAC-SHA256); devices then load with rt.load(..., verify_key=key)."),
 ) -> None:
     """Export a checkpoint to ONNX and TFLite (fp32, int8, fp16), verified against torch on held-out data."""
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rnnedge.bundle import read_key
@@ -44,7 +45,7 @@ def export_command(
     from rnnedge.export.verify import FP32_TOLERANCE
     from rnnedge.training.checkpoint import Checkpoint
 
-    console = Console()
+    console = table_console()
     ckpt = Checkpoint.load(checkpoint)
     key = read_key(sign) if sign is not None else None
     eval_data = None if data is None else read_like_training(

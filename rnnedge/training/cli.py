@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from rnnedge.atomic import write_text_atomic
+from rnnedge.console import table_console
 from rnnedge.data.source import BUNDLED
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import TASKS, get_task
-from rnnedge.training.config import TrainConfig
+from rnnedge.training.config import CELLS, TrainConfig
+
+# typer lists an Enum's values in --help and refuses others with the list
+Cell = Enum("Cell", {name: name for name in CELLS}, type=str)
+TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
+Nonlinearity = Enum("Nonlinearity", {"tanh": "tanh", "relu": "relu"}, type=str)
 
 DEFAULT_RUN_DIR = Path("artifacts/train")
 
@@ -34,11 +41,11 @@ def train_command(
     test: str | None = typer.Option(None, help="Test: another CSV file/folder, read like --data; scored after "
                                     "training and found again by `rnnedge export` and `rnnedge evaluate`."),
     out: Path = typer.Option(DEFAULT_RUN_DIR, help="Run folder: model.pt, metrics.json, training_curve.png."),
-    cell: str = typer.Option("lstm", help="rnn_tanh | rnn_relu | lstm | gru"),
+    cell: Cell = typer.Option("lstm", help="The recurrent cell."),
     hidden: int = typer.Option(64, min=1, help="Hidden units per layer."),
     layers: int = typer.Option(2, min=1, max=4, help="Stacked recurrent layers."),
-    task: str = typer.Option("tag", help="tag (a label per step) | classify (a label per series; streams the "
-                             "class of the series so far) | forecast (next values, in the data's units)"),
+    task: TaskName = typer.Option("tag", help="tag (a label per step) | classify (a label per series; streams the "
+                                  "class of the series so far) | forecast (next values, in the data's units)"),
     bidirectional: bool = typer.Option(False, help="classify only (needs the whole series: window files, no "
                                        "streaming)."),
     horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
@@ -81,15 +88,13 @@ def train_command(
     from rnnedge.training.scoring import report
     from rnnedge.training.train import train
 
+    cell, task = Cell(cell).value, TaskName(task).value  # plain strings from here on (checkpoint, JSON)
     source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
     dataset = source.load()
     splits = make_splits(dataset, source, val, test)
     if rotate_deg is None:
         rotate_deg = float(dataset.meta.get("augment_rotate_deg", 0.0))
-    try:
-        spec = get_task(task)
-    except ValueError as exc:
-        raise RnnedgeError(str(exc)) from None
+    spec = get_task(task)
     classes = len(dataset.label_names) - 1
     if spec.classes and classes < 2:
         raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
@@ -130,7 +135,6 @@ def _dataset(dataset, recordings):
 
 def print_confusion(test: dict) -> None:
     """Rows = true class, columns = predicted, as % of the row."""
-    from rich.console import Console
     from rich.table import Table
 
     if "confusion" not in test:
@@ -142,7 +146,7 @@ def print_confusion(test: dict) -> None:
     for number, (name, row) in enumerate(zip(test["labels"], test["confusion"], strict=True), start=1):
         total = max(1, sum(row))
         table.add_row(f"{number} {name}", *[f"{100 * v / total:.0f}" for v in row])
-    Console(width=120).print(table)
+    table_console().print(table)
 
 
 def data_command(
@@ -177,11 +181,11 @@ def import_torch_command(
     channels: str | None = typer.Option(None, help="Input channel names in the model's input order, "
                                         "comma-separated."),
     sample_rate: float | None = typer.Option(None, help="Sample rate of the inputs in Hz."),
-    task: str | None = typer.Option(None, help="tag (default: an output per step) | classify | forecast."),
+    task: TaskName | None = typer.Option(None, help="tag (default: an output per step) | classify | forecast."),
     labels: str | None = typer.Option(None, help="Class names in the head's output order, comma-separated "
                                       "(default class0, class1, ...)."),
-    nonlinearity: str | None = typer.Option(None, help="nn.RNN only: tanh (default) | relu (a state_dict does "
-                                            "not say)."),
+    nonlinearity: Nonlinearity | None = typer.Option(None, help="nn.RNN only: tanh (default) or relu (a "
+                                                     "state_dict does not say)."),
     horizon: int | None = typer.Option(None, min=1, help="forecast: values predicted per channel and step."),
     window_len: int | None = typer.Option(None, min=1, help="classify: the window length it was trained on "
                                           "(default: whole series)."),
@@ -198,8 +202,8 @@ def import_torch_command(
     from rnnedge.training.import_torch import ImportSpec, import_file, load_normalization, read_json
 
     values = read_json(spec) if spec is not None else {}
-    given = {"channels": channels, "sample_rate_hz": sample_rate, "task": task, "labels": labels,
-             "nonlinearity": nonlinearity, "horizon": horizon, "window_len": window_len}
+    given = {"channels": channels, "sample_rate_hz": sample_rate, "task": task and task.value, "labels": labels,
+             "nonlinearity": nonlinearity and nonlinearity.value, "horizon": horizon, "window_len": window_len}
     values |= {k: v for k, v in given.items() if v is not None}
     if normalization is not None:
         values.pop("normalization", None)
