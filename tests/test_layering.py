@@ -7,14 +7,14 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "rnnedge"
-BASE = {"errors", "atomic", "digest", "bundle"}  # the contract and its helpers: every stage may use them
+BASE = {"errors", "atomic", "digest", "bundle", "console"}  # the contract and its helpers: every stage may use them
 ALLOWED = {
     "data": BASE | {"data"},
     "tasks": BASE | {"data", "tasks"},
     "training": BASE | {"data", "tasks", "training"},
     "runtime": BASE | {"runtime"},
     "export": BASE | {"data", "tasks", "training", "runtime", "export"},
-    "devices": BASE | {"data", "tasks", "training", "runtime", "devices"},
+    "devices": BASE | {"data", "tasks", "training", "runtime", "devices", "choices"},
     "monitor": BASE | {"data", "tasks", "runtime", "devices", "monitor", "choices"},
     "evaluate": BASE | {"data", "tasks", "training", "runtime", "evaluate", "choices"},
     "fleet": BASE | {"runtime", "monitor", "fleet", "choices"},

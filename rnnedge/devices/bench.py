@@ -180,7 +180,7 @@ def cold_start(row: BenchRow, bundle: Path, backend: str, precision: str, checkp
     row.cold_start_s, row.peak_rss_mb = found["cold_start_s"], found["peak_rss_mb"]
 
 
-def _pool_rate(model, samples: np.ndarray, size: int, ticks: int) -> float:
+def pool_rate(model, samples: np.ndarray, size: int, ticks: int) -> float:
     """Stream-steps per second of a pool of `size` streams advanced together (the array fast path)."""
     pool = model.pool(capacity=size)
     for stream_id in range(size):
@@ -206,7 +206,7 @@ def _measure_stream(model, ctx: Context, pool_sizes: tuple[int, ...], row: Bench
     row.chunk_len, row.chunk_us = chunk_len, float(np.median(timed(lambda: stream.feed(chunk),
                                                                     settings.chunks)) / 1e3)
     for size in pool_sizes:
-        row.pool_steps_per_s[size] = _pool_rate(model, samples, size, max(3, settings.pool_steps // size))
+        row.pool_steps_per_s[size] = pool_rate(model, samples, size, max(3, settings.pool_steps // size))
     best = max([*row.pool_steps_per_s.values(), 1e6 / row.step_us[0]])
     row.streams = Budget.for_rate(ctx.sample_rate, best).streams
 

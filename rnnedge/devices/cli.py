@@ -10,52 +10,63 @@ import typer
 
 from rnnedge.choices import Backend, Precision
 from rnnedge.console import table_console
+from rnnedge.devices.profiles import Budget, Recommendation, recommend
 
 DEFAULT_OUT = Path("artifacts/bench")
 
 
-def _step_us(bundle: Path, backend: str, precision: str, threads: int) -> float:
-    """Median batch-1 step time of the bundle on this backend (200 steps after a warm-up)."""
+POOL_SIZE = 1024  # streams in the pool devices times: the size where the bench's pools level off on CPUs
+
+
+def _throughput(bundle: Path, advice: Recommendation) -> tuple[float, float]:
+    """(median batch-1 step in us on the streams' backend, stream-steps/s of a pool of POOL_SIZE on the pools'),
+    timed as `rnnedge bench` times them."""
     import numpy as np
 
     import rnnedge.runtime as rt
-    from rnnedge.devices.bench import timed
+    from rnnedge.devices.bench import pool_rate, timed
 
-    model = rt.load(bundle, backend=backend, precision=precision, threads=threads)
+    model = rt.load(bundle, backend=advice.backend, precision=advice.precision, threads=advice.threads)
     stream = model.stream()
     timed(lambda: stream.step(model.mean), 20)
-    return float(np.median(timed(lambda: stream.step(model.mean), 200)) / 1e3)
+    step_us = float(np.median(timed(lambda: stream.step(model.mean), 200)) / 1e3)
+    pools = model if advice.pool_backend == advice.backend else rt.load(
+        bundle, backend=advice.pool_backend, precision=advice.precision, threads=advice.threads)
+    samples = np.tile(model.mean.astype(np.float32), (POOL_SIZE, 1))
+    return step_us, pool_rate(pools, samples, POOL_SIZE, ticks=20)
 
 
 def devices_command(
     sample_rate: float = typer.Option(50.0, min=0.001, help="Sample rate (Hz) for the real-time budget."),
-    bundle: Path | None = typer.Option(None, help="A bundle: use its sample rate and time its step here, "
-                                       "to say how many real-time streams fit."),
+    bundle: Path | None = typer.Option(None, help="A bundle: use its sample rate and time its step and a pool "
+                                       "here, to say how many real-time streams fit."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Describe this machine, its usable backends and the recommended format/precision/threads."""
+    """Describe this machine, its usable backends, and what rnnedge runs on it (backend="auto", the monitor's
+    precision); with --bundle, how many real-time streams fit."""
     from rich.table import Table
 
     from rnnedge.bundle import read_manifest
     from rnnedge.devices.info import detect_backends, detect_machine
-    from rnnedge.devices.profiles import Budget, recommend
 
     machine = detect_machine()
     backends = detect_backends(machine)
     manifest = read_manifest(bundle) if bundle is not None else None
     files = None if manifest is None else {(f.format, f.precision) for f in manifest.files if f.graph == "stream"}
     advice = recommend(machine, backends, files)
-    step_us = None
+    single = pooled = None
     if manifest is not None:
         sample_rate = manifest.input.sample_rate_hz
         if advice.backend is not None:
-            step_us = _step_us(bundle, advice.backend, advice.precision, advice.threads)
-    # One stream per core at batch 1 (a pool does better: see `rnnedge bench`).
-    budget = Budget.for_rate(sample_rate, None if step_us is None else machine.cores * 1e6 / step_us)
+            step_us, pool_steps_per_s = _throughput(bundle, advice)
+            # one stream per core at batch 1, or every stream in one batched call per tick
+            single = Budget.for_rate(sample_rate, machine.cores * 1e6 / step_us)
+            pooled = Budget.for_rate(sample_rate, pool_steps_per_s)
     if as_json:
         print(json.dumps({"machine": asdict(machine), "backends": [asdict(b) for b in backends],
-                          "recommendation": asdict(advice), "step_us": step_us, "budget": asdict(budget)},
-                         indent=2))
+                          "recommendation": asdict(advice), "budget": asdict(Budget.for_rate(sample_rate)),
+                          "streams_batch1": single and asdict(single), "streams_pooled": pooled and asdict(pooled),
+                          "pool_size": POOL_SIZE}, indent=2))
         return
     out_console = table_console()
     facts = Table(title="this machine", show_header=False)
@@ -72,13 +83,16 @@ def devices_command(
     out_console.print(facts, found)
     p = advice.profile
     out_console.print(f"[bold]profile[/]: {p.name} ({p.key}): {p.why}")
-    out_console.print(f"[bold]recommended[/]: backend {advice.backend or 'none usable'}, "
-                  f"format {advice.format or '-'}, precision {advice.precision}, threads {advice.threads}")
-    line = f"[bold]real-time budget[/]: {budget.step_budget_us / 1e3:g} ms per step at {sample_rate:g} Hz"
-    if step_us is None:
+    out_console.print(f"[bold]runs here[/] (backend auto, precision {advice.precision}, threads {advice.threads}): "
+                      f"one stream (rnnedge monitor) on {advice.backend or 'none usable'} "
+                      f"({advice.format or '-'} file), pools on {advice.pool_backend or 'none usable'}")
+    line = f"[bold]real-time budget[/]: {1e3 / sample_rate:g} ms per step at {sample_rate:g} Hz"
+    if single is None:
         line += "; pass --bundle to see how many streams fit"
     else:
-        line += f"; a step takes {step_us:.1f} us here: {budget.streams:,} streams fit (batch 1, all cores)"
+        line += (f"; {single.streams:,} streams fit at one stream per core (a step "
+                 f"{machine.cores * 1e6 / single.steps_per_s:.1f} us), {pooled.streams:,} in pools of "
+                 f"{POOL_SIZE:,} ({pooled.steps_per_s:,.0f} stream-steps/s)")
     out_console.print(line)
     if manifest is not None:
         from rnnedge.devices.mcu import MCU_PROFILES, fit

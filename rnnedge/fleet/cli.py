@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from rnnedge.choices import Backend, Precision, key_from, verify_key_option
+from rnnedge.choices import STREAMING_PRECISION, Backend, Precision, key_from, verify_key_option
 from rnnedge.fleet.errors import FleetError
 from rnnedge.monitor.cli import ATTACH_HELP, BACKEND_HELP, PRECISION_HELP, Attach
 from rnnedge.monitor.frame import DEFAULT_ATTACH
@@ -30,7 +30,7 @@ def fleet_command(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the events (JSON lines, part files "
                                 "committed at each checkpoint: exactly once)."),
     backend: Backend = typer.Option("onnxruntime", help=f"{BACKEND_HELP} (the fleet pins onnxruntime)."),
-    precision: Precision = typer.Option("int8", help=PRECISION_HELP),
+    precision: Precision = typer.Option(STREAMING_PRECISION, help=PRECISION_HELP),
     operating_point: str | None = typer.Option(None, help="Override the bundle's operating point: a file from "
                                                "evaluate-alarms, or 'default' (the default model's)."),
     parallelism: int = typer.Option(2, min=1, max=128, help="Task slots (Python workers) of the job."),

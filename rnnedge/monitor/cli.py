@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from rnnedge.choices import Backend, Precision, key_from, verify_key_option
+from rnnedge.choices import STREAMING_PRECISION, Backend, Precision, key_from, verify_key_option
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.frame import ATTACH_POSTURES, DEFAULT_ATTACH
 
@@ -32,7 +32,7 @@ def monitor_command(
                               "by a header (t, then the bundle's channels: acc-x/y/z in g, gyro-x/y/z in rad/s; t in "
                               "seconds, optional); example: examples/bed/, or `rnnedge sample-csv`."),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
-    precision: Precision = typer.Option("int8", help=PRECISION_HELP),
+    precision: Precision = typer.Option(STREAMING_PRECISION, help=PRECISION_HELP),
     operating_point: str | None = typer.Option(None, help="operating_point.json from evaluate-alarms, overriding "
                                                "the bundle's own; 'default': the default model's (default: the "
                                                "bundle's, which evaluate-alarms writes)."),
@@ -103,7 +103,7 @@ def _distinct_paths(input: str, output: Path | None, snapshot: Path | None) -> N
 def evaluate_alarms_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (rnnedge export)."),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
-    precision: Precision = typer.Option("int8", help=PRECISION_HELP),
+    precision: Precision = typer.Option(STREAMING_PRECISION, help=PRECISION_HELP),
     out: Path = typer.Option(Path("artifacts/alarms"), help="Folder: report.json, operating_point.json, "
                              "trace.png."),
     operating_point: Path | None = typer.Option(None, help="Score this point instead of choosing one on the "

@@ -122,12 +122,15 @@ def load(bundle: str | Path, backend: str = "auto", precision: str = "fp32", thr
 
 def _auto(manifest: Manifest, precision: str) -> tuple[str, str]:
     """(the streams' backend, the pools' backend family) for "auto": see the module's docstring."""
-    def usable(fmt: str, module: str) -> bool:
-        return importlib.util.find_spec(module) is not None and any(
-            (f.format, f.precision, f.graph) == (fmt, precision, "stream") and f.chunk_len in (None, 1)
-            for f in manifest.files)
+    return auto_backends({f.format for f in manifest.files
+                          if (f.precision, f.graph) == (precision, "stream") and f.chunk_len in (None, 1)})
 
-    litert, onnx = usable("tflite", "ai_edge_litert"), usable("onnx", "onnxruntime")
+
+def auto_backends(formats: set[str]) -> tuple[str, str]:
+    """What "auto" runs on, given the formats ("onnx", "tflite") a bundle has a T=1 stream file in: (streams'
+    backend, pools' backend family). `rnnedge devices` recommends from this same rule."""
+    litert = "tflite" in formats and importlib.util.find_spec("ai_edge_litert") is not None
+    onnx = "onnx" in formats and importlib.util.find_spec("onnxruntime") is not None
     streams = "litert" if litert or not onnx else "onnxruntime"
     return streams, "onnxruntime" if onnx else streams
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import rnnedge.runtime as rt
+from rnnedge.bundle import read_manifest
 from rnnedge.devices.emulate import CPUINFO_CORE
 from rnnedge.devices.info import Gpu, Machine, detect_backends, detect_machine, parse_cpuinfo, read_board
 from rnnedge.devices.profiles import PROFILES, Budget, match, recommend
@@ -68,13 +70,31 @@ def test_this_machine_and_its_backends() -> None:
     assert set(backends) == {"onnxruntime", "onnxruntime-cuda", "litert", "tflm"}
     assert backends["onnxruntime"].usable  # a base dependency
     advice = recommend(machine, list(backends.values()))
-    assert advice.backend in advice.profile.backends and backends[advice.backend].usable
-    # with a bundle: a backend and precision that the bundle has a stream file for (a TFLite-only, integer bundle)
-    advice = recommend(machine, list(backends.values()), {("tflite", "a16w8"), ("tflite", "int8")})
-    assert (advice.format, advice.precision) == ("tflite", "a16w8") and backends[advice.backend].usable
-    advice = recommend(machine, list(backends.values()), {("onnx", "fp32"), ("tflite", "fp32")})
-    assert advice.precision == "fp32" and advice.backend == advice.profile.backends[0]
+    # what backend="auto" runs: streams on LiteRT when it is installed, pools on ONNX Runtime; the monitor's int8
+    assert (advice.backend, advice.pool_backend, advice.precision) == ("litert", "onnxruntime", "int8")
+    assert backends[advice.backend].usable and advice.format == "tflite"
+    # with a bundle: a backend and precision that the bundle has a stream file for
+    advice = recommend(machine, list(backends.values()), {("tflite", "a16w8"), ("tflite", "fp32")})
+    assert (advice.backend, advice.pool_backend, advice.precision) == ("litert", "litert", "fp32")
+    advice = recommend(machine, list(backends.values()), {("onnx", "int8"), ("onnx", "fp32")})
+    assert (advice.backend, advice.format, advice.precision) == ("onnxruntime", "onnx", "int8")
     assert recommend(machine, list(backends.values()), set()).backend is None
+
+
+def test_devices_recommends_what_auto_loads(tmp_path) -> None:
+    """One source of the fact: the backend `devices` names is the one rt.load(backend="auto") streams on."""
+    from rnnedge.export import export_bundle
+    from tests.runtime.conftest import held_out, make_checkpoint
+
+    bundle = tmp_path / "b"
+    export_bundle(make_checkpoint("gru", 8, seed=1), bundle, formats=("onnx", "tflite"), precisions=("fp32", "int8"),
+                  chunk_len=1, eval_data=held_out(samples=50, count=1))
+    files = {(f.format, f.precision) for f in read_manifest(bundle).files if f.graph == "stream"}
+    machine = detect_machine()
+    advice = recommend(machine, detect_backends(machine), files)
+    model = rt.load(bundle, backend="auto", precision=advice.precision)
+    model.pool(capacity=2)
+    assert (model.backend, model.pool_backend) == (advice.backend, advice.pool_backend)
 
 
 def test_realtime_budget() -> None:
