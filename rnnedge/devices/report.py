@@ -15,7 +15,7 @@ from rnnedge.atomic import write_bytes_atomic, write_text_atomic
 from rnnedge.devices.bench import OK, BenchRow, Report
 from rnnedge.tasks import get_task
 
-COLUMNS = ("variant", "backend", "status", "size KB", "step us p50/p90/p99", "chunk us/step", "pool steps/s",
+COLUMNS = ("variant", "backend", "status", "file KB", "step us p50/p90/p99", "chunk us/step", "pool steps/s",
            "RT streams", "cold start s", "peak RSS MB", "score", "max diff")
 
 
@@ -71,7 +71,8 @@ def markdown(report: Report) -> str:
     lines += ["| " + " | ".join(cells(row)) + " |" for row in report.rows]
     notes = [f"- {row.kind} {row.format} {row.precision} on {row.backend}: {row.note}" for row in report.rows
              if row.note]
-    lines += ["", "Step latency at batch 1; chunk = one `feed` of T samples; pool = all streams advanced by "
+    lines += ["", "File KB: the file that steps one sample (ONNX: its one file; TFLite: the T=1 file, not the chunk "
+              "file beside it); step latency at batch 1; chunk = one `feed` of T samples; pool = all streams advanced by "
               "one batched call (best size shown; all sizes in bench.json); RT streams = streams whose "
               f"samples the best of these keeps up with at {report.sample_rate_hz:g} Hz on the threads used; "
               "cold start = import + load + first step in a fresh process; max diff = largest "
@@ -80,7 +81,9 @@ def markdown(report: Report) -> str:
 
 
 def chart(report: Report) -> bytes | None:
-    """Step latency (p50 bar, p99 whisker) and best pool throughput per measured variant, as PNG bytes."""
+    """Three panels over every variant (n/a where it did not run): step latency (p50 bar, p99 whisker, the axis
+    cut at 10x the largest p50 so one outlier cannot flatten the rest), best pool throughput with its N, and
+    size against score (the trade-off when choosing a variant). PNG bytes."""
     if importlib.util.find_spec("matplotlib") is None:
         return None
     import matplotlib
@@ -88,19 +91,43 @@ def chart(report: Report) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report.rows if r.step_us is not None]
+    rows = report.rows
     labels = [f"{cells(r)[0]}\n{r.backend}" for r in rows]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(rows)), 5))
-    p50 = [r.step_us[0] for r in rows]
-    left.bar(labels, p50, yerr=[[0] * len(rows), [r.step_us[2] - r.step_us[0] for r in rows]],
-             color=["tab:blue" if r.status == OK else "tab:red" for r in rows], capsize=3)
-    left.set(yscale="log", ylabel="us per step (batch 1, p50; whisker p99)", title="latency")
-    pool = [max(r.pool_steps_per_s.values(), default=0) for r in rows]
-    right.bar(labels, pool, color="tab:green")
-    right.set(ylabel="stream-steps / s (best pool size)", title="throughput")
-    for axis in (left, right):
-        axis.tick_params(axis="x", labelrotation=60, labelsize=7)
-    figure.suptitle(_header(report)[1].replace("`", ""), fontsize=8)
+    x = list(range(len(rows)))
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(max(15, 1.4 * len(rows) * 2), 5.5),
+                                                 gridspec_kw={"width_ratios": [2, 2, 1.4]})
+    timed_rows = [r for r in rows if r.step_us is not None]
+    top = 10 * max((r.step_us[0] for r in timed_rows), default=1.0)
+    for i, r in enumerate(rows):
+        if r.step_us is None:
+            left.text(i, 1, "n/a", ha="center", va="bottom", fontsize=8, color="gray", rotation=90)
+            continue
+        p50, p99 = r.step_us[0], r.step_us[2]
+        left.bar(i, p50, color="tab:blue" if r.status == OK else "tab:red")
+        left.plot([i, i], [p50, min(p99, top)], color="black", lw=1)
+        if p99 > top:
+            left.annotate(f"p99 {p99:,.0f}", (i, top), fontsize=7, ha="center", va="top")
+    left.set(yscale="log", ylim=(1, top), ylabel="us per step (batch 1: bar p50, line p99)", title="latency")
+    best = [max(r.pool_steps_per_s.items(), key=lambda item: item[1], default=None) for r in rows]
+    for i, pool in enumerate(best):
+        if pool is None:
+            middle.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8, color="gray", rotation=90)
+        else:
+            middle.bar(i, pool[1], color="tab:green")
+            middle.text(i, pool[1], f"N={pool[0]:,}", ha="center", va="bottom", fontsize=7)
+    middle.set(ylabel="stream-steps / s (best pool size N)", title="throughput (batched pool)")
+    for axis in (left, middle):
+        axis.set_xticks(x, labels, rotation=60, fontsize=7, ha="right")
+    scored = [r for r in rows if r.score is not None and r.file_bytes]
+    for r in scored:
+        right.scatter(r.file_bytes / 1024, r.score, color="tab:blue" if r.status == OK else "tab:red")
+        right.annotate(f"{cells(r)[0]} ({r.backend})", (r.file_bytes / 1024, r.score), fontsize=7,
+                       xytext=(3, 3), textcoords="offset points")
+    metric = get_task(report.task).metric
+    right.set(xscale="log", xlabel="file size (KB, T=1 stream file)", ylabel=f"{metric} (reference slice)",
+              title="size vs " + metric)
+    machine = _header(report)[1].replace("`", "")
+    figure.suptitle(f"rnnedge bench: {report.model} ({report.bundle}), {report.created}\n{machine}", fontsize=9)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

@@ -10,6 +10,7 @@ import numpy as np
 from rnnedge.data.hapt import GET_UP_LABELS
 from rnnedge.data.recording import Recording
 from rnnedge.monitor.events import get_up_events
+from rnnedge.monitor.frame import CALIBRATION_S
 from rnnedge.monitor.operating_point import OperatingPoint
 
 log = logging.getLogger("rnnedge.monitor")
@@ -28,27 +29,33 @@ def plot_trace(recording: Recording, scores: np.ndarray, alarms: list[tuple[int,
         return None
     t = np.arange(len(recording)) / sample_rate_hz
     events = get_up_events(recording.labels, label_names)
-    fig, (ax_sig, ax_p, ax_lab) = plt.subplots(3, 1, figsize=(14, 7), sharex=True,
-                                               gridspec_kw={"height_ratios": [2, 2, 1.2]})
+    fig, (ax_sig, ax_p, ax_lab) = plt.subplots(3, 1, figsize=(14, 8), sharex=True,
+                                               gridspec_kw={"height_ratios": [2, 2, 1.6]})
     for c, name in enumerate(("acc-x", "acc-y", "acc-z")):
         ax_sig.plot(t, recording.signals[:, c], lw=0.6, label=name)
     ax_sig.set_ylabel("acceleration (g)")
-    ax_sig.legend(loc="upper right", fontsize=7, ncol=3)
+    ax_sig.legend(loc="upper right", ncol=3)
+    # no alarm before the frame's calibration (an upright frame) and the score's warm-up have passed
+    quiet_s = max(point.score.warmup_s, CALIBRATION_S if point.frame is not None else 0.0)
+    ax_p.axvspan(0, quiet_s, color="gray", alpha=0.2, label=f"calibration + warm-up ({quiet_s:g} s, no alarm)")
     ax_p.plot(t, scores, lw=0.8, color="black", label="get-up score")
-    ax_p.axhline(point.alarm.threshold, color="red", ls="--", lw=0.7, label="threshold")
-    ax_p.axhline(point.alarm.release, color="orange", ls=":", lw=0.7, label="release")
+    ax_p.axhline(point.alarm.threshold, color="red", ls="--", lw=1.2, zorder=3,
+                 label=f"threshold {point.alarm.threshold:g}")
+    ax_p.axhline(point.alarm.release, color="orange", ls=":", lw=1.2, zorder=3,
+                 label=f"release {point.alarm.release:g}")
     for i, (a, b) in enumerate(alarms):
         ax_p.axvspan(a / sample_rate_hz, b / sample_rate_hz, color="red", alpha=0.25, label="alarm" if i == 0 else None)
-    ax_p.set_ylim(-0.02, 1.02)
-    ax_p.set_ylabel("score")
-    ax_p.legend(loc="upper right", fontsize=7, ncol=4)
+    ax_p.set_ylim(-0.03, 1.15)  # room above 1 so a threshold near it stays visible
+    ax_p.set_ylabel("score (0-1)")
+    ax_p.legend(loc="upper left", ncol=5, fontsize=8)
     ax_lab.step(t, recording.labels, where="post", lw=0.7, color="gray")
     for i, e in enumerate(events):
         ax_lab.axvspan(e.onset / sample_rate_hz, e.end / sample_rate_hz, color="green", alpha=0.35,
                        label=" / ".join(GET_UP_LABELS) if i == 0 else None)
-    ax_lab.set_yticks(range(len(label_names)), label_names, fontsize=5)
+    ax_lab.set_yticks(range(len(label_names)), label_names, fontsize=7)
+    ax_lab.set_ylabel("true activity")
     ax_lab.set_xlabel("time (s)")
-    ax_lab.legend(loc="upper right", fontsize=7)
+    ax_lab.legend(loc="upper right")
     fig.suptitle(f"{recording.name}: {len(events)} get-up events, {len(alarms)} alarms")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -215,7 +215,9 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     )
     if out_dir:
         checkpoint.save(Path(out_dir) / "model.pt")
-        plot_history(history, Path(out_dir) / "training_curve.png")
+        plot_history(history, Path(out_dir) / "training_curve.png", best[1],
+                     f"{model_config.cell} {model_config.num_layers}x{model_config.hidden_size}, {task.name} on "
+                     f"{train_data.source}", task.metric)
     return TrainResult(checkpoint, history, best[1])
 
 
@@ -233,20 +235,26 @@ def input_range(data: Dataset) -> list[list[float]]:
     return [[float(lo), float(hi)] for lo, hi in zip(stacked.min(axis=0), stacked.max(axis=0), strict=True)]
 
 
-def plot_history(history: list[dict], path: Path) -> None:
+def plot_history(history: list[dict], path: Path, best_epoch: int, title: str, metric: str) -> None:
+    """Train loss and the validation metric per epoch, the kept (best) epoch marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, left = plt.subplots(figsize=(6, 3.5))
-    left.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    fig, left = plt.subplots(figsize=(7, 4))
+    lines = left.plot(epochs, [h["train_loss"] for h in history], "o-", ms=3, color="tab:blue",
+                      label="train loss (cross-entropy or MSE, normalized units)")
     left.set_xlabel("epoch")
     left.set_ylabel("train loss", color="tab:blue")
     right = left.twinx()
-    right.plot(epochs, [h["val_score"] for h in history], "s-", color="tab:orange", label="validation")
-    right.set_ylabel("validation score", color="tab:orange")
+    lines += right.plot(epochs, [h["val_score"] for h in history], "s-", ms=3, color="tab:orange",
+                        label=f"validation {metric}")
+    right.set_ylabel(f"validation {metric}", color="tab:orange")
+    lines.append(left.axvline(best_epoch, color="green", ls="--", lw=1, label=f"kept: epoch {best_epoch}"))
+    left.legend(handles=lines, loc="center right", fontsize=8)
+    left.set_title(title, fontsize=9)
     fig.tight_layout()
     write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
     plt.close(fig)
