@@ -35,10 +35,11 @@ $(CHECKPOINT): | install
 train: install  ## train the default HAPT tagger (always retrains)
 	$(BIN)/rnnedge train --out $(ART)/train
 
-export: install $(CHECKPOINT)  ## train if needed, export + quantize + verify every format, choose the alarm's point, print the tables
+export: install $(CHECKPOINT)  ## train if needed, export + quantize + verify every format, choose the alarm's point, print the tables, write the bundle's page
 	$(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE) --precisions fp32,int8,fp16,a16w8
 	$(BIN)/rnnedge evaluate-alarms $(BUNDLE) --precision int8 --backend onnxruntime --gaps --out $(ART)/alarms
 	$(BIN)/rnnedge bench $(BUNDLE) --quick --out $(ART)/bench-quick
+	$(BIN)/rnnedge report $(BUNDLE) --out $(ART)/report.html
 
 bench: install $(CHECKPOINT)  ## full on-device benchmark; writes $(ART)/bench/ (JSON, Markdown, PNG)
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
@@ -84,8 +85,11 @@ fleet-bench: fleet-env $(CHECKPOINT)  ## beds x 50 Hz through the embedded Flink
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
 	$(FLEET_VENV)/bin/python -m rnnedge.fleet.bench $(BUNDLE) --kills 10 --out $(ART)/fleet-bench
 
-test: install lint fleet-env  ## the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet)
-	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 $(BIN)/python -m pytest -q --durations=15
+# the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet); the bundle page's test renders it in
+# Debian's chromium (.ci/run installs it, as it installs Java)
+test: install lint fleet-env
+	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 RNNEDGE_BROWSER_REQUIRED=1 \
+		$(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(ART) .pytest_cache

@@ -22,7 +22,7 @@ STAGES = {
     "rnnedge.training.cli": ("train", "data", "import-torch"),
     "rnnedge.export.cli": ("export",),
     "rnnedge.evaluate": ("evaluate",),
-    "rnnedge.devices.cli": ("devices", "bench"),
+    "rnnedge.devices.cli": ("devices", "bench", "report"),
     "rnnedge.monitor.cli": ("monitor", "evaluate-alarms", "sample-csv"),
     "rnnedge.fleet.cli": ("fleet",),
 }

@@ -90,6 +90,13 @@ class Report:
     rows: list[BenchRow]
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
+    @staticmethod
+    def from_json(data: dict) -> Report:
+        """A report read back from bench.json (JSON turned the pool sizes into strings)."""
+        rows = [BenchRow(**{**row, "pool_steps_per_s": {int(k): v for k, v in row["pool_steps_per_s"].items()}})
+                for row in data["rows"]]
+        return Report(**{**data, "rows": rows})
+
 
 @dataclass(frozen=True)
 class ReferenceData:

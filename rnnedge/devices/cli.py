@@ -154,6 +154,23 @@ def bench_command(
         out_console.print(f"wrote {out / 'runtime.json'}")
 
 
+def report_command(
+    bundle: Path = typer.Argument(..., help="Bundle folder (from `rnnedge export`)."),
+    out: Path | None = typer.Option(None, help="HTML file to write (default: report.html beside the bundle)."),
+    bench: Path | None = typer.Option(None, help="bench.json or its folder (default: the newest beside the "
+                                      "bundle that names it, as `make export` writes them)."),
+    alarms: Path | None = typer.Option(None, help="evaluate-alarms' report.json or its folder (default: the "
+                                       "newest beside the bundle that names it)."),
+) -> None:
+    """Write one self-contained HTML page for a bundle: the model, its files (size, accuracy, parity), the
+    benchmark, the alarms and the microcontroller fit. Opens offline in any browser."""
+    from rnnedge.devices import page
+
+    out = out or bundle.resolve().parent / "report.html"
+    typer.echo(f"wrote {page.write(bundle, out, bench, alarms)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("devices")(devices_command)
     app.command("bench")(bench_command)
+    app.command("report")(report_command)

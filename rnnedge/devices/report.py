@@ -71,9 +71,9 @@ def markdown(report: Report) -> str:
     lines += ["| " + " | ".join(cells(row)) + " |" for row in report.rows]
     notes = [f"- {row.kind} {row.format} {row.precision} on {row.backend}: {row.note}" for row in report.rows
              if row.note]
-    lines += ["", "File KB: the file that steps one sample (ONNX: its one file; TFLite: the T=1 file, not the chunk "
-              "file beside it); step latency at batch 1; chunk = one `feed` of T samples; pool = all streams advanced by "
-              "one batched call (best size shown; all sizes in bench.json); RT streams = streams whose "
+    lines += ["", "File KB: the file that steps one sample (ONNX: its one file; TFLite: the T=1 file, not the "
+              "chunk file beside it); step latency at batch 1; chunk = one `feed` of T samples; pool = all streams "
+              "advanced by one batched call (best size shown; all sizes in bench.json); RT streams = streams whose "
               f"samples the best of these keeps up with at {report.sample_rate_hz:g} Hz on the threads used; "
               "cold start = import + load + first step in a fresh process; max diff = largest "
               "|output - torch reference| on the bundle's reference data.", "", *notes]

@@ -5,6 +5,7 @@ the CLI writing its point into the bundle (as `make export` does), then `rnnedge
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,48 @@ def test_the_example_csv_is_the_sample_csv_command_s_and_the_monitor_alarms_on_i
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert any(e["id"].endswith("reset-calibrated") and "documented placement" in e["reason"] for e in events)
     assert [round(e["t"]) for e in events if e["event"] == "alarm_start"] == [17, 62]
+
+
+def browser() -> str | None:
+    """Debian's chromium (what .ci/run installs), or another Chrome on PATH."""
+    import shutil
+
+    found = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                  if shutil.which(name)), None)
+    if found is None and os.environ.get("RNNEDGE_BROWSER_REQUIRED") == "1":
+        pytest.fail("no chromium on PATH, and make test requires it (apt-get install chromium)")
+    return found
+
+
+def test_the_bundle_page_renders_in_a_browser(evaluated):
+    """`rnnedge bench` then `rnnedge report` beside the bundle, as `make export` runs them; the page opened by
+    headless Chromium (no network) has every section filled, and its screenshot is a real picture."""
+    bundle, _ = evaluated
+    done = cli("bench", str(bundle), "--quick", "--backend", "onnxruntime", "--pool-sizes", "16", "--no-cold-start",
+               "--out", str(bundle.parent / "bench-quick"))
+    assert done.returncode == 0, done.stderr
+    done = cli("report", str(bundle))
+    assert done.returncode == 0, done.stderr
+    page = bundle.parent / "report.html"
+    assert done.stdout.strip() == f"wrote {page.resolve()}"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
+    chromium = browser()
+    if chromium is None:
+        pytest.skip("no chromium on PATH (make test requires it: RNNEDGE_BROWSER_REQUIRED=1)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,3600"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for section in ("model", "files", "benchmark", "alarms", "microcontrollers"):
+        assert f'<section id="{section}">' in dom.stdout, section
+    assert 'class="missing"' not in dom.stdout  # bench and alarms found beside the bundle
+    assert dom.stdout.count("<img") == 3  # bench.png, trace.png, placements.png
+    shot = bundle.parent / "report.png"
+    done = subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and shot.stat().st_size > 50_000, done.stderr[-2000:]
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (3600, 1280) and pixels.std() > 10  # drawn, not a blank page
