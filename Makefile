@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 ART ?= artifacts
 CHECKPOINT := $(ART)/train/model.pt
 BUNDLE := $(ART)/bundle
+# extra `rnnedge train` flags for the default model, e.g. make export TRAIN_FLAGS="--seed 1"
+TRAIN_FLAGS ?=
 # rich tables at full width in logs and CI, where there is no terminal (no comment on the line itself:
 # make would keep the spaces before it in the value, and rich ignores a COLUMNS that is not all digits)
 export COLUMNS ?= 160
@@ -30,10 +32,10 @@ $(VENV)/.installed: pyproject.toml requirements/main.txt
 	touch $@
 
 $(CHECKPOINT): | install
-	$(BIN)/rnnedge train --out $(ART)/train
+	$(BIN)/rnnedge train --out $(ART)/train $(TRAIN_FLAGS)
 
 train: install  ## train the default HAPT tagger (always retrains)
-	$(BIN)/rnnedge train --out $(ART)/train
+	$(BIN)/rnnedge train --out $(ART)/train $(TRAIN_FLAGS)
 
 export: install $(CHECKPOINT)  ## train if needed, export + quantize + verify every format, choose the alarm's point, print the tables, write the bundle's page
 	$(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE) --precisions fp32,int8,fp16,a16w8

@@ -150,7 +150,8 @@ def bench_command(
         targets = runtime_bench.measure_targets(bundle)
         out_console.print(runtime_bench.table(targets))
         write_text_atomic(out / "runtime.json", json.dumps(targets, indent=2) + "\n")
-        write_text_atomic(out / "runtime.md", runtime_bench.table(targets) + "\n")
+        lines = [*(f"- {line}" for line in report.header(result)), "", runtime_bench.table(targets)]
+        write_text_atomic(out / "runtime.md", "\n".join(lines) + "\n")
         out_console.print(f"wrote {out / 'runtime.json'}")
 
 

@@ -40,7 +40,7 @@ def cells(row: BenchRow) -> list[str]:
     ]
 
 
-def _header(report: Report) -> list[str]:
+def header(report: Report) -> list[str]:
     m = report.machine
     gpus = ", ".join(g["name"] for g in m["gpus"]) or "none"
     versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
@@ -56,7 +56,7 @@ def _header(report: Report) -> list[str]:
 def table(report: Report):
     from rich.table import Table
 
-    out = Table(title="rnnedge bench", caption="\n".join(_header(report)).replace("`", ""))
+    out = Table(title="rnnedge bench", caption="\n".join(header(report)).replace("`", ""))
     for name in COLUMNS:
         out.add_column(name, justify="left" if name in ("variant", "backend", "status") else "right")
     for row in report.rows:
@@ -66,7 +66,7 @@ def table(report: Report):
 
 
 def markdown(report: Report) -> str:
-    lines = ["# rnnedge bench", "", *(f"- {line}" for line in _header(report)), "",
+    lines = [*(f"- {line}" for line in header(report)), "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cells(row)) + " |" for row in report.rows]
     notes = [f"- {row.kind} {row.format} {row.precision} on {row.backend}: {row.note}" for row in report.rows
@@ -92,41 +92,45 @@ def chart(report: Report) -> bytes | None:
     import matplotlib.pyplot as plt
 
     rows = report.rows
-    labels = [f"{cells(r)[0]}\n{r.backend}" for r in rows]
-    x = list(range(len(rows)))
-    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(max(15, 1.4 * len(rows) * 2), 5.5),
-                                                 gridspec_kw={"width_ratios": [2, 2, 1.4]})
+    labels = [f"{cells(r)[0]} on {r.backend}" for r in rows]
+    y = list(range(len(rows)))
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 2.2 + 0.32 * len(rows)),
+                                                 gridspec_kw={"width_ratios": [1.3, 1, 1.2]})
     timed_rows = [r for r in rows if r.step_us is not None]
     top = 10 * max((r.step_us[0] for r in timed_rows), default=1.0)
     for i, r in enumerate(rows):
         if r.step_us is None:
-            left.text(i, 1, "n/a", ha="center", va="bottom", fontsize=8, color="gray", rotation=90)
+            left.text(1.1, i, f"n/a ({r.status})", va="center", fontsize=8, color="gray")
             continue
         p50, p99 = r.step_us[0], r.step_us[2]
-        left.bar(i, p50, color="tab:blue" if r.status == OK else "tab:red")
-        left.plot([i, i], [p50, min(p99, top)], color="black", lw=1)
-        if p99 > top:
-            left.annotate(f"p99 {p99:,.0f}", (i, top), fontsize=7, ha="center", va="top")
-    left.set(yscale="log", ylim=(1, top), ylabel="us per step (batch 1: bar p50, line p99)", title="latency")
+        left.barh(i, p50, color="tab:blue" if r.status == OK else "tab:red")
+        left.plot([p50, min(p99, top)], [i, i], color="black", lw=1)
+        left.text(min(p99, top), i, f" {p50:.1f}" + (f" (p99 {p99:,.0f})" if p99 > top else ""), va="center",
+                  fontsize=7)
+    left.set(xscale="log", xlim=(1, top * 3), xlabel="us per step at batch 1 (bar p50, line to p99)",
+             title="latency")
+    left.set_yticks(y, labels, fontsize=8)
+    left.invert_yaxis()
     best = [max(r.pool_steps_per_s.items(), key=lambda item: item[1], default=None) for r in rows]
     for i, pool in enumerate(best):
         if pool is None:
-            middle.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8, color="gray", rotation=90)
+            middle.text(0, i, " n/a", va="center", fontsize=8, color="gray")
         else:
-            middle.bar(i, pool[1], color="tab:green")
-            middle.text(i, pool[1], f"N={pool[0]:,}", ha="center", va="bottom", fontsize=7)
-    middle.set(ylabel="stream-steps / s (best pool size N)", title="throughput (batched pool)")
-    for axis in (left, middle):
-        axis.set_xticks(x, labels, rotation=60, fontsize=7, ha="right")
+            middle.barh(i, pool[1], color="tab:green")
+            middle.text(pool[1], i, f" {pool[1]:,.0f} (N={pool[0]:,})", va="center", fontsize=7)
+    middle.set(xlabel="stream-steps / s, best pool size N", title="throughput (batched pool)")
+    middle.set_xlim(0, 1.45 * max([p[1] for p in best if p] or [1]))
+    middle.set_yticks(y, [])
+    middle.invert_yaxis()
     scored = [r for r in rows if r.score is not None and r.file_bytes]
     for r in scored:
         right.scatter(r.file_bytes / 1024, r.score, color="tab:blue" if r.status == OK else "tab:red")
-        right.annotate(f"{cells(r)[0]} ({r.backend})", (r.file_bytes / 1024, r.score), fontsize=7,
-                       xytext=(3, 3), textcoords="offset points")
+        right.annotate(cells(r)[0], (r.file_bytes / 1024, r.score), fontsize=7, xytext=(3, 3),
+                       textcoords="offset points")
     metric = get_task(report.task).metric
     right.set(xscale="log", xlabel="file size (KB, T=1 stream file)", ylabel=f"{metric} (reference slice)",
               title="size vs " + metric)
-    machine = _header(report)[1].replace("`", "")
+    machine = header(report)[1].replace("`", "")
     figure.suptitle(f"rnnedge bench: {report.model} ({report.bundle}), {report.created}\n{machine}", fontsize=9)
     figure.tight_layout()
     buffer = io.BytesIO()

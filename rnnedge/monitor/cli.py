@@ -195,7 +195,7 @@ def evaluate_alarms_command(
                    f"{m['false_alarms_per_hour']:.2f}/h, median delay "
                    + ("-" if m["median_delay_s"] is None else f"{m['median_delay_s']:.2f} s")
                    + f", sensor_check {m['sensor_check_hours'] * 3600:.0f} s")
-    typer.echo(f"wrote {out}/report.json, {out}/operating_point.json" + (", trace.png" if report["trace"] else "")
+    typer.echo(f"wrote {out}/report.json, report.md, operating_point.json" + (", trace.png" if report["trace"] else "")
                + (", placements.png" if report.get("sweep_plot") else ""))
     if point is None and write_bundle:  # chosen here, on validation: the bundle's point from now on
         try:

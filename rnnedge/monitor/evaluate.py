@@ -34,6 +34,7 @@ from rnnedge.monitor.faults import FaultDetector
 from rnnedge.monitor.frame import UprightFrame
 from rnnedge.monitor.gaps import gap_condition
 from rnnedge.monitor.operating_point import OperatingPoint
+from rnnedge.monitor.report_md import markdown
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
 from rnnedge.monitor.splice import fault_conditions
 from rnnedge.monitor.sweep import at_rate, axis_rotations, on_feet, random_rotations, rotate
@@ -228,6 +229,7 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
         report["sweep_plot"] = plot_sweep(report["sweep"], out_dir / "placements.png")
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    write_text_atomic(out_dir / "report.md", markdown(report))
     return report
 
 

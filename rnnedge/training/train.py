@@ -217,7 +217,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
         checkpoint.save(Path(out_dir) / "model.pt")
         plot_history(history, Path(out_dir) / "training_curve.png", best[1],
                      f"{model_config.cell} {model_config.num_layers}x{model_config.hidden_size}, {task.name} on "
-                     f"{train_data.source}", task.metric)
+                     f"{train_data.source}", task.metric, "cross-entropy" if task.classes else "MSE")
     return TrainResult(checkpoint, history, best[1])
 
 
@@ -235,7 +235,7 @@ def input_range(data: Dataset) -> list[list[float]]:
     return [[float(lo), float(hi)] for lo, hi in zip(stacked.min(axis=0), stacked.max(axis=0), strict=True)]
 
 
-def plot_history(history: list[dict], path: Path, best_epoch: int, title: str, metric: str) -> None:
+def plot_history(history: list[dict], path: Path, best_epoch: int, title: str, metric: str, loss: str) -> None:
     """Train loss and the validation metric per epoch, the kept (best) epoch marked."""
     import matplotlib
 
@@ -245,9 +245,9 @@ def plot_history(history: list[dict], path: Path, best_epoch: int, title: str, m
     epochs = [h["epoch"] for h in history]
     fig, left = plt.subplots(figsize=(7, 4))
     lines = left.plot(epochs, [h["train_loss"] for h in history], "o-", ms=3, color="tab:blue",
-                      label="train loss (cross-entropy or MSE, normalized units)")
+                      label=f"train loss ({loss})")
     left.set_xlabel("epoch")
-    left.set_ylabel("train loss", color="tab:blue")
+    left.set_ylabel(f"train loss ({loss})", color="tab:blue")
     right = left.twinx()
     lines += right.plot(epochs, [h["val_score"] for h in history], "s-", ms=3, color="tab:orange",
                         label=f"validation {metric}")
