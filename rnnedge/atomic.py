@@ -21,6 +21,19 @@ _LEGACY_AGE_S = 600  # temp files of rnnedge < 0.2 (tempfile.mkstemp names, no w
 _swept: set[str] = set()  # folders this process has already cleaned
 
 
+def check_file_target(path: Path, what: str, error: type[Exception]) -> Path:
+    """Refuse, before any work, a file output that can never be written where the user meant it: it must be a
+    regular file (or not exist yet) in a folder that exists and is writable (a typo in the folder is not
+    silently created). `error` is the caller's error type; `what` names the option in the message."""
+    if path.exists() and not path.is_file():
+        raise error(f"{path}: is not a regular file; {what} names a file")
+    if not path.resolve().parent.is_dir():
+        raise error(f"{path}: its folder {path.parent} does not exist")
+    if not os.access(path.resolve().parent, os.W_OK | os.X_OK):
+        raise error(f"{path}: its folder {path.parent} is not writable")
+    return path
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Call `write(fileobj)` on a temp file beside `path`, then atomically replace `path` with it.
     OSError (with the path) when the folder or the file cannot be written."""

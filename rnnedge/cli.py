@@ -3,9 +3,12 @@ them together and turns every RnnedgeError (and other user errors) into one line
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
-import click
 import typer
 
 from rnnedge.errors import RnnedgeError
@@ -54,13 +57,26 @@ _register(sys.argv)
 WORDS = {"str": "TEXT", "Path": "PATH", "float": "NUMBER", "int": "INTEGER"}
 
 
-def plain_words(command: click.Command) -> click.Command:
-    """`command` (and its subcommands) with arguments shown by NAME, values by a word, flags bare."""
+def finite(process: Callable, param: Any) -> Callable:
+    """`process` refusing nan and inf: a float option takes them, and a NaN passes every range check."""
+
+    def checked(ctx: typer.Context, value: object) -> object:
+        result = process(ctx, value)
+        if isinstance(result, float) and not math.isfinite(result):
+            raise typer.BadParameter(f"{value!r} is not a finite number", ctx=ctx, param=param)
+        return result
+
+    return checked
+
+
+def plain_words(command: Any) -> Any:
+    """`command` (and its subcommands) with arguments shown by NAME, values by a word, flags bare, and every
+    number finite."""
     for sub in getattr(command, "commands", {}).values():
         plain_words(sub)
     make_help = command.get_help_option
 
-    def help_option(ctx: click.Context) -> click.Option | None:
+    def help_option(ctx: typer.Context) -> Any | None:
         option = make_help(ctx)
         if option is not None:
             option.display_type_rich = lambda ctx: None
@@ -68,6 +84,7 @@ def plain_words(command: click.Command) -> click.Command:
 
     command.get_help_option = help_option
     for param in command.params:
+        param.process_value = finite(param.process_value, param)
         described = getattr(param, "type_descriptor", None)
         if param.param_type_name == "argument":
             name = param.metavar or param.name.upper()
@@ -86,12 +103,33 @@ def plain_words(command: click.Command) -> click.Command:
     return command
 
 
+# Commands whose results are files (stdout only says what was written); the others' results are their output.
+WRITE_FILES = {"train", "import-torch", "export", "bench", "evaluate-alarms", "sample-csv", "report", "fleet"}
+
+
+def closed_stdout(argv: list[str]) -> None:
+    """Python sets sys.stdout to None when it was closed before the start (`rnnedge ... >&-`), and every print then
+    vanishes: refuse at once where the results would be lost, else let the notes about written files go."""
+    writes_files = argv[1:2] and (argv[1] in WRITE_FILES or (argv[1] == "monitor" and (
+        "-o" in argv or "--output" in argv or any(a.startswith("--output=") for a in argv))))
+    if not writes_files:
+        raise RnnedgeError("standard output is closed: the results cannot be written (redirect it to a file, or "
+                           "give the command's --output where it has one)")
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process's stdout, for its whole life)
+
+
 def main() -> None:
     """Console entry point: user errors exit 2 with one line, never a traceback."""
     try:
+        if sys.stdout is None:
+            closed_stdout(sys.argv)
         plain_words(typer.main.get_command(app))(standalone_mode=True)
     except RnnedgeError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except BrokenPipeError:  # the reader went away (`rnnedge schema | head -1`): say so once, not at exit again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        typer.secho("error: standard output: the reader went away (Broken pipe)", err=True, fg=typer.colors.RED)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -109,6 +109,10 @@ def evaluate_command(
     if out is not None:
         write_text_atomic(out / "evaluation.json", json.dumps(rows, indent=1, default=_plain))
         typer.echo(f"wrote {out / 'evaluation.json'}")
+    failed = [row["model"] for row in rows if "error" in row]
+    if failed:  # a file that could not be scored is a failure, not a table cell to overlook
+        raise RnnedgeError(f"{model}: {len(failed)} of {len(rows)} files could not be scored ({', '.join(failed)}; "
+                           "the table says why)")
 
 
 def _model_meta(model: Path) -> dict:

@@ -148,8 +148,8 @@ def load_csv(
     placeholder, never matched), e.g. the training split's `Dataset.label_names` when loading its test split;
     a label not in it is a DataError naming file, row and column. Names are stripped of surrounding spaces.
     """
-    if sample_rate_hz <= 0:
-        raise DataError(f"sample rate must be positive, got {sample_rate_hz}")
+    if not 0 < sample_rate_hz < math.inf:
+        raise DataError(f"sample rate must be a positive number of Hz, got {sample_rate_hz}")
     channels = [_name(c, "channel") for c in channels]
     if not channels:
         raise DataError("no channel columns given")

@@ -165,9 +165,11 @@ def report_command(
 ) -> None:
     """Write one self-contained HTML page for a bundle: the model, its files (size, accuracy, parity), the
     benchmark, the alarms and the microcontroller fit. Opens offline in any browser."""
+    from rnnedge.atomic import check_file_target
     from rnnedge.devices import page
+    from rnnedge.errors import RnnedgeError
 
-    out = out or bundle.resolve().parent / "report.html"
+    out = check_file_target(out or bundle.resolve().parent / "report.html", "--out", RnnedgeError)
     typer.echo(f"wrote {page.write(bundle, out, bench, alarms)}")
 
 

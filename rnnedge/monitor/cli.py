@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from rnnedge.atomic import check_file_target
 from rnnedge.choices import STREAMING_PRECISION, Backend, Precision, key_from, verify_key_option
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.frame import ATTACH_POSTURES, DEFAULT_ATTACH
@@ -94,10 +95,7 @@ def _distinct_paths(input: str, output: Path | None, snapshot: Path | None) -> N
             if flag < other and path == there:
                 raise MonitorError(f"{flag} and {other} are the same file ({path}): one would destroy the other")
     if output is not None:
-        if output.exists() and not output.is_file():
-            raise MonitorError(f"{output}: --output is not a regular file")
-        if not output.resolve().parent.is_dir():
-            raise MonitorError(f"{output}: its folder does not exist")
+        check_file_target(output, "--output", MonitorError)
 
 
 def evaluate_alarms_command(
@@ -219,6 +217,7 @@ def sample_csv_command(
     from rnnedge.data.hapt import load_hapt
     from rnnedge.monitor.sources import hapt_recording
 
+    check_file_target(out, "--out", MonitorError)
     data, rec = load_hapt(), hapt_recording(recording)
     start = 0
     if from_lying:
@@ -230,8 +229,6 @@ def sample_csv_command(
     lines = [",".join(["t", *data.channels])]
     lines += [",".join([f"{i / data.sample_rate_hz:.2f}", *(f"{v:.6f}" for v in row)])
               for i, row in enumerate(rec.signals[start:end].tolist())]
-    if out.exists() and not out.is_file():
-        raise MonitorError(f"{out}: not a regular file")
     write_text_atomic(out, "\n".join(lines) + "\n")
     typer.echo(f"wrote {out}: {end - start} samples ({(end - start) / data.sample_rate_hz:.1f} s) of {rec.name}"
                + (" from its first lying sample" if from_lying else ""))

@@ -75,7 +75,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from rnnedge.atomic import write_text_atomic
+from rnnedge.atomic import check_file_target, write_text_atomic
 from rnnedge.errors import RnnedgeError
 from rnnedge.monitor.alarm import Alarm
 from rnnedge.monitor.errors import MonitorError, bounded
@@ -152,7 +152,7 @@ class Monitor:
         self.save_due = False
         self.stream_file: Path | None = None
         if self.snapshot:
-            _check_snapshot_place(self.snapshot)
+            check_file_target(self.snapshot, "--snapshot", MonitorError)
             self._lock = _hold_lock(self.snapshot)  # one live monitor per snapshot path, released when it ends
         if state is not None and self.snapshot:
             raise MonitorError("resume from a snapshot file or from an in-memory state, not both")
@@ -678,17 +678,6 @@ def json_line(record: dict) -> str:
     if bad:
         record = {**{key: None if key in bad else value for key, value in record.items()}, "non_finite": bad}
     return json.dumps(record, allow_nan=False)
-
-
-def _check_snapshot_place(snapshot: Path) -> None:
-    """Refuse a snapshot path that can never be written, at start rather than at the first save: a snapshot is a
-    regular file in a folder that exists (a typo in the folder is not silently created)."""
-    if snapshot.exists() and not snapshot.is_file():
-        raise MonitorError(f"{snapshot}: is not a regular file; --snapshot names a file")
-    if not snapshot.parent.is_dir():
-        raise MonitorError(f"{snapshot}: its folder {snapshot.parent} does not exist")
-    if not os.access(snapshot.parent, os.W_OK | os.X_OK):
-        raise MonitorError(f"{snapshot}: its folder {snapshot.parent} is not writable")
 
 
 def _hold_lock(snapshot: Path) -> int:
