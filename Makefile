@@ -15,7 +15,7 @@ export COLUMNS ?= 160
 # apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.
 FLEET_VENV ?= .cache/venv-fleet
 
-.PHONY: install train export bench alarms test lint clean fleet-env fleet-bench lock
+.PHONY: install train export bench alarms readme test lint clean fleet-env fleet-bench lock
 
 # Every environment installs from a committed lock (requirements/*.txt: exact versions with sha256 hashes, made
 # by pip-tools' pip-compile); rnnedge itself goes in on top without resolving anything (--no-deps).
@@ -60,6 +60,11 @@ alarms: install $(CHECKPOINT)
 			--operating-point $(ART)/alarms-$$backend-int8/operating_point.json --out $(ART)/alarms-$$backend-int8-lying \
 			|| exit 1; \
 	done
+
+# the tables in README.md and docs/ that quote measurements are the files the measuring commands wrote (machine
+# and date on top), pasted between <!-- paste: PATH --> and <!-- end paste --> (scripts/paste_results.py)
+readme:
+	$(PYTHON) scripts/paste_results.py README.md docs/*.md
 
 lint: install
 	$(BIN)/ruff check rnnedge tests

@@ -16,11 +16,14 @@ A manifest is not trusted further than it is checked: file names are plain names
 before anything is opened; symlinks out of the folder are refused), its size, nesting and every count are
 bounded, its sizes must agree with each other (and the runtime checks them against the model file at load), and
 a deployment that wants more can sign it (`sign_bundle`, then `rnnedge.runtime.load(..., verify_key=KEY)`): an
-HMAC-SHA256 over the manifest's exact bytes, which hold every file's sha256.
+HMAC-SHA256 over the manifest's exact bytes, which hold every file's sha256. Unsigned, a manifest still carries
+its own `checksum` (sha256 of its content), so an edit by hand (channels swapped, labels renamed, the sample rate
+halved: every alarm would change without a word) is refused; an edit on purpose is a re-export, or a signature.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 
 from rnnedge.atomic import write_bytes_atomic, write_text_atomic
-from rnnedge.digest import sha256_file
+from rnnedge.digest import sha256_bytes, sha256_file
 from rnnedge.errors import BundleError
 
 if TYPE_CHECKING:
@@ -124,6 +127,18 @@ class Quantized(_Strict, kw_only=True):
     zero_point: int
 
 
+class PlainC(_Strict, kw_only=True):
+    """The same integer-only file as a plain C99 library (rnnedge.export.cgen): TFLite Micro's integers without
+    its interpreter: `void <step>(int16_t *state, const int16_t *x, int16_t *y)`, the state owned by the caller."""
+
+    source: FileName
+    source_sha256: Sha256
+    header: FileName  # sizes, I/O scales, labels, the step's declaration
+    header_sha256: Sha256
+    step: str  # the step function's name
+    scratch_bytes: Count  # on the stack during a step
+
+
 class Mcu(_Strict, kw_only=True):
     """A microcontroller build of an integer-only file (rnnedge.export.mcu, docs/mcu.md)."""
 
@@ -135,6 +150,7 @@ class Mcu(_Strict, kw_only=True):
     arena_bytes: Count  # tensor arena TFLite Micro allocated to run it (measured on a 64-bit host: an upper bound
     # for 32-bit Cortex-M, whose pointers are half the size)
     flash_bytes: Count  # the model array (the .tflite file's bytes)
+    c: PlainC | None = None  # a16w8 files; None where the generator does not compute the file (int8 activations)
 
 
 class ModelFile(_Strict, kw_only=True):
@@ -211,6 +227,9 @@ class Manifest(_Strict, kw_only=True):
     reference: Reference | None = None
     provenance: dict[str, Any] = {}
     operating_point: OperatingPointFile | None = None
+    # sha256 of the rest (manifest_checksum), written by every rnnedge that writes a manifest; None only in
+    # bundles from before it (rnnedge < 0.2), whose edits therefore go unseen unless signed
+    checksum: Sha256 | None = None
 
     def find(self, fmt: str, precision: str = "fp32", graph: str = "stream",
              chunk_len: int | None = None) -> ModelFile:
@@ -238,7 +257,17 @@ def read_manifest(bundle: str | Path, verify_key: bytes | None = None) -> Manife
         raise BundleError(f"{path}: manifest larger than {MAX_MANIFEST_BYTES} bytes; refused")
     if verify_key is not None:
         _verify_signature(Path(bundle), text, verify_key)
-    return _decode(text, str(path))
+    manifest = _decode(text, str(path))
+    if manifest.checksum is not None and manifest.checksum != manifest_checksum(json.loads(text)):
+        raise BundleError(f"{path}: the manifest was edited after rnnedge wrote it (its checksum no longer "
+                          "matches): re-export the bundle, or sign the bundles you edit on purpose")
+    return manifest
+
+
+def manifest_checksum(raw: dict) -> str:
+    """sha256 of a manifest's content without its own checksum: key order and spacing do not count, values do."""
+    body = {key: value for key, value in raw.items() if key != "checksum"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 class _Versioned(msgspec.Struct):
@@ -406,10 +435,12 @@ def write_manifest(bundle: str | Path, manifest: Manifest) -> Path:
     """Write atomically, after checking that what is written reads back as a valid manifest (Struct
     construction does not check types: a numpy scalar or a wrong type would otherwise reach the file)."""
     try:
-        text = msgspec.json.encode(manifest, enc_hook=_plain)
+        text = msgspec.json.encode(msgspec.structs.replace(manifest, checksum=None), enc_hook=_plain)
     except TypeError as exc:
         raise BundleError(f"manifest not serializable: {exc}") from None
     _decode(text, "manifest to write")
+    text = msgspec.json.encode(msgspec.structs.replace(manifest, checksum=manifest_checksum(json.loads(text))),
+                               enc_hook=_plain)
     return write_text_atomic(Path(bundle) / MANIFEST_NAME, msgspec.json.format(text, indent=2).decode() + "\n")
 
 

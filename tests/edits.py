@@ -15,3 +15,16 @@ def set_at(path: str, value) -> Callable[[dict], None]:
         document[last] = value
 
     return edit
+
+
+def write_manifest_json(folder, manifest: dict, rehash: bool = True) -> None:
+    """Write an edited manifest dict into a bundle folder, its checksum recomputed (so what lies beyond the
+    checksum is what a case tests), or left as it was (`rehash=False`: a hand edit, which the checksum refuses)."""
+    import json
+    from pathlib import Path
+
+    from rnnedge.bundle import manifest_checksum
+
+    if rehash and manifest.get("checksum") is not None:
+        manifest["checksum"] = manifest_checksum(manifest)
+    (Path(folder) / "manifest.json").write_text(json.dumps(manifest))

@@ -131,3 +131,24 @@ def test_every_doc_block_runs(workdir):
     events = (workdir / "alarms.jsonl").read_text().splitlines()  # a 2-epoch model: alarms or not, a summary
     assert '"event": "summary"' in events[-1]
     assert len(ran) >= 8, outputs.keys()
+
+
+def test_measured_tables_are_pasted_from_the_files_their_commands_wrote(tmp_path):
+    """Each paste region names the file a measuring command writes, and holds it (machine and date on top),
+    not a number typed by hand; the paste script replaces a region's body with its file."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from paste_results import REGION, paste
+
+    regions = [(path, m) for path in DOCS for m in REGION.finditer(path.read_text(encoding="utf-8"))]
+    assert len(regions) >= 3
+    for path, match in regions:
+        assert re.fullmatch(r"artifacts/[\w.-]+/(bench|runtime|report)\.md", match.group("path")), match.group("path")
+        assert "- machine: " in match.group("body"), f"{path.name}: {match.group('path')} was not pasted"
+    (tmp_path / "artifacts" / "x").mkdir(parents=True)
+    (tmp_path / "artifacts" / "x" / "bench.md").write_text("- machine: here\n\n| a |\n|---|\n| 1 |\n")
+    text = "before\n<!-- paste: artifacts/x/bench.md -->\nold\n<!-- end paste -->\nafter\n" \
+           "<!-- paste: artifacts/y/bench.md -->\nkept\n<!-- end paste -->\n"
+    new, missing = paste(text, tmp_path)
+    assert new == "before\n<!-- paste: artifacts/x/bench.md -->\n- machine: here\n\n| a |\n|---|\n| 1 |\n" \
+                  "<!-- end paste -->\nafter\n<!-- paste: artifacts/y/bench.md -->\nkept\n<!-- end paste -->\n"
+    assert missing == ["artifacts/y/bench.md"]

@@ -158,7 +158,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
                     reason = task.gate(torch_score[variant.graph], entry.score, variant.precision) \
                         or _not_smaller(entry, base)
                     if not reason and variant.precision in integer.PRECISIONS:  # C++ sources, only if shipped
-                        entry = _integer_entry(entry, path)
+                        entry = _integer_entry(entry, path, list(ckpt.labels))
                 except Exception as exc:  # noqa: BLE001 - a best-effort variant never fails the export
                     entry, reason = None, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                 if reason:
@@ -193,6 +193,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
             provenance=_provenance(ckpt, source, time.monotonic() - started),
         )
         write_manifest(staging, manifest)
+        manifest = read_manifest(staging)  # as written: with its checksum
         if sign_key is not None:
             sign_bundle(staging, sign_key)
         _recheck(staging)
@@ -365,10 +366,12 @@ def _entry(variant: Variant, path: Path, parity, score: float, base: ModelFile |
                      runtimes=RUNTIMES[variant.format], parity=parity, score=score, notes=notes)
 
 
-def _integer_entry(entry: ModelFile, path: Path) -> ModelFile:
-    """An integer-only file's I/O quantization, TFLite Micro build (C++ sources beside it) and runtimes."""
-    build, quantization = mcu.mcu_build(path)
-    return msgspec.structs.replace(entry, quantization=quantization, mcu=build,
+def _integer_entry(entry: ModelFile, path: Path, labels: list[str]) -> ModelFile:
+    """An integer-only file's I/O quantization, TFLite Micro build (C++ sources beside it, and plain C where the
+    generator computes it: the reason in the notes where not) and runtimes."""
+    build, quantization, no_c = mcu.mcu_build(path, labels)
+    notes = "; ".join(n for n in (entry.notes, no_c and f"no plain C: {no_c}") if n)
+    return msgspec.structs.replace(entry, quantization=quantization, mcu=build, notes=notes,
                                    runtimes=["tflite-micro", *entry.runtimes])
 
 

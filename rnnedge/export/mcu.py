@@ -8,12 +8,14 @@ The arena is measured here on a 64-bit host: TFLite Micro's per-node and per-ten
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
-from rnnedge.bundle import Mcu, Quantized
+from rnnedge.bundle import Mcu, PlainC, Quantized
 from rnnedge.digest import sha256_file
-from rnnedge.errors import ExportError
+from rnnedge.errors import BundleError, ExportError
+from rnnedge.export import cgen
 from rnnedge.export.tflite_export import native_stderr_held
 from rnnedge.runtime.tflm import TFLMBackend, interpreter_module
 
@@ -113,8 +115,24 @@ const size_t g_{name}_model_len = {len(model)};
     return source_path, header_path
 
 
-def mcu_build(path: Path) -> tuple[Mcu, dict[str, Quantized]]:
-    """Measure an integer-only stream file with TFLite Micro and write its C++ sources beside it."""
+def plain_c(path: Path, labels: list[str]) -> tuple[PlainC | None, str]:
+    """The file as a plain C library beside it (`<stem>.c/.h`); or None and why the generator does not compute
+    it (int8 activations: a8w8; an operator it lacks)."""
+    prefix = _identifier(path.stem)
+    try:
+        files = cgen.generate(path.read_bytes(), prefix, labels, path.name)
+    except BundleError as exc:
+        return None, str(exc)
+    written = {name: write_text_atomic(path.with_name(name), text) for name, text in files.items()}
+    source, header = written[f"{prefix}.c"], written[f"{prefix}.h"]
+    scratch = int(re.search(r"_SCRATCH_BYTES (\d+)", files[header.name]).group(1))
+    return PlainC(source=source.name, source_sha256=sha256_file(source), header=header.name,
+                  header_sha256=sha256_file(header), step=f"{prefix}_step", scratch_bytes=scratch), ""
+
+
+def mcu_build(path: Path, labels: list[str]) -> tuple[Mcu, dict[str, Quantized], str]:
+    """Measure an integer-only stream file with TFLite Micro and write its C++ sources (and, for int16
+    activations, its plain C library) beside it; the last item says why there is no plain C, if there is none."""
     model = path.read_bytes()
     quant = quantization(path)
     if set(quant) != {"x", "state", "y", "state_out"}:
@@ -125,5 +143,7 @@ def mcu_build(path: Path) -> tuple[Mcu, dict[str, Quantized]]:
                           "feed one back as the other")
     arena, ops = arena_bytes(model), op_names(model)
     source, header = write_sources(path, arena, ops, quant)
+    c, no_c = plain_c(path, labels)
     return Mcu(source=source.name, source_sha256=sha256_file(source), header=header.name,
-               header_sha256=sha256_file(header), ops=ops, arena_bytes=arena, flash_bytes=len(model)), quant
+               header_sha256=sha256_file(header), ops=ops, arena_bytes=arena, flash_bytes=len(model), c=c), \
+        quant, no_c

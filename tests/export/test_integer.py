@@ -114,8 +114,11 @@ def test_integer_only_and_tflite_micro_equals_litert(files, precision, hapt_smal
 
 def test_mcu_build(files):
     path = files["a16w8"]
-    build, quant = mcu.mcu_build(path)
+    build, quant, no_c = mcu.mcu_build(path, ["a", "b"])
     model = path.read_bytes()
+    assert build.c is not None and no_c == "" and build.c.step == "stream_t1_a16w8_step"
+    assert (path.parent / build.c.source).is_file() and "#define STREAM_T1_A16W8_STATE" in \
+        (path.parent / build.c.header).read_text()
     assert build.flash_bytes == len(model) and set(quant) == {"x", "state", "y", "state_out"}
     assert mcu._runs(model, build.arena_bytes) and not mcu._runs(model, build.arena_bytes - 1)
     assert "FULLY_CONNECTED" in build.ops and "DEQUANTIZE" not in build.ops
@@ -126,3 +129,8 @@ def test_mcu_build(files):
     assert f"constexpr size_t stream_t1_a16w8_arena_bytes = {build.arena_bytes};" in header
     for op in build.ops:
         assert f"resolver.Add{''.join(w.capitalize() for w in op.split('_'))}();" in header
+
+
+def test_no_plain_c_for_int8_activations(files):
+    build, _, no_c = mcu.mcu_build(files["a8w8"], [])
+    assert build.c is None and "a16w8" in no_c  # int8 activations: the generator computes a16w8

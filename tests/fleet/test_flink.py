@@ -22,6 +22,7 @@ import pytest
 from rnnedge.digest import sha256_file
 from rnnedge.monitor import Monitor
 from rnnedge.monitor.sources import csv_rows
+from tests.edits import write_manifest_json
 from tests.fleet.conftest import (
     bed_signals,
     comparable,
@@ -168,7 +169,7 @@ def test_restore_with_another_model_is_refused(fleet_bin, bundle, beds, savepoin
     graph.doc_string = "another model"  # other bytes, other sha256: to the fleet, another model
     onnx.save(graph, other / entry["path"])
     entry["sha256"], entry["size_bytes"] = sha256_file(other / entry["path"]), (other / entry["path"]).stat().st_size
-    (other / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest_json(other, manifest)
     process = fleet(fleet_bin, other, "--input", beds[0], "--output", tmp_path / "out", "--precision", "fp32",
                     "--parallelism", 1, "--restore", savepoint[0])
     _, err = process.communicate(timeout=RUN_S)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rnnedge.export import export_bundle
+from tests.edits import write_manifest_json
 from tests.runtime.conftest import held_out, make_checkpoint
 
 
@@ -24,14 +25,15 @@ def small_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def bundle_copy(small_bundle, tmp_path) -> Callable[..., Path]:
-    """copy(edit=None) -> a fresh copy of the bundle, its manifest passed through `edit(dict)` if given."""
+    """copy(edit=None, rehash=True) -> a fresh copy of the bundle, its manifest passed through `edit(dict)` if
+    given, its checksum recomputed unless `rehash` is False (a hand edit)."""
 
-    def copy(edit: Callable[[dict], object] | None = None) -> Path:
+    def copy(edit: Callable[[dict], object] | None = None, rehash: bool = True) -> Path:
         folder = Path(shutil.copytree(small_bundle, tmp_path / f"bundle{len(list(tmp_path.iterdir()))}"))
         if edit is not None:
             manifest = json.loads((folder / "manifest.json").read_text())
             edit(manifest)
-            (folder / "manifest.json").write_text(json.dumps(manifest))
+            write_manifest_json(folder, manifest, rehash)
         return folder
 
     return copy

@@ -26,7 +26,7 @@ from rnnedge.errors import (
     UnknownStreamError,
 )
 from rnnedge.runtime.snapshot import MAGIC, Snapshot, save_snapshot
-from tests.edits import set_at
+from tests.edits import set_at, write_manifest_json
 
 GLITCH = 1e30  # finite: LiteRT's fp32 kernels turn it into a NaN state (ONNX Runtime saturates)
 KEY = b"k" * 32
@@ -110,7 +110,7 @@ def _garbage_model(c: Ctx) -> Path:
     entry = _onnx_entry(manifest)
     (folder / entry["path"]).write_bytes(b"\x08\x07garbage" * 100)
     entry.update(sha256=sha256_file(folder / entry["path"]), size_bytes=800)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest_json(folder, manifest)
     return folder
 
 
@@ -136,7 +136,7 @@ def _corrupt_reference(c: Ctx, data: bytes) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     (folder / "reference.npz").write_bytes(data)
     manifest["reference"]["sha256"] = sha256_file(folder / "reference.npz")
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest_json(folder, manifest)
     read_reference(folder, read_manifest(folder))
 
 
@@ -158,7 +158,7 @@ def _signed(c: Ctx, edit: Callable[[dict], object] | None = None, key: bytes = K
     if edit is not None:
         manifest = json.loads((folder / "manifest.json").read_text())
         edit(manifest)
-        (folder / "manifest.json").write_text(json.dumps(manifest))
+        write_manifest_json(folder, manifest)
     return rt.load(folder, verify_key=key)
 
 
@@ -278,6 +278,16 @@ RAISES = [  # (case, action, exception, message)
     ("70k labels", lambda c: c.model(set_at("output.labels", ["x"] * 70_000)), BundleError, r"output.labels"),
     ("sha256 not hex", lambda c: c.model(lambda m: _onnx_entry(m).update(sha256="../" * 20 + "ab")), BundleError,
      r"sha256"),
+    # --- the bundle: edits by hand, unsigned (issue 27): the manifest's own checksum -------------------------------
+    *((f"unsigned, {name} by hand", lambda c, edit=edit: rt.load(c.copy(edit, rehash=False), backend="onnxruntime"),
+       BundleError, "edited after rnnedge wrote it") for name, edit in (
+        ("channels swapped", lambda m: m["input"]["channels"].reverse()),
+        ("labels swapped", lambda m: m["output"]["labels"].reverse()),
+        ("sample rate halved", lambda m: m["input"].update(sample_rate_hz=m["input"]["sample_rate_hz"] / 2)),
+        ("normalization edited", set_at("input.normalization.std.0", 2.0)),
+        ("torch accuracy edited", set_at("evaluation.torch_score", 0.99)),
+        ("a file's parity edited", set_at("files.0.parity.max_abs_diff_output", 0.0)),
+        ("checksum garbled", set_at("checksum", "0" * 64)))),
     # --- the bundle: signatures (obs 6) -------------------------------------------------------------------------
     ("signed, then labels edited", lambda c: _signed(c, lambda m: m["output"]["labels"].reverse()), BundleError,
      "signature mismatch"),

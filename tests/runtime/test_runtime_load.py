@@ -13,6 +13,7 @@ import pytest
 import rnnedge.runtime as rt
 from rnnedge.bundle import SIGNATURE_NAME, json_schema, read_key, sign_bundle
 from rnnedge.errors import BackendUnavailableError, BundleError
+from tests.edits import write_manifest_json
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
@@ -76,7 +77,7 @@ def test_invalid_manifests_are_refused_with_where(bundle, tmp_path, edit, messag
     copy = shutil.copytree(bundle, tmp_path / "bundle")
     manifest = json.loads((copy / "manifest.json").read_text())
     edit(manifest)
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest_json(copy, manifest)
     with pytest.raises(BundleError, match=message):
         rt.load(copy)
 
@@ -153,7 +154,7 @@ def test_signed_bundles_load_with_their_key_only(bundle, tmp_path):
     rt.load(copy)  # a deployment that asks for no signature does not check it
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["input"]["sample_rate_hz"] = 100.0
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest_json(copy, manifest)
     with pytest.raises(BundleError, match="signature mismatch"):
         rt.load(copy, verify_key=key)
     with pytest.raises(BundleError, match="cannot read the key"):
