@@ -15,7 +15,7 @@ export COLUMNS ?= 160
 # apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.
 FLEET_VENV ?= .cache/venv-fleet
 
-.PHONY: install train export bench alarms readme test lint clean fleet-env fleet-bench lock
+.PHONY: install train export bench alarms mcu readme test lint clean fleet-env fleet-bench lock
 
 # Every environment installs from a committed lock (requirements/*.txt: exact versions with sha256 hashes, made
 # by pip-tools' pip-compile); rnnedge itself goes in on top without resolving anything (--no-deps).
@@ -61,6 +61,13 @@ alarms: install $(CHECKPOINT)
 			|| exit 1; \
 	done
 
+# the bundle's plain C (a16w8) built for Cortex-M4F and M33, run under QEMU on a whole test recording, every output
+# compared with TFLite Micro's; writes $(ART)/mcu/mcu.{json,md}. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi,
+# qemu-system-arm (Debian)
+mcu: install $(CHECKPOINT)
+	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE) --precisions fp32,int8,fp16,a16w8
+	$(BIN)/rnnedge mcu $(BUNDLE) --recording hapt:2:3 --out $(ART)/mcu
+
 # the tables in README.md and docs/ that quote measurements are the files the measuring commands wrote (machine
 # and date on top), pasted between <!-- paste: PATH --> and <!-- end paste --> (scripts/paste_results.py)
 readme:
@@ -95,7 +102,7 @@ fleet-bench: fleet-env $(CHECKPOINT)  ## beds x 50 Hz through the embedded Flink
 # the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet); the bundle page's test renders it in
 # Debian's chromium (.ci/run installs it, as it installs Java)
 test: install lint fleet-env
-	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 RNNEDGE_BROWSER_REQUIRED=1 \
+	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 RNNEDGE_BROWSER_REQUIRED=1 RNNEDGE_MCU_REQUIRED=1 \
 		$(BIN)/python -m pytest -q --durations=15
 
 clean:

@@ -25,7 +25,7 @@ STAGES = {
     "rnnedge.training.cli": ("train", "data", "import-torch"),
     "rnnedge.export.cli": ("export",),
     "rnnedge.evaluate": ("evaluate",),
-    "rnnedge.devices.cli": ("devices", "bench", "report"),
+    "rnnedge.devices.cli": ("devices", "bench", "report", "mcu"),
     "rnnedge.monitor.cli": ("monitor", "evaluate-alarms", "sample-csv"),
     "rnnedge.fleet.cli": ("fleet",),
 }
@@ -104,7 +104,7 @@ def plain_words(command: Any) -> Any:
 
 
 # Commands whose results are files (stdout only says what was written); the others' results are their output.
-WRITE_FILES = {"train", "import-torch", "export", "bench", "evaluate-alarms", "sample-csv", "report", "fleet"}
+WRITE_FILES = {"train", "import-torch", "export", "bench", "evaluate-alarms", "sample-csv", "report", "fleet", "mcu"}
 
 
 def closed_stdout(argv: list[str]) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from rnnedge.data.recording import Dataset, Recording
 from rnnedge.digest import sha256_file
+from rnnedge.errors import DataError
 
 HAPT_PATH = Path(__file__).parent / "hapt" / "hapt.npz"
 HAPT_SHA256 = "fc4a624ee2af57f962e3409e8c2497f04be3d6d8adb602e4dc321a091cc1d586"
@@ -52,3 +53,17 @@ def hapt_sha256(path: Path = HAPT_PATH) -> str:
 
 def hapt_split(split: str) -> Dataset:
     return load_hapt().subset(HAPT_SPLITS[split])
+
+
+def hapt_recording(spec: str) -> Recording:
+    """The Recording named by 'hapt:SUBJECT[:EXPERIMENT]'."""
+    parts = spec.removeprefix("hapt:").split(":")
+    if not 1 <= len(parts) <= 2 or not all(p.isdigit() for p in parts):
+        raise DataError(f"{spec}: expected hapt:SUBJECT or hapt:SUBJECT:EXPERIMENT (numbers)")
+    subject = int(parts[0])
+    found = [r for r in load_hapt().recordings if r.subject == subject
+             and (len(parts) == 1 or r.name.startswith(f"hapt-exp{int(parts[1]):02d}-"))]
+    if not found:
+        names = ", ".join(r.name for r in load_hapt().recordings if r.subject == subject) or "none (subjects 1-30)"
+        raise DataError(f"{spec}: no such HAPT recording (subject {subject} has: {names})")
+    return found[0]

@@ -10,6 +10,7 @@ import typer
 
 from rnnedge.choices import Backend, Precision
 from rnnedge.console import table_console
+from rnnedge.devices.cortexm import TARGETS
 from rnnedge.devices.profiles import Budget, Recommendation, recommend
 
 DEFAULT_OUT = Path("artifacts/bench")
@@ -173,7 +174,41 @@ def report_command(
     typer.echo(f"wrote {page.write(bundle, out, bench, alarms)}")
 
 
+def mcu_command(
+    bundle: Path = typer.Argument(..., help="Bundle folder with an integer-only a16w8 file (rnnedge export "
+                                  "--precisions ...,a16w8): its plain C library is what runs."),
+    recording: str = typer.Option("reference", help="What to stream: 'reference' (the bundle's reference.npz), a "
+                                  "bundled HAPT recording (hapt:SUBJECT[:EXPERIMENT]), or 'test' (every HAPT test "
+                                  "recording, each from a zero state)."),
+    target: list[str] = typer.Option([], help="Cortex-M targets (repeatable; default: all): " +
+                                     ", ".join(t.key for t in TARGETS) + "."),
+    out: Path = typer.Option(Path("artifacts/mcu"), help="Folder: mcu.json and mcu.md (the table)."),
+) -> None:
+    """Build the bundle's plain C step into a Cortex-M firmware, run it under QEMU (M4F, M33), compare every output
+    with TFLite Micro's on this machine, and report flash, RAM and instructions per step."""
+    from rnnedge.atomic import write_text_atomic
+    from rnnedge.devices import cortexm
+    from rnnedge.errors import RnnedgeError
+
+    unknown = [t for t in target if t not in {x.key for x in TARGETS}]
+    if unknown:
+        raise RnnedgeError(f"unknown target {unknown[0]!r} (one of {', '.join(x.key for x in TARGETS)})")
+    chosen = [x for x in TARGETS if not target or x.key in target]
+    check = cortexm.check_bundle(bundle, "a16w8", recording, chosen)
+    table = cortexm.markdown(check)
+    typer.echo(table, nl=False)
+    write_text_atomic(out / "mcu.json", json.dumps({"bundle": check.bundle, "file": check.file, "recording":
+                                                    check.recording, "steps": check.steps, "rows": check.rows(),
+                                                    "flatbuffer_bytes": check.flatbuffer_bytes,
+                                                    "arena_bytes": check.arena_bytes}, indent=2) + "\n")
+    write_text_atomic(out / "mcu.md", table)
+    typer.echo(f"wrote {out / 'mcu.json'}, {out / 'mcu.md'}")
+    if any(differing for _, differing in check.runs):
+        raise RnnedgeError("the firmware's outputs differ from TFLite Micro's (the table says where)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("devices")(devices_command)
     app.command("bench")(bench_command)
     app.command("report")(report_command)
+    app.command("mcu")(mcu_command)

@@ -76,10 +76,8 @@ def recording_header(samples: np.ndarray) -> str:
 
 def run(c_files: dict[str, str], prefix: str, samples: np.ndarray, target: Target, state_size: int,
         outputs: int, timeout_s: float = 600) -> Run:
-    """Build the firmware for `target` around the generated library and stream `samples` (int16, quantized)."""
-    lacking = missing_tools()
-    if lacking:
-        raise RnnedgeError(f"{', '.join(lacking)} not found: {INSTALL}")
+    """Build the firmware for `target` around the generated library and stream `samples` (int16, quantized);
+    the tools must be there (check_bundle checks)."""
     with tempfile.TemporaryDirectory(prefix="rnnedge-fw-") as folder:
         work = Path(folder)
         for name, text in c_files.items():
@@ -132,3 +130,131 @@ def _check(command: list[str], cwd: Path) -> None:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RnnedgeError(f"{command[0]} failed: {done.stderr.strip()[-400:]}")
+
+
+@dataclass(frozen=True)
+class Check:
+    """A bundle's plain C on each target against TFLite Micro on this machine, over one recording."""
+
+    bundle: str
+    file: str
+    recording: str
+    steps: int
+    flatbuffer_bytes: int
+    arena_bytes: int
+    runs: list[tuple[Run, int]]  # (run, output integers differing from TFLite Micro's)
+
+    def rows(self) -> list[dict]:
+        rate = self.sample_rate_hz
+        return [{"target": run.target.key, "name": run.target.name, "steps": self.steps, "differing": differing,
+                 "flash_bytes": run.flash_bytes, "ram_bytes": run.ram_bytes, "stack_bytes": run.stack_bytes,
+                 "state_bytes": run.state_bytes, "instructions_per_step": round(run.instructions_per_step),
+                 "worst_instructions": round(run.worst_instructions),
+                 "budget_share": run.instructions_per_step * rate / run.target.clock_hz}
+                for run, differing in self.runs]
+
+    sample_rate_hz: float = 50.0
+
+
+def recordings_of(bundle: Path, recording: str) -> tuple[list[np.ndarray], str]:
+    """Float samples in raw units, one array per recording (each streamed from a zero state): the bundle's
+    reference slice (its first sequence), a HAPT recording (hapt:SUBJECT[:EXPERIMENT]) or every HAPT test one."""
+    if recording == "reference":
+        with np.load(bundle / "reference.npz") as reference:
+            return [reference["x"][0].astype(np.float32)], "the bundle's reference.npz, first sequence"
+    from rnnedge.data.hapt import hapt_recording, hapt_split
+
+    if recording == "test":
+        found = hapt_split("test").recordings
+        return [r.signals.astype(np.float32) for r in found], f"every HAPT test recording ({len(found)})"
+    one = hapt_recording(recording)
+    return [one.signals.astype(np.float32)], f"{recording} ({one.name})"
+
+
+def check_bundle(bundle: Path, precision: str, recording: str, targets: list[Target]) -> Check:
+    """Build and run the bundle's plain C for each target; compare every output integer with TFLite Micro's."""
+    from rnnedge.bundle import read_manifest, verify_file
+    from rnnedge.runtime.fixed_point import carry_params, carry_state
+    from rnnedge.runtime.tflm import interpreter_module
+
+    manifest = read_manifest(bundle)
+    entry = next((f for f in manifest.files if f.precision == precision and f.mcu is not None), None)
+    if entry is None or entry.mcu.c is None:
+        raise RnnedgeError(f"{bundle}: no {precision} file with plain C (export with --precisions ...,a16w8)")
+    lacking = missing_tools()
+    if lacking:
+        raise RnnedgeError(f"{', '.join(lacking)} not found: {INSTALL}")
+    c = entry.mcu.c
+    files = {}
+    for name, digest in ((c.source, c.source_sha256), (c.header, c.header_sha256)):
+        verify_file(bundle, name, digest)
+        files[name] = (bundle / name).read_text()
+    q = entry.quantization
+    recordings, described = recordings_of(bundle, recording)
+    model = (bundle / entry.path).read_bytes()
+    micro = interpreter_module().Interpreter.from_bytes(model, arena_size=max(entry.mcu.arena_bytes * 2, 1 << 16))
+    carry = carry_params(q["state_out"].scale, q["state"].scale)
+    prefix = c.step.removesuffix("_step")
+    totals = {t.key: [] for t in targets}
+    for samples in recordings:
+        x = np.clip(np.round(samples / q["x"].scale) + q["x"].zero_point, -32768, 32767).astype(np.int16)
+        state = np.zeros(manifest.state.size, np.int16)
+        expected = []
+        for row in x:
+            micro.set_input(row.reshape(1, 1, -1), 0)
+            micro.set_input(state.reshape(1, -1), 1)
+            micro.invoke()
+            expected.append(micro.get_output(0).ravel().copy())
+            state = carry_state(micro.get_output(1).ravel(), carry)
+        for target in targets:
+            result = run(files, prefix, x, target, manifest.state.size, manifest.output.size)
+            totals[target.key].append((result, int((result.outputs != np.array(expected)).sum())))
+    runs = [(_pooled([r for r, _ in totals[t.key]]), sum(d for _, d in totals[t.key])) for t in targets]
+    return Check(str(bundle), entry.path, described, sum(len(r) for r in recordings), entry.mcu.flash_bytes,
+                 entry.mcu.arena_bytes, runs, manifest.input.sample_rate_hz)
+
+
+def _pooled(runs: list[Run]) -> Run:
+    """Several recordings' runs on one target as one: instructions averaged over all steps, the worst of each."""
+    steps = [len(r.outputs) for r in runs]
+    per_step = sum(r.instructions_per_step * n for r, n in zip(runs, steps, strict=True)) / sum(steps)
+    first = runs[0]
+    return Run(first.target, np.concatenate([r.outputs for r in runs]), per_step,
+               max(r.worst_instructions for r in runs), first.flash_bytes, first.static_ram_bytes,
+               max(r.stack_bytes for r in runs), first.state_bytes)
+
+
+def markdown(check: Check) -> str:
+    """The table docs/mcu.md and the README paste (scripts/paste_results.py), machine and date on top."""
+    import platform
+    import time
+
+    lines = [f"- bundle `{check.bundle}`, file `{check.file}`; {check.steps} steps of {check.recording}, each "
+             "step's output integers compared with TFLite Micro's reference kernels on the host",
+             f"- machine: {platform.machine()} host, QEMU {_qemu_version()}, arm-none-eabi-gcc {_gcc_version()} -O2; "
+             f"{time.strftime('%Y-%m-%d %H:%M %Z')}",
+             f"- TFLite Micro for the same file: flatbuffer {check.flatbuffer_bytes / 1024:.1f} KB, tensor arena "
+             f"{check.arena_bytes / 1024:.1f} KB (measured on the host; its interpreter and kernels come on top)",
+             "", "| target | outputs differing | model flash KB (text + rodata) | RAM KB (state + stack of a step) | "
+             "instructions per step | share of 20 ms at 64 MHz |", "|---|---|---|---|---|---|"]
+    for row in check.rows():
+        lines.append(f"| {row['name']} | {row['differing']} of {check.steps * _outputs(check):,} | "
+                     f"{row['flash_bytes'] / 1024:.1f} | {row['ram_bytes'] / 1024:.2f} ({row['state_bytes']} + "
+                     f"{row['stack_bytes']} B) | {row['instructions_per_step']:,} (worst "
+                     f"{row['worst_instructions']:,}) | {row['budget_share']:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def _outputs(check: Check) -> int:
+    return check.runs[0][0].outputs.shape[1] if check.runs else 0
+
+
+def _qemu_version() -> str:
+    done = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True)
+    found = re.search(r"version ([\d.]+)", done.stdout)
+    return found.group(1) if found else "?"
+
+
+def _gcc_version() -> str:
+    done = subprocess.run(["arm-none-eabi-gcc", "-dumpversion"], capture_output=True, text=True)
+    return done.stdout.strip() or "?"

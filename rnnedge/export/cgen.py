@@ -10,37 +10,17 @@ the C computes the same integers as TFLite Micro, call by call. RESHAPE aliases,
 Anything else in a graph is refused with its name, before any C is written.
 
 The state crosses calls in the file's `state` quantization: the step requantizes `state_out` into it with
-TFLite Micro's Requantize (`carry_state` here is the same rule in numpy, for a host that drives TFLite Micro)."""
+TFLite Micro's Requantize (rnnedge.runtime.fixed_point.carry_state is the same rule in numpy, for a host that
+drives TFLite Micro)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rnnedge.errors import BundleError
-
-INT16_MIN, INT16_MAX = -32768, 32767
-
-
-def round_away(x: float) -> int:
-    """TfLiteRound (std::round): halves away from zero (Python's round() goes to even)."""
-    return int(math.copysign(math.floor(abs(x) + 0.5), x))
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """QuantizeMultiplier: (multiplier with its fixed point at bit 31, shift; negative is a right shift)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = round_away(q * (1 << 31))
-    if q_fixed == 1 << 31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    return q_fixed, shift
+from rnnedge.runtime.fixed_point import carry_params, quantize_multiplier, round_away
 
 
 def checked_log2(x: float) -> tuple[bool, int]:
@@ -184,9 +164,20 @@ static int32_t mbqm(int32_t x, int32_t multiplier, int shift) { /* MultiplyByQua
     for (d = 0; d < depth; d = end) { /* int32 partial sums: 512 products of int8 x int16 stay below 2^31 */
       int32_t part = 0;
       end = d + 512 < depth ? d + 512 : depth;
+#if defined(__ARM_FEATURE_DSP)
+      for (; d + 4 <= end; d += 4) { /* Cortex-M DSP: two 16x16 products per SMLAD, as CMSIS-NN pairs them */
+        uint32_t w4, i01, i23;
+        memcpy(&w4, row + d, 4);
+        memcpy(&i01, in + d, 4);
+        memcpy(&i23, in + d + 2, 4);
+        part = (int32_t)__smlad(__sxtb16(w4), (i01 & 0xFFFFu) | (i23 << 16), (uint32_t)part);
+        part = (int32_t)__smlad(__sxtb16((w4 >> 8) | (w4 << 24)), (i01 >> 16) | (i23 & 0xFFFF0000u), (uint32_t)part);
+      }
+#else
       for (; d + 4 <= end; d += 4) /* four at a time: the loop's own cost shared by four products */
         part += (int32_t)row[d] * in[d] + (int32_t)row[d + 1] * in[d + 1] + (int32_t)row[d + 2] * in[d + 2]
                 + (int32_t)row[d + 3] * in[d + 3];
+#endif
       for (; d < end; ++d) part += (int32_t)row[d] * in[d];
       acc += part;
     }
@@ -283,28 +274,6 @@ SIGMOID_TABLE = (  # tensorflow/lite/kernels/internal/common.h: sigmoid(i/24) in
     "65534,65534,65534,65535")
 
 
-def carry_state(state_out: np.ndarray, params: tuple[int, int]) -> np.ndarray:
-    """state_out (its own scale) -> the next call's state (the `state` input's scale): TFLite Micro's Requantize
-    (MultiplyByQuantizedMultiplier, int32, double rounding), what the generated step does before it returns."""
-    multiplier, shift = params
-    x = state_out.astype(np.int64)
-    left, right = max(shift, 0), max(-shift, 0)
-    x = x << left
-    ab = x * multiplier
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    high = _trunc_div(ab + nudge, 1 << 31)  # C's division truncates toward zero
-    mask = (1 << right) - 1
-    remainder = high & mask
-    threshold = (mask >> 1) + (high < 0)
-    out = (high >> right) + (remainder > threshold)
-    return np.clip(out, INT16_MIN, INT16_MAX).astype(np.int16)
-
-
-def _trunc_div(a: np.ndarray, b: int) -> np.ndarray:
-    q = np.abs(a) // b
-    return np.where(a < 0, -q, q)
-
-
 def _double(x: float) -> float:
     return float(np.float32(x))
 
@@ -329,7 +298,7 @@ def addsub_params(a: float, b: float, out: float, sub: bool) -> list[tuple[int, 
 def state_carry_params(graph: Graph) -> tuple[int, int]:
     """Requantize state_out into the state input's scale (QUANTIZE's Prepare for int16 -> int16)."""
     state, state_out = graph.tensors[graph.inputs[1]], graph.tensors[graph.outputs[1]]
-    return quantize_multiplier(_double(state_out.scale) / _double(state.scale))
+    return carry_params(state_out.scale, state.scale)
 
 
 class Emitter:
@@ -526,6 +495,9 @@ void {prefix}_step(int16_t *state, const int16_t *x, int16_t *y);
    TFLite Micro's reference kernels' (see rnnedge/export/cgen.py), so the outputs are its integers. */
 #include <stdint.h>
 #include <string.h>
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
 #include "{prefix}.h"
 
 const char *const {prefix}_labels[{max(1, len(labels))}] = {{{names}}};

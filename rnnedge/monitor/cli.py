@@ -214,8 +214,7 @@ def sample_csv_command(
     import numpy as np
 
     from rnnedge.atomic import write_text_atomic
-    from rnnedge.data.hapt import load_hapt
-    from rnnedge.monitor.sources import hapt_recording
+    from rnnedge.data.hapt import hapt_recording, load_hapt
 
     check_file_target(out, "--out", MonitorError)
     data, rec = load_hapt(), hapt_recording(recording)

@@ -185,8 +185,8 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
     when the sensor goes on (frame.py); "lying" streams every recording from its first lying sample (validation and
     test alike). `gaps`: each test subject's recordings back to back through the monitor with the clock jumping
     between them (gaps.py, report["gaps"])."""
+    from rnnedge.data.hapt import hapt_recording
     from rnnedge.monitor.plot import plot_sweep, plot_trace
-    from rnnedge.monitor.sources import hapt_recording
 
     started = time.monotonic()
     manifest, dataset = model.manifest, load_hapt()

@@ -147,7 +147,7 @@ def _lines(pieces: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def hapt_rows(spec: str, channels: list[str], sample_rate_hz: float) -> Iterator[Row]:
-    from rnnedge.data.hapt import load_hapt
+    from rnnedge.data.hapt import hapt_recording, load_hapt
 
     recording = hapt_recording(spec)
     dataset = load_hapt()
@@ -160,23 +160,9 @@ def hapt_rows(spec: str, channels: list[str], sample_rate_hz: float) -> Iterator
 
 def demo_signals() -> np.ndarray:
     """A real recording with get-ups (bundled subject 2), float32 raw units: load for benchmarks."""
+    from rnnedge.data.hapt import hapt_recording
+
     return hapt_recording("hapt:2:3").signals.astype(np.float32)
-
-
-def hapt_recording(spec: str):
-    """The Recording named by 'hapt:SUBJECT[:EXPERIMENT]'."""
-    from rnnedge.data.hapt import load_hapt
-
-    parts = spec.removeprefix("hapt:").split(":")
-    if not 1 <= len(parts) <= 2 or not all(p.isdigit() for p in parts):
-        raise MonitorError(f"{spec}: expected hapt:SUBJECT or hapt:SUBJECT:EXPERIMENT (numbers)")
-    subject = int(parts[0])
-    found = [r for r in load_hapt().recordings if r.subject == subject
-             and (len(parts) == 1 or r.name.startswith(f"hapt-exp{int(parts[1]):02d}-"))]
-    if not found:
-        names = ", ".join(r.name for r in load_hapt().recordings if r.subject == subject) or "none (subjects 1-30)"
-        raise MonitorError(f"{spec}: no such HAPT recording (subject {subject} has: {names})")
-    return found[0]
 
 
 class Layout(NamedTuple):

@@ -18,6 +18,7 @@ from rnnedge.export import cgen, integer
 from rnnedge.export.graphs import example_inputs
 from rnnedge.export.tflite_export import convert_tflite
 from rnnedge.export.tflite_stream import UnrolledStream
+from rnnedge.runtime import fixed_point
 from rnnedge.runtime.tflm import interpreter_module
 from tests.export.conftest import make_checkpoint
 
@@ -62,7 +63,7 @@ def test_the_c_step_computes_tflite_micros_integers(a16w8, hapt_small_val, tmp_p
         micro.set_input(x.reshape(x_t.shape), 0)
         micro.set_input(state.reshape(state_t.shape), 1)
         micro.invoke()
-        state = cgen.carry_state(micro.get_output(1).ravel(), carry)
+        state = fixed_point.carry_state(micro.get_output(1).ravel(), carry)
         library.m_step(state_c.ctypes.data_as(ctypes.c_void_p), x.ctypes.data_as(ctypes.c_void_p),
                        y_c.ctypes.data_as(ctypes.c_void_p))
         differing += int((y_c != micro.get_output(0).ravel()).sum() + (state_c != state).sum())
@@ -83,16 +84,16 @@ def test_the_header_says_what_a_caller_needs(a16w8, tmp_path):
 def test_carry_state_is_tflite_micros_requantize():
     # x 0.5 exactly (multiplier 2^30, shift 0): gemmlowp's doubling high multiply rounds halves up for positive
     # products and toward zero for negative ones (its nudge is 1 - 2^30 there): -0.5 -> 0, -1.5 -> -1
-    multiplier, shift = cgen.quantize_multiplier(0.5)
+    multiplier, shift = fixed_point.quantize_multiplier(0.5)
     assert (multiplier, shift) == (1 << 30, 0)
     values = np.array([1, 2, 3, -1, -3, 32767, -32768], np.int16)
-    np.testing.assert_array_equal(cgen.carry_state(values, (multiplier, shift)), [1, 1, 2, 0, -1, 16384, -16384])
+    np.testing.assert_array_equal(fixed_point.carry_state(values, (multiplier, shift)), [1, 1, 2, 0, -1, 16384, -16384])
     # x 0.25 as 0.5 and a right shift of 1: the shift rounds halves away from zero (RoundingDivideByPOT)
-    multiplier, shift = cgen.quantize_multiplier(0.25)
+    multiplier, shift = fixed_point.quantize_multiplier(0.25)
     assert (multiplier, shift) == (1 << 30, -1)
-    np.testing.assert_array_equal(cgen.carry_state(np.array([2, 6, -2, -6], np.int16), (multiplier, shift)),
+    np.testing.assert_array_equal(fixed_point.carry_state(np.array([2, 6, -2, -6], np.int16), (multiplier, shift)),
                                   [1, 2, -1, -2])
-    assert cgen.round_away(2.5) == 3 and cgen.round_away(-2.5) == -3
+    assert fixed_point.round_away(2.5) == 3 and fixed_point.round_away(-2.5) == -3
 
 
 def test_a_float_file_is_refused_with_its_reason(hapt_small_train):

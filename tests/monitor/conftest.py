@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 import rnnedge.runtime as rt
-from rnnedge.data.hapt import hapt_split
-from rnnedge.monitor.sources import hapt_recording
+from rnnedge.data.hapt import hapt_recording, hapt_split
 from tests.conftest import short
 
 CHECKPOINT = Path(__file__).parents[1] / "fixtures" / "hapt-tag-lstm-2x64.pt"  # trained default model

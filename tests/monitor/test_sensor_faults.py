@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnedge.data.hapt import load_hapt
+from rnnedge.data.hapt import hapt_recording, load_hapt
 from rnnedge.monitor import Monitor
 from rnnedge.monitor.events import get_up_events
 from rnnedge.monitor.faults import FaultDetector
-from rnnedge.monitor.sources import csv_rows, hapt_recording
+from rnnedge.monitor.sources import csv_rows
 from tests.monitor.conftest import CHANNELS, TRACE
 
 SPLICE = 2500  # the fault starts at 50 s, 53 s before the first get-up

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnedge.data.hapt import load_hapt
+from rnnedge.data.hapt import hapt_recording, load_hapt
 from rnnedge.monitor.events import get_up_events
-from rnnedge.monitor.sources import hapt_recording
 from tests.monitor.conftest import CHECKPOINT, csv_lines
 
 pytestmark = pytest.mark.slow  # an export and an evaluate-alarms with every condition, small: ~1-2 min

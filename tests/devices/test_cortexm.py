@@ -1,0 +1,56 @@
+"""The bundle's plain C built for Cortex-M4F and Cortex-M33 and run under QEMU (`rnnedge mcu`): every output
+integer equal to TFLite Micro's on this machine, with flash, RAM and instructions reported. Needs Debian's
+gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (.ci/run installs them; make test requires them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnedge.devices import cortexm
+from rnnedge.export import export_bundle
+from tests.runtime.conftest import held_out, make_checkpoint
+
+pytestmark = pytest.mark.slow  # an a16w8 export and two firmware builds and runs: ~40 s
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    missing = cortexm.missing_tools()
+    if missing:
+        if os.environ.get("RNNEDGE_MCU_REQUIRED") == "1":
+            pytest.fail(f"{', '.join(missing)} missing, and make test requires them: {cortexm.INSTALL}")
+        pytest.skip(f"{', '.join(missing)} missing ({cortexm.INSTALL})")
+    out = tmp_path_factory.mktemp("mcu") / "b"
+    export_bundle(make_checkpoint("lstm", 16, seed=5, num_layers=2), out, formats=("tflite",),
+                  precisions=("fp32", "a16w8"), chunk_len=1, eval_data=held_out(samples=300, count=2))
+    return out
+
+
+def test_the_firmware_computes_tflite_micros_integers_on_m4f_and_m33(bundle, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "mcu", str(bundle), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "mcu.json").read_text())
+    rows = {row["target"]: row for row in report["rows"]}
+    assert set(rows) == {"cortex-m4f", "cortex-m33"} and report["steps"] == 300
+    for row in rows.values():
+        assert row["differing"] == 0
+        assert 0 < row["flash_bytes"] <= report["flatbuffer_bytes"]  # the library, not bigger than the file
+        assert 0 < row["ram_bytes"] <= 0.25 * report["arena_bytes"]  # state + the step's stack
+        assert row["instructions_per_step"] > 1000 and row["worst_instructions"] >= row["instructions_per_step"]
+    assert "| Cortex-M4F (QEMU mps2-an386) | 0 of" in (tmp_path / "mcu.md").read_text()
+
+
+def test_a_bundle_without_plain_c_is_refused(tmp_path):
+    out = tmp_path / "b"
+    export_bundle(make_checkpoint("gru", 8, seed=1), out, formats=("onnx",), precisions=("fp32",), chunk_len=1,
+                  eval_data=held_out(samples=50, count=1))
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "mcu", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "no a16w8 file with plain C" in done.stderr
