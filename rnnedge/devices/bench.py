@@ -334,6 +334,28 @@ def torch_step(model, samples: np.ndarray) -> Callable[[], object]:
     return step
 
 
+def _bench_cortex_m(bundle: Path, manifest: Manifest, progress: Callable[[str], None]) -> list[BenchRow]:
+    """The bundle's plain C on each QEMU Cortex-M target over its reference slice (rnnedge.devices.cortexm):
+    no time (QEMU counts instructions, not a core's cycles), the instructions, flash and RAM in the note."""
+    from rnnedge.devices import cortexm
+
+    entry = next((f for f in manifest.files if f.mcu is not None and f.mcu.c is not None), None)
+    if entry is None:
+        return []
+    backends = [f"{t.key} (QEMU)" for t in cortexm.TARGETS]
+    lacking = cortexm.missing_tools()
+    if lacking:
+        return [BenchRow("stream", "c", entry.precision, b, UNAVAILABLE, f"{', '.join(lacking)} missing")
+                for b in backends]
+    progress("plain C on Cortex-M (QEMU)")
+    check = cortexm.check_bundle(bundle, entry.precision, "reference", list(cortexm.TARGETS))
+    return [BenchRow("stream", "c", entry.precision, backend, OK if row["differing"] == 0 else PARITY_FAILED,
+                     f"{row['instructions_per_step']:,} instructions per step ({row['budget_share']:.0%} of the "
+                     f"sample period at 64 MHz, one a cycle), RAM {row['ram_bytes']:,} B; {row['differing']} output "
+                     "integers differ from TFLite Micro's", file_bytes=row["flash_bytes"])
+            for backend, row in zip(backends, check.rows(), strict=True)]
+
+
 def variants(manifest: Manifest) -> list[tuple[str, str, str]]:
     """(format, precision, backend) for every streaming file precision and every backend of its format; TFLite
     Micro only for the integer-only files (the ones a microcontroller runs)."""
@@ -366,6 +388,8 @@ def run(bundle: str | Path, settings: Settings, checkpoint: Path | None = None,
     if baseline is not None:
         progress(f"windowed recompute on {baseline.backend}")
         rows.append(_bench_windowed(ctx, baseline.backend))
+    if only("c", "a16w8", "qemu"):
+        rows += _bench_cortex_m(bundle, manifest, progress)
     progress("torch eager")
     rows.append(_bench_torch(ctx, checkpoint or find_checkpoint(bundle, manifest)))
     return Report(str(bundle), manifest.name, manifest.task, ctx.sample_rate, asdict(machine), device.key,

@@ -63,8 +63,11 @@ def devices_command(
             # one stream per core at batch 1, or every stream in one batched call per tick
             single = Budget.for_rate(sample_rate, machine.cores * 1e6 / step_us)
             pooled = Budget.for_rate(sample_rate, pool_steps_per_s)
+    from rnnedge.devices import cortexm
+
+    qemu = {"targets": [t.key for t in TARGETS], "missing_tools": cortexm.missing_tools()}
     if as_json:
-        print(json.dumps({"machine": asdict(machine), "backends": [asdict(b) for b in backends],
+        print(json.dumps({"machine": asdict(machine), "backends": [asdict(b) for b in backends], "cortex_m_qemu": qemu,
                           "recommendation": asdict(advice), "budget": asdict(Budget.for_rate(sample_rate)),
                           "streams_batch1": single and asdict(single), "streams_pooled": pooled and asdict(pooled),
                           "pool_size": POOL_SIZE}, indent=2))
@@ -95,6 +98,10 @@ def devices_command(
                  f"{machine.cores * 1e6 / single.steps_per_s:.1f} us), {pooled.streams:,} in pools of "
                  f"{POOL_SIZE:,} ({pooled.steps_per_s:,.0f} stream-steps/s)")
     out_console.print(line)
+    out_console.print("[bold]Cortex-M under QEMU[/] (`rnnedge mcu BUNDLE`: the bundle's plain C, bit-exact against "
+                      f"TFLite Micro): {', '.join(t.name for t in TARGETS)}; " + (
+                          f"missing {', '.join(qemu['missing_tools'])} ({cortexm.INSTALL})" if qemu["missing_tools"]
+                          else "the tools are installed"))
     if manifest is not None:
         from rnnedge.devices.mcu import MCU_PROFILES, fit
 

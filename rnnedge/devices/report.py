@@ -100,7 +100,8 @@ def chart(report: Report) -> bytes | None:
     top = 10 * max((r.step_us[0] for r in timed_rows), default=1.0)
     for i, r in enumerate(rows):
         if r.step_us is None:
-            left.text(1.1, i, f"n/a ({r.status})", va="center", fontsize=8, color="gray")
+            left.text(1.1, i, "no time: QEMU counts instructions (note)" if r.status == OK else f"n/a ({r.status})",
+                      va="center", fontsize=8, color="gray")
             continue
         p50, p99 = r.step_us[0], r.step_us[2]
         left.barh(i, p50, color="tab:blue" if r.status == OK else "tab:red")
