@@ -142,7 +142,8 @@ def test_measured_tables_are_pasted_from_the_files_their_commands_wrote(tmp_path
     regions = [(path, m) for path in DOCS for m in REGION.finditer(path.read_text(encoding="utf-8"))]
     assert len(regions) >= 3
     for path, match in regions:
-        assert re.fullmatch(r"artifacts/[\w.-]+/(bench|runtime|report)\.md", match.group("path")), match.group("path")
+        source = match.group("path")
+        assert re.fullmatch(r"artifacts/[\w.-]+/(bench|runtime|report|mcu)\.md", source), source
         assert "- machine: " in match.group("body"), f"{path.name}: {match.group('path')} was not pasted"
     (tmp_path / "artifacts" / "x").mkdir(parents=True)
     (tmp_path / "artifacts" / "x" / "bench.md").write_text("- machine: here\n\n| a |\n|---|\n| 1 |\n")

@@ -170,6 +170,8 @@ def report_command(
                                       "bundle that names it, as `make export` writes them)."),
     alarms: Path | None = typer.Option(None, help="evaluate-alarms' report.json or its folder (default: the "
                                        "newest beside the bundle that names it)."),
+    mcu: Path | None = typer.Option(None, help="rnnedge mcu's mcu.json or its folder (default: the newest beside "
+                                    "the bundle that names it)."),
 ) -> None:
     """Write one self-contained HTML page for a bundle: the model, its files (size, accuracy, parity), the
     benchmark, the alarms and the microcontroller fit. Opens offline in any browser."""
@@ -178,7 +180,7 @@ def report_command(
     from rnnedge.errors import RnnedgeError
 
     out = check_file_target(out or bundle.resolve().parent / "report.html", "--out", RnnedgeError)
-    typer.echo(f"wrote {page.write(bundle, out, bench, alarms)}")
+    typer.echo(f"wrote {page.write(bundle, out, bench, alarms, mcu)}")
 
 
 def mcu_command(

@@ -229,7 +229,7 @@ def markdown(check: Check) -> str:
     import platform
     import time
 
-    lines = [f"- bundle `{check.bundle}`, file `{check.file}`; {check.steps} steps of {check.recording}, each "
+    lines = [f"- bundle `{check.bundle}`, file `{check.file}`; {check.steps:,} steps of {check.recording}, each "
              "step's output integers compared with TFLite Micro's reference kernels on the host",
              f"- machine: {platform.machine()} host, QEMU {_qemu_version()}, arm-none-eabi-gcc {_gcc_version()} -O2; "
              f"{time.strftime('%Y-%m-%d %H:%M %Z')}",

@@ -1,8 +1,9 @@
 """`rnnedge report BUNDLE`: one self-contained HTML page for a bundle (no network: styles inline, pictures as
 data URIs), from what the other commands wrote: the manifest (model, files, accuracy, parity), the benchmark
 (`rnnedge bench`: bench.json and bench.png), the alarms (`rnnedge evaluate-alarms`: report.json, trace.png,
-placements.png) and the microcontroller fit. Results are found beside the bundle (the folders `make export` writes)
-when they name this bundle, or given by path; a section without results says which command makes them."""
+placements.png), the microcontroller fit and the plain C under QEMU (`rnnedge mcu`: mcu.json). Results are found
+beside the bundle (the folders `make export` writes) when they name this bundle, or given by path; a section
+without results says which command makes them."""
 
 from __future__ import annotations
 
@@ -106,11 +107,14 @@ def _benchmark(found: Found | None) -> str:
     from rnnedge.devices.report import COLUMNS, cells
 
     b = found.data
-    rows = [cells(row) for row in Report.from_json(b).rows]
+    report = Report.from_json(b)
+    rows = [cells(row) for row in report.rows]
+    notes = "".join(f"<li>{_e(r.format)} {_e(r.precision)} on {_e(r.backend)}: {_e(r.note)}</li>"
+                    for r in report.rows if r.note)
     m = b["machine"]
     where = (f"{m['arch']}, {m['cpu_model']}, {m['cores']} cores, {m['memory_mb'] / 1024:.1f} GiB, GPU "
              f"{', '.join(g['name'] for g in m['gpus']) or 'none'}; {b['created']} ({found.folder})")
-    return (f"<p>Measured on {_e(where)}.</p>" + _table(list(COLUMNS), rows)
+    return (f"<p>Measured on {_e(where)}.</p>" + _table(list(COLUMNS), rows) + (f"<ul>{notes}</ul>" if notes else "")
             + _picture(found.folder / "bench.png", "latency, throughput and size against score per variant"))
 
 
@@ -140,14 +144,29 @@ def _alarms(found: Found | None) -> str:
             + _picture(found.folder / "placements.png", "recall and false alarms per orientation"))
 
 
-def _microcontrollers(m: Manifest) -> str:
+def _microcontrollers(m: Manifest, found: Found | None) -> str:
     from rnnedge.devices.mcu import MCU_PROFILES, fit
 
     rows = []
     for profile in MCU_PROFILES:
         result = fit(m, profile)
         rows.append([profile.name, "yes" if result.file is not None else "no", result.reason])
-    return _table(["microcontroller", "fits", "why"], rows)
+    text = "<p>TFLite Micro (the integer-only file and its tensor arena):</p>" + _table(
+        ["microcontroller", "fits", "why"], rows)
+    plain = [f for f in m.files if f.mcu is not None and f.mcu.c is not None]
+    for f in plain:
+        text += (f"<p>Plain C without an interpreter: <code>{_e(f.mcu.c.source)}</code>, <code>{_e(f.mcu.c.header)}"
+                 f"</code> (<code>{_e(f.mcu.c.step)}</code>, {f.mcu.c.scratch_bytes:,} B of scratch on the stack, "
+                 f"state {2 * m.state.size:,} B).</p>")
+    if found is None:
+        return text + ("<p class=missing>Not run on a Cortex-M yet: <code>rnnedge mcu BUNDLE</code>.</p>"
+                       if plain else "")
+    r = found.data
+    runs = [[row["name"], f"{row['differing']}", f"{row['flash_bytes'] / 1024:.1f}", f"{row['ram_bytes']:,}",
+             f"{row['instructions_per_step']:,}", f"{row['budget_share']:.1%}"] for row in r["rows"]]
+    return text + (f"<p>Under QEMU, {r['steps']:,} steps of {_e(r['recording'])} ({found.folder}):</p>" + _table(
+        ["target", "outputs differing from TFLite Micro", "flash KB", "RAM B", "instructions per step",
+         "share of 20 ms at 64 MHz"], runs))
 
 
 STYLE = """body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color:#222}
@@ -157,12 +176,12 @@ text-align:left}th{background:#f2f2f2}img{max-width:100%;margin:8px 0;border:1px
 .missing{color:#a40}code{background:#f4f4f4;padding:1px 4px}"""
 
 
-def render(bundle: Path, bench: Path | None = None, alarms: Path | None = None) -> str:
+def render(bundle: Path, bench: Path | None = None, alarms: Path | None = None, mcu: Path | None = None) -> str:
     m = read_manifest(bundle)
     parts = {"model": _model(m, bundle), "files": _files(m),
              "benchmark": _benchmark(find_results(bundle, "bench.json", bench)),
              "alarms": _alarms(find_results(bundle, "report.json", alarms)),
-             "microcontrollers": _microcontrollers(m)}
+             "microcontrollers": _microcontrollers(m, find_results(bundle, "mcu.json", mcu))}
     titles = {"model": "Model", "files": "Files: size, accuracy, parity", "benchmark": "Benchmark on a device",
               "alarms": "Bed-exit alarms", "microcontrollers": "Microcontrollers (integer-only file, TFLite Micro)"}
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -172,5 +191,6 @@ def render(bundle: Path, bench: Path | None = None, alarms: Path | None = None) 
             f"<p>Page written {now} by <code>rnnedge report</code>.</p>{body}</body></html>\n")
 
 
-def write(bundle: Path, out: Path, bench: Path | None = None, alarms: Path | None = None) -> Path:
-    return write_text_atomic(out, render(bundle, bench, alarms))
+def write(bundle: Path, out: Path, bench: Path | None = None, alarms: Path | None = None,
+          mcu: Path | None = None) -> Path:
+    return write_text_atomic(out, render(bundle, bench, alarms, mcu))
