@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnedge.bundle import ModelFile
 from rnnedge.errors import RnnedgeError
 
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
@@ -74,18 +75,29 @@ def recording_header(samples: np.ndarray) -> str:
             f"static const int16_t recording[{len(samples)}][{samples.shape[1]}] = {{\n{rows}\n}};\n")
 
 
-def run(c_files: dict[str, str], prefix: str, samples: np.ndarray, target: Target, state_size: int,
-        outputs: int, timeout_s: float = 600) -> Run:
-    """Build the firmware for `target` around the generated library and stream `samples` (int16, quantized);
-    the tools must be there (check_bundle checks)."""
+@dataclass(frozen=True)
+class Firmware:
+    """What one firmware run left: its standard output, the files it wrote on the host, the model object's size."""
+
+    stdout: str
+    files: dict[str, bytes]
+    flash_bytes: int
+    static_ram_bytes: int
+
+
+def build_and_run(c_files: dict[str, str], prefix: str, samples: np.ndarray, target: Target, main: str,
+                  headers: dict[str, str] | None = None, outputs: tuple[str, ...] = (),
+                  timeout_s: float = 600) -> Firmware:
+    """Build `main` (a file of rnnedge/devices/firmware) with the generated library, the recording and `headers`
+    for `target`, run it under QEMU, and read back the host files it wrote (`outputs`); the tools must be there
+    (check_bundle checks)."""
     with tempfile.TemporaryDirectory(prefix="rnnedge-fw-") as folder:
         work = Path(folder)
-        for name, text in c_files.items():
+        for name, text in {**c_files, **(headers or {}), "recording.h": recording_header(samples)}.items():
             (work / name).write_text(text)
         firmware = resources.files("rnnedge.devices") / "firmware"
-        for name in ("startup.c", "main.c", "link.ld"):
+        for name in ("startup.c", main, "link.ld"):
             (work / name).write_text((firmware / name).read_text())
-        (work / "recording.h").write_text(recording_header(samples))
         up = prefix.upper()
         gcc = ["arm-none-eabi-gcc", *target.flags, "-O2", "-std=c99", "-Wall", "-ffunction-sections",
                "-fdata-sections"]
@@ -93,7 +105,7 @@ def run(c_files: dict[str, str], prefix: str, samples: np.ndarray, target: Targe
         _check([*gcc, "-c", f"{prefix}.c", "-o", model_obj.name], work)
         _check([*gcc, "--specs=rdimon.specs", "-nostartfiles", f'-DMODEL_HEADER="{prefix}.h"',
                 f"-DMODEL_STEP={prefix}_step", f"-DMODEL_STATE={up}_STATE", f"-DMODEL_OUTPUTS={up}_OUTPUTS",
-                "startup.c", "main.c", model_obj.name, "-T", "link.ld", "-Wl,--gc-sections",
+                "startup.c", main, model_obj.name, "-T", "link.ld", "-Wl,--gc-sections", "-lm",
                 f"-Wl,--defsym=FLASH_ORIGIN={target.flash_origin}", f"-Wl,--defsym=RAM_ORIGIN={target.ram_origin}",
                 f"-Wl,--defsym=RAM_LENGTH={target.ram_length}", "-o", "fw.elf"], work)
         flash, static_ram = object_size(model_obj)
@@ -101,15 +113,26 @@ def run(c_files: dict[str, str], prefix: str, samples: np.ndarray, target: Targe
                                "-monitor", "none", "-serial", "none", "-icount", "shift=0",
                                "-semihosting-config", "enable=on,target=native", "-kernel", "fw.elf"],
                               cwd=work, capture_output=True, text=True, timeout=timeout_s)
-        found = re.search(r"steps (\d+) ticks (\d+) worst (\d+) calibration_ticks (\d+) "
-                          r"calibration_instructions (\d+) stack_bytes (\d+)", done.stdout)
-        if done.returncode != 0 or found is None:
+        if done.returncode != 0 or not all((work / name).is_file() for name in outputs):
             raise RnnedgeError(f"the firmware failed under {target.machine} (exit {done.returncode}): "
                                f"{(done.stdout + done.stderr).strip()[-300:]}")
-        steps, ticks, worst, cal_ticks, cal_insns, stack = (int(v) for v in found.groups())
-        per_tick = cal_insns / cal_ticks
-        y = np.fromfile(work / "y.bin", dtype="<i2").reshape(steps, outputs)
-    return Run(target, y, ticks * per_tick / steps, worst * per_tick, flash, static_ram, stack, 2 * state_size)
+        return Firmware(done.stdout, {name: (work / name).read_bytes() for name in outputs}, flash, static_ram)
+
+
+def run(c_files: dict[str, str], prefix: str, samples: np.ndarray, target: Target, state_size: int,
+        outputs: int, timeout_s: float = 600) -> Run:
+    """Stream `samples` (int16, quantized) through the generated step on `target` (firmware/main.c): its outputs,
+    instructions per step, flash and RAM."""
+    fw = build_and_run(c_files, prefix, samples, target, "main.c", outputs=("y.bin",), timeout_s=timeout_s)
+    found = re.search(r"steps (\d+) ticks (\d+) worst (\d+) calibration_ticks (\d+) "
+                      r"calibration_instructions (\d+) stack_bytes (\d+)", fw.stdout)
+    if found is None:
+        raise RnnedgeError(f"the firmware under {target.machine} did not report its run: {fw.stdout[-300:]}")
+    steps, ticks, worst, cal_ticks, cal_insns, stack = (int(v) for v in found.groups())
+    per_tick = cal_insns / cal_ticks
+    y = np.frombuffer(fw.files["y.bin"], dtype="<i2").reshape(steps, outputs)
+    return Run(target, y, ticks * per_tick / steps, worst * per_tick, fw.flash_bytes, fw.static_ram_bytes, stack,
+               2 * state_size)
 
 
 def object_size(obj: Path) -> tuple[int, int]:
@@ -171,24 +194,31 @@ def recordings_of(bundle: Path, recording: str) -> tuple[list[np.ndarray], str]:
     return [one.signals.astype(np.float32)], f"{recording} ({one.name})"
 
 
-def check_bundle(bundle: Path, precision: str, recording: str, targets: list[Target]) -> Check:
-    """Build and run the bundle's plain C for each target; compare every output integer with TFLite Micro's."""
+def plain_c(bundle: Path, precision: str) -> tuple[ModelFile, dict[str, str]]:
+    """The bundle's file of that precision with plain C, and the C files' texts (hash-checked); the tools
+    checked too, before any work."""
     from rnnedge.bundle import read_manifest, verify_file
-    from rnnedge.runtime.fixed_point import carry_params, carry_state
-    from rnnedge.runtime.tflm import interpreter_module
 
-    manifest = read_manifest(bundle)
-    entry = next((f for f in manifest.files if f.precision == precision and f.mcu is not None), None)
+    entry = next((f for f in read_manifest(bundle).files if f.precision == precision and f.mcu is not None), None)
     if entry is None or entry.mcu.c is None:
         raise RnnedgeError(f"{bundle}: no {precision} file with plain C (export with --precisions ...,a16w8)")
     lacking = missing_tools()
     if lacking:
         raise RnnedgeError(f"{', '.join(lacking)} not found: {INSTALL}")
     c = entry.mcu.c
-    files = {}
-    for name, digest in ((c.source, c.source_sha256), (c.header, c.header_sha256)):
-        verify_file(bundle, name, digest)
-        files[name] = (bundle / name).read_text()
+    return entry, {name: verify_file(bundle, name, digest).read_text()
+                   for name, digest in ((c.source, c.source_sha256), (c.header, c.header_sha256))}
+
+
+def check_bundle(bundle: Path, precision: str, recording: str, targets: list[Target]) -> Check:
+    """Build and run the bundle's plain C for each target; compare every output integer with TFLite Micro's."""
+    from rnnedge.bundle import read_manifest
+    from rnnedge.runtime.fixed_point import carry_params, carry_state
+    from rnnedge.runtime.tflm import interpreter_module
+
+    manifest = read_manifest(bundle)
+    entry, files = plain_c(bundle, precision)
+    c = entry.mcu.c
     q = entry.quantization
     recordings, described = recordings_of(bundle, recording)
     model = (bundle / entry.path).read_bytes()

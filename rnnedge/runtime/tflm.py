@@ -3,9 +3,10 @@ Cortex-M, on this machine. For checking integer-only (a8w8, a16w8) bundles exact
 for streaming them where TFLite Micro is the runtime.
 
 Streams keep a float32 state (rnnedge.bundle.StateSpec): each call quantizes x and the state with the file's
-(scale, zero_point) and dequantizes y and state_out. When the file's state and state_out share one quantization
-(the integer exports check it), the dequantized state re-quantizes to the very integers the file wrote, so the
-state carried, snapshotted and resumed is the device's integer state. TFLite Micro's interpreter has fixed
+(scale, zero_point) and dequantizes y; state_out is first requantized into the state input's scale with TFLite
+Micro's integer rule (`carried`), so the dequantized state re-quantizes to the very integers a device carries:
+the state streamed, snapshotted and resumed is the device's integer state, and the generated C (export/cgen.py)
+computes the same integers call after call. TFLite Micro's interpreter has fixed
 shapes (batch 1, the file's time length): a batch is a loop of calls.
 
 TFLite Micro refuses files it would compute wrongly or cannot run, with the reason: dynamic-range (hybrid) int8
@@ -23,6 +24,7 @@ import numpy as np
 
 from rnnedge.bundle import one_line
 from rnnedge.errors import BackendUnavailableError, BundleError
+from rnnedge.runtime.fixed_point import carry_params, carry_state
 from rnnedge.runtime.litert import by_rank, decoder, encoder, usable
 
 ROLES = ("x", "state", "y", "state_out")
@@ -74,6 +76,19 @@ def _detail(raw: dict, index: int) -> dict:
             "quantization": quant}
 
 
+def carried(state: dict, state_out: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """state_out -> the float32 state the stream keeps. An integer file's int16 state_out is first requantized into
+    the state input's scale with TFLite Micro's Requantize (rnnedge.runtime.fixed_point: what a device and the
+    generated C do between calls), so the next call's quantization gives back those very integers: the stream
+    carries the device's state, not a float rounding of it."""
+    (out_scale, out_zero), (in_scale, in_zero) = state_out["quantization"], state["quantization"]
+    if state_out["dtype"] != np.int16 or state["dtype"] != np.int16 or out_zero or in_zero:
+        return decoder(state_out)
+    params = carry_params(out_scale, in_scale)
+    decode = decoder(state)
+    return lambda value: decode(carry_state(value, params))
+
+
 class TFLMBackend:
     name = "tflm"
 
@@ -113,7 +128,7 @@ class TFLMBackend:
         interpreter, lock, details = self._files[x.shape[1]]
         set_input, get_output, invoke = interpreter.set_input, interpreter.get_output, interpreter.invoke
         encode_x, encode_state = encoder(details[0]), encoder(details[1])
-        decode_y, decode_state = decoder(details[2]), decoder(details[3])
+        decode_y, decode_state = decoder(details[2]), carried(details[1], details[3])
         x_i, state_i, y_i, state_out_i = (d["index"] for d in details)
 
         def rows() -> None:
