@@ -7,9 +7,6 @@ CHECKPOINT := $(ART)/train/model.pt
 BUNDLE := $(ART)/bundle
 # extra `rnnedge train` flags for the default model, e.g. make export TRAIN_FLAGS="--seed 1"
 TRAIN_FLAGS ?=
-# rich tables at full width in logs and CI, where there is no terminal (no comment on the line itself:
-# make would keep the spaces before it in the value, and rich ignores a COLUMNS that is not all digits)
-export COLUMNS ?= 160
 
 # The fleet (rnnedge fleet, Apache Flink) in its own virtualenv: apache-flink 2.3.0 pins numpy < 2.2 (via
 # apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.

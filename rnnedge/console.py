@@ -1,5 +1,5 @@
-"""The one console the commands print tables on: full width where there is no terminal (a log, a file, a pipe),
-so a table is never cut to 80 columns there; a terminal (or COLUMNS) sets the width itself."""
+"""The one console the commands print tables on: a terminal sets its own width; anywhere else (a log, a file, a
+pipe) the width is at least PIPE_WIDTH (or COLUMNS, if wider), so a table is never cut to 80 columns there."""
 
 from __future__ import annotations
 
@@ -13,5 +13,7 @@ PIPE_WIDTH = 200
 
 def table_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    sized = "COLUMNS" in os.environ or (stream is not None and stream.isatty())
-    return Console(stderr=stderr, width=None if sized else PIPE_WIDTH)
+    if stream is not None and stream.isatty():
+        return Console(stderr=stderr)
+    columns = os.environ.get("COLUMNS", "")
+    return Console(stderr=stderr, width=max(PIPE_WIDTH, int(columns) if columns.isdigit() else 0))

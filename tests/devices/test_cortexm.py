@@ -12,23 +12,28 @@ from pathlib import Path
 
 import pytest
 
+from rnnedge.data.hapt import hapt_split
 from rnnedge.devices import cortexm
 from rnnedge.export import export_bundle
-from tests.runtime.conftest import held_out, make_checkpoint
+from tests.conftest import short
+from tests.export.conftest import make_checkpoint
+from tests.runtime.conftest import held_out
 
-pytestmark = pytest.mark.slow  # an a16w8 export and two firmware builds and runs: ~40 s
+pytestmark = pytest.mark.slow  # per model an a16w8 export and two firmware builds and runs: ~30 s
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=[("lstm", "tag"), ("gru", "forecast")], ids=lambda p: f"{p[0]}-{p[1]}")
+def bundle(request, tmp_path_factory) -> Path:
     missing = cortexm.missing_tools()
     if missing:
         if os.environ.get("RNNEDGE_MCU_REQUIRED") == "1":
             pytest.fail(f"{', '.join(missing)} missing, and make test requires them: {cortexm.INSTALL}")
         pytest.skip(f"{', '.join(missing)} missing ({cortexm.INSTALL})")
+    cell, task = request.param
     out = tmp_path_factory.mktemp("mcu") / "b"
-    export_bundle(make_checkpoint("lstm", 16, seed=5, num_layers=2), out, formats=("tflite",),
-                  precisions=("fp32", "a16w8"), chunk_len=1, eval_data=held_out(samples=300, count=2))
+    checkpoint = make_checkpoint(short(hapt_split("train"), 3000, 4), cell, layers=2, hidden=16, task=task, seed=5)
+    export_bundle(checkpoint, out, formats=("tflite",), precisions=("fp32", "a16w8"), chunk_len=1,
+                  eval_data=held_out(samples=300, count=2))
     return out
 
 
@@ -49,8 +54,8 @@ def test_the_firmware_computes_tflite_micros_integers_on_m4f_and_m33(bundle, tmp
 
 def test_a_bundle_without_plain_c_is_refused(tmp_path):
     out = tmp_path / "b"
-    export_bundle(make_checkpoint("gru", 8, seed=1), out, formats=("onnx",), precisions=("fp32",), chunk_len=1,
-                  eval_data=held_out(samples=50, count=1))
+    export_bundle(make_checkpoint(short(hapt_split("train"), 500, 1), "gru"), out, formats=("onnx",),
+                  precisions=("fp32",), chunk_len=1, eval_data=held_out(samples=50, count=1))
     done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "mcu", str(out)], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2 and "no a16w8 file with plain C" in done.stderr
