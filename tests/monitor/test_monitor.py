@@ -99,7 +99,7 @@ def test_evaluate_alarms_chooses_on_validation_and_scores_test(model, tmp_path):
     rule = report["operating_point"]["chosen_on"]["rule"]
     assert rule["subjects"] == [3, 8, 15, 22, 28]
     assert report["validation"]["false_alarms"] <= rule["false_alarms_allowed"]
-    assert {p.name for p in tmp_path.iterdir()} == {"report.json", "operating_point.json", "trace.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {"report.json", "report.md", "operating_point.json", "trace.png"}
     assert OperatingPoint.load(tmp_path / "operating_point.json").alarm.threshold == \
         report["operating_point"]["alarm"]["threshold"]
 

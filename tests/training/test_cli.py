@@ -11,7 +11,6 @@ def rnnedge(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--cell", "transformer", "--epochs", "1"], "cell must be one of"),
     (["train", "--data", "/nonexistent/folder"], "no such file or folder"),
     (["train", "--task", "tag", "--bidirectional", "--epochs", "1"], "need the future"),
     (["train", "--out", "pyproject.toml", "--epochs", "1"], "pyproject.toml: cannot use it as the run folder"),
@@ -21,6 +20,13 @@ def test_user_errors_are_one_line_and_exit_2(args, message):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_an_unknown_cell_is_refused_with_the_cells_that_exist():
+    result = rnnedge("train", "--cell", "transformer", "--epochs", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'transformer' is not one of" in result.stderr
+    assert all(f"'{cell}'" in result.stderr for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru"))
 
 
 def test_csv_error_reaches_the_user_with_row_and_column(tmp_path):
