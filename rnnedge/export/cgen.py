@@ -208,15 +208,17 @@ static void addsub_s16(const int16_t *a, const int16_t *b, int n, int sign, cons
 }
 """,
     "table": r"""static const uint16_t sigmoid_table[256] = {SIGMOID_TABLE};
+/* LOGISTIC/TANH: the input on the table's scale (multiplier 0: a power-of-two scale, a shift alone) */
+static int32_t lut_input(int16_t x, int32_t multiplier, int left_shift) {
+  if (multiplier == 0) { multiplier = 3 << left_shift; left_shift = 0; }
+  return (x * multiplier + (left_shift > 0 ? 1 << (left_shift - 1) : 0)) >> left_shift;
+}
 """,
     "logistic": r"""static void logistic_s16(const int16_t *in, int n, int32_t multiplier, int left_shift,
                          int16_t *out) {
   int i;
-  int32_t round;
-  if (multiplier == 0) { multiplier = 3 << left_shift; left_shift = 0; }
-  round = left_shift > 0 ? 1 << (left_shift - 1) : 0;
   for (i = 0; i < n; ++i) {
-    const int32_t v = (in[i] * multiplier + round) >> left_shift;
+    const int32_t v = lut_input(in[i], multiplier, left_shift);
     const uint32_t a = (uint32_t)(v < 0 ? -v : v), uh = a >> 9;
     uint32_t r;
     if (uh >= 255) r = 0x7FFFu << 10;
@@ -229,11 +231,8 @@ static void addsub_s16(const int16_t *a, const int16_t *b, int n, int sign, cons
 """,
     "tanh": r"""static void tanh_s16(const int16_t *in, int n, int32_t multiplier, int left_shift, int16_t *out) {
   int i;
-  int32_t round;
-  if (multiplier == 0) { multiplier = 3 << left_shift; left_shift = 0; }
-  round = left_shift > 0 ? 1 << (left_shift - 1) : 0;
   for (i = 0; i < n; ++i) {
-    const int32_t v = (in[i] * multiplier + round) >> left_shift;
+    const int32_t v = lut_input(in[i], multiplier, left_shift);
     const uint32_t a = (uint32_t)(v < 0 ? -v : v), uh = a >> 8;
     int32_t r;
     if (uh >= 255) r = 0xFFFF << 8;
