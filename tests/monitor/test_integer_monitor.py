@@ -56,7 +56,11 @@ def test_the_firmwares_alarms_are_the_monitors(bundle):
         pytest.skip(f"{', '.join(missing)} missing ({cortexm.INSTALL})")
     recording = hapt_recording("hapt:2:3")  # two get-ups
     (run,) = compare(bundle, DEFAULT, [recording], cortexm.TARGETS[0])
-    assert run.steps == len(recording) and len([s for s, start in run.monitor if start]) == 2
+    starts = [step for step, start in run.monitor if start]
+    # both get-ups alarmed (onsets ~103 s and ~148 s); without the upright frame an alarm may also come at the
+    # end of the 3 s warm-up: the same in both is what this checks
+    assert run.steps == len(recording) and any(5100 <= s <= 5300 for s in starts)
+    assert any(7300 <= s <= 7500 for s in starts)
     assert run.firmware == run.monitor
 
 
