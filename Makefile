@@ -12,7 +12,7 @@ TRAIN_FLAGS ?=
 # apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.
 FLEET_VENV ?= .cache/venv-fleet
 
-.PHONY: install train export bench alarms mcu readme test lint clean fleet-env fleet-bench lock
+.PHONY: install system-deps train export bench alarms mcu readme test lint clean fleet-env fleet-bench lock
 
 # Every environment installs from a committed lock (requirements/*.txt: exact versions with sha256 hashes, made
 # by pip-tools' pip-compile); rnnedge itself goes in on top without resolving anything (--no-deps).
@@ -96,9 +96,21 @@ fleet-bench: fleet-env $(CHECKPOINT)  ## beds x 50 Hz through the embedded Flink
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
 	$(FLEET_VENV)/bin/python -m rnnedge.fleet.bench $(BUNDLE) --kills 10 --out $(ART)/fleet-bench
 
-# the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet); the bundle page's test renders it in
-# Debian's chromium (.ci/run installs it, as it installs Java)
-test: install lint fleet-env
+# Debian packages some tests need: Java 17 (Flink), chromium (the bundle page), the Arm toolchain and QEMU (the
+# Cortex-M runs). Installed when missing and this is root with apt-get (CI); otherwise listed, and the tests that
+# need them fail saying what to install (make test requires them: nothing is skipped quietly).
+SYSTEM_TOOLS := java:openjdk-17-jre-headless chromium:chromium arm-none-eabi-gcc:gcc-arm-none-eabi \
+	arm-none-eabi-gcc:libnewlib-arm-none-eabi qemu-system-arm:qemu-system-arm
+
+system-deps:
+	@missing=$$(for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null 2>&1 || echo $${pair#*:}; done | sort -u); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing $$missing (Debian)"; apt-get update -qq >/dev/null 2>&1 || true; \
+		apt-get install -y -qq $$missing >/dev/null; \
+	elif [ -n "$$missing" ]; then echo "missing Debian packages (tests will say so): $$missing"; fi
+
+# the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet)
+test: install lint fleet-env system-deps
 	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 RNNEDGE_BROWSER_REQUIRED=1 RNNEDGE_MCU_REQUIRED=1 \
 		$(BIN)/python -m pytest -q --durations=15
 
