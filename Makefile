@@ -63,7 +63,7 @@ alarms: install $(CHECKPOINT)
 # qemu-system-arm (Debian)
 mcu: install $(CHECKPOINT)
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE) --precisions fp32,int8,fp16,a16w8
-	$(BIN)/rnnedge mcu $(BUNDLE) --recording hapt:2:3 --out $(ART)/mcu
+	$(BIN)/rnnedge mcu $(BUNDLE) --recording hapt-exp03-subj02 --out $(ART)/mcu
 
 # the tables in README.md and docs/ that quote measurements are the files the measuring commands wrote (machine
 # and date on top), pasted between <!-- paste: PATH --> and <!-- end paste --> (scripts/paste_results.py)

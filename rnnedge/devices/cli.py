@@ -186,9 +186,9 @@ def report_command(
 def mcu_command(
     bundle: Path = typer.Argument(..., help="Bundle folder with an integer-only a16w8 file (rnnedge export "
                                   "--precisions ...,a16w8): its plain C library is what runs."),
-    recording: str = typer.Option("reference", help="What to stream: 'reference' (the bundle's reference.npz), a "
-                                  "bundled HAPT recording (hapt:SUBJECT[:EXPERIMENT]), or 'test' (every HAPT test "
-                                  "recording, each from a zero state)."),
+    recording: str = typer.Option("reference", help="What to stream: 'reference' (the bundle's reference.npz), "
+                                  "'test' (every recording of the held-out split the bundle records, each from a "
+                                  "zero state), or one recording of that split by name."),
     target: list[str] = typer.Option([], help="Cortex-M targets (repeatable; default: all): " +
                                      ", ".join(t.key for t in TARGETS) + "."),
     out: Path = typer.Option(Path("artifacts/mcu"), help="Folder: mcu.json and mcu.md (the table)."),

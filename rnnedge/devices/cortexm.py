@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.bundle import ModelFile
+from rnnedge.bundle import Manifest, ModelFile
 from rnnedge.errors import RnnedgeError
 
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
@@ -179,48 +179,50 @@ class Check:
     sample_rate_hz: float = 50.0
 
 
-def recordings_of(bundle: Path, recording: str) -> tuple[list[np.ndarray], str]:
+def recordings_of(bundle: Path, manifest: Manifest, recording: str) -> tuple[list[np.ndarray], str]:
     """Float samples in raw units, one array per recording (each streamed from a zero state): the bundle's
-    reference slice (its first sequence), a HAPT recording (hapt:SUBJECT[:EXPERIMENT]) or every HAPT test one."""
+    reference slice (its first sequence), its recorded held-out split ('test': the data the export scored), or one
+    recording of that split by name."""
     if recording == "reference":
         with np.load(bundle / "reference.npz") as reference:
             return [reference["x"][0].astype(np.float32)], "the bundle's reference.npz, first sequence"
-    from rnnedge.data.hapt import hapt_recording, hapt_split
+    from rnnedge.data.source import held_out_data
 
-    if recording == "test":
-        found = hapt_split("test").recordings
-        return [r.signals.astype(np.float32) for r in found], f"every HAPT test recording ({len(found)})"
-    one = hapt_recording(recording)
-    return [one.signals.astype(np.float32)], f"{recording} ({one.name})"
+    data = held_out_data(manifest.provenance.get("training", {}), list(manifest.output.labels))
+    chosen = data.recordings if recording == "test" else [r for r in data.recordings if r.name == recording]
+    if not chosen:
+        raise RnnedgeError(f"{recording}: not a recording of {data.source} (have: "
+                           f"{', '.join(r.name for r in data.recordings[:6])}, ...)")
+    described = f"every recording of the {data.source} ({len(chosen)})" if recording == "test" else recording
+    return [r.signals.astype(np.float32) for r in chosen], described
 
 
-def plain_c(bundle: Path, precision: str) -> tuple[ModelFile, dict[str, str]]:
-    """The bundle's file of that precision with plain C, and the C files' texts (hash-checked); the tools
-    checked too, before any work."""
+def plain_c(bundle: Path, precision: str) -> tuple[Manifest, ModelFile, dict[str, str]]:
+    """The bundle's manifest, its file of that precision with plain C, and the C files' texts (hash-checked); the
+    tools checked too, before any work."""
     from rnnedge.bundle import read_manifest, verify_file
 
-    entry = next((f for f in read_manifest(bundle).files if f.precision == precision and f.mcu is not None), None)
+    manifest = read_manifest(bundle)
+    entry = next((f for f in manifest.files if f.precision == precision and f.mcu is not None), None)
     if entry is None or entry.mcu.c is None:
         raise RnnedgeError(f"{bundle}: no {precision} file with plain C (export with --precisions ...,a16w8)")
     lacking = missing_tools()
     if lacking:
         raise RnnedgeError(f"{', '.join(lacking)} not found: {INSTALL}")
     c = entry.mcu.c
-    return entry, {name: verify_file(bundle, name, digest).read_text()
-                   for name, digest in ((c.source, c.source_sha256), (c.header, c.header_sha256))}
+    return manifest, entry, {name: verify_file(bundle, name, digest).read_text()
+                             for name, digest in ((c.source, c.source_sha256), (c.header, c.header_sha256))}
 
 
 def check_bundle(bundle: Path, precision: str, recording: str, targets: list[Target]) -> Check:
     """Build and run the bundle's plain C for each target; compare every output integer with TFLite Micro's."""
-    from rnnedge.bundle import read_manifest
     from rnnedge.runtime.fixed_point import carry_params, carry_state
     from rnnedge.runtime.tflm import interpreter_module
 
-    manifest = read_manifest(bundle)
-    entry, files = plain_c(bundle, precision)
+    manifest, entry, files = plain_c(bundle, precision)
     c = entry.mcu.c
     q = entry.quantization
-    recordings, described = recordings_of(bundle, recording)
+    recordings, described = recordings_of(bundle, manifest, recording)
     model = (bundle / entry.path).read_bytes()
     micro = interpreter_module().Interpreter.from_bytes(model, arena_size=max(entry.mcu.arena_bytes * 2, 1 << 16))
     carry = carry_params(q["state_out"].scale, q["state"].scale)

@@ -45,11 +45,11 @@ def find_results(bundle: Path, name: str, given: Path | None) -> Found | None:
         except (OSError, ValueError):
             continue  # not results of ours: ignored, as any other file beside the bundle
         if isinstance(data, dict) and Path(str(data.get("bundle", ""))).resolve() == bundle.resolve():
-            mine.append((path.stat().st_mtime, path))
+            mine.append((path.stat().st_mtime, str(path), data))
     if not mine:
         return None
-    path = max(mine)[1]
-    return Found(path.parent, json.loads(path.read_text(encoding="utf-8")))
+    _, newest, data = max(mine, key=lambda found: found[:2])
+    return Found(Path(newest).parent, data)
 
 
 def _e(value: object) -> str:

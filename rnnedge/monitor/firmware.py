@@ -48,7 +48,7 @@ def compare(bundle: Path, point: OperatingPoint, recordings: list[Recording], ta
     from rnnedge.runtime.litert import encoder
 
     point = replace(point, frame=None)
-    entry, files = cortexm.plain_c(bundle, "a16w8")
+    _, entry, files = cortexm.plain_c(bundle, "a16w8")
     model = rt.load(bundle, backend="tflm", precision="a16w8")
     labels = list(model.manifest.output.labels)
     q = entry.quantization
