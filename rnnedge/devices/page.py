@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
 from rnnedge.bundle import Manifest, read_manifest
+from rnnedge.devices.report import num
 from rnnedge.errors import RnnedgeError
 
 SECTIONS = ("model", "files", "benchmark", "alarms", "microcontrollers")
@@ -69,10 +70,6 @@ def _picture(path: Path, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def _model(m: Manifest, bundle: Path) -> str:
     cfg = m.model
     shape = f"{cfg.get('cell', '?')} {cfg.get('num_layers', '?')}x{cfg.get('hidden_size', '?')}"
@@ -84,7 +81,7 @@ def _model(m: Manifest, bundle: Path) -> str:
             ["state", f"{m.state.size} floats ({'+'.join(m.state.parts)}, {m.state.layers} layers x "
                       f"{m.state.hidden_size})"],
             ["evaluated on", f"{m.evaluation.data}: {m.evaluation.metric}, torch "
-                             f"{_num(m.evaluation.torch_score, '.4f')}"],
+                             f"{num(m.evaluation.torch_score, '.4f')}"],
             ["operating point", "in the bundle (rnnedge monitor runs it)" if m.operating_point else
              "none yet: rnnedge evaluate-alarms BUNDLE writes one"]]
     return _table(None, rows)
@@ -92,9 +89,9 @@ def _model(m: Manifest, bundle: Path) -> str:
 
 def _files(m: Manifest) -> str:
     rows = [[f.format, f.precision, f.graph, f.chunk_len or "any", f"{f.size_bytes / 1024:.1f}",
-             _num(f.score, ".4f"), f"{f.parity.max_abs_diff_output:.1e}", _num(f.parity.argmax_agreement, ".4f"),
+             num(f.score, ".4f"), f"{f.parity.max_abs_diff_output:.1e}", num(f.parity.argmax_agreement, ".4f"),
              f.path, f.sha256[:12]] for f in m.files]
-    rows += [[r.format, r.precision, "rejected", "", "", _num(r.score, ".4f"), "", "", r.reason, ""]
+    rows += [[r.format, r.precision, "rejected", "", "", num(r.score, ".4f"), "", "", r.reason, ""]
              for r in m.rejected]
     return _table(["format", "precision", "graph", "T", "KB", m.evaluation.metric, "max diff vs torch",
                    "argmax agreement", "file", "sha256"], rows)
@@ -130,7 +127,7 @@ def _alarms(found: Found | None) -> str:
         if metrics:
             rows.append([name, f"{metrics['detected']}/{metrics['events']}", f"{metrics['false_alarms']} in "
                          f"{metrics['other_hours']:.2f} h ({metrics['false_alarms_per_hour']:.2f}/h)",
-                         _num(metrics.get("median_delay_s"), ".2f")])
+                         num(metrics.get("median_delay_s"), ".2f")])
     text = (f"<p>Backend {_e(r['backend'])}, attached {_e(r.get('attach', 'upright'))}; threshold "
             f"{point['alarm']['threshold']:g}, release {point['alarm']['release']:g}, refractory "
             f"{point['alarm']['refractory_s']:g} s ({found.folder}).</p>")

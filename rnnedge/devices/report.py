@@ -19,7 +19,8 @@ COLUMNS = ("variant", "backend", "status", "file KB", "step us p50/p90/p99", "ch
            "RT streams", "cold start s", "peak RSS MB", "score", "max diff")
 
 
-def _num(value: float | None, fmt: str) -> str:
+def num(value: float | None, fmt: str) -> str:
+    """A number in `fmt`, or '-' where there is none (a row that did not run)."""
     return "-" if value is None else format(value, fmt)
 
 
@@ -28,15 +29,15 @@ def cells(row: BenchRow) -> list[str]:
     variant = f"{row.format} {row.precision}" if row.kind == "stream" else f"{row.kind} ({row.precision})"
     return [
         variant, row.backend, row.status,
-        _num(row.file_bytes and row.file_bytes / 1024, ".0f"),
+        num(row.file_bytes and row.file_bytes / 1024, ".0f"),
         "-" if row.step_us is None else "/".join(format(v, ".1f") for v in row.step_us),
         "-" if row.chunk_us is None else f"{row.chunk_us / row.chunk_len:.2f} (T={row.chunk_len})",
         "-" if best_pool is None else f"{best_pool[1]:,.0f} (N={best_pool[0]})",
-        _num(row.streams, ","),
-        _num(row.cold_start_s, ".2f"),
-        _num(row.peak_rss_mb, ".0f"),
-        _num(row.score, ".4g"),
-        _num(row.max_abs_diff, ".1e"),
+        num(row.streams, ","),
+        num(row.cold_start_s, ".2f"),
+        num(row.peak_rss_mb, ".0f"),
+        num(row.score, ".4g"),
+        num(row.max_abs_diff, ".1e"),
     ]
 
 
