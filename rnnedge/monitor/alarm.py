@@ -6,9 +6,9 @@ Per step t with score p[t] (the get-up probability, see score.py):
          a score hovering around the threshold from flapping the alarm on and off).
 Level-triggered: a score still above the threshold when the refractory period runs out starts a new alarm.
 
-`feed` takes any number of steps at once and jumps from crossing to crossing (numpy), so a whole recording
-costs a few array passes: the validation search runs thousands of operating points. Feeding one step at a
-time (the live monitor) is the same code with T = 1, so live and offline alarms are identical.
+`Alarm.feed` takes any number of steps of one recording and jumps from crossing to crossing (numpy), so a whole
+recording costs a few array passes: the validation search runs thousands of operating points. `AlarmRows.step`
+takes one step of many beds (the ward): the same rule, checked against the search by evaluate-alarms.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class Alarm:
         """Advance over scores [T]; return the alarm starts and ends among them, in order."""
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         base, n = self.steps, len(scores)
-        above = np.flatnonzero(scores >= self.config.threshold)
-        below = np.flatnonzero(scores < self.config.release)
+        above = (scores >= self.config.threshold).nonzero()[0]
+        below = (scores < self.config.release).nonzero()[0]
         out: list[Transition] = []
         i = 0  # next local step to look at
         while i < n:
@@ -87,6 +87,46 @@ class Alarm:
     def load_state(self, state: dict) -> None:
         self.steps, self.active = int(state["steps"]), bool(state["active"])
         self.started, self.blocked_until = int(state["started"]), int(state["blocked_until"])
+
+
+class AlarmRows:
+    """Every bed's alarm, one step at a time: one row a bed (steps, active, started, blocked_until as in Alarm)."""
+
+    def __init__(self, config: AlarmConfig, sample_rate_hz: float, capacity: int) -> None:
+        self.config = config
+        self.refractory_steps = round(config.refractory_s * sample_rate_hz)
+        self.steps = np.zeros(capacity, np.int64)
+        self.active = np.zeros(capacity, bool)
+        self.started = np.full(capacity, -1, np.int64)
+        self.blocked_until = np.zeros(capacity, np.int64)
+
+    def reset(self, row: int) -> None:
+        self.steps[row], self.active[row], self.started[row], self.blocked_until[row] = 0, False, -1, 0
+
+    def move(self, src: int, dst: int) -> None:
+        for array in (self.steps, self.active, self.started, self.blocked_until):
+            array[dst] = array[src]
+
+    def step(self, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The beds' scores [k] at this step -> (positions where an alarm starts, positions where one ends)."""
+        steps, active = self.steps[rows], self.active[rows]
+        ends = (active & (scores < self.config.release)).nonzero()[0]
+        starts = (~active & (scores >= self.config.threshold) & (steps >= self.blocked_until[rows])).nonzero()[0]
+        if len(ends):
+            self.active[rows[ends]] = False
+            self.blocked_until[rows[ends]] = steps[ends] + self.refractory_steps
+        if len(starts):
+            self.active[rows[starts]], self.started[rows[starts]] = True, steps[starts]
+        self.steps[rows] = steps + 1
+        return starts, ends
+
+    def state(self, row: int) -> dict:
+        return {"steps": int(self.steps[row]), "active": bool(self.active[row]), "started": int(self.started[row]),
+                "blocked_until": int(self.blocked_until[row])}
+
+    def load_state(self, row: int, state: dict) -> None:
+        self.steps[row], self.active[row] = int(state["steps"]), bool(state["active"])
+        self.started[row], self.blocked_until[row] = int(state["started"]), int(state["blocked_until"])
 
 
 def alarm_intervals(scores: np.ndarray, config: AlarmConfig, sample_rate_hz: float) -> list[tuple[int, int]]:

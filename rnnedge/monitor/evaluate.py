@@ -1,9 +1,11 @@
 """`evaluate-alarms`: stream every HAPT validation and test recording through a bundle on the torch-free
 runtime, choose the operating point on validation subjects only, then score it on the test subjects.
 
-Each recording is streamed causally from a zero state (`stream.feed` over the whole recording gives the same
-outputs as stepping, which the runtime's tests prove) and scored with the same GetUpScore and Alarm classes the
-live monitor steps, so these numbers are the monitor's.
+Each recording is streamed causally from a zero state as one bed of a ward (ward.py: the monitor's own step, every
+recording of a split in one pass), so these numbers are the monitor's: its alarms, its fault detector, its frame.
+The point search scores the other points of the grid on the logits the ward computed (GetUpScore and Alarm over a
+whole recording, restarted where the ward restarted the score), and `checked` streams the validation split again
+with the chosen point: the search's alarms must be the monitor's.
 
 Choosing (`choose`): every point of GRID is scored on validation; a point is allowed if its false alarms are
 at most `max_false_alarms_per_hour` x validation other-hours, rounded to the nearest whole alarm (validation
@@ -17,8 +19,11 @@ subjects again in other orientations and at other sensor rates, with the point c
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
 import json
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,29 +34,20 @@ from rnnedge.atomic import write_text_atomic
 from rnnedge.data.hapt import HAPT_SPLITS, load_hapt
 from rnnedge.data.recording import Recording
 from rnnedge.monitor.alarm import AlarmConfig, alarm_intervals
+from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize, unlabelled_get_ups
-from rnnedge.monitor.faults import FaultDetector
-from rnnedge.monitor.frame import UprightFrame
 from rnnedge.monitor.gaps import gap_condition
 from rnnedge.monitor.operating_point import OperatingPoint
 from rnnedge.monitor.report_md import markdown
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
 from rnnedge.monitor.splice import fault_conditions
 from rnnedge.monitor.sweep import at_rate, axis_rotations, on_feet, random_rotations, rotate
+from rnnedge.monitor.ward import Ward
 
 SCORE_GRID = [ScoreConfig(smoothing_s=s, lying_gate_s=g, warmup_s=w)
               for s, g, w in itertools.product((0.0, 0.1, 0.2, 0.4), (0.0, 5.0, 30.0), (3.0, 10.0))]
 ALARM_GRID = [AlarmConfig(t, t * r, f) for t, r, f in itertools.product(
     (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98), (0.5, 1.0), (0.0, 5.0, 20.0))]
-
-
-def recording_logits(model, recordings: list[Recording], starts: list[int] | None = None,
-                     frames: list | None = None) -> list[np.ndarray]:
-    """Per-step logits of each recording, each streamed from a fresh zero state (from `starts`, in `frames`)."""
-    if starts is None:
-        return [model.stream().feed(r.signals) for r in recordings]
-    return [model.stream().feed(f.apply(r.signals[s:])) if s < len(r) else np.zeros((0, model.outputs), np.float32)
-            for r, s, f in zip(recordings, starts, frames, strict=True)]
 
 
 def upright(label: str = "STANDING") -> list[float]:
@@ -63,14 +59,6 @@ def upright(label: str = "STANDING") -> list[float]:
     return [round(v, 4) for v in (mean / np.linalg.norm(mean)).tolist()]
 
 
-def calibrated(recordings: list[Recording], channels: list[str], rate: float, up: list[float],
-               attach: str = "upright") -> tuple[list, list]:
-    """Each recording's calibration step (len if never: no alarm in it) and its calibrated frame (frame.py)."""
-    frames = [UprightFrame(channels, rate, up, attach) for _ in recordings]
-    starts = [f.calibrate(r.signals) for r, f in zip(recordings, frames, strict=True)]
-    return [len(r) if s is None else s for r, s in zip(recordings, starts, strict=True)], frames
-
-
 def from_lying(recordings: list[Recording]) -> list[Recording]:
     """Each recording from its first LAYING sample on (a sensor attached to a patient in bed); those that never
     lie are left out."""
@@ -80,57 +68,105 @@ def from_lying(recordings: list[Recording]) -> list[Recording]:
             for r, f in zip(recordings, firsts, strict=True) if len(f)]
 
 
-def scored_split(model, recordings: list[Recording], up: list[float] | None, attach: str = "upright") -> Scored:
-    """A split streamed as the monitor would: from the start, or from its frame's calibration (attached `attach`)."""
-    manifest = model.manifest
-    labels, rate, channels = list(manifest.output.labels), manifest.input.sample_rate_hz, list(manifest.input.channels)
-    if up is None:
-        return Scored(recordings, recording_logits(model, recordings), labels, rate, channels)
-    starts, frames = calibrated(recordings, channels, rate, up, attach)
-    if attach == "upright":
-        return Scored(recordings, recording_logits(model, recordings, starts, frames), labels, rate, channels, starts)
-    # lying: the frame is the sensor's own, so the model streams from the start and keeps its state at calibration,
-    # which stands only if the model saw the wearer lying over the still window (frame.confirm, as the monitor does)
-    logits, p_lying = recording_logits(model, recordings), GetUpScore(ScoreConfig(), labels, rate).p_lying
-    for i, (start, frame, y) in enumerate(zip(starts, frames, logits, strict=True)):
-        window = [p_lying(row) for row in y[max(0, start - frame.window):start]]
-        if frame.calibrated and not frame.confirm(float(np.mean(window or [0.0]))):
-            starts[i] = len(recordings[i])
-    return Scored(recordings, [y[s:] for y, s in zip(logits, starts, strict=True)], labels, rate, channels, starts)
+def streamed(model, recordings: list[Recording], point: OperatingPoint, attach: str = "upright",
+             search: bool = False) -> Streamed:
+    """The recordings as the beds of one ward (ward.py: the monitor itself), each from a zero state, untimed.
+    `search`: keep every step's logits too (the operating-point search scores other points on them)."""
+    ward = Ward(model, point, attach=attach, capacity=max(1, len(recordings)))
+    taps = Taps([len(r) for r in recordings], model.manifest.output.size if search else 0)
+    ward.tap = taps.see
+    for i in range(len(recordings)):
+        ward.add(i)
+    with quiet():
+        records = ward.feed({i: (r.signals, None) for i, r in enumerate(recordings)})
+    return Streamed(recordings, point, taps, [records[i] for i in range(len(recordings))],
+                    model.manifest.input.sample_rate_hz, list(model.manifest.output.labels))
 
 
-class Scored:
-    """A split's recordings with their logits, scored under any operating point (scores cached per config)."""
+class Taps:
+    """What a ward computed at each step of each bed (row = bed): the score, alarms blocked, a fresh score, and
+    the logits if asked for (`outputs` > 0)."""
 
-    def __init__(self, recordings: list[Recording], logits: list[np.ndarray], labels: list[str],
-                 sample_rate_hz: float, channels: list[str] | None = None, starts: list[int] | None = None) -> None:
-        """`starts`: where each recording's logits begin (an upright frame's calibration): no alarm before."""
+    def __init__(self, lengths: list[int], outputs: int = 0) -> None:
+        beds, longest = len(lengths), max(lengths, default=0)
+        self.lengths = lengths
+        self.scores = np.zeros((beds, longest))
+        self.blocked = np.zeros((beds, longest), bool)
+        self.fresh = np.zeros((beds, longest), bool)
+        self.logits = np.zeros((beds, longest, outputs), np.float32) if outputs else None
+        self.seen = np.zeros(beds, np.int64)
+
+    def see(self, rows: np.ndarray, slots: np.ndarray, logits: np.ndarray, scores: np.ndarray, blocked: np.ndarray,
+            fresh: np.ndarray) -> None:
+        self.scores[rows, slots], self.blocked[rows, slots], self.fresh[rows, slots] = scores, blocked, fresh
+        if self.logits is not None:
+            self.logits[rows, slots] = logits
+        self.seen[rows] += 1
+
+    def bed(self, row: int) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """(logits or None, scores, blocked, fresh) of one bed's steps."""
+        n = self.lengths[row]
+        if self.seen[row] != n:
+            raise MonitorError(f"the ward scored {self.seen[row]} of {n} steps of a recording (a model fault?)")
+        logits = None if self.logits is None else self.logits[row, :n]
+        return logits, self.scores[row, :n], self.blocked[row, :n], self.fresh[row, :n]
+
+
+class Streamed:
+    """A split's recordings as the ward streamed them under `point`: its alarms, and what the operating-point
+    search needs to score any other point (logits, blocked steps, where the score restarted)."""
+
+    def __init__(self, recordings: list[Recording], point: OperatingPoint, taps: Taps, records: list[list[dict]],
+                 sample_rate_hz: float, labels: list[str]) -> None:
         names = load_hapt().label_names
-        self.recordings, self.logits, self.labels, self.rate = recordings, logits, labels, sample_rate_hz
+        self.recordings, self.point, self.rate, self.labels = recordings, point, sample_rate_hz, labels
         self.events = [get_up_events(r.labels, names) for r in recordings]
         self.unlabelled = [unlabelled_get_ups(r.labels, names) for r in recordings]
-        channels = channels or load_hapt().channels
-        self.blocked = [FaultDetector(channels, sample_rate_hz).mask(r.signals) for r in recordings]
-        self.starts = starts or [0] * len(recordings)
-        for blocked, start in zip(self.blocked, self.starts, strict=True):
-            blocked[:start] = True  # waiting for calibration: no alarm, counted with sensor_check time
+        tapped = [taps.bed(i) for i in range(len(recordings))]
+        self.logits, self.engine_scores, self.blocked, self.fresh = ([t[k] for t in tapped] for k in range(4))
+        self.records = records
+        self.engine_starts = [[int(r["id"].split(":")[0]) for r in recs if r["event"] == "alarm_start"]
+                              for recs in records]
         self._scores: dict[ScoreConfig, list[np.ndarray]] = {}
 
+    def part(self, a: int, b: int) -> Streamed:
+        """Recordings a..b-1 alone (one condition of a sweep streamed with others in one ward)."""
+        part = copy.copy(self)
+        for name in ("recordings", "events", "unlabelled", "logits", "engine_scores", "blocked", "fresh", "records",
+                     "engine_starts"):
+            setattr(part, name, getattr(self, name)[a:b])
+        part._scores = {}
+        return part
+
     def scores(self, config: ScoreConfig) -> list[np.ndarray]:
-        if config not in self._scores:  # a sensor fault blocks alarms, as in the monitor
-            self._scores[config] = [
-                np.concatenate([np.zeros(start), GetUpScore(config, self.labels, self.rate).feed(y)]) * ~blocked
-                for y, blocked, start in zip(self.logits, self.blocked, self.starts, strict=True)]
+        """Each recording's score under `config` (the search): the ward's formula restarted where the ward restarted
+        it, zero where it blocked alarms."""
+        if config == self.point.score:
+            return self.engine_scores
+        if config not in self._scores:
+            out = []
+            for logits, blocked, fresh in zip(self.logits, self.blocked, self.fresh, strict=True):
+                cuts = [*np.flatnonzero(fresh).tolist(), len(logits)]
+                parts = [np.zeros(cuts[0])] + [GetUpScore(config, self.labels, self.rate).feed(logits[a:b])
+                                               for a, b in zip(cuts, cuts[1:], strict=False)]
+                out.append(np.concatenate(parts) * ~blocked)
+            self._scores[config] = out
         return self._scores[config]
+
+    def starts(self, point: OperatingPoint) -> list[list[int]]:
+        """Each recording's alarm starts: the ward's own under its point, the search's under another."""
+        if point.score == self.point.score and point.alarm == self.point.alarm:
+            return self.engine_starts
+        return [[a for a, _ in alarm_intervals(s, point.alarm, self.rate)] for s in self.scores(point.score)]
 
     def alarms(self, point: OperatingPoint) -> list[list[tuple[int, int]]]:
         return [alarm_intervals(s, point.alarm, self.rate) for s in self.scores(point.score)]
 
-    def evaluate(self, point: OperatingPoint) -> tuple[dict, list]:
-        per = [score_recording([a for a, _ in alarms], events, len(r), self.rate, unlabelled=unlabelled,
-                               blocked=blocked)
-               for alarms, events, unlabelled, r, blocked in zip(self.alarms(point), self.events, self.unlabelled,
-                                                                  self.recordings, self.blocked, strict=True)]
+    def evaluate(self, point: OperatingPoint | None = None) -> tuple[dict, list]:
+        per = [score_recording(starts, events, len(r), self.rate, unlabelled=unlabelled, blocked=blocked)
+               for starts, events, unlabelled, r, blocked in zip(self.starts(point or self.point), self.events,
+                                                                  self.unlabelled, self.recordings, self.blocked,
+                                                                  strict=True)]
         return {**summarize(per), **self.lead_times(per)}, per
 
     def lead_times(self, per: list) -> dict:
@@ -153,8 +189,20 @@ class Scored:
         return {"lead_to_transition_end_s": stats(to_end), "lead_to_on_feet_s": stats(to_feet)}
 
 
-def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoint, dict]:
-    rows = [(OperatingPoint(s, a), val.evaluate(OperatingPoint(s, a))[0])
+@contextlib.contextmanager
+def quiet():
+    """The monitor's per-event warnings off: a report says it all (thousands of resets and checks otherwise)."""
+    log = logging.getLogger("rnnedge.monitor")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def choose(val: Streamed, max_false_alarms_per_hour: float) -> tuple[OperatingPoint, dict]:
+    rows = [(OperatingPoint(s, a, {}, val.point.frame), val.evaluate(OperatingPoint(s, a, {}, val.point.frame))[0])
             for s, a in itertools.product(SCORE_GRID, ALARM_GRID)]
     allowed = round(max_false_alarms_per_hour * rows[0][1]["other_hours"])
     feasible = [r for r in rows if r[1]["false_alarms"] <= allowed]
@@ -171,6 +219,16 @@ def choose(val: Scored, max_false_alarms_per_hour: float) -> tuple[OperatingPoin
     return point, {"rule": rule, "validation": metrics}
 
 
+def checked(model, val: Streamed, point: OperatingPoint, attach: str) -> Streamed:
+    """The validation split streamed again through the ward with the chosen point: its alarms must be the search's
+    (one formula, two ways of computing it: a difference is a bug, never a number in a report)."""
+    again = streamed(model, val.recordings, point, attach)
+    if again.engine_starts != val.starts(point):
+        raise MonitorError("evaluate-alarms: the operating-point search and the monitor disagree on the validation "
+                           "alarms of the chosen point (a bug in rnnedge: please report it)")
+    return again
+
+
 def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
                     max_false_alarms_per_hour: float = 1.0, trace: str | None = None,
                     sweep: dict | None = None, frame: bool = False, long_hours: float = 0.0,
@@ -184,7 +242,8 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
     into the test recordings, through the monitor (splice.py, report["faults"]). `attach`: the wearer's posture
     when the sensor goes on (frame.py); "lying" streams every recording from its first lying sample (validation and
     test alike). `gaps`: each test subject's recordings back to back through the monitor with the clock jumping
-    between them (gaps.py, report["gaps"])."""
+    between them (gaps.py, report["gaps"]). Every figure is the ward's (the monitor's own code, many recordings
+    as many beds); the point search scores the validation steps the ward computed, and is checked against it."""
     from rnnedge.data.hapt import hapt_recording
     from rnnedge.monitor.plot import plot_sweep, plot_trace
 
@@ -194,14 +253,18 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
     splits = {name: dataset.subset(HAPT_SPLITS[name]).recordings for name in ("val", "test")}
     if attach == "lying":
         splits = {name: from_lying(recs) for name, recs in splits.items()}
-    up = point.frame if point is not None else (upright() if frame else None)
-    scored = {name: scored_split(model, recs, up, attach) for name, recs in splits.items()}
     if point is None:
-        chosen, provenance = choose(scored["val"], max_false_alarms_per_hour)
+        up = upright() if frame else None
+        val = streamed(model, splits["val"], OperatingPoint(frame=up), attach, search=True)
+        chosen, provenance = choose(val, max_false_alarms_per_hour)
         point = OperatingPoint(chosen.score, chosen.alarm, {**provenance, "bundle": manifest.name,
                                                             "backend": model.backend, "model_sha256": model.sha256},
                                up)
-    test_metrics, per = scored["test"].evaluate(point)
+        val = checked(model, val, point, attach)
+    else:
+        val = streamed(model, splits["val"], point, attach)
+    test = streamed(model, splits["test"], point, attach)
+    test_metrics, per = test.evaluate()
     out_dir.mkdir(parents=True, exist_ok=True)
     point.save(out_dir / "operating_point.json")
     report = {
@@ -209,14 +272,13 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
         "definitions": {"event": "onset of a LIE_TO_SIT/LIE_TO_STAND run", "detected_window_s": [-EARLY_S, LATE_S],
                         "other_hours": "streamed time outside [onset - early, end of get-up run), unlabelled included"},
         "operating_point": asdict(point),
-        "validation": scored["val"].evaluate(point)[0],
+        "validation": val.evaluate()[0],
         "test": test_metrics,
         "test_subjects": list(HAPT_SPLITS["test"]),
-        "test_details": _details(scored["test"], per, point),
+        "test_details": _details(test, per),
     }
-    recording = hapt_recording(trace) if trace else splits["test"][0]
-    one = scored_split(model, [recording], point.frame, attach) if trace else scored["test"]  # with point.frame
-    report["trace"] = plot_trace(recording, one.scores(point.score)[0], one.alarms(point)[0], point,
+    one = streamed(model, [hapt_recording(trace)], point, attach) if trace else test
+    report["trace"] = plot_trace(one.recordings[0], one.engine_scores[0], _intervals(one, 0), point,
                                  dataset.label_names, rate, out_dir / "trace.png")
     if long_hours:
         report["long_stream"] = long_stream(model, splits["test"], point, long_hours, attach)
@@ -233,29 +295,39 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
     return report
 
 
+def _intervals(split: Streamed, i: int) -> list[tuple[int, int]]:
+    """[start, end) steps of the ward's alarms in recording i (an alarm still on ends at the recording's end)."""
+    starts, ends = [], []
+    for record in split.records[i]:
+        if record["event"] in ("alarm_start", "alarm_end"):
+            (starts if record["event"] == "alarm_start" else ends).append(int(record["id"].split(":")[0]))
+    ends += [len(split.recordings[i])] * (len(starts) - len(ends))
+    return list(zip(starts, ends, strict=True))
+
+
 def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, options: dict,
                      attach: str = "upright") -> list[dict]:
     """Each orientation and sensor rate's test metrics under `point`, worst first (lowest recall, then most
-    false alarms per hour)."""
+    false alarms per hour): every condition's recordings as beds of one ward."""
     manifest = model.manifest
     rate, channels = manifest.input.sample_rate_hz, list(manifest.input.channels)
     conditions = [(name, lambda x, r=r: rotate(x, r, channels)) for name, r in
                   axis_rotations() + random_rotations(options.get("random", 20), options.get("seed", 0))]
     conditions += [(f"rate {hz:g} Hz", lambda x, hz=hz: _fit(at_rate(x, rate, hz), len(x)))
                    for hz in options.get("rates", [])]
-    rows = []
-    for name, transform in conditions:
-        moved = [Recording(transform(r.signals), r.labels, r.subject, r.name) for r in recordings]
-        metrics = scored_split(model, moved, point.frame, attach).evaluate(point)[0]
-        rows.append({"condition": name, **metrics})
+    moved = [Recording(transform(r.signals), r.labels, r.subject, r.name) for _, transform in conditions
+             for r in recordings]
+    split, n = streamed(model, moved, point, attach), len(recordings)
+    rows = [{"condition": name, **split.part(c * n, (c + 1) * n).evaluate()[0]}
+            for c, (name, _) in enumerate(conditions)]
     return sorted(rows, key=lambda m: (m["recall"], -m["false_alarms_per_hour"]))
 
 
 def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours: float,
                 attach: str = "upright") -> dict:
-    """The recordings back to back, repeated to at least `hours`, streamed once without any reset (as a monitor
-    runs all night; an upright frame calibrated once, at the start): per-sample accuracy and the largest |state|
-    (looked at every second) per hour streamed, and the alarms over the whole stream."""
+    """The recordings back to back, repeated to at least `hours`, streamed once through the monitor without any
+    reset (as it runs all night; an upright frame calibrated once, at the start): per-sample accuracy and the
+    largest |state| (looked at every second) per hour streamed, and the alarms over the whole stream."""
     manifest = model.manifest
     rate, labels = manifest.input.sample_rate_hz, list(manifest.output.labels)
     names = load_hapt().label_names
@@ -263,27 +335,26 @@ def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours
     signals = np.concatenate([r.signals for r in recordings] * repeats)
     truth = np.concatenate([r.labels for r in recordings] * repeats)
     whole = Recording(signals, truth, 0, f"test subjects x{repeats}")
-    start, frame = 0, None
-    if point.frame is not None:
-        starts, frames = calibrated([whole], list(manifest.input.channels), rate, point.frame, attach)
-        start, frame = starts[0], frames[0]
-    stream, hour, second = model.stream(), round(3600 * rate), round(rate)
-    logits, by_hour = [], []
-    for a in range(start, len(signals), hour):
-        piece = signals[a: a + hour]
-        piece, largest = frame.apply(piece) if frame is not None else piece, 0.0
-        for b in range(0, len(piece), second):  # the state looked at every second
-            logits.append(stream.feed(piece[b: b + second]))
-            largest = max(largest, float(np.abs(stream.state).max()))
-        by_hour.append(largest)
-    y = np.concatenate(logits) if logits else np.zeros((0, len(labels)), np.float32)
+    ward, taps = Ward(model, point, attach=attach, capacity=1), Taps([len(signals)], len(labels))
+    ward.tap = taps.see
+    ward.add(0)
+    hour, second, by_hour, records = round(3600 * rate), round(rate), [], []
+    with quiet():
+        for a in range(0, len(signals), hour):
+            largest = 0.0
+            for b in range(a, min(a + hour, len(signals)), second):  # the state looked at every second
+                records += ward.feed({0: (signals[b: b + second], None)})[0]
+                largest = max(largest, float(np.abs(ward.snapshot(0).state).max()))
+            by_hour.append(largest)
+    split = Streamed([whole], point, taps, [records], rate, labels)
+    y, start = split.logits[0], int(np.argmax(split.fresh[0])) if split.fresh[0].any() else 0
     to_model = np.array([labels.index(n) if n in labels else -1 for n in names])
-    hit = y.argmax(axis=1) == to_model[truth[start:]]
+    hit = y.argmax(axis=1)[start:] == to_model[truth[start:]]
     scored = truth[start:] > 0
-    accuracy = [float(hit[a: a + hour][scored[a: a + hour]].mean()) for a in range(0, len(y), hour)]
-    metrics = Scored([whole], [y], labels, rate, list(manifest.input.channels), [start]).evaluate(point)[0]
+    accuracy = [float(hit[a: a + hour][scored[a: a + hour]].mean()) for a in range(0, len(hit), hour)]
     return {"hours": len(signals) / rate / 3600, "repeats": repeats, "per_sample_accuracy": float(hit[scored].mean()),
-            "per_sample_accuracy_by_hour": accuracy, "max_abs_state_by_hour": by_hour, "alarms": metrics}
+            "per_sample_accuracy_by_hour": accuracy, "max_abs_state_by_hour": by_hour,
+            "alarms": split.evaluate()[0]}
 
 
 def _fit(signals: np.ndarray, steps: int) -> np.ndarray:
@@ -293,17 +364,15 @@ def _fit(signals: np.ndarray, steps: int) -> np.ndarray:
     return np.concatenate([signals, np.repeat(signals[-1:], steps - len(signals), axis=0)])
 
 
-def _details(scored: Scored, per: list, point: OperatingPoint) -> dict:
+def _details(split: Streamed, per: list) -> dict:
     """What limits the numbers: each missed event with the best score it reached in its window; each false alarm."""
-    early, late = round(EARLY_S * scored.rate), round(LATE_S * scored.rate)
+    early, late = round(EARLY_S * split.rate), round(LATE_S * split.rate)
     missed, false_alarms = [], []
-    for rec, events, result, scores in zip(scored.recordings, scored.events, per, scored.scores(point.score),
-                                           strict=True):
+    for rec, events, result, scores in zip(split.recordings, split.events, per, split.engine_scores, strict=True):
         for event, delay in zip(events, result.delays_s, strict=True):
             if delay is None:
                 window = scores[max(0, event.onset - early): event.onset + late + 1]
-                missed.append({"recording": rec.name, "label": event.label, "t": event.onset / scored.rate,
+                missed.append({"recording": rec.name, "label": event.label, "t": event.onset / split.rate,
                                "max_score_in_window": round(float(window.max()), 4)})
-        false_alarms += [{"recording": rec.name, "t": s / scored.rate} for s in result.false_alarms]
+        false_alarms += [{"recording": rec.name, "t": s / split.rate} for s in result.false_alarms]
     return {"missed": missed, "false_alarms": false_alarms}
-

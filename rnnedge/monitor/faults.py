@@ -1,5 +1,5 @@
-"""Sensor faults read from the stream itself: causal, one block statistic per second, a few list operations per
-sample, all state in a snapshot (the monitor's `faults`).
+"""Sensor faults read from the stream itself: causal, one block statistic per second, array operations over the
+beds of a ward per sample (one row a bed: ward.py), all state in a snapshot (the monitor's `faults`).
 
 Each fault is decided at the end of a 1 s block (BLOCK_S) of the samples the model is fed (raw units). Samples
 with an unreadable or non-finite value, and those the runtime held (beyond the sensor's range: a 0.2 s glitch of
@@ -35,8 +35,6 @@ Detection delay: stuck 3-4 s, saturated 2-3 s, gravity 10-11 s, still 20-21 s, r
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 BLOCK_S = 1.0
@@ -59,145 +57,221 @@ def _triple(channels: list[str], prefix: str) -> list[int] | None:
     return found if len(found) == 3 else None
 
 
-class FaultDetector:
-    def __init__(self, channels: list[str], sample_rate_hz: float) -> None:
+def _push(ring: np.ndarray, count: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """Append values to each row's window (oldest first, the newest last), keeping its last ring.shape[1]."""
+    ring[rows, :-1] = ring[rows, 1:]
+    ring[rows, -1] = values
+    count[rows] = np.minimum(count[rows] + 1, ring.shape[1])
+
+
+def _window(ring: np.ndarray, count: int, row: int) -> list:
+    return ring[row, ring.shape[1] - count:].tolist()
+
+
+class FaultRows:
+    """The detector for every bed of a ward: one row a bed, each statistic an array over beds."""
+
+    def __init__(self, channels: list[str], sample_rate_hz: float, capacity: int) -> None:
         self.channels, self.rate = list(channels), sample_rate_hz
         self.block = max(1, round(BLOCK_S * sample_rate_hz))
         self.acc, self.gyro = _triple(channels, "acc"), _triple(channels, "gyro")
         blocks = [max(1, round(s / BLOCK_S)) for s in (STUCK_S, SATURATION_S, GRAVITY_S, STILL_S, RANGE_S)]
         self.stuck_blocks, self.saturated_blocks, self.gravity_blocks, self.still_blocks, self.range_blocks = blocks
         self.clear_steps = round(CLEAR_S * sample_rate_hz)
-        self.reset()
+        n, c = capacity, len(channels)
+        self.steps = np.zeros(n, np.int64)
+        self.buffer = np.zeros((n, self.block, c))  # the current block's samples (finite, not held), float64
+        self.fill = np.zeros(n, np.int64)
+        self.held = np.zeros(n, np.int64)  # samples of the current block the runtime held
+        self.worst = np.zeros(n)  # the held value furthest from 0 in it ...
+        self.worst_channel = np.full(n, -1, np.int64)  # ... and its channel
+        self.held_blocks = np.zeros((n, self.range_blocks), np.int64)  # held samples in each of the last blocks
+        self.held_count = np.zeros(n, np.int64)
+        self.constant = np.full((n, c), np.nan)  # value of each channel's constant run (NaN: none)
+        self.constant_blocks = np.zeros((n, c), np.int64)
+        self.saturated_run = np.zeros(n, np.int64)
+        self.still_run = np.zeros(n, np.int64)
+        self.gravity = np.zeros((n, self.gravity_blocks))  # mean |a| of the last gravity_blocks blocks
+        self.gravity_count = np.zeros(n, np.int64)
+        self.source_rate = np.full(n, np.nan)  # NaN: not known yet
+        self.active: list[dict[str, list]] = [{} for _ in range(n)]  # per bed: fault -> [since step, detail]
+        self.any_active = np.zeros(n, bool)
+        self.raised = np.zeros(n, bool)  # a fault was reported and sensor_ok not yet: no alarm (blocking)
+        self.quiet = np.zeros(n, np.int64)  # steps since the last fault ended
 
-    def reset(self) -> None:
-        self.steps = 0
-        self.buffer: list[list[float]] = []  # the current block's samples
-        self.held = 0  # samples of the current block the runtime held
-        self.held_worst: tuple[float, int] = (0.0, -1)  # the held value furthest from 0 in it, and its channel
-        self.held_blocks: list[int] = []  # held samples in each of the last range_blocks blocks
-        self.constant: list[float | None] = [None] * len(self.channels)  # value of each channel's constant run
-        self.constant_blocks = [0] * len(self.channels)
-        self.saturated_run = 0
-        self.still_run = 0
-        self.gravity: list[float] = []  # mean |a| of the last gravity_blocks blocks
-        self.source_rate: float | None = None
-        self.active: dict[str, list] = {}  # fault -> [since step, detail]
-        self.raised = False  # a fault was reported and sensor_ok not yet
-        self.quiet = 0  # steps since the last fault ended
+    def clear(self, row: int) -> None:
+        for name in ("steps", "fill", "held", "worst", "held_blocks", "held_count", "constant_blocks",
+                     "saturated_run", "still_run", "gravity", "gravity_count", "quiet"):
+            getattr(self, name)[row] = 0
+        self.worst_channel[row] = -1
+        self.constant[row] = self.source_rate[row] = np.nan
+        self.active[row], self.any_active[row], self.raised[row] = {}, False, False
 
-    @property
-    def blocking(self) -> bool:
-        """No get-up alarm now: a fault lasts, or ended less than CLEAR_S ago."""
-        return self.raised
+    def move(self, src: int, dst: int) -> None:
+        """Row src becomes row dst (a ward keeps its beds packed)."""
+        for name in ("steps", "buffer", "fill", "held", "worst", "worst_channel", "held_blocks", "held_count",
+                     "constant", "constant_blocks", "saturated_run", "still_run", "gravity", "gravity_count",
+                     "source_rate", "any_active", "raised", "quiet"):
+            array = getattr(self, name)
+            array[dst] = array[src]
+        self.active[dst] = self.active[src]
 
-    def step(self, values: np.ndarray, source_rate: float | None = None, held: bool = False) -> list[tuple]:
-        """One model step's sample (raw units, NaN = unreadable; `held`: the runtime held it as out of range).
-        Returns what changed: ("check", fault, since_step, detail) for each fault that starts, ("ok", faults_s)
-        when all are over."""
-        sample = np.asarray(values, np.float32).tolist()
-        finite = all(math.isfinite(v) for v in sample)
-        if held and finite:
-            self.held += 1
-            self.held_worst = max(self.held_worst, max((abs(v), c) for c, v in enumerate(sample)))
-        elif finite:  # unreadable samples are the sensor watch's
-            self.buffer.append(sample)
-        self.steps += 1
-        self.source_rate = source_rate
+    def step(self, rows: np.ndarray, values: np.ndarray, source_rate: np.ndarray, held: np.ndarray) -> list[tuple]:
+        """One model step of the beds in `rows`: their samples [k, channels] (raw units, NaN = unreadable), the
+        sources' rates [k] (NaN: unknown), whether the runtime held each as out of range [k]. Returns what changed,
+        in the beds' order: (position in rows, "check", fault, since_step, detail) for each fault that starts,
+        (position, "ok") when a bed's faults are all over."""
+        finite = np.isfinite(values).all(axis=1)
+        for i in (held & finite).nonzero()[0]:  # rare: a value beyond the sensor's range
+            row, sample = rows[i], values[i].tolist()
+            self.held[row] += 1
+            worst = max((float(self.worst[row]), int(self.worst_channel[row])),
+                        max((abs(v), c) for c, v in enumerate(sample)))
+            self.worst[row], self.worst_channel[row] = worst
+        put = rows[finite & ~held]  # unreadable samples are the sensor watch's
+        self.buffer[put, self.fill[put]] = values[finite & ~held]
+        self.fill[put] += 1
+        self.steps[rows] += 1
+        self.source_rate[rows] = source_rate
         changes: list[tuple] = []
-        if self.steps % self.block == 0:
-            changes = self._decide()
-        if self.raised and not self.active:
-            self.quiet += 1
-            if self.quiet >= self.clear_steps:
-                self.raised, self.quiet = False, 0
-                changes.append(("ok",))
+        ends = (self.steps[rows] % self.block == 0).nonzero()[0]
+        if len(ends):
+            changes = self._decide(rows[ends], ends)
+        calm = (self.raised[rows] & ~self.any_active[rows]).nonzero()[0]
+        if len(calm):
+            self.quiet[rows[calm]] += 1
+            for i in calm[self.quiet[rows[calm]] >= self.clear_steps]:
+                self.raised[rows[i]], self.quiet[rows[i]] = False, 0
+                changes.append((int(i), "ok"))
+        return changes  # a bed's checks come before its ok
+
+    def blocking(self, rows: np.ndarray) -> np.ndarray:
+        """No get-up alarm now: a fault lasts, or ended less than CLEAR_S ago."""
+        return self.raised[rows]
+
+    def _decide(self, rows: np.ndarray, where: np.ndarray) -> list[tuple]:
+        _push(self.held_blocks, self.held_count, rows, self.held[rows])
+        share = self.held_blocks[rows].sum(axis=1) / (self.held_count[rows] * self.block)
+        worst = list(zip(self.worst[rows].tolist(), self.worst_channel[rows].tolist(), strict=True))
+        self.held[rows] = 0
+        ranged = share >= RANGE_SHARE
+        found: dict[int, dict[str, tuple[int, str]]] = {}
+        for fill in np.unique(self.fill[rows]):
+            group = ((self.fill[rows] == fill) & (fill > 0)).nonzero()[0]
+            if len(group):
+                self._block_faults(rows[group], group, self.buffer[rows[group], :fill], found)
+        decided = (self.fill[rows] > 0) | ranged  # a block without any usable sample decides nothing
+        self.fill[rows] = 0
+        changes = []
+        for i in (decided & (ranged | self.any_active[rows] | np.isin(np.arange(len(rows)),
+                                                                                    list(found)))).nonzero()[0]:
+            row, faults = int(rows[i]), found.get(int(i), {})
+            if ranged[i]:
+                value, channel = worst[i]  # the worst value of the fault so far, not only of this block
+                name = self.channels[channel] if channel >= 0 else "a channel"
+                blocks = int(self.held_count[row])
+                faults["range"] = (int(self.steps[row]) - blocks * self.block,
+                                   f"{share[i]:.0%} of the last {blocks * BLOCK_S:g} s beyond the sensor's range "
+                                   f"({name} reached {value:.3g}): units other than g and rad/s?")
+            active = self.active[row]
+            new = [(int(where[i]), "check", fault, since, detail) for fault, (since, detail) in faults.items()
+                   if fault not in active]
+            self.active[row] = {fault: list(active.get(fault, [since, detail])) for fault, (since, detail) in
+                                faults.items()}
+            self.any_active[row] = bool(faults)
+            if new:
+                self.raised[row], self.quiet[row] = True, 0
+            changes += new
+        keep = decided & ranged
+        self.worst[rows[decided & ~keep]], self.worst_channel[rows[decided & ~keep]] = 0.0, -1
         return changes
 
-    def _decide(self) -> list[tuple]:
-        self.held_blocks = [*self.held_blocks, self.held][-self.range_blocks:]
-        share = sum(self.held_blocks) / (len(self.held_blocks) * self.block)
-        worst, self.held = self.held_worst, 0
-        if not self.buffer and share < RANGE_SHARE:
-            return []
-        found = self._block_faults(np.asarray(self.buffer, np.float64)) if self.buffer else {}
-        if share >= RANGE_SHARE:
-            self.held_worst = worst  # the worst value of the fault so far, not only of this block
-            name = self.channels[worst[1]] if worst[1] >= 0 else "a channel"
-            found["range"] = (self.steps - len(self.held_blocks) * self.block,
-                              f"{share:.0%} of the last {len(self.held_blocks) * BLOCK_S:g} s beyond the sensor's "
-                              f"range ({name} reached {worst[0]:.3g}): units other than g and rad/s?")
-        else:
-            self.held_worst = (0.0, -1)
-        self.buffer = []
-        changes = [("check", fault, since, detail) for fault, (since, detail) in found.items()
-                   if fault not in self.active]
-        self.active = {fault: list(self.active.get(fault, [since, detail])) for fault, (since, detail) in
-                       found.items()}
-        if changes:
-            self.raised, self.quiet = True, 0
-        return changes
+    def _block_faults(self, rows: np.ndarray, group: np.ndarray, x: np.ndarray, found: dict) -> None:
+        """Block statistics of beds `rows` (positions `group` in the deciding beds), x [beds, samples, channels]."""
+        def fault(i: int, name: str, since, detail: str) -> None:
+            found.setdefault(int(group[i]), {})[name] = (int(since), detail)
 
-    def _block_faults(self, x: np.ndarray) -> dict[str, tuple[int, str]]:
-        faults: dict[str, tuple[int, str]] = {}
-        start = self.steps - self.block  # first step of this block
-        low, high = x.min(axis=0), x.max(axis=0)
-        for c, name in enumerate(self.channels):
-            flat = low[c] == high[c]
-            run = self.constant_blocks[c] + 1 if flat and self.constant[c] == low[c] else int(flat)
-            self.constant_blocks[c], self.constant[c] = run, float(low[c]) if flat else None
-            if run >= self.stuck_blocks:
-                faults["stuck"] = (start - (run - 1) * self.block, f"{name} stuck at {low[c]:g}")
+        start = self.steps[rows] - self.block  # first step of this block
+        low, high = x.min(axis=1), x.max(axis=1)
+        flat = low == high
+        run = np.where(flat & (self.constant[rows] == low), self.constant_blocks[rows] + 1, flat.astype(np.int64))
+        self.constant_blocks[rows], self.constant[rows] = run, np.where(flat, low, np.nan)
+        for i, c in zip(*np.nonzero(run >= self.stuck_blocks), strict=True):  # the last channel names it
+            fault(i, "stuck", start[i] - (run[i, c] - 1) * self.block, f"{self.channels[c]} stuck at {low[i, c]:g}")
         if self.acc is not None:
-            acc = x[:, self.acc]
-            pinned = np.mean(np.any(np.abs(acc) >= SATURATION_G, axis=1)) >= 0.5
-            self.saturated_run = self.saturated_run + 1 if pinned else 0
-            if self.saturated_run >= self.saturated_blocks:
-                faults["saturated"] = (start - (self.saturated_run - 1) * self.block,
-                                       f"accelerometer pinned at |a| >= {SATURATION_G} g")
-            self.gravity = [*self.gravity, float(np.linalg.norm(acc, axis=1).mean())][-self.gravity_blocks:]
-            g = sum(self.gravity) / len(self.gravity)
-            if len(self.gravity) == self.gravity_blocks and not GRAVITY_RANGE[0] <= g <= GRAVITY_RANGE[1]:
-                faults["gravity"] = (start - (self.gravity_blocks - 1) * self.block,
-                                     f"mean |a| {g:.2f} g over {GRAVITY_S:g} s, outside {list(GRAVITY_RANGE)} g")
+            acc = x[:, :, self.acc]
+            pinned = np.any(np.abs(acc) >= SATURATION_G, axis=2).mean(axis=1) >= 0.5
+            self.saturated_run[rows] = np.where(pinned, self.saturated_run[rows] + 1, 0)
+            for i in (self.saturated_run[rows] >= self.saturated_blocks).nonzero()[0]:
+                fault(i, "saturated", start[i] - (self.saturated_run[rows[i]] - 1) * self.block,
+                      f"accelerometer pinned at |a| >= {SATURATION_G} g")
+            _push(self.gravity, self.gravity_count, rows, np.linalg.norm(acc, axis=2).mean(axis=1))
+            g = self.gravity[rows].sum(axis=1) / self.gravity_count[rows]
+            off = (self.gravity_count[rows] == self.gravity_blocks) & ~((GRAVITY_RANGE[0] <= g) &
+                                                                         (g <= GRAVITY_RANGE[1]))
+            for i in (off).nonzero()[0]:
+                fault(i, "gravity", start[i] - (self.gravity_blocks - 1) * self.block,
+                      f"mean |a| {g[i]:.2f} g over {GRAVITY_S:g} s, outside {list(GRAVITY_RANGE)} g")
             if self.gyro is not None:
-                still = acc.std(axis=0).max() < STILL_ACC_G and x[:, self.gyro].std(axis=0).max() < STILL_GYRO
-                self.still_run = self.still_run + 1 if still else 0
-                if self.still_run >= self.still_blocks:
-                    faults["still"] = (start - (self.still_run - 1) * self.block,
-                                       f"no motion for {self.still_run * BLOCK_S:g} s (off the body?)")
-        rate = self.source_rate
-        if rate is not None and not RATE_RANGE[0] <= rate / self.rate <= RATE_RANGE[1]:
-            faults["rate"] = (start, f"source at {rate:.1f} Hz, the model runs at {self.rate:g} Hz")
-        return faults
+                still = (acc.std(axis=1).max(axis=1) < STILL_ACC_G) & \
+                    (x[:, :, self.gyro].std(axis=1).max(axis=1) < STILL_GYRO)
+                self.still_run[rows] = np.where(still, self.still_run[rows] + 1, 0)
+                for i in (self.still_run[rows] >= self.still_blocks).nonzero()[0]:
+                    fault(i, "still", start[i] - (self.still_run[rows[i]] - 1) * self.block,
+                          f"no motion for {self.still_run[rows[i]] * BLOCK_S:g} s (off the body?)")
+        rate = self.source_rate[rows]
+        with np.errstate(invalid="ignore"):
+            off = ~np.isnan(rate) & ~((RATE_RANGE[0] <= rate / self.rate) & (rate / self.rate <= RATE_RANGE[1]))
+        for i in (off).nonzero()[0]:
+            fault(i, "rate", start[i], f"source at {rate[i]:.1f} Hz, the model runs at {self.rate:g} Hz")
 
-    def mask(self, signals: np.ndarray) -> np.ndarray:
-        """Offline (evaluate-alarms): per step of a whole recording, True where the live monitor blocks alarms."""
-        out = np.zeros(len(signals), bool)
-        for i, sample in enumerate(np.asarray(signals, np.float32)):
-            self.step(sample)
-            out[i] = self.blocking
-        return out
+    def state(self, row: int) -> dict:
+        """One bed's detector as plain data (snapshots, in-memory states)."""
+        nan_none = lambda xs: [None if v != v else v for v in xs]  # noqa: E731
+        return {"steps": int(self.steps[row]), "buffer": self.buffer[row, :self.fill[row]].tolist(),
+                "constant": nan_none(self.constant[row].tolist()),
+                "constant_blocks": self.constant_blocks[row].tolist(), "saturated_run": int(self.saturated_run[row]),
+                "still_run": int(self.still_run[row]),
+                "gravity": _window(self.gravity, int(self.gravity_count[row]), row),
+                "active": {k: list(v) for k, v in self.active[row].items()}, "raised": bool(self.raised[row]),
+                "quiet": int(self.quiet[row]), "held": int(self.held[row]),
+                "held_worst": [float(self.worst[row]), int(self.worst_channel[row])],
+                "held_blocks": _window(self.held_blocks, int(self.held_count[row]), row)}
 
-    def state(self) -> dict:
-        return {"steps": self.steps, "buffer": self.buffer, "constant": self.constant,
-                "constant_blocks": self.constant_blocks, "saturated_run": self.saturated_run,
-                "still_run": self.still_run, "gravity": self.gravity, "active": self.active,
-                "raised": self.raised, "quiet": self.quiet, "held": self.held,
-                "held_worst": list(self.held_worst), "held_blocks": self.held_blocks}
-
-    def load_state(self, state: dict) -> None:
-        self.reset()
+    def load_state(self, row: int, state: dict) -> None:
+        self.clear(row)
         if not state:  # a snapshot from before fault detection: start watching afresh
             return
-        floats = lambda xs: [None if v is None else float(v) for v in xs]  # noqa: E731
-        self.steps, self.buffer = int(state["steps"]), [[float(v) for v in row] for row in state["buffer"]]
-        self.constant, self.constant_blocks = floats(state["constant"]), [int(n) for n in state["constant_blocks"]]
-        self.saturated_run, self.still_run = int(state["saturated_run"]), int(state["still_run"])
-        self.gravity = floats(state["gravity"])
-        self.active = {str(k): [int(v[0]), str(v[1])] for k, v in state["active"].items()}
-        self.raised, self.quiet = bool(state["raised"]), int(state["quiet"])
-        self.held, self.held_blocks = int(state.get("held", 0)), [int(n) for n in state.get("held_blocks", [])]
-        worst = state.get("held_worst", [0.0, -1])
-        self.held_worst = (float(worst[0]), int(worst[1]))
-        if len(self.constant) != len(self.channels) or len(self.constant_blocks) != len(self.channels):
+        channels = len(self.channels)
+        constant = [np.nan if v is None else float(v) for v in state["constant"]]
+        if len(constant) != channels or len(state["constant_blocks"]) != channels:
             raise ValueError("fault detector state for another channel count")
+        buffer = np.asarray(state["buffer"], np.float64).reshape(-1, channels)
+        if len(buffer) > self.block:
+            raise ValueError("fault detector state with a block longer than this model's")
+        self.steps[row], self.fill[row] = int(state["steps"]), len(buffer)
+        self.buffer[row, :len(buffer)] = buffer
+        self.constant[row], self.constant_blocks[row] = constant, [int(n) for n in state["constant_blocks"]]
+        self.saturated_run[row], self.still_run[row] = int(state["saturated_run"]), int(state["still_run"])
+        for ring, count, values in ((self.gravity, self.gravity_count, state["gravity"]),
+                                    (self.held_blocks, self.held_count, state.get("held_blocks", []))):
+            values = [float(v) for v in values][-ring.shape[1]:]
+            ring[row] = 0
+            ring[row, ring.shape[1] - len(values):] = values
+            count[row] = len(values)
+        self.active[row] = {str(k): [int(v[0]), str(v[1])] for k, v in state["active"].items()}
+        self.any_active[row] = bool(self.active[row])
+        self.raised[row], self.quiet[row] = bool(state["raised"]), int(state["quiet"])
+        self.held[row] = int(state.get("held", 0))
+        worst = state.get("held_worst", [0.0, -1])
+        self.worst[row], self.worst_channel[row] = float(worst[0]), int(worst[1])
+
+
+def blocked_mask(channels: list[str], sample_rate_hz: float, signals: np.ndarray) -> np.ndarray:
+    """Per step of a whole recording, True where the live monitor blocks alarms for a sensor fault (one bed)."""
+    faults, row = FaultRows(channels, sample_rate_hz, 1), np.zeros(1, np.intp)
+    out, rate, clean = np.zeros(len(signals), bool), np.full(1, np.nan), np.zeros(1, bool)
+    for i, sample in enumerate(np.asarray(signals, np.float32)):
+        faults.step(row, sample[None], rate, clean)
+        out[i] = faults.raised[0]
+    return out

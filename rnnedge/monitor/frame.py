@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.monitor.errors import MonitorError
-from rnnedge.monitor.sweep import rotate_groups, triplets
+from rnnedge.monitor.sweep import triplets
 
 BLOCK_S = 1.0
 CALIBRATION_S = 3.0
@@ -53,127 +53,170 @@ def rotation_onto(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.eye(3) + k + k @ k / (1 + cos)
 
 
-class UprightFrame:
-    def __init__(self, channels: list[str], sample_rate_hz: float, up: list[float], attach: str = "upright") -> None:
+WAITING = {"upright": "waiting for the wearer to be upright and still for a few seconds: no alarm until then",
+           "lying": "waiting for a few seconds of stillness lying (attached lying): no alarm until then"}
+_ELSEWHERE = ("not the documented placement, and lying the frame cannot be known; no alarms from this sensor: "
+              "re-attach it in the documented placement, or while the wearer sits up (--attach upright)")
+
+
+class FrameRows:
+    """Every bed's frame: its rotation once calibrated, the stillness seen while calibrating; one row a bed."""
+
+    def __init__(self, channels: list[str], sample_rate_hz: float, up: list[float], attach: str,
+                 capacity: int) -> None:
         if attach not in ATTACH_POSTURES:
             raise MonitorError(f"attach {attach!r}: expected one of {', '.join(ATTACH_POSTURES)}")
         self.attach = attach
         self.groups = triplets(channels)
-        self._columns = [np.asarray(g, np.intp) for g in self.groups]  # index arrays: cheaper per step than lists
-        self.acc = next((g for g, c in zip(self.groups, [channels[g[0]] for g in self.groups], strict=True)
-                         if c.lower().startswith("acc")), None)
+        self.acc = next((g for g in self.groups if channels[g[0]].lower().startswith("acc")), None)
         if self.acc is None:
             raise MonitorError("the operating point has an upright frame, which needs acc-x/y/z channels; the model "
                                f"has {channels}")
         self.up = np.asarray(up, np.float64) / np.linalg.norm(up)
         self.block = max(1, round(BLOCK_S * sample_rate_hz))
         self.need = max(1, round(CALIBRATION_S / BLOCK_S))
-        self.reset()
-
-    def reset(self) -> None:
-        self.buffer: list[list[float]] = []
-        self.means: list[list[float]] = []  # consecutive still blocks' mean acceleration
-        self.rotation: np.ndarray | None = None
-        self.unresolved = False  # attached lying outside the documented placement: never calibrates
-        self.reason = ""  # what the latest calibration or refusal saw, in words (the monitor's events)
-
-    @property
-    def calibrated(self) -> bool:
-        return self.rotation is not None
-
-    @property
-    def waiting(self) -> str:
-        return ("waiting for the wearer to be upright and still for a few seconds: no alarm until then"
-                if self.attach == "upright" else
-                "waiting for a few seconds of stillness lying (attached lying): no alarm until then")
-
-    def step(self, values: np.ndarray) -> tuple[np.ndarray, str | None]:
-        """One raw sample -> (the sample in the model's frame, "calibrated" or "unresolved" if that happened at this
-        sample, else None)."""
-        if self.rotation is not None:
-            return self.apply(values[None])[0], None
-        if self.unresolved:
-            return values, None
-        acc = np.asarray(values, np.float64)[self.acc].tolist()
-        if all(v == v for v in acc):
-            self.buffer.append(acc)
-        if len(self.buffer) >= self.block:
-            block = np.asarray(self.buffer)
-            self.buffer = []
-            mean = block.mean(axis=0)
-            spread = block.std(axis=0)
-            # still, at ~1 g, and alive: a real accelerometer at rest still shows noise; one that repeats the
-            # same value for a whole block is stuck (faults.py) and its reading is no direction to trust
-            still = (spread.max() < STILL_STD_G and spread.min() > 0
-                     and abs(np.linalg.norm(mean) - 1) < GRAVITY_TOLERANCE_G)
-            self.means = [*self.means, mean.tolist()][-self.need:] if still else []
-            if len(self.means) == self.need:
-                return self._resolve(values, np.mean(self.means, axis=0))
-        return values, None
-
-    def _resolve(self, values: np.ndarray, gravity: np.ndarray) -> tuple[np.ndarray, str]:
-        direction = gravity / np.linalg.norm(gravity)
-        shown = np.round(direction, 3).tolist()
-        if self.attach == "upright":
-            self.rotation = rotation_onto(direction, self.up)
-            self.reason = f"upright frame calibrated on gravity {shown}: alarms armed"
-            return self.apply(values[None])[0], "calibrated"
-        off = abs(90.0 - float(np.degrees(np.arccos(np.clip(np.dot(direction, self.up), -1, 1)))))
-        if off <= LYING_TOLERANCE_DEG:
-            self.rotation = np.eye(3)
-            self.reason = (f"attached lying, gravity {shown} across the model's long axis ({off:.0f} deg from "
-                           "perpendicular): the documented placement, frame as placed; alarms armed")
-            return values, "calibrated"
-        self.unresolved = True
-        self.reason = (f"attached lying, gravity {shown} is {off:.0f} deg from perpendicular to the model's long "
-                       f"axis (more than {LYING_TOLERANCE_DEG:g}): not the documented placement, and lying the "
-                       "frame cannot be known; no alarms from this sensor: re-attach it in the documented placement, "
-                       "or while the wearer sits up (--attach upright)")
-        return values, "unresolved"
-
-    @property
-    def awaiting_lying(self) -> bool:
-        """Attached lying and not yet decided: the model's p(LAYING) is what `confirm` will read."""
-        return self.attach == "lying" and self.rotation is None and not self.unresolved
+        n = capacity
+        self.rotation = np.zeros((n, 3, 3))
+        self.calibrated = np.zeros(n, bool)
+        self.unresolved = np.zeros(n, bool)  # attached lying outside the documented placement: never calibrates
+        self.buffer = np.zeros((n, self.block, 3))  # this block's finite accelerometer samples
+        self.fill = np.zeros(n, np.int64)
+        self.means = np.zeros((n, self.need, 3))  # consecutive still blocks' mean acceleration (newest last)
+        self.still = np.zeros(n, np.int64)
+        self.lying_p = np.zeros((n, self.window))  # attached lying: the model's p(LAYING) over the still window
+        self.lying_count = np.zeros(n, np.int64)
+        self.reason = [""] * n  # what the latest calibration or refusal saw, in words (the monitor's events)
 
     @property
     def window(self) -> int:
         """Steps of stillness a calibration looks at."""
         return self.block * self.need
 
-    def confirm(self, p_lying: float) -> bool:
+    @property
+    def waiting(self) -> str:
+        return WAITING[self.attach]
+
+    def clear(self, row: int) -> None:
+        for array in (self.rotation, self.calibrated, self.unresolved, self.fill, self.still, self.lying_count):
+            array[row] = 0
+        self.reason[row] = ""
+
+    def move(self, src: int, dst: int) -> None:
+        for array in (self.rotation, self.calibrated, self.unresolved, self.buffer, self.fill, self.means,
+                      self.still, self.lying_p, self.lying_count):
+            array[dst] = array[src]
+        self.reason[dst] = self.reason[src]
+
+    def step(self, rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Raw samples [k, channels] of beds `rows` -> (the samples in the model's frame, [(position, "calibrated"
+        or "unresolved")] for beds where that happened at this sample)."""
+        done = self.calibrated[rows]
+        out = values
+        if done.any():
+            out = values.copy()
+            out[done] = self.apply(values[done], self.rotation[rows[done]])
+        waiting = (~done & ~self.unresolved[rows]).nonzero()[0]
+        if not len(waiting):
+            return out, []
+        acc = values[waiting][:, self.acc].astype(np.float64)
+        use = np.isfinite(acc).all(axis=1)
+        at, acc = rows[waiting[use]], acc[use]
+        self.buffer[at, self.fill[at]] = acc
+        self.fill[at] += 1
+        full = self.fill[at] >= self.block
+        events: list[tuple[int, str]] = []
+        if full.any():
+            beds, where = at[full], waiting[use][full]
+            block = self.buffer[beds]
+            self.fill[beds] = 0
+            mean, spread = block.mean(axis=1), block.std(axis=1)
+            # still, at ~1 g, and alive: a real accelerometer at rest still shows noise; one that repeats the
+            # same value for a whole block is stuck (faults.py) and its reading is no direction to trust
+            still = (spread.max(axis=1) < STILL_STD_G) & (spread.min(axis=1) > 0) & \
+                (np.abs(np.linalg.norm(mean, axis=1) - 1) < GRAVITY_TOLERANCE_G)
+            self.means[beds[still], :-1] = self.means[beds[still], 1:]
+            self.means[beds[still], -1] = mean[still]
+            self.still[beds] = np.where(still, np.minimum(self.still[beds] + 1, self.need), 0)
+            for bed, i in zip(beds[self.still[beds] == self.need].tolist(), where[self.still[beds] == self.need],
+                              strict=True):
+                now = self._resolve(bed, self.means[bed].mean(axis=0))
+                if now == "calibrated" and self.attach == "upright":
+                    out = out if out is not values else values.copy()
+                    out[i] = self.apply(values[i][None], self.rotation[bed][None])[0]
+                events.append((int(i), now))
+        return out, events
+
+    def _resolve(self, row: int, gravity: np.ndarray) -> str:
+        direction = gravity / np.linalg.norm(gravity)
+        shown = np.round(direction, 3).tolist()
+        if self.attach == "upright":
+            self.rotation[row], self.calibrated[row] = rotation_onto(direction, self.up), True
+            self.reason[row] = f"upright frame calibrated on gravity {shown}: alarms armed"
+            return "calibrated"
+        off = abs(90.0 - float(np.degrees(np.arccos(np.clip(np.dot(direction, self.up), -1, 1)))))
+        if off <= LYING_TOLERANCE_DEG:
+            self.rotation[row], self.calibrated[row] = np.eye(3), True
+            self.reason[row] = (f"attached lying, gravity {shown} across the model's long axis ({off:.0f} deg from "
+                                "perpendicular): the documented placement, frame as placed; alarms armed")
+            return "calibrated"
+        self.unresolved[row] = True
+        self.reason[row] = (f"attached lying, gravity {shown} is {off:.0f} deg from perpendicular to the model's "
+                            f"long axis (more than {LYING_TOLERANCE_DEG:g}): {_ELSEWHERE}")
+        return "unresolved"
+
+    def awaiting_lying(self, rows: np.ndarray) -> np.ndarray:
+        """Attached lying and not yet decided: the model's p(LAYING) is what `confirm` will read."""
+        if self.attach != "lying":
+            return np.zeros(len(rows), bool)
+        return ~self.calibrated[rows] & ~self.unresolved[rows]
+
+    def see_lying(self, rows: np.ndarray, p_lying: np.ndarray) -> None:
+        """The model's p(LAYING) at this step for beds awaiting a lying calibration (the still window's)."""
+        self.lying_p[rows, :-1] = self.lying_p[rows, 1:]
+        self.lying_p[rows, -1] = p_lying
+        self.lying_count[rows] = np.minimum(self.lying_count[rows] + 1, self.window)
+
+    def confirm(self, row: int) -> bool:
         """Attached lying, just calibrated as placed: keep it if the model saw the wearer lying (mean p(LAYING) over
         the still window, the sensor as placed), else the frame is unresolved for good (False)."""
+        seen = self.lying_p[row, self.window - self.lying_count[row]:]
+        p_lying = float(seen.mean()) if len(seen) else 0.0
         if self.attach != "lying" or p_lying >= LYING_MIN_P:
             return True
-        self.rotation, self.unresolved = None, True
-        self.reason = (f"attached lying, but the model, fed the sensor as placed, does not see the wearer lying "
-                       f"(mean p(LAYING) {p_lying:.2f} < {LYING_MIN_P:g}): not the documented placement, and lying the "
-                       "frame cannot be known; no alarms from this sensor: re-attach it in the documented placement, "
-                       "or while the wearer sits up (--attach upright)")
+        self.calibrated[row], self.unresolved[row] = False, True
+        self.reason[row] = (f"attached lying, but the model, fed the sensor as placed, does not see the wearer lying "
+                            f"(mean p(LAYING) {p_lying:.2f} < {LYING_MIN_P:g}): {_ELSEWHERE}")
         return False
 
-    def apply(self, signals: np.ndarray) -> np.ndarray:
-        """Rotate every sensor triplet of signals [T, C] into the model's frame (once calibrated)."""
-        return rotate_groups(signals, self.rotation, self._columns)
+    def apply(self, signals: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+        """Rotate every sensor triplet of signals [k, C] by each row's rotation [k, 3, 3] (float64, then float32):
+        element by element, so a bed's numbers do not depend on how many beds share the call."""
+        out = np.array(signals, np.float32, copy=True)
+        for group in self.groups:
+            x = signals[:, group].astype(np.float64)
+            for axis in range(3):
+                r = rotations[:, axis]
+                out[:, group[axis]] = r[:, 0] * x[:, 0] + r[:, 1] * x[:, 1] + r[:, 2] * x[:, 2]
+        return out
 
-    def calibrate(self, signals: np.ndarray) -> int | None:
-        """Offline: step through a recording until calibrated; the step it happened at, or None."""
-        for i, sample in enumerate(np.asarray(signals, np.float32)):
-            if self.step(sample)[1] == "calibrated":
-                return i
-            if self.unresolved:
-                break
-        return None
+    def state(self, row: int) -> dict:
+        return {"buffer": self.buffer[row, :self.fill[row]].tolist(),
+                "means": self.means[row, self.need - self.still[row]:].tolist(),
+                "unresolved": bool(self.unresolved[row]), "reason": self.reason[row],
+                "rotation": self.rotation[row].tolist() if self.calibrated[row] else None}
 
-    def state(self) -> dict:
-        return {"buffer": self.buffer, "means": self.means, "unresolved": self.unresolved, "reason": self.reason,
-                "rotation": None if self.rotation is None else self.rotation.tolist()}
+    def seen_lying(self, row: int) -> list[float]:
+        return self.lying_p[row, self.window - self.lying_count[row]:].tolist()
 
-    def load_state(self, state: dict) -> None:
-        self.reset()
-        self.buffer = [[float(v) for v in row] for row in state.get("buffer", [])]
-        self.means = [[float(v) for v in row] for row in state.get("means", [])]
-        self.unresolved, self.reason = bool(state.get("unresolved", False)), str(state.get("reason", ""))
+    def load_state(self, row: int, state: dict, lying_p: list) -> None:
+        self.clear(row)
+        buffer = np.asarray(state.get("buffer", []), np.float64).reshape(-1, 3)[-self.block:]
+        means = np.asarray(state.get("means", []), np.float64).reshape(-1, 3)[-self.need:]
+        self.buffer[row, :len(buffer)], self.fill[row] = buffer, len(buffer)
+        self.means[row, self.need - len(means):], self.still[row] = means, len(means)
+        self.unresolved[row], self.reason[row] = bool(state.get("unresolved", False)), str(state.get("reason", ""))
         rotation = state.get("rotation")
-        self.rotation = None if rotation is None else np.asarray(rotation, np.float64).reshape(3, 3)
+        if rotation is not None:
+            self.rotation[row], self.calibrated[row] = np.asarray(rotation, np.float64).reshape(3, 3), True
+        seen = [float(p) for p in lying_p][-self.window:]
+        self.lying_p[row, self.window - len(seen):], self.lying_count[row] = seen, len(seen)

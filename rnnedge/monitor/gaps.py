@@ -1,5 +1,5 @@
-"""`evaluate-alarms` gaps: each test subject's recordings streamed back to back through the monitor itself (the
-`Monitor` a device runs), the clock jumping GAP_S between recordings as a sensor that was off for a while: what
+"""`evaluate-alarms` gaps: each test subject's recordings streamed back to back through the monitor itself (its
+ward: each subject one bed), the clock jumping GAP_S between recordings as a sensor that was off for a while: what
 `rnnedge monitor` meets on a CSV of a shift. Scored per recording as everywhere else (events.py), plus the false
 alarms that start within AFTER_S after a gap (a cold or stale state's alarms: the target is none).
 Time before the frame is calibrated is counted in the false-alarm denominator here (no alarm can start in it).
@@ -7,7 +7,6 @@ Time before the frame is calibrated is counted in the false-alarm denominator he
 
 from __future__ import annotations
 
-import logging
 from itertools import groupby
 
 import numpy as np
@@ -20,36 +19,34 @@ AFTER_S = 30.0
 
 
 def gap_condition(model, recordings: list[Recording], point, label_names: list[str], attach: str) -> dict:
-    from rnnedge.monitor.monitor import Monitor
+    from rnnedge.monitor.evaluate import quiet
+    from rnnedge.monitor.ward import Ward, stream_beds
 
     rate, second = model.manifest.input.sample_rate_hz, round(model.manifest.input.sample_rate_hz)
+    subjects = [list(group) for _, group in groupby(recordings, key=lambda r: r.subject)]
+    feeds, starts = {}, []  # each subject one bed: its recordings back to back, a second at a time
+    for s, recs in enumerate(subjects):
+        t0, chunks, starts_s = 0.0, [], []
+        for rec in recs:
+            starts_s.append(t0)
+            times = t0 + np.arange(len(rec)) / rate
+            chunks += [(rec.signals[a: a + second], times[a: a + second]) for a in range(0, len(rec), second)]
+            t0 = float(times[-1]) + GAP_S
+        feeds[s], starts = chunks, [*starts, starts_s]
+    with quiet():  # a reset per gap would log a line each: the report says it
+        records = stream_beds(Ward(model, point, attach=attach, capacity=max(1, len(subjects))), feeds)
     per, after_gap, gaps = [], [], 0
-    log = logging.getLogger("rnnedge.monitor")  # a reset per gap would log a line each: the report says it
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        for _, group in groupby(recordings, key=lambda r: r.subject):
-            recs = list(group)
-            monitor, starts, t0, records = Monitor(model, point, attach=attach), [], 0.0, []
-            for rec in recs:
-                starts.append(t0)
-                times = t0 + np.arange(len(rec)) / rate
-                for a in range(0, len(rec), second):  # a second at a time, as a device's buffer would
-                    records += monitor.feed_chunk(rec.signals[a: a + second], times[a: a + second])
-                t0 = float(times[-1]) + GAP_S
-            records += monitor.flush()
-            alarms = [r["t"] for r in records if r["event"] == "alarm_start"]
-            for i, (rec, start) in enumerate(zip(recs, starts, strict=True)):
-                steps = [round((t - start) * rate) for t in alarms if start <= t < start + len(rec) / rate]
-                score = score_recording(steps, get_up_events(rec.labels, label_names), len(rec), rate,
-                                        unlabelled=unlabelled_get_ups(rec.labels, label_names))
-                per.append(score)
-                if i:  # the recording after a gap
-                    gaps += 1
-                    after_gap += [{"recording": rec.name, "t_after_gap_s": s / rate} for s in score.false_alarms
-                                  if s < AFTER_S * rate]
-    finally:
-        log.setLevel(level)
+    for s, recs in enumerate(subjects):
+        alarms = [r["t"] for r in records[s] if r["event"] == "alarm_start"]
+        for i, (rec, start) in enumerate(zip(recs, starts[s], strict=True)):
+            steps = [round((t - start) * rate) for t in alarms if start <= t < start + len(rec) / rate]
+            score = score_recording(steps, get_up_events(rec.labels, label_names), len(rec), rate,
+                                    unlabelled=unlabelled_get_ups(rec.labels, label_names))
+            per.append(score)
+            if i:  # the recording after a gap
+                gaps += 1
+                after_gap += [{"recording": rec.name, "t_after_gap_s": s / rate} for s in score.false_alarms
+                              if s < AFTER_S * rate]
     return {"condition": f"gaps of {GAP_S:g} s between recordings", "attach": attach, "gaps": gaps,
             **summarize(per), "false_alarms_after_gap": len(after_gap), "after_gap_s": AFTER_S,
             "false_alarms_after_gap_detail": after_gap}

@@ -9,7 +9,9 @@ score[t] = ema(p(LIE_TO_SIT) + p(LIE_TO_STAND))[t] * lying_gate[t] * (t >= warmu
     while sitting or standing (sit-to-lie, sitting down), the main source of false alarms.
   - warmup: the score is 0 for the first `warmup_s` seconds after a (re)start from a zero state: the model's
     outputs are erratic until its state has settled (on validation, most false alarms fell in the first 3 s).
-Stateful and causal; like the alarm, `feed` takes any number of steps, and one step at a time gives the same.
+Stateful and causal. `GetUpScore.feed` scores one recording over any number of steps (the operating-point search);
+`ScoreRows.step` scores one step of many beds (the ward: one row a bed). Both are this same formula, and
+evaluate-alarms checks every time that the search's numbers for the chosen point are the ward's.
 """
 
 from __future__ import annotations
@@ -96,6 +98,60 @@ class GetUpScore:
     def load_state(self, state: dict) -> None:
         self.steps, self.ema, self.last_lying = int(state["steps"]), float(state["ema"]), int(state["last_lying"])
         self.hold = int(state.get("hold", self.warmup_steps))
+
+
+class ScoreRows:
+    """The score of every bed of a ward, one step at a time: one row a bed."""
+
+    def __init__(self, config: ScoreConfig, labels: list[str], sample_rate_hz: float, capacity: int) -> None:
+        one = GetUpScore(config, labels, sample_rate_hz)  # the same checks and constants
+        self.get_up, self.lying, self.alpha = one.get_up, one.lying, one.alpha
+        self.gate_steps, self.warmup_steps, self.rate, self.config = one.gate_steps, one.warmup_steps, one.rate, config
+        self.steps = np.zeros(capacity, np.int64)
+        self.ema = np.zeros(capacity)
+        self.last_lying = np.full(capacity, _NEVER, np.int64)
+        self.hold = np.full(capacity, self.warmup_steps, np.int64)
+
+    def reset(self, row: int, hold_s: float = 0.0) -> None:
+        """Start afresh: no score for the warm-up, or for `hold_s` if longer (after a gap in the data)."""
+        self.steps[row], self.ema[row], self.last_lying[row] = 0, 0.0, _NEVER
+        self.hold[row] = max(self.warmup_steps, round(hold_s * self.rate))
+
+    def move(self, src: int, dst: int) -> None:
+        for array in (self.steps, self.ema, self.last_lying, self.hold):
+            array[dst] = array[src]
+
+    def step(self, rows: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The beds' class probabilities [k, classes] (softmax) at this step -> their scores [k] float64."""
+        raw = p[:, self.get_up].sum(axis=1)
+        if self.alpha == 1.0:
+            scores = raw
+        else:
+            scores = self.ema[rows] + self.alpha * (raw - self.ema[rows])
+            self.ema[rows] = scores
+        steps = self.steps[rows]
+        scores = scores * (steps >= self.hold[rows])
+        if self.gate_steps:
+            last = np.where(p[:, self.lying] >= self.config.lying_min, steps, self.last_lying[rows])
+            self.last_lying[rows] = last
+            scores = scores * (steps - last <= self.gate_steps)
+        self.steps[rows] = steps + 1
+        return scores
+
+    def state(self, row: int) -> dict:
+        return {"steps": int(self.steps[row]), "ema": float(self.ema[row]), "last_lying": int(self.last_lying[row]),
+                "hold": int(self.hold[row])}
+
+    def load_state(self, row: int, state: dict) -> None:
+        self.steps[row], self.ema[row] = int(state["steps"]), float(state["ema"])
+        self.last_lying[row], self.hold[row] = int(state["last_lying"]), int(state.get("hold", self.warmup_steps))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """logits [k, classes] -> probabilities [k, classes], float64 (row by row: a bed's numbers do not depend on
+    the others; a row that is not finite gives NaN, quietly: the caller does not use it)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _softmax(logits)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

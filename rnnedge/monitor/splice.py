@@ -1,5 +1,6 @@
 """`evaluate-alarms --faults`: synthetic sensor faults spliced into the test recordings and streamed through the
-monitor itself (the `Monitor` a device runs: fault detector, frame, score, alarm), scored per fault kind.
+monitor itself (its ward: fault detector, frame, score, alarm; every spliced recording a bed), scored per fault
+kind.
 
 Each fault is inserted LEAD_S before a recording's first get-up, so the get-up follows the fault's end by LEAD_S:
 it shows whether alarms come back once the input is normal again. Faults, at the model's rate:
@@ -15,8 +16,6 @@ recordings), alarms raised while the fault lasted, and the get-up after it detec
 """
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 
@@ -48,46 +47,44 @@ def fault_signals(kind: str, live: np.ndarray, acc: list[int], rate: float, rng:
 
 def fault_conditions(model, recordings: list[Recording], point, label_names: list[str], attach: str = "upright",
                      seed: int = 0) -> list[dict]:
-    """Each fault kind spliced into every recording that has a get-up, streamed through a fresh Monitor."""
+    """Each fault kind spliced into every recording that has a get-up: all of them the beds of one ward, each from
+    a zero state, a second at a time."""
+    from rnnedge.monitor.evaluate import quiet
+    from rnnedge.monitor.ward import Ward, stream_beds
+
     channels = list(model.manifest.input.channels)
     acc = [i for i, c in enumerate(channels) if c.lower().startswith("acc")]
-    rng, rows = np.random.default_rng(seed), []
-    log = logging.getLogger("rnnedge.monitor")  # a fault logs a line per event and recording: the rows say it all
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        for kind in FAULT_S:
-            rows.append(_spliced(model, recordings, point, label_names, kind, acc, rng, attach))
-    finally:
-        log.setLevel(level)
-    return rows
-
-
-def _spliced(model, recordings: list[Recording], point, label_names: list[str], kind: str, acc: list[int],
-             rng: np.random.Generator, attach: str) -> dict:
-    from rnnedge.monitor.monitor import Monitor
-
-    rate, found = model.manifest.input.sample_rate_hz, []
-    for rec in recordings:
-        events = get_up_events(rec.labels, label_names)
-        if not events:
-            continue
-        onset = events[0].onset
-        at = max(0, onset - round(LEAD_S * rate))
-        after = np.concatenate([rec.signals] * (2 + round(FAULT_S[kind] * rate) // len(rec)))
-        fault = fault_signals(kind, after[onset + round((LATE_S + 60) * rate):], acc, rate, rng)
-        signals = np.concatenate([rec.signals[:at], fault, rec.signals[at:]])
-        monitor, times = Monitor(model, point, attach=attach), np.arange(len(signals)) / rate
-        # a second at a time: feed_chunk gives push()'s records, faster where the chunk is clean
-        records = [r for a in range(0, len(signals), round(rate))
-                   for r in monitor.feed_chunk(signals[a: a + round(rate)], times[a: a + round(rate)])]
-        start, end, get_up = at / rate, (at + len(fault)) / rate, (onset + len(fault)) / rate
-        checks = [r["t"] for r in records + monitor.flush() if r["event"] == "sensor_check" and r["t"] >= start]
-        alarms = [r["t"] for r in records if r["event"] == "alarm_start"]
+    rate, second, rng = model.manifest.input.sample_rate_hz, round(model.manifest.input.sample_rate_hz), \
+        np.random.default_rng(seed)
+    beds = []  # (kind, recording, where the fault starts and ends, the get-up after it: seconds)
+    feeds = {}
+    for kind in FAULT_S:
+        for rec in recordings:
+            events = get_up_events(rec.labels, label_names)
+            if not events:
+                continue
+            onset = events[0].onset
+            at = max(0, onset - round(LEAD_S * rate))
+            after = np.concatenate([rec.signals] * (2 + round(FAULT_S[kind] * rate) // len(rec)))
+            fault = fault_signals(kind, after[onset + round((LATE_S + 60) * rate):], acc, rate, rng)
+            signals = np.concatenate([rec.signals[:at], fault, rec.signals[at:]])
+            times = np.arange(len(signals)) / rate
+            feeds[len(beds)] = [(signals[a: a + second], times[a: a + second]) for a in range(0, len(signals), second)]
+            beds.append((kind, rec.name, at / rate, (at + len(fault)) / rate, (onset + len(fault)) / rate))
+    with quiet():  # a fault logs a line per event and recording: the rows say it all
+        records = stream_beds(Ward(model, point, attach=attach, capacity=max(1, len(beds))), feeds)
+    found: dict[str, list[dict]] = {kind: [] for kind in FAULT_S}
+    for b, (kind, name, start, end, get_up) in enumerate(beds):
+        checks = [r["t"] for r in records[b] if r["event"] == "sensor_check" and r["t"] >= start]
+        alarms = [r["t"] for r in records[b] if r["event"] == "alarm_start"]
         hits = [a - get_up for a in alarms if get_up - EARLY_S <= a <= get_up + LATE_S]
-        found.append({"recording": rec.name, "check_delay_s": round(checks[0] - start, 2) if checks else None,
-                      "alarms_during": sum(start <= a <= end for a in alarms),
-                      "get_up_delay_s": round(hits[0], 2) if hits else None})
+        found[kind].append({"recording": name, "check_delay_s": round(checks[0] - start, 2) if checks else None,
+                            "alarms_during": sum(start <= a <= end for a in alarms),
+                            "get_up_delay_s": round(hits[0], 2) if hits else None})
+    return [_summary(kind, rows) for kind, rows in found.items()]
+
+
+def _summary(kind: str, found: list[dict]) -> dict:
     delays = [f["check_delay_s"] for f in found if f["check_delay_s"] is not None]
     detected = [f["get_up_delay_s"] for f in found if f["get_up_delay_s"] is not None]
     return {"fault": kind, "minutes": FAULT_S[kind] / 60, "recordings": len(found), "sensor_check": len(delays),

@@ -24,6 +24,7 @@ import numpy as np
 
 from rnnedge.errors import BundleError, InputError, PoolError, UnknownStreamError
 from rnnedge.runtime.inputs import as_samples, check_policy, positive_int
+from rnnedge.runtime.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from rnnedge.runtime.model import Model
@@ -44,6 +45,7 @@ class Pool:
         self._y = np.zeros((capacity, 1, o), np.float32)
         self._states = np.zeros((2, capacity, s), np.float32)  # alternating, as in Stream
         self._current = 0
+        self._steps = np.zeros(capacity, np.int64)  # steps since each stream started (its snapshots)
         self._scratch = (np.zeros_like(self._x), np.zeros_like(self._y), np.zeros_like(self._states))
         self._calls = {}  # (kind, batch size) -> bound calls
         self._rows: dict[Hashable, int] = {}
@@ -51,6 +53,7 @@ class Pool:
         self._pending: dict[Hashable, deque] = {}
         self._lock = RLock()
         self.last_held: list[Hashable] = []  # ids whose sample (or new state) was bad and held, last tick
+        self.held_mask = np.zeros(0, bool)  # the same, per sample of the last tick's batch
         self.dropped: dict[Hashable, int] = {}  # queued samples dropped per stream (overflow="drop_oldest")
 
     # -- membership ----------------------------------------------------------------------------------------
@@ -72,6 +75,7 @@ class Pool:
             moved = self._ids[last]
             self._x[row] = self._x[last]
             self._states[self._current, row] = self._states[self._current, last]
+            self._steps[row] = self._steps[last]
             self._ids[row], self._rows[moved] = moved, row
             del self._rows[stream_id], self._ids[last]
             self._pending.pop(stream_id, None)
@@ -97,6 +101,27 @@ class Pool:
         with self._lock:
             return self._states[self._current, self._row(stream_id)].copy()
 
+    def row(self, stream_id: Hashable) -> int:
+        """The stream's row: its place in `step_rows` and `step_array` (changed only by `remove`)."""
+        with self._lock:
+            return self._row(stream_id)
+
+    def snapshot(self, stream_id: Hashable) -> Snapshot:
+        """One stream's state, last good sample and step count (a copy), as Stream.snapshot gives them."""
+        with self._lock:
+            row = self._row(stream_id)
+            return Snapshot(self._states[self._current, row].copy(), self._x[row, 0].copy(), int(self._steps[row]))
+
+    def restore(self, stream_id: Hashable, snapshot: Snapshot, where: str = "snapshot") -> None:
+        """One stream back to a snapshot of this model's streams (Stream.restore's checks: SnapshotError, the
+        stream then starts afresh)."""
+        with self._lock:
+            row = self._row(stream_id)
+            stream = self.model.stream()  # the checks of one stream, on a copy
+            stream.restore(snapshot, where)
+            self._states[self._current, row], self._x[row, 0] = stream.state, snapshot.last_good
+            self._steps[row] = int(snapshot.steps)
+
     # -- ticks ---------------------------------------------------------------------------------------------
     def step(self, samples: dict[Hashable, np.ndarray]) -> dict[Hashable, np.ndarray]:
         """Advance the given streams one step: {id: sample (channels,)} -> {id: outputs (outputs,)}."""
@@ -107,6 +132,17 @@ class Pool:
         with self._lock:
             rows = np.fromiter((self._row(i) for i in ids), np.intp, len(ids))
             return dict(zip(ids, self._advance(rows, batch), strict=True))
+
+    def step_rows(self, rows: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        """Advance the streams at pool rows `rows` (distinct; see `row`): (k, channels) -> (k, outputs). Which
+        samples were held: `held_mask`."""
+        with self._lock:
+            batch = as_samples(batch, (len(rows), self.model.channels), "Pool.step_rows")
+            rows = np.asarray(rows, np.intp)
+            if len(rows) and (rows.min() < 0 or rows.max() >= len(self._ids)):
+                raise UnknownStreamError(f"Pool.step_rows: rows beyond the pool's {len(self._ids)} streams")
+            in_order = len(rows) == len(self._ids) and bool((rows == np.arange(len(rows))).all())
+            return self._advance(None if in_order else rows, batch)
 
     def step_array(self, batch: np.ndarray) -> np.ndarray:
         """The fast path: advance every stream, rows in `ids` order: (len, channels) -> (len, outputs)."""
@@ -149,6 +185,7 @@ class Pool:
 
     def _clear(self, row: int) -> None:
         self._states[self._current, row] = 0.0
+        self._steps[row] = 0
         self._x[row, 0] = self.model.mean
 
     def _advance(self, rows: np.ndarray | None, batch: np.ndarray) -> np.ndarray:
@@ -157,10 +194,12 @@ class Pool:
         if len(batch) == 0:
             return np.empty((0, self.model.outputs), np.float32)
         self.last_held = []
+        self.held_mask = np.zeros(len(batch), bool)
         inputs = self.model.inputs
         if not inputs.ok(batch):
             bad = inputs.bad(batch)
             held = np.flatnonzero(bad.any(axis=1))
+            self.held_mask[held] = True
             if self.nan_policy == "raise":
                 stream_id = self._ids[held[0] if rows is None else rows[held[0]]]
                 raise inputs.error(f"Pool.step[{stream_id!r}]", batch[held[0]])
@@ -177,6 +216,7 @@ class Pool:
                 self._repair(bad, bad, previous[bad], self._states[current, bad], self._y[:n, 0],
                              self._states[current ^ 1, :n], restore=(slice(n), previous))
             self._current ^= 1
+            self._steps[where] += 1
             return self._y[where, 0].copy()
         k = len(rows)  # some streams: gather, run, scatter
         x, y, states = self._scratch
@@ -191,6 +231,7 @@ class Pool:
             self._repair(bad, rows[bad], previous[bad], self._states[self._current, rows[bad]], out, new,
                          restore=(rows, previous))
         self._states[self._current, rows] = new
+        self._steps[rows] += 1
         return out
 
     def _repair(self, at: np.ndarray, rows: np.ndarray, previous: np.ndarray, old_states: np.ndarray,
@@ -212,6 +253,7 @@ class Pool:
             raise BundleError(f"{self.model.bundle}: the model gives a non-finite or out-of-range state on a "
                               "good sample; the model file or its backend is faulty")
         out[at], new[at], self._x[rows, 0] = y[:m, 0], states[1, :m], previous
+        self.held_mask[at] = True
         self.last_held = list(dict.fromkeys([*self.last_held, *ids]))
 
     def _bound(self, kind: str, n: int):

@@ -10,7 +10,7 @@ import pytest
 
 from rnnedge.data.hapt import load_hapt
 from rnnedge.monitor import DEFAULT, Monitor, MonitorError, OperatingPoint
-from rnnedge.monitor.evaluate import scored_split, upright
+from rnnedge.monitor.evaluate import streamed, upright
 from rnnedge.monitor.events import get_up_events
 from rnnedge.monitor.frame import rotation_onto
 from rnnedge.monitor.sweep import axis_rotations, random_rotations, rotate
@@ -49,8 +49,7 @@ def test_any_orientation_alarms_at_the_get_ups_live_as_offline(model, recording,
     assert len(armed) == 1 and armed[0]["t"] < 20
     starts = [x["t"] for x in records if x["event"] == "alarm_start"]
     assert len(starts) == 2 and 102.8 <= starts[0] <= 104.5 and 147.5 <= starts[1] <= 149.5
-    offline = scored_split(model, [moved], point.frame)
-    assert starts == pytest.approx([a / 50 for a, _ in offline.alarms(point)[0]])
+    assert starts == pytest.approx([a / 50 for a in searched(model, moved, point, "upright")])
 
 
 def test_resume_across_calibration_is_exact(model, recording, point, tmp_path):
@@ -77,6 +76,14 @@ def test_faults_are_read_in_the_sensor_axes_not_the_rotated_ones(model, recordin
     assert [x["fault"] for x in checks] == ["stuck"] and 50 <= checks[0]["t"] <= 55
 
 
+def searched(model, recording, point, attach):
+    """The alarm starts evaluate-alarms' point search finds for `point`: the logits a ward streamed (under another
+    point with the same frame), scored over the whole recording (evaluate.Streamed)."""
+    other = OperatingPoint(frame=point.frame)
+    assert (other.score, other.alarm) != (point.score, point.alarm)
+    return streamed(model, [recording], other, attach, search=True).starts(point)[0]
+
+
 def from_lying(recording):
     first = int(np.flatnonzero(recording.labels == load_hapt().label_names.index("LAYING"))[0])
     return type(recording)(recording.signals[first:], recording.labels[first:], recording.subject, "from lying")
@@ -91,8 +98,7 @@ def test_attached_lying_in_the_documented_placement_alarms_live_as_offline(model
     starts = [x["t"] for x in records if x["event"] == "alarm_start"]
     onsets = [e.onset / 50 for e in get_up_events(lying.labels, load_hapt().label_names)]
     assert len(starts) == len(onsets) == 2 and all(-1 <= a - o <= 1.5 for a, o in zip(starts, onsets, strict=True))
-    offline = scored_split(model, [lying], point.frame, "lying")
-    assert starts == pytest.approx([a / 50 for a, _ in offline.alarms(point)[0]])
+    assert starts == pytest.approx([a / 50 for a in searched(model, lying, point, "lying")])
 
 
 @pytest.mark.parametrize("turn", ["axes +y,+x,-z", "axes -z,+y,+x"])
@@ -106,8 +112,7 @@ def test_attached_lying_elsewhere_never_alarms_from_an_unresolved_frame(model, r
     unresolved = [x for x in records if x["id"].endswith("calibrating-unresolved")]
     assert len(unresolved) == 1 and "cannot be known" in unresolved[0]["detail"]
     assert not [x for x in records if x["event"] == "alarm_start"]
-    offline = scored_split(model, [type(lying)(moved, lying.labels, 2, "moved")], point.frame, "lying")
-    assert offline.alarms(point)[0] == []
+    assert searched(model, type(lying)(moved, lying.labels, 2, "moved"), point, "lying") == []
 
 
 def test_attached_lying_resumes_exactly_before_and_after_calibration(model, recording, point, tmp_path):

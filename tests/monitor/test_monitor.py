@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rnnedge.monitor import Monitor, MonitorError, OperatingPoint
-from rnnedge.monitor.evaluate import Scored
+from rnnedge.monitor.alarm import alarm_intervals
+from rnnedge.monitor.score import GetUpScore
 from rnnedge.monitor.sources import csv_rows, open_source
 from tests.monitor.conftest import TRACE, as_recorded
 
@@ -24,8 +25,11 @@ def test_monitor_alarms_at_the_get_ups_and_equals_offline_scoring(model, recordi
     records = [r for i, x in enumerate(recording.signals) for r in monitor.push(x, t=i / 50)]
     starts = [t for e, t in alarms(records) if e == "alarm_start"]
     assert len(starts) == 2 and 102.8 <= starts[0] <= 104.5 and 147.5 <= starts[1] <= 149.5
-    offline = Scored([recording], [model.stream().feed(recording.signals)], list(model.manifest.output.labels), 50.0)
-    expected = [a / 50 for a, _ in offline.alarms(as_recorded())[0]]
+    # offline: the model's stream over the whole recording, the score and alarm over its whole length
+    point = as_recorded()
+    scores = GetUpScore(point.score, list(model.manifest.output.labels), 50.0).feed(model.stream().feed(
+        recording.signals))
+    expected = [a / 50 for a, _ in alarm_intervals(scores, point.alarm, 50.0)]
     assert starts == pytest.approx(expected)
 
 
@@ -35,7 +39,7 @@ def test_snapshot_resume_continues_identically(model, recording, tmp_path):
     rows = list(open_source(TRACE, list(model.manifest.input.channels), 50.0))
     first = Monitor(model, snapshot=snap, snapshot_every_s=10.0)
     head = [r for row in rows[:5210] for r in first.feed_row(row)]  # killed at 104.2 s: mid-alarm
-    assert first.alarm.active and snap.exists()
+    assert first.alarm_active and snap.exists()
     first.close()  # killed: its lock on the snapshot path goes with it
     resumed = Monitor(model, snapshot=snap)  # last snapshot at 100 s: rows up to then are replayed as late
     assert resumed.steps == 5000

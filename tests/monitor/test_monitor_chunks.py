@@ -1,6 +1,6 @@
 """Chunks and in-memory state: `feed_rows` / `feed_chunk` give exactly the records of one call per sample (same
 events, times, ids, scores), at several chunk sizes, on a real recording (HAPT test subject 2, 160 s, two get-ups)
-with field faults; the chunk really runs in one runtime call where it is clean; `state()` bytes continue a
+with field faults; a clean chunk really skips the per-row intake; `state()` bytes continue a
 monitor exactly, and a state of another model, or garbage, is refused with a typed one-line error."""
 
 from __future__ import annotations
@@ -25,11 +25,18 @@ def chunks(items: list, size: int) -> list[list]:
 
 
 def spied(monitor: Monitor) -> list[int]:
-    """The lengths of the runtime calls the monitor makes (Stream.feed, real computation; a step counts 1)."""
+    """The lengths of the runs of slots the monitor's intake hands its ward (ward.py: a clean chunk is one run, a row
+    taken one by one counts 1)."""
     calls: list[int] = []
-    feed, step = monitor.stream.feed, monitor.stream.step
-    monitor.stream.feed = lambda chunk: (calls.append(len(chunk)), feed(chunk))[1]
-    monitor.stream.step = lambda sample: (calls.append(1), step(sample))[1]
+    chunk, row = monitor.ward._chunk, monitor.ward._row
+
+    def runs(bed, values, times, rows=None):
+        for slots in chunk(bed, values, times, rows):
+            calls.append(len(slots[0]) if len(slots[0]) > 1 else 1)
+            yield slots
+
+    monitor.ward._chunk = runs
+    monitor.ward._row = lambda bed, one: (calls.append(1), (yield from row(bed, one)))[1]
     return calls
 
 

@@ -11,7 +11,7 @@ import pytest
 from rnnedge.data.hapt import hapt_recording, load_hapt
 from rnnedge.monitor import Monitor
 from rnnedge.monitor.events import get_up_events
-from rnnedge.monitor.faults import FaultDetector
+from rnnedge.monitor.faults import blocked_mask
 from rnnedge.monitor.sources import csv_rows
 from tests.monitor.conftest import CHANNELS, TRACE
 
@@ -117,7 +117,7 @@ def test_resume_is_bit_identical_through_a_fault_and_resampling(model, real, tmp
             first.feed_row(row)
         first.close()  # killed: its lock on the snapshot path goes with it
         resumed = Monitor(model, snapshot=snap)
-        at = resumed.cadence.time(resumed.cadence.last)
+        at = resumed.bed.cadence.time(resumed.bed.cadence.last)
         tail = [r for r in resumed.run(csv_rows(lines, CHANNELS)) if r["t"] > at and r["event"] != "snapshot"]
         expected = [r for r in reference if r["t"] > at]
         assert [r for r in tail if r["event"] not in ("sample", "summary")] == \
@@ -127,4 +127,4 @@ def test_resume_is_bit_identical_through_a_fault_and_resampling(model, real, tmp
 @pytest.mark.slow
 def test_no_fault_anywhere_in_hapt():
     data = load_hapt()
-    assert all(not FaultDetector(data.channels, RATE).mask(r.signals).any() for r in data.recordings)
+    assert all(not blocked_mask(data.channels, RATE, r.signals).any() for r in data.recordings)
