@@ -5,12 +5,13 @@
 
 Input: a replayable, ordered message stream, as a Kafka topic feeds a production job: a heartbeat source (Flink's
 DataGeneratorSource, HEARTBEAT_HZ, one reader, its position checkpointed) and a gateway operator (keyed state: the
-next tick to send) that at each heartbeat sends every tick now due: records of up to BATCH messages, one line per
-bed (a batching gateway; lever "one element per message": a record per message), each CHUNK_S of real bundled
+next tick to send) that at each heartbeat sends every tick now due: each bed's message CHUNK_S of real bundled
 samples, timestamps continuing; tick n is due at epoch + n x chunk, "sent" = that time; the epoch: when the first
 job's gateway opened, kept for its restarts). Behind schedule (after a restore) it sends the backlog at once, as a
 broker would. Nothing sleeps inside a Python bundle, so checkpoint barriers pass (a gateway that slept until each
-tick was due held the barrier for the whole run: no checkpoint completed). When the last tick is sent the gateway
+tick was due held the barrier for the whole run: no checkpoint completed). A record is one block line per up to
+BATCH beds (messages.encode_block: a ward gateway's tick, base64 float32), or with lever "JSON line per bed" a line
+per bed's message (messages.encode). When the last tick is sent the gateway
 writes a marker file; the bench then stops the job with a draining savepoint (end of event time: every bed writes
 its summary, the sink commits). The job is the fleet's own (rnnedge.fleet.job.build), run as a subprocess in its own
 process group (`python -m rnnedge.fleet.bench job SPEC`), so a SIGKILL takes the client, the JVM and the workers.
@@ -18,8 +19,9 @@ Reported per point, over the ticks after a warm-up:
   samples_per_s_done  messages whose events left the operator within the window, per second, x samples each;
   e2e_s               sent (the tick's time) -> events out; includes the gateway's own buffering (<= 1 / HEARTBEAT_HZ);
   in_job_s            parsed -> events out (the job's own latency);
-  per core            stream-steps/s per core, in this process, beside the runtime's Pool (one batched call per
-                      tick): the monitor one sample at a time, and as the operator runs it (chunks + state bytes).
+  per core            stream-steps/s per core, in this process, at 1, 64, 1,000 and 5,000 beds: the runtime's Pool
+                      (one batched call per tick) and the monitor's ward on the same beds, a message of CHUNK_S per
+                      bed per call, with and without each bed's state captured as bytes after it (the operator).
 Recovery (--kills K): K SIGKILLs at random moments of one run, each followed by a restart from the latest
 checkpoint; per kill the seconds until caught up (the first message sent after the kill whose events came out within
 LATENCY_TARGET_S of being sent), and over the whole run every bed's events against the monitor run in this process
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import signal
@@ -52,7 +55,7 @@ LATENCY_TARGET_S = 1.0
 LATENCY_EVERY = 10  # a latency record per this many messages (each record is output work too)
 DRAIN_S = 20.0  # after the last tick, the job's time to finish before it is stopped (and read as it stands)
 KILL_GAP_S = (25.0, 40.0)  # recovery: seconds from a (re)launch to the next kill, uniform
-BATCH = 1000  # messages per gateway record at most (0: a record per message): records of 5,000 were slower
+BATCH = 1000  # beds per gateway record at most (lines: 0 is a record per message)
 HEARTBEAT_HZ = 10.0  # the gateway looks at the clock this often: its buffering is <= 1 / HEARTBEAT_HZ
 CATCH_UP_TICKS = 2  # ticks a heartbeat at most: up to 10 s of data per second (20x real time at 0.5 s ticks)
 HEARTBEAT_SPARE_S = 3600.0  # heartbeats beyond the last tick (restarts take time): the job is stopped before
@@ -65,12 +68,30 @@ def gateway_rows() -> list[str]:
     return [json.dumps(row) for row in demo_signals().astype(np.float64).tolist()]
 
 
+def bed_name(bed: int) -> str:
+    return f"bed-{bed:05d}"
+
+
+def first_sample(bed: int, tick: int, chunk: int, samples: int) -> int:
+    """Where bed `bed`'s samples of tick `tick` start in the recording: a place of its own."""
+    return (tick * chunk + bed * 997) % (samples - chunk)
+
+
 def message(rows: list[str], bed: int, tick: int, chunk: int, sent: float) -> str:
-    """Bed `bed`'s message of tick `tick`: samples from a place of the recording of its own."""
-    start = tick * chunk
-    first = (start + bed * 997) % (len(rows) - chunk)
+    """Bed `bed`'s message of tick `tick` as a JSON line."""
+    start, first = tick * chunk, first_sample(bed, tick, chunk, len(rows))
     t = ",".join(repr(round((start + i) / RATE, 6)) for i in range(chunk))
-    return f'{{"bed":"bed-{bed:05d}","t":[{t}],"x":[{",".join(rows[first:first + chunk])}],"sent":{sent!r}}}'
+    return f'{{"bed":"{bed_name(bed)}","t":[{t}],"x":[{",".join(rows[first:first + chunk])}],"sent":{sent!r}}}'
+
+
+def block(signals: np.ndarray, beds: range, tick: int, chunk: int, sent: float) -> str:
+    """Beds `beds`' messages of tick `tick` as one block line (what a ward's gateway sends)."""
+    from rnnedge.fleet.messages import encode_block
+
+    starts = [first_sample(bed, tick, chunk, len(signals)) for bed in beds]
+    x = signals[np.asarray(starts)[:, None] + np.arange(chunk)]
+    return encode_block([bed_name(bed) for bed in beds], x, t0=[tick * chunk / RATE] * len(beds), dt=1 / RATE,
+                        sent=sent)
 
 
 def run_job(spec: dict) -> None:
@@ -87,7 +108,9 @@ def run_job(spec: dict) -> None:
 
     class Gateway(KeyedProcessFunction):
         def open(self, runtime_context) -> None:
-            self.rows = gateway_rows()
+            from rnnedge.monitor.sources import demo_signals
+
+            self.rows, self.signals = gateway_rows(), demo_signals()
             epoch = Path(spec["epoch_file"])
             if not epoch.exists():  # the first job: the clock starts now; a restarted one keeps it
                 write_text_atomic(epoch, repr(time.time()))
@@ -103,13 +126,15 @@ def run_job(spec: dict) -> None:
                 return
             chunk = round(spec["chunk_s"] * RATE)
             for tick in range(first, last):
-                lines = [message(self.rows, bed, tick, chunk, self.epoch + tick * spec["chunk_s"])
-                         for bed in range(spec["beds"])]
-                if spec["batch"]:  # what a gateway batching a tick sends: records of a message per line
-                    for i in range(0, len(lines), spec["batch"]):
-                        yield "\n".join(lines[i:i + spec["batch"]])
-                else:
-                    yield from lines
+                sent, beds = self.epoch + tick * spec["chunk_s"], spec["beds"]
+                if spec["lines"]:  # a JSON line per bed: in records of `batch` lines (0: a record per line)
+                    lines = [message(self.rows, bed, tick, chunk, sent) for bed in range(beds)]
+                    size = spec["batch"] or 1
+                    for i in range(0, len(lines), size):
+                        yield "\n".join(lines[i:i + size])
+                else:  # a ward gateway: a block line per `batch` beds
+                    for i in range(0, beds, spec["batch"]):
+                        yield block(self.signals, range(i, min(beds, i + spec["batch"])), tick, chunk, sent)
             self.next.update(last)
             if last == spec["ticks"]:
                 Path(spec["done_file"]).touch()
@@ -155,7 +180,7 @@ def spec_for(bundle: str, work: Path, beds: int, seconds: float, options: dict) 
             "bundle_size": options.get("bundle_size"), "chunk_s": options.get("chunk_s", CHUNK_S),
             "ticks": round(seconds / options.get("chunk_s", CHUNK_S)), "epoch_file": str(work / "epoch"),
             "done_file": str(work / "all-ticks-sent"), "savepoints": str(work / "savepoints"),
-            "batch": options.get("batch", BATCH)}
+            "batch": options.get("batch", BATCH), "lines": options.get("lines", False)}
 
 
 def read_output(output: Path, pending: bool = False) -> list[dict]:
@@ -263,63 +288,68 @@ def recovery(bundle: str, beds: int, kills: int, work: Path, seed: int = 16) -> 
 
 
 def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
-    """Every bed's events from the monitor in this process, on the messages the job was sent."""
+    """Every bed's events from the monitor in this process (one ward of all the beds), on the samples the job was
+    sent, as the job writes them."""
     import rnnedge.runtime as rt
-    from rnnedge.fleet import messages
-    from rnnedge.fleet.beds import BedMonitors, MonitorSettings
     from rnnedge.monitor.monitor import json_line
+    from rnnedge.monitor.sources import demo_signals
+    from rnnedge.monitor.ward import Ward, stream_beds
 
     model = rt.load(bundle, backend="onnxruntime", precision=spec["precision"])
-    channels, rows = list(model.manifest.input.channels), gateway_rows()
-    beds = BedMonitors(model, MonitorSettings(attach=ATTACH), cache_size=spec["beds"])
-    chunk = round(spec["chunk_s"] * RATE)
-    out: dict[str, list[dict]] = {}
-    for tick in range(spec["ticks"]):
-        for bed in range(spec["beds"]):
-            parsed = messages.parse(message(rows, bed, tick, chunk, 0.0), 0.0)[0]
-            monitor = beds.monitor(parsed.bed, None)  # built at the bed's first message, then the same one
-            records = messages.feed(monitor, parsed, channels)
-            out.setdefault(parsed.bed, []).extend(json.loads(json_line(r)) for r in records)  # as the job writes
-    for bed, (_, monitor) in beds.live.items():
-        out[bed] += [json.loads(json_line(r)) for r in monitor.run([])]
-    return out
+    signals, chunk = demo_signals(), round(spec["chunk_s"] * RATE)
+    ward = Ward(model, attach=ATTACH, replay=False, capacity=spec["beds"])
+    feeds = {bed_name(bed): [(signals[first_sample(bed, tick, chunk, len(signals)):][:chunk],
+                              tick * chunk / RATE + np.arange(chunk) * (1 / RATE)) for tick in range(spec["ticks"])]
+             for bed in range(spec["beds"])}
+    records = stream_beds(ward, feeds)
+    return {bed: [json.loads(json_line(r)) for r in out + [ward.summary(bed)]] for bed, out in records.items()}
 
 
-def in_process(bundle: str, precision: str, beds: int = 1024, steps: int = 200) -> dict:
-    """Stream-steps/s on one core: the runtime's Pool (batched), the monitor one sample at a time, and the
-    monitor as the operator runs it (a message's chunk in one call, then its state as bytes)."""
+def in_process(bundle: str, precision: str, sizes: tuple[int, ...] = (1, 64, 1000, 5000), seconds: float = 4.0
+               ) -> list[dict]:
+    """Stream-steps/s on one core (process time) at each number of beds: the runtime's Pool (one batched call per
+    step), and the monitor's ward on the same beds, CHUNK_S of samples per bed per call (timed), alone and with each
+    bed's state captured as bytes after each call (as the Flink operator does)."""
     import rnnedge.runtime as rt
-    from rnnedge.monitor import Monitor
+    from rnnedge.monitor.monitor import encode_state
     from rnnedge.monitor.sources import demo_signals
+    from rnnedge.monitor.ward import Ward
 
+    logging.getLogger("rnnedge.monitor").setLevel(logging.ERROR)  # a calibration per bed otherwise
     model = rt.load(bundle, backend="onnxruntime", precision=precision)
-    signals = demo_signals()
-    pool = model.pool(capacity=beds)
-    for i in range(beds):
-        pool.add(i)
-    t = time.process_time()
-    for k in range(steps):
-        pool.step_array(signals[k:k + beds] if k + beds <= len(signals) else signals[:beds])
-    pool_rate = beds * steps / (time.process_time() - t)
-    monitors = [Monitor(model, attach=ATTACH) for _ in range(64)]
-    t = time.process_time()
-    for k in range(steps):
-        for i, monitor in enumerate(monitors):
-            monitor.push(signals[k + i], k / RATE)
-    sample_rate = 64 * steps / (time.process_time() - t)
-    chunk, monitors = round(CHUNK_S * RATE), [Monitor(model, attach=ATTACH) for _ in range(64)]
-    t = time.process_time()
-    for k in range(0, 8 * steps, chunk):
-        for i, monitor in enumerate(monitors):
-            monitor.feed_chunk(signals[k + i:k + i + chunk], (k + np.arange(chunk)) / RATE)
-            monitor.state()
-    chunk_rate = 64 * 8 * steps / (time.process_time() - t)
-    return {"pool_steps_per_s_per_core": round(pool_rate), "pool_streams": beds,
-            "monitor_per_sample_steps_per_s_per_core": round(sample_rate),
-            "monitor_chunks_with_state_steps_per_s_per_core": round(chunk_rate), "chunk_samples": chunk}
+    signals, chunk, rows = demo_signals(), round(CHUNK_S * RATE), []
+    for beds in sizes:
+        calls = max(2, round(seconds * RATE / chunk * 1000 / max(beds, 1000)))  # ~the same work at every size
+        starts = np.array([first_sample(bed, 0, chunk, len(signals)) for bed in range(beds)])
+        x = [signals[(starts + k * chunk)[:, None] % (len(signals) - chunk) + np.arange(chunk)] for k in range(calls)]
+        pool = model.pool(capacity=beds)
+        for bed in range(beds):
+            pool.add(bed)
+        t = time.process_time()
+        for k in range(calls):
+            for j in range(chunk):
+                pool.step_array(x[k][:, j])
+        pool_rate = beds * calls * chunk / (time.process_time() - t)
+        row = {"beds": beds, "pool_steps_per_s": round(pool_rate)}
+        for name, capture in (("ward", False), ("ward_with_state", True)):
+            ward = Ward(model, attach=ATTACH, replay=False, capacity=beds)
+            for bed in range(beds):
+                ward.add(bed)
+            t = time.process_time()
+            for k in range(calls):
+                ward.feed({bed: (x[k][bed], (k * chunk + np.arange(chunk)) / RATE) for bed in range(beds)})
+                if capture:
+                    for bed in range(beds):
+                        encode_state(ward, bed)
+            row[f"{name}_steps_per_s"] = round(beds * calls * chunk / (time.process_time() - t))
+        row["ward_share_of_pool"] = round(row["ward_steps_per_s"] / pool_rate, 3)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
 
 
-LEVERS = {"one element per message": {"batch": 0}, "records of 5,000 messages": {"batch": 5000},
+LEVERS = {"JSON line per bed": {"lines": True}, "one element per message": {"lines": True, "batch": 0},
+          "blocks of 5,000 beds": {"batch": 5000}, "blocks of 100 beds": {"batch": 100},
           "parallelism 1": {"parallelism": 1}, "message chunk 1 s": {"chunk_s": 1.0},
           "bundle.time 500 ms": {"bundle_ms": 500}, "bundle.size 100": {"bundle_size": 100},
           "checkpoint every 2 s": {"checkpoint_s": 2.0}}
@@ -345,7 +375,6 @@ def main() -> None:
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": {"cores": os.cpu_count(),
                                                                   "load_before": os.getloadavg()},
               "in_process": in_process(args.bundle, args.precision), "points": [], "levers": {}}
-    print(json.dumps(result["in_process"]), flush=True)
     counts = [int(n) for n in args.beds.split(",") if n]
     runs = [(f"{n} beds", n, {"precision": args.precision}) for n in counts]
     if args.levers and counts:

@@ -5,14 +5,17 @@
          each line -> Message, bad ones to a side output, counted in the metric bad_messages; the element's good
          messages grouped by shard (crc32(bed) % SHARDS): one element per shard; parallelism 1, forward from the
          source: each bed's messages reach its monitor in the source's order)
-      -> key_by(shard) -> ShardMonitorFunction (a Monitor per bed: rnnedge.fleet.beds; per-bed state in
-         MapState[bed -> state]; the torch-free runtime loaded once per task slot in open())
+      -> key_by(shard) -> ShardMonitorFunction (one ward per task slot: rnnedge.fleet.beds; an element's beds are
+         stepped together, one ward call per round of their messages; per-bed state in MapState[bed -> state]; the
+         torch-free runtime loaded once per task slot in open())
       -> union(bad messages) -> sink (files, exactly-once: part files committed on each checkpoint)
 
 Why shards: every element that crosses between the JVM and a Python worker, and every keyed-state access per
 element, costs far more than the monitor's work on a small message; a shard element carries all of an input
-element's messages for that shard in one crossing. Rescaling still moves state by key group (a shard is a key;
-SHARDS = max parallelism), TTL is per bed (per map entry), and every bed's state carries the model's sha256.
+element's messages for that shard in one crossing, and the ward steps them in one batched call per sample. Fewer
+shards make larger batches; SHARDS bounds the useful parallelism. Rescaling still moves state by key group (a
+shard is a key; at most SHARDS subtasks get beds), TTL is per bed (per map entry), and every bed's state carries the
+model's sha256.
 Checkpoints go to a filesystem path (retained after a cancel or a kill, so `restore="latest"` finds them);
 restarts are bounded (fixed delay). A bed silent for longer than `state_ttl_s` loses its state (it starts again
 with a warm-up). At the end of a bounded input (plain files, a collection) every bed's monitor is flushed and
@@ -52,13 +55,13 @@ from pyflink.datastream.connectors.file_system import (
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
 
 from rnnedge.fleet import messages
-from rnnedge.fleet.beds import BedMonitors, MonitorSettings
+from rnnedge.fleet.beds import BedWard, MonitorSettings
 from rnnedge.fleet.errors import FleetError
 
 END_OF_INPUT = (1 << 63) - 1  # Flink's last watermark: a bounded source emits it when it is done
 MAX_PARALLELISM = 128  # fixed: key groups must stay the same for a savepoint to restore at another parallelism
 PARSE_SLOTS = "fleet-parse"  # the parser's slot sharing group (a Python operator before it belongs there too)
-SHARDS = MAX_PARALLELISM  # keys of the monitor operator: at most one per key group, every slot gets some
+SHARDS = 16  # keys of the monitor operator: beds per ward call vs the most subtasks that get work (measured)
 # "fleet-monitor-shards": keyed by shard since state layout 2 (a savepoint keyed by bed does not map onto it)
 UID = {"source": "fleet-source", "parse": "fleet-parse", "monitor": "fleet-monitor-shards", "sink": "fleet-sink"}
 
@@ -101,18 +104,18 @@ class ParseMessages(ProcessFunction):
         for line in value.split("\n"):
             if batched and not line.strip():
                 continue
-            message, bed, why = messages.parse(line, received, self.beds)
-            if message is None:
+            good, bad = messages.parse_line(line, received, self.beds)
+            for bed, why in bad:
                 self.bad.inc()
                 yield self.bad_tag, json.dumps({"event": "bad_message", "bed": bed, "detail": why,
                                                 "message": line[:200]})
-            else:
+            for message in good:
                 shards.setdefault(messages.shard(message.bed, SHARDS), []).append(message)
         yield from shards.items()
 
 
 class ShardMonitorFunction(KeyedProcessFunction):
-    """The monitors of one shard's beds: an element is (shard, [Message, ...]) in the source's order."""
+    """The beds of one shard: an element is (shard, [Message, ...]) in the source's order."""
 
     def __init__(self, config: FleetConfig) -> None:
         self.config = config
@@ -123,7 +126,7 @@ class ShardMonitorFunction(KeyedProcessFunction):
         config = self.config
         self.model = rt.load(config.bundle, backend=config.backend, precision=config.precision)  # once per slot
         self.channels = list(self.model.manifest.input.channels)
-        self.beds = BedMonitors(self.model, config.monitor, config.cache_size, config.state_ttl_s)
+        self.beds = BedWard(self.model, config.monitor, config.cache_size, config.state_ttl_s)
         descriptor = MapStateDescriptor("beds", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         if config.state_ttl_s > 0:  # per bed: a map entry expires on its own
             ttl = (StateTtlConfig.new_builder(Time.milliseconds(round(config.state_ttl_s * 1000)))
@@ -135,9 +138,6 @@ class ShardMonitorFunction(KeyedProcessFunction):
         self.messages, self.timed = 0, set()
         logging.getLogger("rnnedge.monitor").setLevel(logging.ERROR)  # its warnings are events here already
 
-    def close(self) -> None:
-        self.beds.close()
-
     def process_element(self, value: tuple[int, list[messages.Message]], ctx: KeyedProcessFunction.Context):
         shard, batch = value
         if shard not in self.timed:
@@ -145,28 +145,43 @@ class ShardMonitorFunction(KeyedProcessFunction):
             # restored at another parallelism was seen to lose it); Flink keeps one timer per shard and time
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)
             self.timed.add(shard)
-        latency = self.config.latency
+        by_bed: dict[str, list[messages.Message]] = {}
         for message in batch:
-            state = self.state.get(message.bed)
-            monitor = self.beds.monitor(message.bed, state)
-            records = messages.feed(monitor, message, self.channels)
-            self.samples.inc(len(message.x))
-            yield from self._emit(message.bed, monitor, state, records)
-            self.messages += 1
-            if latency and self.messages % latency == 0:
-                now, sent = time.time(), message.sent
-                yield json.dumps({"event": "latency", "bed": message.bed, "in_s": round(now - message.received, 6),
-                                  **({"e2e_s": round(now - sent, 6), "sent": sent} if sent is not None else {})})
+            by_bed.setdefault(message.bed, []).append(message)
+        beds = list(by_bed)
+        for a in range(0, len(beds), self.beds.cache_size):  # never more beds at once than the ward holds
+            yield from self._beds({bed: by_bed[bed] for bed in beds[a:a + self.beds.cache_size]})
+
+    def _beds(self, by_bed: dict[str, list[messages.Message]]) -> Iterable[str]:
+        """Each bed's messages in order: a ward call per round (every bed's first message, then the second...)."""
+        states = {bed: self.state.get(bed) for bed in by_bed}
+        for bed, state in states.items():
+            self.beds.ready(bed, state)
+        latency = self.config.latency
+        for i in range(max(len(m) for m in by_bed.values())):
+            now = {bed: m[i] for bed, m in by_bed.items() if i < len(m)}
+            out = self.beds.feed({bed: messages.samples(message, self.channels) for bed, message in now.items()})
+            for bed, message in now.items():
+                self.samples.inc(len(message.x))
+                yield from self._lines(bed, out[bed])
+                self.messages += 1
+                if latency and self.messages % latency == 0:
+                    t, sent = time.time(), message.sent
+                    yield json.dumps({"event": "latency", "bed": bed, "in_s": round(t - message.received, 6),
+                                      **({"e2e_s": round(t - sent, 6), "sent": sent} if sent is not None else {})})
+        for bed, state in states.items():
+            self.state.put(bed, self.beds.capture(bed, state))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         for bed, state in list(self.state.items()):
-            monitor = self.beds.monitor(bed, state)
-            yield from self._emit(bed, monitor, state, list(monitor.run([])))  # flush + summary, as at a file's end
+            self.beds.ready(bed, state)
+            records = self.beds.finish(bed)  # as at a file's end
+            self.state.put(bed, self.beds.capture(bed, state))
+            yield from self._lines(bed, records)
 
-    def _emit(self, bed: str, monitor, state, records: list[dict]) -> Iterable[str]:
+    def _lines(self, bed: str, records: list[dict]) -> Iterable[str]:
         from rnnedge.monitor.monitor import json_line
 
-        self.state.put(bed, self.beds.capture(bed, monitor, state))
         for record in records:
             if record["event"] == "alarm_start":
                 self.alarms.inc()

@@ -7,6 +7,16 @@ in the bundle's channel order; "t" (optional) their timestamps in seconds, one p
 is the bed's next slot); "sent" (optional) the gateway's wall clock (time.time()), for latency measurements.
 Other keys are ignored.
 
+A ward's gateway sends one tick of all its beds as one line (a "block", cheaper than a JSON line per bed: the
+samples are one base64 float32 block, decoded without parsing numbers):
+
+    {"beds": ["ward3-01", ...], "t0": [12.00, ...], "dt": 0.02, "n": 25, "x": "<base64: beds x n x channels,
+     float32 little-endian>"}
+
+"t0" (optional, with "dt") gives each bed's first timestamp, the others follow at "dt" seconds; without it the
+samples are untimed. A block that is not such an object is one bad message; a bed in it that is not allowed is a
+bad message of that bed, the others go on.
+
 A message that is not such an object (not JSON, no bed, "x" not a list, "t" of another length, a bed not in the
 allowed list) is a bad message: counted and reported, never fed. Inside a good message each sample becomes one
 monitor Row, exactly as a CSV line does in `rnnedge monitor` (rnnedge.monitor.sources): a sample of the wrong
@@ -18,6 +28,8 @@ Monitor.feed_chunk, which gives the same records as those rows one by one).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import zlib
@@ -30,12 +42,13 @@ from rnnedge.monitor.sources import MAX_TIME_S, Row, usable_time
 
 MAX_BED_CHARS = 200
 MAX_SAMPLES = 50_000  # per message (1000 s at 50 Hz): a larger one is a gateway bug, refused before any work
+MAX_BLOCK_BEDS = 100_000  # beds in one block
 
 
 class Message(NamedTuple):
     bed: str
-    t: list | None  # timestamps as sent (validated per sample by rows())
-    x: list  # samples as sent
+    t: list | np.ndarray | None  # timestamps as sent (validated per sample by rows()); a block's: float64
+    x: list | np.ndarray  # samples as sent; a block's: float32 (T, channels)
     received: float  # wall clock (time.time()) when the job parsed it: latency measurements
     sent: float | None  # the gateway's wall clock, if it put one in the line as "sent" (benchmarks)
 
@@ -65,6 +78,42 @@ def parse(line: str, received: float, beds: Collection[str] | None = None) -> tu
     return Message(bed, t, x, received, float(sent) if type(sent) in (int, float) else None), None, None
 
 
+def parse_line(line: str, received: float, beds: Collection[str] | None = None
+               ) -> tuple[list[Message], list[tuple[str | None, str]]]:
+    """A line's good messages (one, or a block's one per bed) and its bad ones as (bed or None, why)."""
+    if not line.lstrip().startswith('{"beds"'):
+        message, bed, why = parse(line, received, beds)
+        return ([message], []) if message is not None else ([], [(bed, why)])
+    try:
+        obj = json.loads(line)
+        names, n, data = obj["beds"], obj["n"], base64.b64decode(obj["x"], validate=True)
+        if not (isinstance(names, list) and 0 < len(names) <= MAX_BLOCK_BEDS and type(n) is int and
+                0 < n <= MAX_SAMPLES and all(isinstance(b, str) and 0 < len(b) <= MAX_BED_CHARS for b in names)
+                and len(set(names)) == len(names)):
+            raise ValueError("'beds' must be distinct bed names and 'n' the samples per bed")
+        size = len(names) * n * 4
+        if not data or len(data) % size:
+            raise ValueError(f"'x' holds {len(data)} bytes, not beds x n x channels float32 values")
+        x = np.frombuffer(data, "<f4").reshape(len(names), n, -1).astype(np.float32)
+        times = None
+        if "t0" in obj:
+            t0, dt = np.asarray(obj["t0"], np.float64), float(obj["dt"])
+            if t0.shape != (len(names),) or not 0 < dt < 3600:
+                raise ValueError("'t0' must give one first timestamp per bed, 'dt' the interval in seconds")
+            times = t0[:, None] + np.arange(n) * dt
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error) as exc:
+        return [], [(None, f"not a block of beds ({str(exc)[:120]})")]
+    sent = obj.get("sent")
+    sent = float(sent) if type(sent) in (int, float) else None
+    good, bad = [], []
+    for i, bed in enumerate(names):
+        if beds is not None and bed not in beds:
+            bad.append((bed, "unknown bed (not in the allowed list)"))
+        else:
+            good.append(Message(bed, None if times is None else times[i], x[i], received, sent))
+    return good, bad
+
+
 def shard(bed: str, shards: int) -> int:
     """The bed's shard: stable across processes and runs (Python's hash() is salted per process)."""
     return zlib.crc32(bed.encode("utf-8", "surrogatepass")) % shards
@@ -74,6 +123,12 @@ def samples(message: Message, channels: list[str]) -> tuple[np.ndarray, np.ndarr
     """(values (T, channels) float32, t (T,) or None) when every sample is readable, as rows() would find it;
     else rows()."""
     x, t = message.x, message.t
+    if isinstance(x, np.ndarray):  # a block's: numbers already
+        times = None if t is None else np.asarray(t, np.float64)
+        if x.shape[1] == len(channels) and np.isfinite(x).all() and (times is None or (np.abs(times) <= MAX_TIME_S
+                                                                                         ).all()):
+            return x, times
+        return rows(message._replace(x=x.tolist(), t=None if t is None else times.tolist()), channels)
     numbers = {float, int}
     # bools, strings and nulls would be converted by numpy; rows() reads them as unreadable
     if {type(v) for sample in x if type(sample) is list for v in sample} <= numbers and \
@@ -89,12 +144,6 @@ def samples(message: Message, channels: list[str]) -> tuple[np.ndarray, np.ndarr
             if np.isfinite(values).all() and (times is None or (np.abs(times) <= MAX_TIME_S).all()):
                 return values, times  # |nan| <= x is False: a non-finite time fails that test too
     return rows(message, channels)
-
-
-def feed(monitor, message: Message, channels: list[str]) -> list[dict]:
-    """The monitor's records for the message: one chunk when every sample is readable, else row by row."""
-    found = samples(message, channels)
-    return monitor.feed_rows(found) if isinstance(found, list) else monitor.feed_chunk(*found)
 
 
 def rows(message: Message, channels: list[str]) -> list[Row]:
@@ -131,4 +180,12 @@ def encode(bed: str, samples, t=None, **extra) -> str:
     """One message line (gateways, tests, benchmarks): samples (T, channels), t (T,) seconds or None."""
     obj = {"bed": bed, **({"t": [round(float(v), 6) for v in t]} if t is not None else {}),
            "x": np.asarray(samples, np.float64).tolist(), **extra}
+    return json.dumps(obj, allow_nan=False)
+
+
+def encode_block(beds: list[str], samples, t0=None, dt: float | None = None, **extra) -> str:
+    """One block line (a ward's gateway): samples (beds, T, channels), t0 (beds,) seconds and dt, or untimed."""
+    x = np.ascontiguousarray(samples, "<f4")
+    obj = {"beds": list(beds), **({"t0": [float(v) for v in t0], "dt": float(dt)} if t0 is not None else {}),
+           "n": int(x.shape[1]), "x": base64.b64encode(x.tobytes()).decode("ascii"), **extra}
     return json.dumps(obj, allow_nan=False)

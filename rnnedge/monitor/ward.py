@@ -76,6 +76,7 @@ class Bed:
         self.issues: Counter[str] = Counter()
         self.kinds: Counter[str] = Counter()  # the sensor watch's sample issues in the current fault
         self.save_due = False
+        self.steady = False  # every interval of the rate estimate within the tolerance (ward._in_step)
         self.out: list[dict] = []  # records of the current feed
 
     @property
@@ -182,13 +183,27 @@ class Ward:
              ) -> dict[Hashable, list[dict]]:
         """Each bed's rows (sources.Row) or chunk (samples (T, channels) in raw units, times (T,) or None): the
         records each bed's monitor gives for them, per bed."""
+        chunks = {self.bed(bed_id): self._checked(*given) for bed_id, given in inputs.items()
+                  if isinstance(given, tuple)}
+        in_step = self._in_step(chunks)
         intakes = {}
         for bed_id, given in inputs.items():
             bed = self.bed(bed_id)
             bed.out = []
-            intakes[bed] = self._chunk(bed, *given) if isinstance(given, tuple) else self._rows(bed, given)
+            intakes[bed] = self._chunk(bed, *chunks[bed], in_step.get(bed)) if bed in chunks else \
+                self._rows(bed, given)
         self.run(intakes)
         return {bed.id: bed.out for bed in intakes}
+
+    def _checked(self, values, times) -> tuple[np.ndarray, np.ndarray | None]:
+        values = np.asarray(values, np.float32)
+        if values.ndim != 2 or values.shape[1] != self.model.channels:
+            raise MonitorError(f"feed_chunk: samples of shape {values.shape}, expected (T, {self.model.channels})")
+        if times is not None:
+            times = np.asarray(times, np.float64)
+            if times.shape != (len(values),):
+                raise MonitorError(f"feed_chunk: {times.shape} timestamps for {len(values)} samples")
+        return values, times
 
     def run(self, intakes: dict[Bed, Iterator[Slots]]) -> None:
         """Step every bed's intake to its end: beds with slots to go are stepped together, a run at a time."""
@@ -204,8 +219,9 @@ class Ward:
             rates = np.stack([s[2][at:at + length] for s, at in pieces], axis=1)
             rows = np.fromiter((bed.row for bed in beds), np.intp, len(beds))
             first = np.fromiter((bed.cadence.last + 1 for bed in beds), np.int64, len(beds))
+            t0 = np.fromiter((bed.cadence.t0 or 0.0 for bed in beds), np.float64, len(beds))
             for j in range(length):
-                self._step(beds, rows, x[j], flagged[j], rates[j], first + j)
+                self._step(beds, rows, x[j], flagged[j], rates[j], first + j, t0)
             for bed in beds:
                 bed.cadence.last += length
                 bed.dropped = 0
@@ -230,8 +246,8 @@ class Ward:
             clean = row is not None and row.problem is None and row.values is not None and usable_time(row.t)
             if run and not (clean and (row.t is None) == (run[0].t is None)):
                 times = None if run[0].t is None else np.array([r.t for r in run], np.float64)
-                yield from self._chunk(bed, np.stack([r.values for r in run]).astype(np.float32, copy=False), times,
-                                       run)
+                values = np.stack([r.values for r in run]).astype(np.float32, copy=False)
+                yield from self._chunk(bed, values, times, self._in_step({bed: (values, times)}).get(bed), run)
                 run = []
             if clean:
                 run.append(row)
@@ -242,6 +258,7 @@ class Ward:
         """The slots one source row causes (after a snapshot that became due with the previous rows)."""
         if bed.save_due:
             bed.out.append(self._save(bed))
+        bed.steady = False  # its rate estimate may take intervals beyond the tolerance
         for placed in bed.resampler.feed(row, bed.cadence, hold=bed.pending is not None):
             if bed.pending is not None and not self._dropped(bed, placed):
                 yield from self._settle(bed, placed.t is not None and bed.cadence.follows(bed.pending.t, placed.t),
@@ -256,19 +273,13 @@ class Ward:
             self.run({bed: self._settle(bed, True)})
         return bed.out
 
-    def _chunk(self, bed: Bed, values: np.ndarray, times: np.ndarray | None, rows: list[Row] | None = None
-               ) -> Iterator[Slots]:
-        """Samples (T, channels) at times (T,) or None: in runs of slots straight away where every row takes the
-        next slot at the model's rate (as feed_row would place them: no row waiting, finite values, no resampling),
-        else row by row. A run ends where a snapshot becomes due (written before the next row, as feed_row does)."""
-        values = np.asarray(values, np.float32)
-        if values.ndim != 2 or values.shape[1] != self.model.channels:
-            raise MonitorError(f"feed_chunk: samples of shape {values.shape}, expected (T, {self.model.channels})")
-        if times is not None and np.shape(times) != (len(values),):
-            raise MonitorError(f"feed_chunk: {np.shape(times)} timestamps for {len(values)} samples")
+    def _chunk(self, bed: Bed, values: np.ndarray, times: np.ndarray | None, rates: np.ndarray | None,
+               rows: list[Row] | None = None) -> Iterator[Slots]:
+        """Samples (T, channels) at times (T,) or None: one run of slots straight away if `_in_step` found every row
+        taking the next slot (`rates`), else row by row. A run ends where a snapshot becomes due (written before
+        the next row, as feed_row does)."""
         if bed.save_due and len(values):
             bed.out.append(self._save(bed))  # as the first row's feed_row would
-        rates = self._in_step(bed, values, times)
         if rates is None:
             for row in rows or [Row(t, x) for t, x in zip([None] * len(values) if times is None else times.tolist(),
                                                            values, strict=True)]:
@@ -284,36 +295,58 @@ class Ward:
                 if at < len(values):
                     bed.out.append(self._save(bed))
 
-    def _in_step(self, bed: Bed, values: np.ndarray, times: np.ndarray | None) -> np.ndarray | None:
-        """The source rate at each row if every row of the chunk takes the next slot as feed_row would place it
-        (and the clock and rate estimate moved on as feed_row would), else None (nothing changed)."""
-        n, first = len(values), bed.cadence.last + 1
-        cadence, resampler = bed.cadence, bed.resampler
-        if not n or bed.pending is not None or not np.isfinite(values).all():
-            return None
-        window, known, added = resampler.intervals, len(resampler.intervals), 0
-        if times is not None:
-            if not (np.abs(times) <= MAX_TIME_S).all():
-                return None
-            t0 = cadence.t0 if cadence.t0 is not None else float(times[0]) - first / self.rate  # as place() anchors
-            if not (np.rint((times - t0) * self.rate) == np.arange(first, first + n)).all():
-                return None  # a row missing, late or jumping: the policy decides row by row
-            added = int(resampler.prev is not None)
-            gaps = np.diff(times, prepend=times[:0] if resampler.prev is None else [resampler.prev[0]])
-            if ((gaps <= 0) | (gaps > resampler.max_gap)).any():
-                return None
-            window = [*window, *gaps.tolist()]
-            # every interval within the tolerance: so is their median, and no row is resampled
-            if (np.abs(1.0 / np.asarray(window) / self.rate - 1) > RATE_TOLERANCE).any():
-                return None
-            cadence.t0, cadence.replayed = t0, None
-            resampler.prev = (float(times[-1]), values[-1].tolist())
-            resampler.intervals = window[-RATE_INTERVALS:]
-        # the fault detector reads the rate estimate after each row (Resampler.estimate), at the end of its blocks
+    def _in_step(self, chunks: dict[Bed, tuple[np.ndarray, np.ndarray | None]]) -> dict[Bed, np.ndarray]:
+        """The beds whose chunk takes the next slots as feed_row would place its rows one by one (no row waiting,
+        finite values, each timestamp the next slot, every interval within the rate tolerance: nothing resampled),
+        checked for all beds at once, their clock and rate estimate moved on as feed_row would; for each, the
+        source's rate where the fault detector reads it (the end of its blocks; NaN elsewhere)."""
+        groups: dict[tuple[int, bool], list[Bed]] = {}
+        for bed, (values, times) in chunks.items():
+            if len(values) and bed.pending is None:
+                groups.setdefault((len(values), times is None), []).append(bed)
+        found = {}
+        for (n, untimed), beds in groups.items():
+            values = np.stack([chunks[bed][0] for bed in beds])
+            ok = np.isfinite(values).all(axis=(1, 2))
+            if untimed:
+                found.update({bed: self._rates(bed, bed.resampler.intervals, n, None)
+                              for bed, good in zip(beds, ok.tolist(), strict=True) if good})
+                continue
+            times = np.stack([chunks[bed][1] for bed in beds])
+            first = np.fromiter((bed.cadence.last + 1 for bed in beds), np.int64, len(beds))
+            t0 = np.fromiter((np.nan if bed.cadence.t0 is None else bed.cadence.t0 for bed in beds), np.float64,
+                             len(beds))
+            t0 = np.where(np.isnan(t0), times[:, 0] - first / self.rate, t0)  # as place() anchors a first time
+            prev = np.fromiter((np.nan if bed.resampler.prev is None else bed.resampler.prev[0] for bed in beds),
+                               np.float64, len(beds))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                gaps = np.diff(times, axis=1, prepend=prev[:, None])  # NaN: no interval before a first row
+                ok &= (np.abs(times) <= MAX_TIME_S).all(axis=1)
+                ok &= (np.rint((times - t0[:, None]) * self.rate) == first[:, None] + np.arange(n)).all(axis=1)
+                ok &= ~((gaps <= 0) | (gaps > self.max_gap_s)).any(axis=1)
+                # every interval within the tolerance: so is their median, and no row is resampled
+                ok &= ~(np.abs(1.0 / gaps / self.rate - 1) > RATE_TOLERANCE).any(axis=1)
+            for i in ok.nonzero()[0].tolist():
+                bed = beds[i]
+                window = bed.resampler.intervals
+                if not bed.steady and any(abs(1.0 / v / self.rate - 1) > RATE_TOLERANCE for v in window):
+                    continue
+                new = gaps[i].tolist() if bed.resampler.prev is not None else gaps[i, 1:].tolist()
+                found[bed] = self._rates(bed, [*window, *new], n, int(bed.resampler.prev is not None))
+                bed.cadence.t0, bed.cadence.replayed = float(t0[i]), None
+                bed.resampler.prev = (float(times[i, -1]), values[i, -1].tolist())
+                bed.resampler.intervals = [*window, *new][-RATE_INTERVALS:]
+                bed.steady = True
+        return found
+
+    def _rates(self, bed: Bed, window: list[float], n: int, added: int | None) -> np.ndarray:
+        """The rate estimate after each of n rows (Resampler.estimate; `window`: the intervals before them, then
+        one per timed row after the source's first; `added` None: untimed rows add none), where the fault detector
+        reads it: at the end of its blocks."""
         rates = np.full(n, np.nan)
-        reads = ((self.faults.steps[bed.row] + np.arange(1, n + 1)) % self.faults.block == 0).nonzero()[0]
-        for i in reads.tolist():
-            end = known + (0 if times is None else i + added)
+        known = len(window) - (0 if added is None else n - 1 + added)
+        for i in ((self.faults.steps[bed.row] + np.arange(1, n + 1)) % self.faults.block == 0).nonzero()[0].tolist():
+            end = known + (0 if added is None else i + added)
             rate = median_rate(window[max(0, end - RATE_INTERVALS):end])
             rates[i] = np.nan if rate is None else rate
         return rates
@@ -384,8 +417,8 @@ class Ward:
         bed.issues["silent_s"] += 1
         bed.kinds["silent_s"] += 1
         bed.dropped += periods  # the slots they stand for may be filled as missing later: counted once
-        self._watch([bed], np.array([bed.row]), np.array([bed.cadence.last]), np.array([periods]),
-                    f"{bed.cadence.last}+{bed.dropped}")
+        self._watch([bed], np.array([bed.row]), np.array([bed.cadence.last]), np.array([bed.cadence.t0 or 0.0]),
+                    np.array([periods]), f"{bed.cadence.last}+{bed.dropped}")
         return bed.out
 
     def _drop(self, bed: Bed, kind: str, detail: str) -> None:
@@ -399,7 +432,8 @@ class Ward:
         bed.dropped += 1
         key = f"{last}+{bed.dropped}"
         self._issue(bed, kind, last, detail, key)
-        self._watch([bed], np.array([bed.row]), np.array([last]), np.ones(1, np.int64), key)
+        self._watch([bed], np.array([bed.row]), np.array([last]), np.array([bed.cadence.t0 or 0.0]),
+                    np.ones(1, np.int64), key)
 
     def _issue(self, bed: Bed, kind: str, slot: int, detail: str, key: str | None = None) -> None:
         bed.issues[kind] += 1
@@ -411,7 +445,8 @@ class Ward:
 
     # -- the step: one slot of each of `beds` ---------------------------------------------------------------------
     def _step(self, beds: list[Bed], rows: np.ndarray, x: np.ndarray, flagged: np.ndarray, rates: np.ndarray,
-              slots: np.ndarray) -> None:
+              slots: np.ndarray, t0: np.ndarray) -> None:
+        """One slot of each of `beds` (their rows, raw samples, flagged rows, source rates, slots, clocks' t0)."""
         raw, frame = x, self.frame  # the fault detector reads the sensor's own axes (a stuck channel stays one)
         if frame is not None:
             x, changes = frame.step(rows, x)
@@ -458,7 +493,7 @@ class Ward:
             log.warning("sensor ok again at t=%.2f s", bed.t(int(slots[i])))
             self.score.reset(bed.row)
             bed.out.append(bed.record("sensor_ok", int(slots[i]), kind="signal"))
-        self._watch(beds, rows, slots, held.astype(np.int64))
+        self._watch(beds, rows, slots, t0, held.astype(np.int64))
         if self.snapshot_every and self.on_save:
             for i in ((slots + 1) % self.snapshot_every == 0).nonzero()[0]:
                 beds[i].save_due = True
@@ -535,15 +570,13 @@ class Ward:
                     detail, since)
         return bed.record("sensor_check", slot, kind=fault, fault=fault, since=since, detail=detail)
 
-    def _watch(self, beds: list[Bed], rows: np.ndarray, slots: np.ndarray, bad: np.ndarray, key: str | None = None
-               ) -> None:
+    def _watch(self, beds: list[Bed], rows: np.ndarray, slots: np.ndarray, t0: np.ndarray, bad: np.ndarray,
+               key: str | None = None) -> None:
         """Count sample periods without a clean sample (`bad` more per bed; 0: a clean one); sensor_check while
         that lasts, sensor_ok after."""
         clean = bad == 0
         if clean.any():
-            at = rows[clean]
-            t0 = np.fromiter((beds[i].cadence.t0 or 0.0 for i in (clean).nonzero()[0]), np.float64, len(at))
-            self.watch_clean[at] = t0 + slots[clean] / self.rate
+            self.watch_clean[rows[clean]] = t0[clean] + slots[clean] / self.rate
             for i in (clean & ((self.watch_raised[rows] > 0) | (self.watch_bad[rows] > 0))).nonzero()[0]:
                 bed, row = beds[i], rows[i]
                 if self.watch_raised[row]:
@@ -600,6 +633,7 @@ class Ward:
         self.watch_clean[row] = np.nan if clean is None else float(clean)
         self.faults.load_state(row, state.get("faults", {}))
         bed.resampler.load_state(state.get("resampler", {}))
+        bed.steady = False
         if self.frame is not None:
             self.frame.load_state(row, state.get("frame") or {}, state.get("lying_p", []))
         self.alarms[row] = int(state["alarms"])

@@ -12,7 +12,7 @@ import pytest
 
 import rnnedge.runtime as rt
 from rnnedge.fleet import messages
-from rnnedge.fleet.beds import BedMonitors, MonitorSettings, check_state
+from rnnedge.fleet.beds import BedWard, MonitorSettings, check_state
 from rnnedge.fleet.errors import FleetError
 from tests.fleet.conftest import CHUNK, bed_signals, comparable, message_lines, monitor_alone, with_faults
 from tests.monitor.conftest import CHANNELS
@@ -40,33 +40,74 @@ def test_samples_become_rows_as_csv_lines_do():
 
 
 def test_rebuilt_from_state_every_message_equals_one_monitor(model):
-    """Each message on a monitor rebuilt from the state captured after the previous one (what a Flink restore
-    does, at any message) gives exactly the events of `rnnedge monitor` on the bed alone."""
+    """Each message on a bed rebuilt from the state captured after the previous one (what a Flink restore does, at
+    any message) gives exactly the events of `rnnedge monitor` on the bed alone."""
     rows = with_faults(3, bed_signals(4, 1000)[3])
     expected = monitor_alone(model, rows)
     assert any(r["event"] == "alarm_start" for r in expected) and any(r["event"] == "reset" for r in expected)
-    beds = BedMonitors(model, MonitorSettings(attach="upright"))
+    beds = BedWard(model, MonitorSettings(attach="upright"))
     state, got, chunked = None, [], 0
     for line in message_lines([rows]):
         message = messages.parse(line, 0.0)[0]
         beds.forget("bed-000")  # no live cache: the state alone carries the bed
-        monitor = beds.monitor("bed-000", state)
+        beds.ready("bed-000", state)
         samples = messages.samples(message, CHANNELS)
         chunked += not isinstance(samples, list)
-        got += monitor.feed_rows(samples) if isinstance(samples, list) else monitor.feed_chunk(*samples)
-        state = beds.capture("bed-000", monitor, state)
+        got += beds.feed({"bed-000": samples})["bed-000"]
+        state = beds.capture("bed-000", state)
     beds.forget("bed-000")
-    got += list(beds.monitor("bed-000", state).run([]))
+    beds.ready("bed-000", state)
+    got += beds.finish("bed-000")
     assert [comparable(json.loads(json.dumps(r))) for r in got] == [comparable(r) for r in expected]
     assert state["seq"] == -(-len(rows) // CHUNK) and chunked >= 0.9 * state["seq"]
-    beds.close()
+
+
+def test_a_ward_of_beds_equals_each_bed_alone(model):
+    """Eight beds with faults in one ward, messages interleaved, some beds rebuilt from their state mid-stream and
+    the cache smaller than the ward's beds (beds evicted and rebuilt): each bed's events are the monitor's alone."""
+    signals = bed_signals(8, 700)
+    rows = [with_faults(bed, x) for bed, x in enumerate(signals)]
+    beds, states = BedWard(model, MonitorSettings(attach="upright"), cache_size=5), {}
+    got: dict[str, list[dict]] = {f"bed-{bed:03d}": [] for bed in range(8)}
+    lines = message_lines(rows)
+    for i, line in enumerate(lines):
+        message = messages.parse(line, 0.0)[0]
+        if i % 7 == 3:
+            beds.forget(message.bed)
+        beds.ready(message.bed, states.get(message.bed))
+        got[message.bed] += beds.feed({message.bed: messages.samples(message, CHANNELS)})[message.bed]
+        states[message.bed] = beds.capture(message.bed, states.get(message.bed))
+    for bed in got:
+        beds.ready(bed, states[bed])
+        got[bed] += beds.finish(bed)
+        expected = monitor_alone(model, rows[int(bed[4:])])
+        assert [comparable(json.loads(json.dumps(r))) for r in got[bed]] == [comparable(r) for r in expected], bed
+
+
+def test_a_block_line_is_each_beds_message(model):
+    """A ward gateway's block (base64 float32, t0 + dt) gives each bed the chunk a JSON line per bed gives."""
+    x = np.stack(bed_signals(3, 50))[:, :25]
+    line = messages.encode_block(["a", "b", "c"], x, t0=[1.0, 2.0, 3.0], dt=0.02, sent=5.0)
+    good, bad = messages.parse_line(line, 0.0, beds=frozenset({"a", "c"}))
+    assert [m.bed for m in good] == ["a", "c"] and bad == [("b", "unknown bed (not in the allowed list)")]
+    values, times = messages.samples(good[1], CHANNELS)
+    assert np.array_equal(values, x[2]) and times.tolist() == (3.0 + np.arange(25) * 0.02).tolist()
+    assert good[0].sent == 5.0
+    for broken in ('{"beds": ["a"], "n": 25, "x": "AAAA"}', '{"beds": ["a", "a"], "n": 1, "x": ""}',
+                   '{"beds": "a", "n": 1, "x": ""}', '{"beds": ["a"], "n": 1, "x": "!!"}'):
+        good, bad = messages.parse_line(broken, 0.0)
+        assert good == [] and bad[0][0] is None and "not a block of beds" in bad[0][1]
+    x[1, 3, 2] = np.nan  # an unreadable value: that bed's message goes row by row, as a JSON line's would
+    good, _ = messages.parse_line(messages.encode_block(["a", "b", "c"], x), 0.0)
+    assert isinstance(messages.samples(good[1], CHANNELS), list) and not isinstance(
+        messages.samples(good[0], CHANNELS), list)
 
 
 def test_state_of_another_model_is_refused(bundle, model, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(bundle, other)
     other_model = rt.load(other, precision="fp32")
-    state = {"version": 2, "model_sha256": "0" * 64}
+    state = {"version": 3, "model_sha256": "0" * 64}
     with pytest.raises(FleetError, match="another model .* restore with the same bundle"):
         check_state("bed-1", state, other_model.sha256)
     with pytest.raises(FleetError, match="state version"):
@@ -98,17 +139,17 @@ def test_a_bed_shard_is_the_same_in_every_process_and_run():
 
 def test_a_state_older_than_the_ttl_is_a_new_bed(model):
     """The job's own TTL check (beside Flink's, whose entries PyFlink's read cache was measured to hand back after
-    they expired): a state written more than ttl_s ago gives a new monitor; a fresher one the same monitor."""
+    they expired): a state written more than ttl_s ago gives a new bed; a fresher one the same bed."""
     now = [1000.0]
-    beds = BedMonitors(model, MonitorSettings(attach="upright"), ttl_s=4.0, clock=lambda: now[0])
+    beds = BedWard(model, MonitorSettings(attach="upright"), ttl_s=4.0, clock=lambda: now[0])
     rows = bed_signals(1, 600)[0]
-    first = beds.monitor("bed-000", None)
-    first.feed_chunk(rows[:300])
-    state = beds.capture("bed-000", first, None)
+    beds.ready("bed-000", None)
+    beds.feed({"bed-000": (rows[:300], None)})
+    state = beds.capture("bed-000", None)
     now[0] += 3.0
-    assert beds.monitor("bed-000", state) is first  # within the TTL: the live monitor goes on
+    beds.ready("bed-000", state)
+    assert beds.ward.bed("bed-000").steps == 300  # within the TTL: the live bed goes on
     now[0] += 2.0
-    fresh = beds.monitor("bed-000", state)
-    assert fresh is not first and fresh.steps == 0  # 5 s after the write: expired, a new bed
-    assert beds.capture("bed-000", fresh, state)["seq"] == 1
-    beds.close()
+    beds.ready("bed-000", state)
+    assert beds.ward.bed("bed-000").steps == 0  # 5 s after the write: expired, a new bed
+    assert beds.capture("bed-000", state)["seq"] == 1
