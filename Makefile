@@ -43,6 +43,7 @@ export: install $(CHECKPOINT)  ## train if needed, export + quantize + verify ev
 bench: install $(CHECKPOINT)  ## full on-device benchmark; writes $(ART)/bench/ (JSON, Markdown, PNG)
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
 	$(BIN)/rnnedge bench $(BUNDLE) --out $(ART)/bench
+	$(BIN)/python -m rnnedge.monitor.bench $(BUNDLE) --out $(ART)/bench  # the monitor's engine vs the bare Pool
 
 # bed-exit alarms: the operating point (with the upright frame) chosen on validation subjects, scored on test
 # subjects as recorded, in 44 sensor orientations, at 25 / 100 Hz, over 12 h streamed without a reset, with

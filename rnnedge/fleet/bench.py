@@ -20,8 +20,7 @@ Reported per point, over the ticks after a warm-up:
   e2e_s               sent (the tick's time) -> events out; includes the gateway's own buffering (<= 1 / HEARTBEAT_HZ);
   in_job_s            parsed -> events out (the job's own latency);
   per core            stream-steps/s per core, in this process, at 1, 64, 1,000 and 5,000 beds: the runtime's Pool
-                      (one batched call per tick) and the monitor's ward on the same beds, a message of CHUNK_S per
-                      bed per call, with and without each bed's state captured as bytes after it (the operator).
+                      and the monitor's ward on the same beds (rnnedge.monitor.bench).
 Recovery (--kills K): K SIGKILLs at random moments of one run, each followed by a restart from the latest
 checkpoint; per kill the seconds until caught up (the first message sent after the kill whose events came out within
 LATENCY_TARGET_S of being sent), and over the whole run every bed's events against the monitor run in this process
@@ -32,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import random
 import signal
@@ -45,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.atomic import write_text_atomic
+from rnnedge.monitor.bench import engine_vs_pool, table
 
 CHUNK_S = 0.5
 RATE = 50.0
@@ -305,49 +304,6 @@ def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
     return {bed: [json.loads(json_line(r)) for r in out + [ward.summary(bed)]] for bed, out in records.items()}
 
 
-def in_process(bundle: str, precision: str, sizes: tuple[int, ...] = (1, 64, 1000, 5000), seconds: float = 4.0
-               ) -> list[dict]:
-    """Stream-steps/s on one core (process time) at each number of beds: the runtime's Pool (one batched call per
-    step), and the monitor's ward on the same beds, CHUNK_S of samples per bed per call (timed), alone and with each
-    bed's state captured as bytes after each call (as the Flink operator does)."""
-    import rnnedge.runtime as rt
-    from rnnedge.monitor.monitor import encode_state
-    from rnnedge.monitor.sources import demo_signals
-    from rnnedge.monitor.ward import Ward
-
-    logging.getLogger("rnnedge.monitor").setLevel(logging.ERROR)  # a calibration per bed otherwise
-    model = rt.load(bundle, backend="onnxruntime", precision=precision)
-    signals, chunk, rows = demo_signals(), round(CHUNK_S * RATE), []
-    for beds in sizes:
-        calls = max(2, round(seconds * RATE / chunk * 1000 / max(beds, 1000)))  # ~the same work at every size
-        starts = np.array([first_sample(bed, 0, chunk, len(signals)) for bed in range(beds)])
-        x = [signals[(starts + k * chunk)[:, None] % (len(signals) - chunk) + np.arange(chunk)] for k in range(calls)]
-        pool = model.pool(capacity=beds)
-        for bed in range(beds):
-            pool.add(bed)
-        t = time.process_time()
-        for k in range(calls):
-            for j in range(chunk):
-                pool.step_array(x[k][:, j])
-        pool_rate = beds * calls * chunk / (time.process_time() - t)
-        row = {"beds": beds, "pool_steps_per_s": round(pool_rate)}
-        for name, capture in (("ward", False), ("ward_with_state", True)):
-            ward = Ward(model, attach=ATTACH, replay=False, capacity=beds)
-            for bed in range(beds):
-                ward.add(bed)
-            t = time.process_time()
-            for k in range(calls):
-                ward.feed({bed: (x[k][bed], (k * chunk + np.arange(chunk)) / RATE) for bed in range(beds)})
-                if capture:
-                    for bed in range(beds):
-                        encode_state(ward, bed)
-            row[f"{name}_steps_per_s"] = round(beds * calls * chunk / (time.process_time() - t))
-        row["ward_share_of_pool"] = round(row["ward_steps_per_s"] / pool_rate, 3)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return rows
-
-
 LEVERS = {"JSON line per bed": {"lines": True}, "one element per message": {"lines": True, "batch": 0},
           "blocks of 5,000 beds": {"batch": 5000}, "blocks of 100 beds": {"batch": 100},
           "parallelism 1": {"parallelism": 1}, "message chunk 1 s": {"chunk_s": 1.0},
@@ -374,7 +330,8 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": {"cores": os.cpu_count(),
                                                                   "load_before": os.getloadavg()},
-              "in_process": in_process(args.bundle, args.precision), "points": [], "levers": {}}
+              "in_process": engine_vs_pool(args.bundle, args.precision), "points": [], "levers": {}}
+    print(table(result["in_process"]), flush=True)
     counts = [int(n) for n in args.beds.split(",") if n]
     runs = [(f"{n} beds", n, {"precision": args.precision}) for n in counts]
     if args.levers and counts:

@@ -62,8 +62,8 @@ END_OF_INPUT = (1 << 63) - 1  # Flink's last watermark: a bounded source emits i
 MAX_PARALLELISM = 128  # fixed: key groups must stay the same for a savepoint to restore at another parallelism
 PARSE_SLOTS = "fleet-parse"  # the parser's slot sharing group (a Python operator before it belongs there too)
 SHARDS = 16  # keys of the monitor operator: beds per ward call vs the most subtasks that get work (measured)
-# "fleet-monitor-shards": keyed by shard since state layout 2 (a savepoint keyed by bed does not map onto it)
-UID = {"source": "fleet-source", "parse": "fleet-parse", "monitor": "fleet-monitor-shards", "sink": "fleet-sink"}
+# "fleet-monitor-ward16": state layout 3, 16 shards (a savepoint of an earlier layout is refused, not misread)
+UID = {"source": "fleet-source", "parse": "fleet-parse", "monitor": "fleet-monitor-ward16", "sink": "fleet-sink"}
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,24 @@ def monitor_alone(model, rows: list[tuple[float, list]]) -> list[dict]:
     return [json.loads(json.dumps(r)) for r in Monitor(model, attach="upright").run(csv_rows(lines, CHANNELS))]
 
 
+def monitors_alone(model, rows_per_bed: list[list[tuple[float, list]]], check_every: int = 25) -> list[list[dict]]:
+    """monitor_alone for many beds, computed as the beds of one ward (the same engine: tests/monitor/test_ward.py
+    proves a bed's events do not depend on its neighbours), every `check_every`-th bed also run alone here."""
+    from rnnedge.monitor.ward import Ward
+
+    header = ",".join(["t", *CHANNELS])
+    rows = {bed: list(csv_rows([header] + [",".join([repr(t), *map(repr, x)]) for t, x in bed_rows], CHANNELS))
+            for bed, bed_rows in enumerate(rows_per_bed)}
+    ward = Ward(model, attach="upright", capacity=max(1, len(rows)))
+    for bed in rows:
+        ward.add(bed)
+    out = ward.feed(rows)
+    found = [json.loads(json.dumps([*out[bed], *ward.flush(bed), ward.summary(bed)])) for bed in rows]
+    for bed in range(0, len(rows_per_bed), check_every):
+        assert found[bed] == monitor_alone(model, rows_per_bed[bed]), bed
+    return found
+
+
 def comparable(record: dict) -> dict:
     """A sample issue's detail names its CSV line or its message: the rest of the record must be identical."""
     return {k: v for k, v in record.items() if not (k == "detail" and record["event"] == "sample")}

@@ -28,7 +28,7 @@ from tests.fleet.conftest import (
     comparable,
     fleet,
     message_lines,
-    monitor_alone,
+    monitors_alone,
     read_events,
     with_faults,
 )
@@ -48,8 +48,8 @@ def make_beds(model, folder: Path, count: int) -> tuple[Path, dict[str, list[dic
     lines[len(lines) // 2:len(lines) // 2] = BAD_LINES
     path = folder / "messages.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    expected = {f"bed-{bed:03d}": [comparable(r) for r in monitor_alone(model, bed_rows)]
-                for bed, bed_rows in enumerate(rows)}
+    expected = {f"bed-{bed:03d}": [comparable(r) for r in records]
+                for bed, records in enumerate(monitors_alone(model, rows))}
     return path, expected
 
 
@@ -90,7 +90,7 @@ def wait_for_checkpoint(folder: Path, process, timeout: float = RUN_S) -> Path:
 
 
 def test_interleaved_beds_equal_the_monitor_on_each_bed_alone(fleet_bin, bundle, model, tmp_path):
-    """200 beds (the references take ~1 min: the per-sample monitor on each bed alone)."""
+    """200 beds (the references: one ward of them all, every 25th bed also alone)."""
     messages, expected = make_beds(model, tmp_path, 200)
     finish(fleet(fleet_bin, bundle, "--input", messages, "--output", tmp_path / "out", "--precision", "fp32",
                  "--parallelism", 2, "--checkpoint-every", 2))

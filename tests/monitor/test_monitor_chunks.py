@@ -30,8 +30,8 @@ def spied(monitor: Monitor) -> list[int]:
     calls: list[int] = []
     chunk, row = monitor.ward._chunk, monitor.ward._row
 
-    def runs(bed, values, times, rows=None):
-        for slots in chunk(bed, values, times, rows):
+    def runs(bed, values, times, rates, rows=None):
+        for slots in chunk(bed, values, times, rates, rows):
             calls.append(len(slots[0]) if len(slots[0]) > 1 else 1)
             yield slots
 
