@@ -143,7 +143,7 @@ def test_measured_tables_are_pasted_from_the_files_their_commands_wrote(tmp_path
     assert len(regions) >= 3
     for path, match in regions:
         source = match.group("path")
-        assert re.fullmatch(r"artifacts/[\w.-]+/(bench|runtime|report|mcu)\.md", source), source
+        assert re.fullmatch(r"artifacts/[\w.-]+/(bench|runtime|report|mcu|ward|fleet)\.md", source), source
         assert "- machine: " in match.group("body"), f"{path.name}: {match.group('path')} was not pasted"
     (tmp_path / "artifacts" / "x").mkdir(parents=True)
     (tmp_path / "artifacts" / "x" / "bench.md").write_text("- machine: here\n\n| a |\n|---|\n| 1 |\n")

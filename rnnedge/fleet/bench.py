@@ -276,20 +276,23 @@ def recovery(bundle: str, beds: int, kills: int, work: Path, seed: int = 16) -> 
     for r in records:
         if r["event"] != "latency":
             got.setdefault(r.pop("bed"), []).append(r)
-    expected = reference(bundle, spec)
+    expected, alone_differ = reference(bundle, spec)
     alarms = lambda per_bed: Counter((bed, r["id"]) for bed, rs in per_bed.items()  # noqa: E731
                                      for r in rs if r["event"].startswith("alarm"))
     want, have = alarms(expected), alarms(got)
     return {"beds": beds, "kills": kills, "seconds": round(seconds), "checkpoint_s": spec["checkpoint_s"],
             "kill_to_caught_up_s": caught, "alarm_events_expected": sum(want.values()),
             "alarm_events_lost": sum((want - have).values()), "alarm_events_duplicated": sum((have - want).values()),
-            "beds_with_any_other_difference": sum(got.get(bed) != events for bed, events in expected.items())}
+            "beds_with_any_other_difference": sum(got.get(bed) != events for bed, events in expected.items()),
+            "beds_checked_alone": alone_differ[0], "beds_alone_differ": alone_differ[1]}
 
 
-def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
+def reference(bundle: str, spec: dict, alone_every: int = 10) -> tuple[dict[str, list[dict]], tuple[int, int]]:
     """Every bed's events from the monitor in this process (one ward of all the beds), on the samples the job was
-    sent, as the job writes them."""
+    sent, as the job writes them; and how many of the beds checked against a `Monitor` on that bed alone (every
+    `alone_every`-th): (checked, differing)."""
     import rnnedge.runtime as rt
+    from rnnedge.monitor import Monitor
     from rnnedge.monitor.monitor import json_line
     from rnnedge.monitor.sources import demo_signals
     from rnnedge.monitor.ward import Ward, stream_beds
@@ -301,7 +304,14 @@ def reference(bundle: str, spec: dict) -> dict[str, list[dict]]:
                               tick * chunk / RATE + np.arange(chunk) * (1 / RATE)) for tick in range(spec["ticks"])]
              for bed in range(spec["beds"])}
     records = stream_beds(ward, feeds)
-    return {bed: [json.loads(json_line(r)) for r in out + [ward.summary(bed)]] for bed, out in records.items()}
+    out = {bed: [json.loads(json_line(r)) for r in found + [ward.summary(bed)]] for bed, found in records.items()}
+    differ, checked = 0, list(feeds)[::alone_every]
+    for bed in checked:
+        monitor = Monitor(model, attach=ATTACH, replay=False)
+        alone = [r for values, times in feeds[bed] for r in monitor.feed_chunk(values, times)]
+        alone += list(monitor.run([]))
+        differ += [json.loads(json_line(r)) for r in alone] != out[bed]
+    return out, (len(checked), differ)
 
 
 LEVERS = {"JSON line per bed": {"lines": True}, "one element per message": {"lines": True, "batch": 0},
@@ -309,6 +319,34 @@ LEVERS = {"JSON line per bed": {"lines": True}, "one element per message": {"lin
           "parallelism 1": {"parallelism": 1}, "message chunk 1 s": {"chunk_s": 1.0},
           "bundle.time 500 ms": {"bundle_ms": 500}, "bundle.size 100": {"bundle_size": 100},
           "checkpoint every 2 s": {"checkpoint_s": 2.0}}
+
+
+def markdown(result: dict, command: str) -> str:
+    """The run as Markdown (machine and date on top): the points, the levers, the engine per core, the recovery."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
+    machine = result["machine"]
+    load = [round(v, 1) for v in machine.get("load_before", [])[:1] + machine.get("load_after", [])[:1]]
+    lines = [f"- machine: {cpu}, {machine['cores']} cores (load before / after: {load})",
+             f"- date: {result['date']}; reproduce: `{command}`", "",
+             "| run | offered samples/s | sustained samples/s | latency in job p50 / p99 (s) | e2e p99 (s) |",
+             "|---|---:|---:|---:|---:|"]
+    runs = [(f"{p['beds']:,} beds", p) for p in result["points"]] + list(result["levers"].items())
+    for name, p in runs:
+        job, e2e = p["in_job_s"] or {}, p["e2e_s"] or {}
+        lines.append(f"| {name} | {p['samples_per_s_offered']:,} | {p['samples_per_s_done']:,} | "
+                     f"{job.get('p50', '-')} / {job.get('p99', '-')} | {e2e.get('p99', '-')} |")
+    if result.get("in_process"):
+        lines += ["", "Per core in this process, the same run (rnnedge.monitor.bench):", "",
+                  table(result["in_process"])]
+    if result.get("recovery"):
+        r = result["recovery"]
+        lines += ["", f"Recovery: {r['kills']} SIGKILLs of the whole job, {r['beds']} beds, checkpoints every "
+                  f"{r['checkpoint_s']:g} s, {r['seconds']} s: caught up {r['kill_to_caught_up_s']} s after each; "
+                  f"{r['alarm_events_expected']:,} alarm events expected, {r['alarm_events_lost']} lost, "
+                  f"{r['alarm_events_duplicated']} duplicated, {r['beds_with_any_other_difference']} beds with any "
+                  "other difference."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -350,6 +388,8 @@ def main() -> None:
         print(json.dumps(result["recovery"]), flush=True)
     result["machine"]["load_after"] = os.getloadavg()
     write_text_atomic(args.out / f"bench-{stamp}.json", json.dumps(result, indent=2) + "\n")
+    command = "python -m rnnedge.fleet.bench " + " ".join(sys.argv[1:])
+    write_text_atomic(args.out / "fleet.md", markdown(result, command))
     print(json.dumps(result, indent=2))
 
 

@@ -3,7 +3,8 @@
     source (files: a directory monitored continuously, or plain files; or an in-memory collection; one reader)
       -> ParseMessages (an element holds one message line, or several separated by newlines: a gateway's batch;
          each line -> Message, bad ones to a side output, counted in the metric bad_messages; the element's good
-         messages grouped by shard (crc32(bed) % SHARDS): one element per shard; parallelism 1, forward from the
+         messages grouped by shard (crc32(bed) % SHARDS, keyed so that shards spread evenly over subtasks): one
+         element per shard; parallelism 1, forward from the
          source: each bed's messages reach its monitor in the source's order)
       -> key_by(shard) -> ShardMonitorFunction (one ward per task slot: rnnedge.fleet.beds; an element's beds are
          stepped together, one ward call per round of their messages; per-bed state in MapState[bed -> state]; the
@@ -62,6 +63,7 @@ END_OF_INPUT = (1 << 63) - 1  # Flink's last watermark: a bounded source emits i
 MAX_PARALLELISM = 128  # fixed: key groups must stay the same for a savepoint to restore at another parallelism
 PARSE_SLOTS = "fleet-parse"  # the parser's slot sharing group (a Python operator before it belongs there too)
 SHARDS = 16  # keys of the monitor operator: beds per ward call vs the most subtasks that get work (measured)
+SHARD_KEYS = messages.spread_keys(SHARDS, MAX_PARALLELISM)  # shard i's key: key groups spread evenly
 # "fleet-monitor-ward16": state layout 3, 16 shards (a savepoint of an earlier layout is refused, not misread)
 UID = {"source": "fleet-source", "parse": "fleet-parse", "monitor": "fleet-monitor-ward16", "sink": "fleet-sink"}
 
@@ -110,7 +112,7 @@ class ParseMessages(ProcessFunction):
                 yield self.bad_tag, json.dumps({"event": "bad_message", "bed": bed, "detail": why,
                                                 "message": line[:200]})
             for message in good:
-                shards.setdefault(messages.shard(message.bed, SHARDS), []).append(message)
+                shards.setdefault(SHARD_KEYS[messages.shard(message.bed, SHARDS)], []).append(message)
         yield from shards.items()
 
 

@@ -114,6 +114,43 @@ def parse_line(line: str, received: float, beds: Collection[str] | None = None
     return good, bad
 
 
+def key_group(key: int, max_parallelism: int) -> int:
+    """The Flink key group of an INT key of a PyFlink keyed stream: PyFlink keys by `Row(key)`, whose hashCode is
+    62 + key, and Flink's KeyGroupRangeAssignment.assignToKeyGroup takes MathUtils.murmurHash of it (checked against
+    the JVM in tests/fleet/test_flink.py)."""
+    def i32(x: int) -> int:
+        x &= 0xFFFFFFFF
+        return x - (1 << 32) if x >= 1 << 31 else x
+
+    def rotl(x: int, r: int) -> int:
+        x &= 0xFFFFFFFF
+        return i32((x << r) | (x >> (32 - r)))
+
+    h = rotl(i32((62 + key) * 0xCC9E2D51), 15)
+    h = i32(rotl(i32(h * 0x1B873593), 13) * 5 + 0xE6546B64) ^ 4
+    h &= 0xFFFFFFFF  # bitMix: unsigned shifts
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h = i32(h ^ (h >> 16))
+    h = h if h >= 0 else (-h if h != -(1 << 31) else 0)
+    return h % max_parallelism
+
+
+def spread_keys(shards: int, max_parallelism: int) -> list[int]:
+    """`shards` keys whose key groups are spread evenly over max_parallelism (0, step, 2 x step, ...): every
+    parallelism that divides `shards` gets as many shards per subtask (keys 0..15 were measured to give 11 of 16
+    shards to one of two subtasks, idling the other)."""
+    step, keys = max_parallelism // shards, []
+    for group in range(0, max_parallelism, step):
+        key = 0
+        while key_group(key, max_parallelism) != group:
+            key += 1
+        keys.append(key)
+    return keys
+
+
 def shard(bed: str, shards: int) -> int:
     """The bed's shard: stable across processes and runs (Python's hash() is salted per process)."""
     return zlib.crc32(bed.encode("utf-8", "surrogatepass")) % shards

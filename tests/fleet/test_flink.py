@@ -232,3 +232,23 @@ def test_a_bed_silent_longer_than_the_state_ttl_starts_afresh(fleet_bin, bundle,
     calibrating = {bed: [r["t"] for r in records if r["event"] == "calibrating"] for bed, records in events.items()}
     assert calibrating["bed-000"] == [0.0, 25.0], events["bed-000"]  # expired: a new monitor at its next message
     assert calibrating["bed-001"] == [0.0], calibrating  # kept: one monitor all along
+
+
+def test_shard_keys_spread_evenly_over_flink_key_groups(fleet_bin):
+    """The key group Python computes for each shard key (messages.key_group) is the one Flink's own
+    KeyGroupRangeAssignment gives PyFlink's key (a Row of the INT key): the shards spread evenly over subtasks."""
+    script = ("from pyflink.java_gateway import get_gateway; from rnnedge.fleet import job, messages; "
+              "g = get_gateway(); jvm = g.jvm; K = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment\n"
+              "def row(k):\n"
+              "    a = g.new_array(jvm.java.lang.Object, 1); a[0] = jvm.java.lang.Integer.valueOf(k)\n"
+              "    return jvm.org.apache.flink.types.Row.of(a)\n"
+              "keys = [*job.SHARD_KEYS, *range(40)]\n"
+              "print([K.assignToKeyGroup(row(k), job.MAX_PARALLELISM) for k in keys])\n"
+              "print([messages.key_group(k, job.MAX_PARALLELISM) for k in keys])\n"
+              "print([K.assignKeyToParallelOperator(row(k), job.MAX_PARALLELISM, 2) for k in job.SHARD_KEYS])")
+    done = subprocess.run([str(fleet_bin.parent / "python"), "-c", script], capture_output=True, text=True,
+                          timeout=RUN_S, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    java, python, operators = (json.loads(line) for line in done.stdout.strip().splitlines()[-3:])
+    assert java == python
+    assert java[:16] == list(range(0, 128, 8)) and sorted(operators) == [0] * 8 + [1] * 8
