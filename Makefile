@@ -95,7 +95,8 @@ lock:
 
 fleet-bench: fleet-env $(CHECKPOINT)  ## beds x 50 Hz through the embedded Flink job; writes $(ART)/fleet-bench/
 	@test -f $(BUNDLE)/manifest.json || $(BIN)/rnnedge export $(CHECKPOINT) --out $(BUNDLE)
-	$(FLEET_VENV)/bin/python -m rnnedge.fleet.bench $(BUNDLE) --kills 10 --out $(ART)/fleet-bench
+	$(FLEET_VENV)/bin/python -m rnnedge.fleet.bench $(BUNDLE) --beds 1000,1500,2000,5000 --precision int8 --kills 10 \
+		--out $(ART)/fleet-bench
 
 # Debian packages some tests need: Java 17 (Flink), chromium (the bundle page), the Arm toolchain and QEMU (the
 # Cortex-M runs). Installed when missing and this is root with apt-get (CI); otherwise listed, and the tests that

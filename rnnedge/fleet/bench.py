@@ -174,7 +174,7 @@ def launch(spec: dict, work: Path) -> subprocess.Popen:
 
 def spec_for(bundle: str, work: Path, beds: int, seconds: float, options: dict) -> dict:
     return {"bundle": bundle, "output": str(work / "out"), "checkpoints": str(work / "checkpoints"), "beds": beds,
-            "precision": options.get("precision", "fp32"), "parallelism": options.get("parallelism", 2),
+            "precision": options.get("precision", "int8"), "parallelism": options.get("parallelism", 2),
             "checkpoint_s": options.get("checkpoint_s", 10.0), "bundle_ms": options.get("bundle_ms", 100),
             "bundle_size": options.get("bundle_size"), "chunk_s": options.get("chunk_s", CHUNK_S),
             "ticks": round(seconds / options.get("chunk_s", CHUNK_S)), "epoch_file": str(work / "epoch"),
@@ -315,7 +315,7 @@ def reference(bundle: str, spec: dict, alone_every: int = 10) -> tuple[dict[str,
 
 
 LEVERS = {"JSON line per bed": {"lines": True}, "one element per message": {"lines": True, "batch": 0},
-          "blocks of 5,000 beds": {"batch": 5000}, "blocks of 100 beds": {"batch": 100},
+          "blocks of 5000 beds": {"batch": 5000}, "blocks of 100 beds": {"batch": 100},
           "parallelism 1": {"parallelism": 1}, "message chunk 1 s": {"chunk_s": 1.0},
           "bundle.time 500 ms": {"bundle_ms": 500}, "bundle.size 100": {"bundle_size": 100},
           "checkpoint every 2 s": {"checkpoint_s": 2.0}}
@@ -345,7 +345,9 @@ def markdown(result: dict, command: str) -> str:
                   f"{r['checkpoint_s']:g} s, {r['seconds']} s: caught up {r['kill_to_caught_up_s']} s after each; "
                   f"{r['alarm_events_expected']:,} alarm events expected, {r['alarm_events_lost']} lost, "
                   f"{r['alarm_events_duplicated']} duplicated, {r['beds_with_any_other_difference']} beds with any "
-                  "other difference."]
+                  "other difference from the ward in process" + (
+                      f"; {r['beds_checked_alone']} beds checked against `Monitor` alone, {r['beds_alone_differ']} "
+                      "differ" if "beds_checked_alone" in r else "") + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -357,7 +359,7 @@ def main() -> None:
     parser.add_argument("bundle")
     parser.add_argument("--beds", default="1000,2000,5000")
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="int8")
     parser.add_argument("--levers", nargs="?", const=",".join(LEVERS), default="",
                         help="also these levers (default: all), each alone at the first bed count")
     parser.add_argument("--kills", type=int, default=0, help="recovery: SIGKILLs at random moments of one run")
