@@ -325,15 +325,18 @@ def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, 
 
 def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours: float,
                 attach: str = "upright") -> dict:
-    """The recordings back to back, repeated to at least `hours`, streamed once through the monitor without any
-    reset (as it runs all night; an upright frame calibrated once, at the start): per-sample accuracy and the
-    largest |state| (looked at every second) per hour streamed, and the alarms over the whole stream."""
+    """The recordings back to back, repeated to at least `hours` (cut to it when under one pass), streamed once
+    through the monitor without any reset (as it runs all night; an upright frame calibrated once, at the start):
+    per-sample accuracy and the largest |state| (looked at every second) per hour streamed, and the alarms over the
+    whole stream."""
     manifest = model.manifest
     rate, labels = manifest.input.sample_rate_hz, list(manifest.output.labels)
     names = load_hapt().label_names
-    repeats = max(1, int(np.ceil(hours * 3600 * rate / sum(len(r) for r in recordings))))
-    signals = np.concatenate([r.signals for r in recordings] * repeats)
-    truth = np.concatenate([r.labels for r in recordings] * repeats)
+    steps = max(1, round(hours * 3600 * rate))
+    repeats = max(1, int(np.ceil(steps / sum(len(r) for r in recordings))))
+    # whole passes over the recordings, or less than one pass cut to `hours` (a bed alone steps ~7,000 samples/s)
+    signals = np.concatenate([r.signals for r in recordings] * repeats)[:steps if repeats == 1 else None]
+    truth = np.concatenate([r.labels for r in recordings] * repeats)[:len(signals)]
     whole = Recording(signals, truth, 0, f"test subjects x{repeats}")
     ward, taps = Ward(model, point, attach=attach, capacity=1), Taps([len(signals)], len(labels))
     ward.tap = taps.see
@@ -347,7 +350,11 @@ def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours
                 largest = max(largest, float(np.abs(ward.snapshot(0).state).max()))
             by_hour.append(largest)
     split = Streamed([whole], point, taps, [records], rate, labels)
-    y, start = split.logits[0], int(np.argmax(split.fresh[0])) if split.fresh[0].any() else 0
+    start = 0  # accuracy from the frame's calibration on (nothing before it is in the model's frame)
+    if point.frame is not None:
+        calibrations = [int(r["id"].split(":")[0]) for r in records if r["id"].endswith(":reset-calibrated")]
+        start = calibrations[0] if calibrations else len(signals)
+    y = split.logits[0]
     to_model = np.array([labels.index(n) if n in labels else -1 for n in names])
     hit = y.argmax(axis=1)[start:] == to_model[truth[start:]]
     scored = truth[start:] > 0
