@@ -213,7 +213,7 @@ class Ward:
         while going:
             beds = sorted(going, key=lambda bed: bed.row)  # pool rows in order: all beds step in place
             length = min(len(going[bed][0][0]) - going[bed][1] for bed in beds)
-            pieces = [(slots, at) for slots, at in (going[bed] for bed in beds)]
+            pieces = [going[bed] for bed in beds]
             x = np.stack([s[0][at:at + length] for s, at in pieces], axis=1)  # [length, beds, channels]
             flagged = np.stack([s[1][at:at + length] for s, at in pieces], axis=1)
             rates = np.stack([s[2][at:at + length] for s, at in pieces], axis=1)
