@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,10 +95,6 @@ class BedWard:
     def forget(self, bed: str) -> None:
         if self.live.pop(bed, None) is not None:
             self.ward.remove(bed)
-
-    def forget_all(self, beds: Iterable[str] | None = None) -> None:
-        for bed in list(self.live if beds is None else beds):
-            self.forget(bed)
 
 
 def check_state(bed: str, state: BedState, model_sha256: str) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.atomic import write_text_atomic
-from rnnedge.monitor.bench import engine_vs_pool, table
+from rnnedge.monitor.bench import engine_vs_pool, machine, table
 
 CHUNK_S = 0.5
 RATE = 50.0
@@ -323,11 +323,9 @@ LEVERS = {"JSON line per bed": {"lines": True}, "one element per message": {"lin
 
 def markdown(result: dict, command: str) -> str:
     """The run as Markdown (machine and date on top): the points, the levers, the engine per core, the recovery."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    machine = result["machine"]
-    load = [round(v, 1) for v in machine.get("load_before", [])[:1] + machine.get("load_after", [])[:1]]
-    lines = [f"- machine: {cpu}, {machine['cores']} cores (load before / after: {load})",
+    loads = result["machine"]
+    load = [round(v, 1) for v in loads.get("load_before", [])[:1] + loads.get("load_after", [])[:1]]
+    lines = [f"- machine: {machine()} (load before / after: {load})",
              f"- date: {result['date']}; reproduce: `{command}`", "",
              "| run | offered samples/s | sustained samples/s | latency in job p50 / p99 (s) | e2e p99 (s) |",
              "|---|---:|---:|---:|---:|"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 import rnnedge.runtime as rt
 from rnnedge.atomic import write_text_atomic
+from rnnedge.devices.info import detect_machine
 from rnnedge.monitor.monitor import encode_state
 from rnnedge.monitor.sources import demo_signals
 from rnnedge.monitor.ward import Ward
@@ -73,6 +73,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def machine() -> str:
+    """The CPU and its cores, as `rnnedge devices` reads them."""
+    found = detect_machine()
+    return f"{found.cpu_model}, {found.cores} cores"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
@@ -81,9 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = engine_vs_pool(args.bundle, args.precision)
     args.out.mkdir(parents=True, exist_ok=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    header = [f"- machine: {cpu}, {os.cpu_count()} cores; one core per measurement (process time)",
+    header = [f"- machine: {machine()}; one core per measurement (process time)",
               f"- date: {time.strftime('%Y-%m-%d %H:%M')}; bundle {args.bundle}, {args.precision} ONNX Runtime",
               f"- reproduce: `python -m rnnedge.monitor.bench {args.bundle} --out {args.out}` (make bench)"]
     write_text_atomic(args.out / "ward.json", json.dumps({"rows": rows, "header": header}, indent=2) + "\n")

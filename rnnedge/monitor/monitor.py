@@ -139,11 +139,6 @@ class Monitor:
     def alarm_active(self) -> bool:
         return bool(self.ward.alarm.active[self.bed.row])
 
-    @property
-    def p(self) -> float:
-        """The latest score."""
-        return float(self.ward.p[self.bed.row])
-
     def push(self, values, t: float | None = None) -> list[dict]:
         """One sample (channels,) in raw units (NaN = unreadable), at time t in seconds (None: the next slot)."""
         return self.feed_row(Row(t, None if values is None else np.asarray(values, np.float32)))
