@@ -39,11 +39,13 @@ class Task:
     def output_size(self, classes: int, channels: int, horizon: int) -> int:
         return classes if self.classes else channels * horizon
 
-    def targets(self, x: np.ndarray, labels: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-        """A recording's per-step (targets, scored?) from its normalized samples and labels."""
+    def targets(self, x: np.ndarray, labels: np.ndarray, horizon: int,
+                missing: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A recording's per-step (targets, scored?) from its normalized samples and labels (missing samples are
+        unlabelled already: data/files.py)."""
         if self.classes:
             return tag_targets(labels), np.ones(len(x), bool)
-        return forecast_targets(x, horizon)
+        return forecast_targets(x, horizon, missing)
 
     def no_targets(self, shape: tuple[int, ...], channels: int, horizon: int) -> np.ndarray:
         """Targets of `shape` steps that score nothing (padding), to be filled with `targets`."""
@@ -105,13 +107,17 @@ def tag_targets(labels: np.ndarray) -> np.ndarray:
     return np.where(labels > 0, labels - 1, IGNORE)
 
 
-def forecast_targets(x: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Next `horizon` values after each step, flattened; the last `horizon` steps have no target."""
+def forecast_targets(x: np.ndarray, horizon: int, missing: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Next `horizon` values after each step, flattened; the last `horizon` steps have no target, nor does a step
+    whose next values include a missing sample (held, not measured: data/files.py)."""
     steps, channels = x.shape
     target = np.zeros((steps, horizon * channels), np.float32)
+    valid = np.arange(steps) < steps - horizon
     for k in range(1, horizon + 1):
         target[: max(0, steps - k), (k - 1) * channels: k * channels] = x[k:]
-    return target, np.arange(steps) < steps - horizon
+        if missing is not None:
+            valid[: max(0, steps - k)] &= ~missing[k:]
+    return target, valid
 
 
 def forecast_units(outputs: np.ndarray, norm: Normalization, horizon: int) -> np.ndarray:
@@ -192,7 +198,7 @@ def score(task: str, outputs: Sequence[np.ndarray], recordings: Sequence[Recordi
     if not spec.classes:
         errors = []
         for out, rec in zip(outputs, recordings, strict=True):
-            target, valid = forecast_targets(rec.signals, horizon)
+            target, valid = forecast_targets(rec.signals, horizon, rec.missing)
             errors.append(out[valid] - target[valid])
         err = np.concatenate(errors) if errors else np.zeros((0, 1))
         mse = float(np.mean(err.astype(np.float64) ** 2)) if err.size else float("nan")

@@ -2,6 +2,12 @@
 
 Every problem is a DataError whose message names the file and, where it applies, the row and column,
 because the person fixing it has the file open in a spreadsheet.
+
+An empty cell in a channel column is a missing sample (a sensor that skipped a reading, a logger's blank): its
+value is held from the channel's last reading (the first reading for blanks at the start), and the sample is
+marked in `Recording.missing`: its label is unlabelled (never trained on or scored), and no forecast is trained or
+scored against it. The runtime streams what it is given; the monitor holds a missing sample the same way
+(monitor/sources.py).
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ def _decode(path: Path) -> str:
 def _read_csv(
     path: Path, channels: Sequence[str], label_column: str | None,
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Signals (T, C) and, with a label column, (row number, stripped label) per data row."""
+    """Signals (T, C), NaN where a cell is empty, and, with a label column, (row number, stripped label) per
+    data row."""
     reader = csv.reader(io.StringIO(_decode(path), newline=""))
     try:
         header = next(reader, None)
@@ -65,6 +72,9 @@ def _read_csv(
                 raise DataError(f"{path}: row {row_number} has {len(row)} cells, header has {len(header)}")
             values = []
             for name, i in zip(channels, index, strict=True):
+                if not row[i].strip():
+                    values.append(math.nan)  # a missing sample (see the module's docstring)
+                    continue
                 try:
                     value = float(row[i])
                 except ValueError:
@@ -80,6 +90,22 @@ def _read_csv(
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
     return np.asarray(rows, dtype=np.float32), labels
+
+
+def held(path: Path, signals: np.ndarray, channels: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Missing samples (NaN) filled with the channel's last reading (its first, before any), and the rows that
+    had one missing (None if none)."""
+    blank = np.isnan(signals)
+    if not blank.any():
+        return signals, None
+    empty = [c for c, gone in zip(channels, blank.all(axis=0), strict=True) if gone]
+    if empty:
+        raise DataError(f"{path}: column(s) {', '.join(empty)} have no values (every cell empty)")
+    rows = np.arange(len(signals))[:, None]
+    last = np.maximum.accumulate(np.where(blank, 0, rows), axis=0)  # row of each channel's last reading
+    first = blank.argmin(axis=0)
+    last = np.where(np.maximum.accumulate(~blank, axis=0), last, first)
+    return np.take_along_axis(signals, last, axis=0), blank.any(axis=1)
 
 
 def _csv_files(paths: str | Path | Sequence[str | Path]) -> list[tuple[Path, str]]:
@@ -176,7 +202,8 @@ def load_csv(
     lookup = {name: i for i, name in enumerate(label_names) if i != UNLABELED}
     known = ", ".join(classes[:20]) + (f", ... ({len(classes)} in all)" if len(classes) > 20 else "") or "none"
     recordings = []
-    for file, name, signals, raw_labels in loaded:
+    for file, name, raw_signals, raw_labels in loaded:
+        signals, missing = held(file, raw_signals, channels)
         labels = np.full(len(signals), UNLABELED, np.int64)
         for offset, (row_number, lab) in enumerate(raw_labels):
             if lab in unlabelled_values:
@@ -185,7 +212,9 @@ def load_csv(
                 raise DataError(f"{file}: row {row_number}, column {label_column}: unknown label {lab!r} "
                                 f"(labels: {known})")
             labels[offset] = lookup[lab]
-        recordings.append(Recording(signals, labels, subject=0, name=name))
+        if missing is not None:
+            labels[missing] = UNLABELED
+        recordings.append(Recording(signals, labels, subject=0, name=name, missing=missing))
     return Dataset(recordings, channels, label_names, float(sample_rate_hz), source="csv")
 
 

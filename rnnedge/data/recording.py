@@ -17,6 +17,7 @@ class Recording:
     labels: np.ndarray  # (T,) int64, index into Dataset.label_names; 0 = unlabelled
     subject: int
     name: str
+    missing: np.ndarray | None = None  # (T,) bool: samples that were missing in the file, held (data/files.py)
 
     def __len__(self) -> int:
         return len(self.signals)

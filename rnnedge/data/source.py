@@ -91,15 +91,49 @@ def content_sha256(recording: Recording) -> str:
 
 @dataclass
 class Split:
-    """One split: where its recordings are read from and which ones they are."""
+    """One split: where its recordings are read from and which ones they are. `cut`: for a split in time of one
+    recording (time_splits), each piece's name -> (the whole recording's name, first sample, end)."""
 
     source: DataSource
     recordings: list[Recording] = field(default_factory=list)
+    cut: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"source": self.source.to_dict(),
-                "recordings": [{"name": r.name, "sha256": content_sha256(r), "samples": len(r)}
-                               for r in self.recordings]}
+        def entry(r: Recording) -> dict:
+            whole = self.cut.get(r.name)
+            cut = {"of": whole[0], "slice": [whole[1], whole[2]]} if whole else {}
+            return {"name": r.name, "sha256": content_sha256(r), "samples": len(r), **cut}
+
+        return {"source": self.source.to_dict(), "recordings": [entry(r) for r in self.recordings]}
+
+
+TIME_SPLIT = {"train": 0.7, "val": 0.15, "test": 0.15}  # one recording: the first 70% trains, and so on
+MIN_PIECE = 10  # samples each piece of a split in time needs at least
+
+
+def piece(recording: Recording, a: int, b: int) -> Recording:
+    """Samples a..b-1 of a recording, as a recording of their own."""
+    missing = None if recording.missing is None else recording.missing[a:b]
+    return Recording(recording.signals[a:b], recording.labels[a:b], recording.subject, f"{recording.name}[{a}:{b}]",
+                     missing)
+
+
+def time_splits(source: DataSource, recording: Recording, names: tuple[str, ...]) -> dict[str, Split]:
+    """One long recording split in time into consecutive pieces (`names` of TIME_SPLIT, in order, their shares
+    rescaled to sum to 1): a series that is one file still trains, validates and tests on data it has not seen,
+    the later part, as a model deployed on it would meet."""
+    shares = np.array([TIME_SPLIT[n] for n in names])
+    ends = np.round(np.cumsum(shares / shares.sum()) * len(recording)).astype(int)
+    starts = [0, *ends[:-1].tolist()]
+    if min(b - a for a, b in zip(starts, ends, strict=True)) < MIN_PIECE:
+        raise DataError(f"{recording.name}: one recording of {len(recording)} samples is too short to split in "
+                        f"time into {', '.join(names)} (each needs {MIN_PIECE}); give more samples, or --val with "
+                        "other files")
+    splits = {}
+    for name, a, b in zip(names, starts, ends.tolist(), strict=True):
+        part = piece(recording, a, b)
+        splits[name] = Split(source, [part], {part.name: (recording.name, a, b)})
+    return splits
 
 
 def split_record(splits: dict[str, Split]) -> dict:
@@ -115,6 +149,11 @@ def load_split(record: dict, name: str, label_names: list[str] | None = None) ->
     source = DataSource.from_dict(entry["source"])
     dataset = source.load(label_names)
     by_hash = {content_sha256(r): r for r in dataset.recordings}
+    by_name = {r.name: r for r in dataset.recordings}
+    for w in entry["recordings"]:  # pieces of a split in time: cut again from their recording
+        if "slice" in w and w.get("of") in by_name:
+            cut = piece(by_name[w["of"]], *w["slice"])
+            by_hash.setdefault(content_sha256(cut), cut)
     wanted = entry["recordings"]
     missing = [w["name"] for w in wanted if w["sha256"] not in by_hash]
     if missing:
@@ -146,6 +185,8 @@ def make_splits(dataset: Dataset, source: DataSource, val: str | None = None, te
     if val is not None and not all(part.strip().isdigit() for part in val.split(",")):
         other = source.like(val)
         splits["val"] = Split(other, other.load(dataset.label_names).recordings)
+    elif len(recordings) == 1 and val is None:
+        splits = time_splits(source, recordings[0], ("train", "val") if test is not None else SPLITS)
     else:
         if len(recordings) < 2:
             raise DataError("need at least two recordings (one for validation), or --val with other files")

@@ -3,6 +3,8 @@ import pytest
 
 from rnnedge.data import load_csv, load_npz
 from rnnedge.data.recording import UNLABELED
+from rnnedge.data.source import DataSource, load_split, make_splits, split_record
+from rnnedge.tasks import forecast_targets
 from rnnedge.errors import DataError
 
 CHANNELS = ["ax", "ay"]
@@ -30,6 +32,7 @@ def test_csv_loads_channels_by_name_and_labels(tmp_path):
     ("ax,ay\n1,2\n3,oops\n", "row 3, column ay: not a number: 'oops'"),
     ("ax,ay\n1,2\n3\n", "row 3 has 1 cells, header has 2"),
     ("ax,ay\n1,nan\n", "row 2, column ay: non-finite value"),
+    ("ax,ay\n1,\n2, \n", "column(s) ay have no values (every cell empty)"),
 ])
 def test_csv_errors_name_file_row_and_column(tmp_path, text, expected):
     path = write(tmp_path, text)
@@ -138,3 +141,44 @@ def test_csv_recording_names_stay_distinct_across_folders(tmp_path):
         load_csv([tmp_path], CHANNELS, 50.0)
     with pytest.raises(DataError, match="given more than once"):
         load_csv([tmp_path / "a", tmp_path / "a" / "rec.csv"], CHANNELS, 50.0)
+
+
+def test_csv_empty_cell_is_a_missing_sample_held_and_never_scored(tmp_path):
+    """Issue 26: a forecasting CSV with one empty cell was refused ("not a number: ''")."""
+    path = write(tmp_path, "ax,ay,label\n1,,a\n2,5,a\n,6,b\n4,,b\n5,8,b\n")
+    data = load_csv([path], CHANNELS, 50.0, label_column="label")
+    rec = data.recordings[0]
+    # held: the channel's last reading, its first reading before any
+    np.testing.assert_array_equal(rec.signals, [[1, 5], [2, 5], [2, 6], [4, 6], [5, 8]])
+    np.testing.assert_array_equal(rec.missing, [True, False, True, True, False])
+    np.testing.assert_array_equal(rec.labels, [UNLABELED, 1, UNLABELED, UNLABELED, 2])
+    assert load_csv([write(tmp_path, "ax,ay\n1,2\n", "full.csv")], CHANNELS, 50.0).recordings[0].missing is None
+
+
+def test_forecast_targets_skip_missing_samples():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    missing = np.array([False, False, True, False, False, False])
+    _, valid = forecast_targets(x, 2, missing)
+    # step t is scored when t+1 and t+2 exist and were measured
+    np.testing.assert_array_equal(valid, [False, False, True, True, False, False])
+    np.testing.assert_array_equal(forecast_targets(x, 2)[1], [True, True, True, True, False, False])
+
+
+def test_one_recording_splits_in_time_and_is_found_again(tmp_path):
+    """Issue 26: a single long series (one file) trains, validates and tests on consecutive pieces."""
+    rows = "\n".join(f"{i},{i % 7},{'' if i == 150 else i % 3}" for i in range(200))
+    path = write(tmp_path, f"t,ax,ay\n{rows}\n")
+    source = DataSource.parse(str(path), "ax,ay", None, 10.0)
+    splits = make_splits(source.load(), source)
+    assert {n: [len(r) for r in s.recordings] for n, s in splits.items()} == {"train": [140], "val": [30],
+                                                                              "test": [30]}
+    test = splits["test"].recordings[0]
+    np.testing.assert_array_equal(test.signals[:, 0], np.arange(170, 200) % 7)
+    assert splits["val"].recordings[0].missing[10]  # row 150 had an empty cell
+    record = split_record(splits)
+    assert record["test"]["recordings"][0]["slice"] == [170, 200]
+    again = load_split(record, "test")  # export and evaluate read it again from the file
+    np.testing.assert_array_equal(again.recordings[0].signals, test.signals)
+    with pytest.raises(DataError, match="too short to split in time"):
+        make_splits(DataSource.parse(str(write(tmp_path, "ax,ay\n1,2\n3,4\n", "two.csv")), "ax,ay", None,
+                                     10.0).load(), source)
