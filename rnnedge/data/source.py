@@ -172,11 +172,12 @@ def held_out_split(record: dict) -> str:
     raise DataError("the checkpoint records no held-out recordings (no test or validation split): pass --data")
 
 
-def make_splits(dataset: Dataset, source: DataSource, val: str | None = None, test: str | None = None
-                ) -> dict[str, Split]:
+def make_splits(dataset: Dataset, source: DataSource, val: str | None = None, test: str | None = None,
+                stratify: bool = False) -> dict[str, Split]:
     """Train / validation / test for training. A data set may define its own (HAPT: by subject, in
     `meta['subject_splits']`); `val` is another file/folder or comma-separated recording indices (default: every
-    fifth recording), `test` another file/folder read like the training data."""
+    fifth recording; `stratify`, for classify: a fifth of each class's series), `test` another file/folder read like
+    the training data. One recording alone is split in time (time_splits)."""
     by_subject = dataset.meta.get("subject_splits")
     if by_subject and val is None and test is None:
         return {name: Split(source, dataset.subset(subjects).recordings) for name, subjects in by_subject.items()}
@@ -190,7 +191,7 @@ def make_splits(dataset: Dataset, source: DataSource, val: str | None = None, te
     else:
         if len(recordings) < 2:
             raise DataError("need at least two recordings (one for validation), or --val with other files")
-        index = {int(i) for i in val.split(",")} if val else set(range(4, len(recordings), 5)) or {len(recordings) - 1}
+        index = {int(i) for i in val.split(",")} if val else _every_fifth(recordings, stratify)
         if not index <= set(range(len(recordings))):
             raise DataError(f"--val: recording indices must be in 0..{len(recordings) - 1}, got {val}")
         splits["train"] = Split(source, [r for i, r in enumerate(recordings) if i not in index])
@@ -201,6 +202,22 @@ def make_splits(dataset: Dataset, source: DataSource, val: str | None = None, te
         other = source.like(test)
         splits["test"] = Split(other, other.load(dataset.label_names).recordings)
     return splits
+
+
+def _every_fifth(recordings: list[Recording], stratify: bool) -> set[int]:
+    """Validation indices: every fifth recording; stratified, a fifth of each class's series (by the series'
+    last label; at least one of any class with two or more), spread evenly through it."""
+    if not stratify:
+        return set(range(4, len(recordings), 5)) or {len(recordings) - 1}
+    classes: dict[int, list[int]] = {}
+    for i, r in enumerate(recordings):
+        labelled = r.labels[r.labels > 0]
+        classes.setdefault(int(labelled[-1]) if len(labelled) else 0, []).append(i)
+    index = set()
+    for members in classes.values():
+        k = max(1, round(len(members) / 5)) if len(members) >= 2 else 0
+        index |= {members[int((j + 0.5) * len(members) / k)] for j in range(k)}
+    return index or {len(recordings) - 1}
 
 
 def recorded_splits(provenance: dict) -> dict:

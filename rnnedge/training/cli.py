@@ -42,23 +42,28 @@ def train_command(
                                     "training and found again by `rnnedge export` and `rnnedge evaluate`."),
     out: Path = typer.Option(DEFAULT_RUN_DIR, help="Run folder: model.pt, metrics.json, training_curve.png."),
     cell: Cell = typer.Option("lstm", help="The recurrent cell."),
-    hidden: int = typer.Option(64, min=1, help="Hidden units per layer."),
-    layers: int = typer.Option(2, min=1, max=4, help="Stacked recurrent layers."),
+    hidden: int | None = typer.Option(None, min=1, show_default=False, help="Hidden units per layer [default: "
+                                      "64]."),
+    layers: int | None = typer.Option(None, min=1, max=4, show_default=False, help="Stacked recurrent layers "
+                                      "[default: sized to the data: 2 from 100,000 training samples, else 1]."),
     task: TaskName = typer.Option("tag", help="tag (a label per step) | classify (a label per series; streams the "
                                   "class of the series so far) | forecast (next values, in the data's units)"),
     bidirectional: bool = typer.Option(False, help="classify only (needs the whole series: window files, no "
                                        "streaming)."),
     horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
-    epochs: int = typer.Option(TrainConfig.epochs, min=1),
-    chunk_len: int = typer.Option(TrainConfig.chunk_len, min=2, help="Truncated-BPTT chunk length in samples."),
-    lanes: int = typer.Option(TrainConfig.batch_size, min=1,
-                              help="Parallel recordings (tag/forecast) or series per batch (classify)."),
+    epochs: int | None = typer.Option(None, min=1, show_default=False, help="[default: sized to the data: 60, or "
+                                      "enough for 3,000 optimizer steps]"),
+    chunk_len: int | None = typer.Option(None, min=2, show_default=False, help="Truncated-BPTT chunk length in "
+                                         "samples [default: 250, or the median recording's length if shorter]."),
+    lanes: int | None = typer.Option(None, min=1, show_default=False, help="Parallel recordings (tag/forecast) or "
+                                     "series per batch (classify) [default: sized to the data, at most 16]."),
     window_len: int = typer.Option(TrainConfig.window_len, min=0, help="classify: use each series' last N samples "
                                    "(0 = the whole series, any length); where labels change within recordings, "
                                    "random windows of N (default 128)."),
     lr: float = typer.Option(TrainConfig.lr, min=0.0),
     dropout: float = typer.Option(0.1, min=0.0, max=0.9),
-    patience: int = typer.Option(TrainConfig.patience, min=1),
+    patience: int | None = typer.Option(None, min=1, show_default=False, help="Early stopping: epochs without "
+                                        "improvement [default: 15, or enough for 1,000 optimizer steps]."),
     rotate_deg: float | None = typer.Option(
         None, min=0.0, max=180.0, show_default=False,
         help="Augment: rotate 3-axis sensors (channels named *-x/-y/-z) by a random angle up to this about x, per "
@@ -89,13 +94,14 @@ def train_command(
     """Train a recurrent model and save a checkpoint that records its data splits."""
     from rnnedge.data.source import DataSource, make_splits, split_record
     from rnnedge.training.config import ModelConfig
+    from rnnedge.training.recipe import size_recipe
     from rnnedge.training.scoring import report
     from rnnedge.training.train import train
 
     cell, task = Cell(cell).value, TaskName(task).value  # plain strings from here on (checkpoint, JSON)
     source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
     dataset = source.load()
-    splits = make_splits(dataset, source, val, test)
+    splits = make_splits(dataset, source, val, test, stratify=get_task(task).per_series)
     if rotate_deg is None:
         rotate_deg = float(dataset.meta.get("augment_rotate_deg", 0.0))
     spec = get_task(task)
@@ -104,18 +110,23 @@ def train_command(
         raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
                            "(is --label-column right?)")
     outputs = spec.output_size(classes, len(dataset.channels), horizon)
+    part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
+    recipe = size_recipe(part["train"], task, {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden,
+                                               "layers": layers, "epochs": epochs, "patience": patience}, window_len)
+    typer.echo(recipe.describe(), err=True)
     try:
-        model_config = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=hidden, num_layers=layers,
+        model_config = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=recipe.hidden,
+                                   num_layers=recipe.layers,
                                    output_size=outputs, dropout=dropout, bidirectional=bidirectional, task=task,
                                    horizon=horizon)
     except ValueError as exc:
         raise RnnedgeError(str(exc)) from None
-    config = TrainConfig(epochs=epochs, chunk_len=chunk_len, batch_size=lanes, window_len=window_len, lr=lr,
-                         patience=patience, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
+    config = TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
+                         window_len=window_len, lr=lr, patience=recipe.patience, seed=seed, max_minutes=max_minutes,
+                         rotate_deg=rotate_deg,
                          threads=threads, carry_state=carry_state, state_penalty=state_penalty,
                          average_epochs=average_epochs, class_weight_power=class_weight_power,
                          boundary_weight=boundary_weight, boundary_s=boundary_s)
-    part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
     record = {"source": source.to_dict(), "splits": split_record(splits)}
     _writable_run_folder(out)  # before minutes of training, not after
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=record)

@@ -182,3 +182,12 @@ def test_one_recording_splits_in_time_and_is_found_again(tmp_path):
     with pytest.raises(DataError, match="too short to split in time"):
         make_splits(DataSource.parse(str(write(tmp_path, "ax,ay\n1,2\n3,4\n", "two.csv")), "ax,ay", None,
                                      10.0).load(), source)
+
+
+def test_classify_validation_is_stratified_by_class(tmp_path):
+    """Issue 26: every fifth series can miss a class of a small set; a fifth of each class's series instead."""
+    for i in range(15):
+        write(tmp_path, f"ax,ay,y\n1,2,{'a' if i < 10 else 'b'}\n", f"s{i:02d}.csv")
+    source = DataSource.parse(str(tmp_path), "ax,ay", "y", 10.0)
+    val = make_splits(source.load(), source, stratify=True)["val"].recordings
+    assert sorted(r.name for r in val) == ["s02.csv", "s07.csv", "s12.csv"]  # 2 of a's 10, 1 of b's 5

@@ -1,0 +1,83 @@
+"""The training recipe sized to the data: what `rnnedge train` uses for every setting the user did not give.
+
+A fixed recipe is a recipe for one data set: the bundled HAPT set's (hours of 50 Hz data, ~200 optimizer steps an
+epoch) stopped a 50-series set after ~50 steps, having learnt nothing. These rules count in optimizer steps, not
+epochs, and follow the training split's size, so a small set trains long enough and a large one as before (on the
+bundled set they give exactly its recipe). Printed at the start of training; docs/design.md states them.
+
+  lanes       tag/forecast: min(16, recordings // 2), at least 1; classify: min(16, series // 5), at least 4
+              (a batch of a few series: more steps per epoch on small sets)
+  chunk_len   tag/forecast: 250, or the median recording's length when shorter
+  layers      2 when the training split has >= 100,000 samples, else 1 (a small set fits one layer better)
+  epochs      60, or as many as make MIN_STEPS optimizer steps (at most MAX_EPOCHS)
+  patience    15 epochs, or as many as make PATIENCE_STEPS steps
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.data.recording import Dataset
+from rnnedge.tasks import get_task
+from rnnedge.training.config import TrainConfig
+
+MIN_STEPS = 3000
+PATIENCE_STEPS = 1000
+MAX_EPOCHS = 3000
+BASE = {"epochs": 60, "patience": 15, "chunk_len": 250, "hidden": 64}
+LARGE_SAMPLES = 100_000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    lanes: int
+    chunk_len: int
+    hidden: int
+    layers: int
+    epochs: int
+    patience: int
+    steps_per_epoch: int
+    why: tuple[str, ...]  # one line per setting: its value and where it came from
+
+    def describe(self) -> str:
+        return "recipe: " + "; ".join(self.why)
+
+
+def size_recipe(train: Dataset, task: str, given: dict[str, int | None], window_len: int = 0) -> Recipe:
+    """The settings for `train` (the training split) under `task`; a value in `given` (not None) is kept."""
+    spec = get_task(task)
+    series = len(train.recordings)
+    lengths = [len(r) for r in train.recordings]
+    samples = sum(lengths)
+    why: list[str] = []
+
+    def pick(name: str, rule: int, reason: str) -> int:
+        value = given.get(name)
+        if value is not None:
+            why.append(f"{name} {value} (given)")
+            return int(value)
+        why.append(f"{name} {rule} ({reason})")
+        return rule
+
+    if spec.per_series:
+        lanes = pick("lanes", min(16, max(4, series // 5)), f"{series} series")
+        chunk_len = int(given.get("chunk_len") or BASE["chunk_len"])  # classify reads whole series
+        changing = any(len(np.unique(r.labels[r.labels > 0])) > 1 for r in train.recordings)
+        batches = TrainConfig.windows_per_epoch if changing and not window_len else series
+        steps = max(1, math.ceil(batches / lanes))
+    else:
+        lanes = pick("lanes", min(16, max(1, series // 2)), f"{series} recordings")
+        median = int(np.median(lengths))
+        chunk_len = pick("chunk_len", min(BASE["chunk_len"], max(2, median)), f"median recording {median} samples")
+        per_lane = samples / max(1, min(lanes, series))
+        steps = max(1, math.ceil(per_lane / chunk_len))
+    layers = pick("layers", 2 if samples >= LARGE_SAMPLES else 1, f"{samples} training samples")
+    hidden = pick("hidden", BASE["hidden"], "default")
+    epochs = pick("epochs", min(MAX_EPOCHS, max(BASE["epochs"], math.ceil(MIN_STEPS / steps))),
+                  f"~{steps} steps an epoch, at least {MIN_STEPS} steps")
+    patience = pick("patience", max(BASE["patience"], math.ceil(PATIENCE_STEPS / steps)),
+                    f"at least {PATIENCE_STEPS} steps")
+    return Recipe(lanes, chunk_len, hidden, layers, epochs, patience, steps, tuple(why))

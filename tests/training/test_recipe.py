@@ -1,0 +1,40 @@
+"""The recipe sized to the data (issue 26): the bundled set keeps its recipe, a small set trains long enough, and
+every setting given is kept."""
+
+import numpy as np
+
+from rnnedge.data.recording import Dataset, Recording
+from rnnedge.training.recipe import MIN_STEPS, PATIENCE_STEPS, size_recipe
+from tests.conftest import hapt_split
+
+
+def dataset(series: int, length: int, classes: int = 2) -> Dataset:
+    recordings = [Recording(np.zeros((length, 1), np.float32), np.full(length, 1 + i % classes), 0, str(i))
+                  for i in range(series)]
+    return Dataset(recordings, ["x"], ["UNLABELED", *map(str, range(classes))], 10.0, "synthetic")
+
+
+def test_the_bundled_set_keeps_its_recipe():
+    recipe = size_recipe(hapt_split("train"), "tag", {})
+    assert (recipe.lanes, recipe.chunk_len, recipe.hidden, recipe.layers, recipe.epochs, recipe.patience) == (
+        16, 250, 64, 2, 60, 15)
+
+
+def test_a_small_set_trains_for_enough_steps_and_waits_in_steps():
+    """The issue's case: 50 series of 150 steps stopped after ~50 optimizer steps with the HAPT recipe."""
+    recipe = size_recipe(dataset(40, 150), "classify", {})
+    assert recipe.layers == 1 and recipe.lanes == 8
+    assert recipe.epochs * recipe.steps_per_epoch >= MIN_STEPS
+    assert recipe.patience * recipe.steps_per_epoch >= PATIENCE_STEPS
+    assert "epochs 600 (~5 steps an epoch" in recipe.describe()
+
+
+def test_given_settings_are_kept_and_said():
+    recipe = size_recipe(dataset(40, 150), "classify", {"epochs": 7, "lanes": 3, "layers": 2, "hidden": None})
+    assert (recipe.epochs, recipe.lanes, recipe.layers, recipe.hidden) == (7, 3, 2, 64)
+    assert "epochs 7 (given)" in recipe.describe() and "hidden 64 (default)" in recipe.describe()
+
+
+def test_short_recordings_get_short_chunks():
+    recipe = size_recipe(dataset(6, 90), "forecast", {})
+    assert recipe.chunk_len == 90 and recipe.lanes == 3
