@@ -106,7 +106,9 @@ def evaluate_alarms_command(
                              "trace.png."),
     operating_point: Path | None = typer.Option(None, help="Score this point instead of choosing one on the "
                                                 "validation subjects."),
-    max_false_alarms_per_hour: float = typer.Option(1.0, min=0.0, help="Validation budget when choosing."),
+    max_false_alarms_per_hour: float = typer.Option(1.0, min=0.0, help="The false-alarm rate the point aims at "
+                                                    "(choosing on validation allows twice it, rounded: see "
+                                                    "rnnedge/monitor/evaluate.py)."),
     trace: str | None = typer.Option(None, help="Recording to plot, hapt:SUBJECT[:EXPERIMENT] (default: the "
                                      "first test recording)."),
     write_bundle: bool = typer.Option(True, help="Write the point chosen on validation into the bundle (its "

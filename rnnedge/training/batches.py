@@ -23,16 +23,6 @@ class Chunk:
     target: np.ndarray  # [lanes, chunk] class ids (tag) or [lanes, chunk, outputs] values (forecast)
     mask: np.ndarray  # [lanes, chunk] bool: real samples (not padding)
     reset: np.ndarray  # [lanes] bool: a new recording starts at this chunk
-    weight: np.ndarray | None = None  # [lanes, chunk] per-sample loss weight (None = all 1)
-
-
-def boundary_weights(labels: np.ndarray, weight: float, steps: int) -> np.ndarray:
-    """1 everywhere but `weight` within `steps` of each change into a labelled class (a transition's onset and
-    what precedes it): where a tagger's timing is decided, and a few samples among thousands."""
-    out = np.ones(len(labels), np.float32)
-    for i in np.flatnonzero((labels[1:] != labels[:-1]) & (labels[1:] > 0)) + 1:
-        out[max(0, i - steps): i + steps] = weight
-    return out
 
 
 def vector_groups(channels: list[str]) -> list[list[int]]:
@@ -55,17 +45,14 @@ def rotate(signals: np.ndarray, groups: list[list[int]], degrees: float) -> np.n
 
 def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str, lanes: int, chunk_len: int,
                     rng: np.random.Generator, horizon: int = 1, rotate_deg: float = 0.0,
-                    groups: list[list[int]] | None = None, carry_state: bool = False,
-                    boundary: tuple[float, int] = (1.0, 0)) -> Iterator[Chunk]:
+                    groups: list[list[int]] | None = None, carry_state: bool = False) -> Iterator[Chunk]:
     """One epoch of chunks over all recordings, in a random packing (random order and start offset), each
     recording rotated by a random angle in [-rotate_deg, rotate_deg] when augmentation is on. `carry_state`:
-    a lane's state is zeroed only where the lane starts, so it streams its recordings back to back. `boundary`
-    (weight, steps): per-sample loss weights around label changes (boundary_weights; (1, 0) = none)."""
+    a lane's state is zeroed only where the lane starts, so it streams its recordings back to back."""
     spec = TASKS[task]
     order = rng.permutation(len(recordings))
     lanes = max(1, min(lanes, len(recordings)))
-    weighted = boundary[0] != 1.0 and boundary[1] > 0 and spec.classes
-    lane_items: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(lanes)]
+    lane_items: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(lanes)]
     lane_len = np.zeros(lanes, int)
     for i in order:
         rec = recordings[i]
@@ -76,30 +63,26 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
         x = norm.apply(signals)
         target, valid = spec.targets(x, rec.labels[start:], horizon,
                                      None if rec.missing is None else rec.missing[start:])
-        weight = boundary_weights(rec.labels[start:], *boundary) if weighted else np.ones(len(x), np.float32)
         lane = int(np.argmin(lane_len))
-        lane_items[lane].append((x, target, valid, weight))
+        lane_items[lane].append((x, target, valid))
         lane_len[lane] += -(-len(x) // chunk_len) * chunk_len
     total = int(lane_len.max())
     channels = recordings[0].signals.shape[1]
     xs = np.zeros((lanes, total, channels), np.float32)
     targets = spec.no_targets((lanes, total), channels, horizon)
     mask = np.zeros((lanes, total), bool)
-    weights = np.ones((lanes, total), np.float32)
     resets = np.zeros((lanes, total // chunk_len), bool)
     for lane, items in enumerate(lane_items):
         pos = 0
-        for x, target, valid, weight in items:
+        for x, target, valid in items:
             xs[lane, pos: pos + len(x)] = x
-            weights[lane, pos: pos + len(x)] = weight
             targets[lane, pos: pos + len(x)] = target
             mask[lane, pos: pos + len(x)] = valid
             resets[lane, pos // chunk_len] = pos == 0 or not carry_state
             pos += -(-len(x) // chunk_len) * chunk_len
     for c in range(total // chunk_len):
         window = slice(c * chunk_len, (c + 1) * chunk_len)
-        yield Chunk(xs[:, window], targets[:, window], mask[:, window], resets[:, c],
-                    weights[:, window] if weighted else None)
+        yield Chunk(xs[:, window], targets[:, window], mask[:, window], resets[:, c])
 
 
 def series_batches(series: list[Recording], norm: Normalization, batch: int, rng: np.random.Generator

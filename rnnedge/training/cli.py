@@ -78,10 +78,6 @@ def train_command(
                                          "(0: the weights of the last step)."),
     state_penalty: float = typer.Option(TrainConfig.state_penalty, min=0.0, help="Loss weight of mean(state^2) at "
                                         "chunk ends (bounds the state over long streams)."),
-    boundary_weight: float = typer.Option(TrainConfig.boundary_weight, min=0.0, max=100.0, help="tag: loss weight "
-                                          "of the samples around each change of label (1: all alike)."),
-    boundary_s: float = typer.Option(TrainConfig.boundary_s, min=0.0, help="tag: seconds either side of a change "
-                                     "of label that --boundary-weight covers."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
                                 "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),
@@ -125,8 +121,7 @@ def train_command(
                          window_len=window_len, lr=lr, patience=recipe.patience, seed=seed, max_minutes=max_minutes,
                          rotate_deg=rotate_deg,
                          threads=threads, carry_state=carry_state, state_penalty=state_penalty,
-                         average_epochs=average_epochs, class_weight_power=class_weight_power,
-                         boundary_weight=boundary_weight, boundary_s=boundary_s)
+                         average_epochs=average_epochs, class_weight_power=class_weight_power)
     record = {"source": source.to_dict(), "splits": split_record(splits)}
     _writable_run_folder(out)  # before minutes of training, not after
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=record)

@@ -51,7 +51,7 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
     state = None
     chunks = list(stateful_chunks(train.recordings, norm, model.config.task, cfg.batch_size, cfg.chunk_len, rng,
                                   model.config.horizon, cfg.rotate_deg, vector_groups(train.channels),
-                                  cfg.carry_state, (cfg.boundary_weight, round(cfg.boundary_s * train.sample_rate_hz))))
+                                  cfg.carry_state))
     progress.update(task_id, total=len(chunks), completed=0)
     average.steps_per_epoch = len(chunks)
     for chunk in chunks:
@@ -62,8 +62,7 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
         out, state = model(x, state)
         penalized = state
         state = state.detach()  # truncate backprop at the chunk boundary, keep the value
-        weight = None if chunk.weight is None else torch.from_numpy(chunk.weight)
-        loss = loss_fn(out, torch.from_numpy(chunk.target), torch.from_numpy(chunk.mask), weight)
+        loss = loss_fn(out, torch.from_numpy(chunk.target), torch.from_numpy(chunk.mask))
         if loss is None:  # nothing scored in this chunk (unlabelled gap or padding): state still advanced
             continue
         if cfg.state_penalty:
@@ -142,26 +141,14 @@ class _Loss:
     def __init__(self, task: Task, weights: torch.Tensor | None) -> None:
         self.task = task
         self.ce = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
-        self.class_weights = weights
 
-    def __call__(self, out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                 weight: torch.Tensor | None = None) -> torch.Tensor | None:
+    def __call__(self, out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
         if not self.task.classes:
             err = ((out - target) ** 2).mean(-1)
             return (err * mask).sum() / mask.sum() if mask.any() else None
         if not (target != IGNORE).any():
             return None
-        if weight is None:
-            return self.ce(out.reshape(-1, out.shape[-1]), target.reshape(-1))
-        # per-sample weights on top of the class weights, normalized as CrossEntropyLoss normalizes its own
-        target, weight = target.reshape(-1), weight.reshape(-1)
-        scored = target != IGNORE
-        safe = torch.where(scored, target, 0)
-        if self.class_weights is not None:
-            weight = weight * self.class_weights[safe]
-        weight = weight * scored
-        losses = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), safe, reduction="none")
-        return (losses * weight).sum() / weight.sum()
+        return self.ce(out.reshape(-1, out.shape[-1]), target.reshape(-1))
 
 
 def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
