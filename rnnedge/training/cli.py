@@ -109,7 +109,6 @@ def train_command(
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
     recipe = size_recipe(part["train"], task, {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden,
                                                "layers": layers, "epochs": epochs, "patience": patience}, window_len)
-    typer.echo(recipe.describe(), err=True)
     try:
         model_config = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=recipe.hidden,
                                    num_layers=recipe.layers,
@@ -124,6 +123,7 @@ def train_command(
                          average_epochs=average_epochs, class_weight_power=class_weight_power)
     record = {"source": source.to_dict(), "splits": split_record(splits)}
     _writable_run_folder(out)  # before minutes of training, not after
+    typer.echo(recipe.describe(), err=True)
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=record)
     best = result.history[result.best_epoch - 1]
     metric = result.checkpoint.provenance["val_metric"]
