@@ -43,9 +43,20 @@ def rotate(signals: np.ndarray, groups: list[list[int]], degrees: float) -> np.n
     return out
 
 
+def stretch(signals: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The recording played `factor` times as fast (linear interpolation), and for each new sample the old one it
+    falls on (whose label and missing mark it takes): the same movements done faster or slower, as another wearer
+    does them."""
+    steps = max(2, round(len(signals) / factor))
+    at = np.minimum(np.arange(steps) * factor, len(signals) - 1)
+    out = np.stack([np.interp(at, np.arange(len(signals)), signals[:, c]) for c in range(signals.shape[1])], axis=1)
+    return out.astype(signals.dtype), np.floor(at).astype(int)
+
+
 def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str, lanes: int, chunk_len: int,
                     rng: np.random.Generator, horizon: int = 1, rotate_deg: float = 0.0,
-                    groups: list[list[int]] | None = None, carry_state: bool = False) -> Iterator[Chunk]:
+                    groups: list[list[int]] | None = None, carry_state: bool = False,
+                    speed: float = 0.0) -> Iterator[Chunk]:
     """One epoch of chunks over all recordings, in a random packing (random order and start offset), each
     recording rotated by a random angle in [-rotate_deg, rotate_deg] when augmentation is on. `carry_state`:
     a lane's state is zeroed only where the lane starts, so it streams its recordings back to back."""
@@ -57,12 +68,15 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
     for i in order:
         rec = recordings[i]
         start = int(rng.integers(0, min(chunk_len, max(1, len(rec) // 4))))  # vary chunk boundaries
-        signals = rec.signals[start:]
+        signals, labels = rec.signals[start:], rec.labels[start:]
+        missing = None if rec.missing is None else rec.missing[start:]
+        if speed:
+            signals, source = stretch(signals, float(np.exp(rng.uniform(-1, 1) * np.log1p(speed))))
+            labels, missing = labels[source], None if missing is None else missing[source]
         if rotate_deg and groups:
             signals = rotate(signals, groups, rng.uniform(-rotate_deg, rotate_deg))
         x = norm.apply(signals)
-        target, valid = spec.targets(x, rec.labels[start:], horizon,
-                                     None if rec.missing is None else rec.missing[start:])
+        target, valid = spec.targets(x, labels, horizon, missing)
         lane = int(np.argmin(lane_len))
         lane_items[lane].append((x, target, valid))
         lane_len[lane] += -(-len(x) // chunk_len) * chunk_len

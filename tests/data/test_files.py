@@ -4,8 +4,8 @@ import pytest
 from rnnedge.data import load_csv, load_npz
 from rnnedge.data.recording import UNLABELED
 from rnnedge.data.source import DataSource, load_split, make_splits, split_record
-from rnnedge.tasks import forecast_targets
 from rnnedge.errors import DataError
+from rnnedge.tasks import forecast_targets
 
 CHANNELS = ["ax", "ay"]
 

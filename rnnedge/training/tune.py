@@ -1,0 +1,151 @@
+"""`rnnedge tune`: a small search over the model (cell, size, layers), chunk length and learning rate, within a
+time budget and a device budget, scored on the validation split only; the best model that fits is kept.
+
+Candidates start from the recipe sized to the data (recipe.py) and vary one thing each, cheapest first, so a short
+budget still tries the most likely ones. Each candidate trains with the time left shared among those not yet
+tried (train's `max_minutes`). A candidate whose int8 weights or state do not fit the device is not trained (its
+footprint is computed from its shape: `footprint`). Every result is written to tune.json as it comes, so a
+stopped search resumes where it stopped (the time already spent counts against the budget). The winner's
+checkpoint is copied to model.pt: export it like any other (`rnnedge export`, `rnnedge mcu` checks the real fit).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from rnnedge.atomic import write_text_atomic
+from rnnedge.data.recording import Dataset
+from rnnedge.devices.mcu import RESERVE, McuProfile
+from rnnedge.errors import RnnedgeError
+from rnnedge.tasks import get_task
+from rnnedge.training.config import ModelConfig, TrainConfig
+from rnnedge.training.train import train
+
+
+@dataclass(frozen=True)
+class Candidate:
+    cell: str
+    hidden: int
+    layers: int
+    lr: float
+    chunk_len: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}"
+
+
+def candidates(base: Candidate, per_series: bool) -> list[Candidate]:
+    """The recipe's model, then one change at a time (duplicates dropped), cheapest first."""
+    other_layers = 1 if base.layers > 1 else 2
+    changes = [base, replace(base, cell="gru"), replace(base, hidden=max(8, base.hidden // 2)),
+               replace(base, layers=other_layers), replace(base, lr=base.lr / 3),
+               replace(base, hidden=base.hidden * 2)]
+    if not per_series:  # classify reads whole series: no chunks
+        changes += [replace(base, chunk_len=max(2, base.chunk_len // 2)), replace(base, chunk_len=base.chunk_len * 2)]
+    unique = list(dict.fromkeys(changes))
+    return [unique[0], *sorted(unique[1:], key=lambda c: footprint(_model(c, 1, 1))["params"])]
+
+
+def footprint(config: ModelConfig) -> dict:
+    """Parameters, int8 weight bytes (one byte a weight, 4 a bias) and state bytes (int16, in and out) of a model."""
+    gates = {"lstm": 4, "gru": 3}.get(config.cell, 1) * config.hidden_size
+    weights = biases = 0
+    inputs = config.input_size
+    for _ in range(config.num_layers):
+        weights += config.directions * gates * (inputs + config.hidden_size)
+        biases += config.directions * gates * 2
+        inputs = config.hidden_size * config.directions
+    weights += inputs * config.output_size
+    biases += config.output_size
+    return {"params": weights + biases, "int8_bytes": weights + 4 * biases, "state_bytes": 2 * 2 * config.state_size}
+
+
+def fits(config: ModelConfig, device: McuProfile | None) -> tuple[bool, str]:
+    """Whether the model's int8 weights fit the device's flash and its state its RAM, with the same reserve for
+    firmware, TFLite Micro and stacks as `rnnedge mcu` (devices/mcu.py)."""
+    if device is None:
+        return True, "no device budget"
+    size = footprint(config)
+    flash, ram = device.flash_bytes * (1 - RESERVE), device.ram_bytes * (1 - RESERVE)
+    ok = size["int8_bytes"] <= flash and size["state_bytes"] <= ram
+    return ok, (f"{size['int8_bytes'] / 1024:.1f} of {flash / 1024:.0f} KB flash, state "
+                f"{size['state_bytes'] / 1024:.1f} of {ram / 1024:.0f} KB RAM")
+
+
+def _model(c: Candidate, inputs: int, outputs: int, like: ModelConfig | None = None) -> ModelConfig:
+    base = like or ModelConfig(input_size=inputs, output_size=outputs)
+    return replace(base, cell=c.cell, hidden_size=c.hidden, num_layers=c.layers, input_size=inputs,
+                   output_size=outputs)
+
+
+def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig, out_dir: Path,
+         budget_minutes: float, device: McuProfile | None = None, data_record: dict | None = None,
+         say: Callable[[str], None] = print) -> dict:
+    """Search, write out_dir/tune.json and the best fitting candidate's checkpoint as out_dir/model.pt; returns
+    the tune.json record."""
+    task = get_task(model.task)
+    base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len)
+    plan = candidates(base, task.per_series)
+    record_path = out_dir / "tune.json"
+    done = {row["name"]: row for row in _load(record_path)}
+    say(f"tune: {len(plan)} candidates, {budget_minutes:g} min, device "
+        f"{device.key if device else 'none'}; {len(done)} done already ({record_path})")
+    for number, candidate in enumerate(plan, start=1):
+        if candidate.name in done:
+            continue
+        spent = sum(row["minutes"] for row in done.values())
+        left = budget_minutes - spent
+        untried = sum(1 for c in plan if c.name not in done)
+        shaped = _model(candidate, model.input_size, model.output_size, model)
+        ok, why = fits(shaped, device)
+        row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(shaped)["params"],
+               "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "best_epoch": None}
+        if not ok:
+            row["status"] = "too big for the device"
+        elif left <= 0.05:
+            row["status"] = "not tried: out of time"
+        else:
+            started = time.monotonic()
+            result = train(train_data, val_data, shaped,
+                           replace(config, lr=candidate.lr, chunk_len=candidate.chunk_len, max_minutes=left / untried),
+                           out_dir=out_dir / candidate.name, quiet=True, data_record=data_record)
+            row |= {"status": "trained", "minutes": round((time.monotonic() - started) / 60, 2),
+                    "val_score": result.checkpoint.provenance["val_score"], "best_epoch": result.best_epoch}
+        done[candidate.name] = row
+        _save(record_path, done, task.metric)
+        score = "-" if row["val_score"] is None else f"{row['val_score']:.4f}"
+        say(f"[{number}/{len(plan)}] {candidate.name}: {row['status']}, validation {task.metric} {score}, "
+            f"{row['minutes']:.1f} min, {row['params']} parameters ({why}); "
+            f"{max(0.0, budget_minutes - spent - row['minutes']):.1f} min left")
+    trained = [r for r in done.values() if r["status"] == "trained" and r["fits"] and r["val_score"] is not None]
+    if not trained:
+        return {"rows": list(done.values()), "best": None}
+    best = trained[0]
+    for row in trained[1:]:  # ties keep the earlier (the recipe's first, then the smaller)
+        if task.better(row["val_score"], best["val_score"]):
+            best = row
+    shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
+    (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
+    record = _save(record_path, done, task.metric, best["name"])
+    return record
+
+
+def _load(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    try:
+        return list(json.loads(path.read_text())["rows"])
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise RnnedgeError(f"{path}: not a tune record this version can resume ({exc}); use another --out") from None
+
+
+def _save(path: Path, rows: dict[str, dict], metric: str, best: str | None = None) -> dict:
+    record = {"metric": metric, "rows": list(rows.values()), "best": best}
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+    return record

@@ -1,0 +1,65 @@
+"""`rnnedge tune` (issue 26): the search trains real candidates on a small public set within its budget, skips
+what does not fit the device, keeps the best on validation and resumes without training again."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnedge.devices.mcu import MCU_PROFILES, McuProfile
+from rnnedge.training.config import ModelConfig
+from rnnedge.training.model import RecurrentModel
+from rnnedge.training.tune import Candidate, candidates, fits, footprint
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "basicmotions"
+
+
+@pytest.mark.parametrize("cell, layers, bidirectional", [("lstm", 2, False), ("gru", 1, False),
+                                                          ("rnn_tanh", 3, False), ("lstm", 1, True)])
+def test_footprint_counts_the_torch_models_parameters(cell, layers, bidirectional):
+    config = ModelConfig(cell=cell, input_size=6, hidden_size=24, num_layers=layers, output_size=5,
+                         bidirectional=bidirectional, task="classify")
+    torch.manual_seed(0)
+    assert footprint(config)["params"] == sum(p.numel() for p in RecurrentModel(config).parameters())
+
+
+def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
+    base = Candidate("lstm", 64, 2, 3e-3, 250)
+    plan = candidates(base, per_series=False)
+    assert plan[0] == base and len(set(plan)) == len(plan) == 8
+    assert all(sum(a != b for a, b in zip(vars(c).values(), vars(base).values(), strict=True)) == 1 for c in plan[1:])
+    assert not any(c.chunk_len != 250 for c in candidates(base, per_series=True))
+
+
+def test_a_device_budget_refuses_what_does_not_fit():
+    tiny = McuProfile("tiny", "tiny", ram_bytes=64 << 10, flash_bytes=64 << 10, precision="a16w8", why="test")
+    small, big = (ModelConfig(hidden_size=h, num_layers=2) for h in (32, 128))
+    assert fits(small, tiny)[0] and not fits(big, tiny)[0]
+    assert fits(big, MCU_PROFILES[0])[0]
+
+
+@pytest.mark.slow
+def test_tune_searches_keeps_the_best_and_resumes(tmp_path):
+    def tune(*extra):
+        result = subprocess.run(
+            [sys.executable, "-m", "rnnedge.cli", "tune", "--data", str(EXAMPLES / "train"), "--channels",
+             "acc-x,acc-y,acc-z,gyro-x,gyro-y,gyro-z", "--label-column", "label", "--sample-rate", "10", "--task",
+             "classify", "--budget", "0.6", "--out", str(tmp_path), *extra],
+            capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "COLUMNS": "200", "PATH": ""})
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        return result
+
+    first = tune("--device", "cortex-m4f")
+    record = json.loads((tmp_path / "tune.json").read_text())
+    trained = [r for r in record["rows"] if r["status"] == "trained"]
+    assert trained and sum(r["minutes"] for r in record["rows"]) <= 0.6 + 0.3  # one epoch may run past the budget
+    best = max(trained, key=lambda r: r["val_score"])
+    assert record["best"] and next(r for r in trained if r["name"] == record["best"])["val_score"] == best["val_score"]
+    assert (tmp_path / "model.pt").read_bytes() == (tmp_path / record["best"] / "model.pt").read_bytes()
+    assert f"checkpoint: {tmp_path / 'model.pt'}" in first.stdout and "recipe: lanes" in first.stderr
+    again = tune("--device", "cortex-m4f")  # resumes: nothing trained twice
+    assert "done already" in again.stderr and json.loads((tmp_path / "tune.json").read_text())["rows"] == \
+        record["rows"]
