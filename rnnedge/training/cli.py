@@ -80,8 +80,10 @@ def train_command(
                                          "(0: the weights of the last step)."),
     state_penalty: float = typer.Option(TrainConfig.state_penalty, min=0.0, help="Loss weight of mean(state^2) at "
                                         "chunk ends (bounds the state over long streams)."),
-    speed: float = typer.Option(TrainConfig.speed, min=0.0, max=1.0, help="tag/forecast: augment by playing each "
-                                "training recording up to (1 + this) times faster or slower (0: off)."),
+    speed: float | None = typer.Option(
+        None, min=0.0, max=1.0, show_default=False,
+        help="tag/forecast: augment by playing each training recording up to (1 + this) times faster or slower. "
+             "Default: the data set's own (0.25 for the bundled recordings), else 0."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
                                 "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),
@@ -99,7 +101,8 @@ def train_command(
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
                      "patience": patience}, window_len)
-    rotate_deg = run.rotate_deg if rotate_deg is None else rotate_deg
+    rotate_deg = run.augment["rotate_deg"] if rotate_deg is None else rotate_deg
+    speed = run.augment["speed"] if speed is None else speed
     recipe, part, model_config = run.recipe, run.part, run.model
     config = TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
                          window_len=window_len, lr=lr, patience=recipe.patience, seed=seed, max_minutes=max_minutes,
@@ -155,7 +158,7 @@ def tune_command(
     recipe = run.recipe
     config = TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
                          window_len=window_len, patience=recipe.patience, seed=seed, threads=threads,
-                         rotate_deg=run.rotate_deg)
+                         rotate_deg=run.augment["rotate_deg"], speed=run.augment["speed"])
     _writable_run_folder(out)
     typer.echo(recipe.describe(), err=True)
     record = tune(run.part["train"], run.part["val"], run.model, config, out, budget,
@@ -184,7 +187,7 @@ class _Run:
     record: dict  # the checkpoint's data record (source and splits)
     recipe: Recipe
     model: ModelConfig
-    rotate_deg: float  # the data set's own augmentation
+    augment: dict[str, float]  # the data set's own augmentation: rotate_deg, speed
 
 
 def _prepared(data: str, val: str | None, test: str | None, channels: str | None, label_column: str | None,
@@ -212,7 +215,7 @@ def _prepared(data: str, val: str | None, test: str | None, channels: str | None
     except ValueError as exc:
         raise RnnedgeError(str(exc)) from None
     return _Run(part, {"source": source.to_dict(), "splits": split_record(splits)}, recipe, model,
-                float(dataset.meta.get("augment_rotate_deg", 0.0)))
+                {name: float(dataset.meta.get(f"augment_{name}", 0.0)) for name in ("rotate_deg", "speed")})
 
 
 def _dataset(dataset, recordings):
