@@ -93,6 +93,24 @@ def test_rotation_augmentation_keeps_magnitudes_and_the_long_axis(hapt_small_tra
     np.testing.assert_allclose(turned[:, 2], signals[:, 1], atol=1e-6)  # y turns into z
 
 
+def test_speed_augmentation_keeps_labels_on_their_samples(hapt_small_train):
+    """Played faster or slower, each sample keeps the label of the moment it shows, and chunks stay aligned."""
+    from rnnedge.data.recording import Normalization
+    from rnnedge.training.batches import stretch
+
+    rec = hapt_small_train.recordings[0]
+    faster, source = stretch(rec.signals, 1.25)
+    assert len(faster) == round(len(rec) / 1.25) and source[0] == 0 and source[-1] <= len(rec) - 1
+    np.testing.assert_allclose(faster[::4], rec.signals[::5][: len(faster[::4])], atol=1e-6)  # 4 new = 5 old
+    slower, source = stretch(rec.signals, 0.8)
+    assert len(slower) == round(len(rec) / 0.8) and np.all(np.diff(source) >= 0)
+    norm = Normalization.fit(hapt_small_train.recordings)
+    plain = list(stateful_chunks(hapt_small_train.recordings, norm, "tag", 4, 100, np.random.default_rng(0)))
+    varied = list(stateful_chunks(hapt_small_train.recordings, norm, "tag", 4, 100, np.random.default_rng(0),
+                                  speed=0.25))
+    assert len(plain) != len(varied) and all(c.x.shape[:2] == c.target.shape for c in varied)
+
+
 def synthetic(task: str, count: int, seed: int) -> Dataset:
     """Where the answer is known. classify: 60-step noisy sines whose frequency is the class (3 classes, chance
     1/3); forecast: a noisy sine to continue (persistence's error is known)."""
