@@ -52,8 +52,12 @@ from rnnedge.monitor.ward import Ward
 SEARCH_LATE_S = LATE_S - 0.3
 SCORE_GRID = [ScoreConfig(smoothing_s=s, lying_gate_s=g, warmup_s=w)
               for s, g, w in itertools.product((0.0, 0.1, 0.2, 0.4), (0.0, 5.0, 30.0), (3.0, 10.0))]
+# Thresholds stop at 0.95: the score's ceiling is ~0.995 (the summed get-up probabilities of these models), and a
+# threshold within a few thousandths of it is crossed or not by small changes: measured, two seeds whose
+# validation chose 0.98 caught 36/36 and 35/36 test get-ups as recorded but a mean 89% / 95% (worst 72% / 89%) in
+# the 44 orientations; the same model at 0.95, 99.9% (worst 97%).
 ALARM_GRID = [AlarmConfig(t, t * r, f) for t, r, f in itertools.product(
-    (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98), (0.5, 1.0), (0.0, 5.0, 20.0))]
+    (0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.5, 1.0), (0.0, 5.0, 20.0))]
 
 
 def upright(label: str = "STANDING") -> list[float]:
