@@ -8,9 +8,10 @@ file takes any length (ONNX: must be equal), else against torch (reported; it in
 
 The bound for each vector (one step's outputs, or the h or c part of one stream's state) is
 tolerance * (1 + 0.4 * its largest |value|) + 20 * (how far torch fp32 itself is from the same model in float64
-there). The first term is the fixed target; the second is the model's own float32 noise floor: some trained
-models amplify rounding so much within one chunk (measured: h off by 3.8e-5 between torch fp32 and fp64 after
-50 steps) that no float32 implementation can hold 1e-5, while a conversion bug is off by orders of magnitude.
+there), the second scaled like the first by a tolerance other than 1e-5. The first term is the fixed target; the
+second is the model's own float32 noise floor: some trained models amplify rounding so much within one chunk
+(measured: h off by 3.8e-5 between torch fp32 and fp64 after 50 steps) that no float32 implementation can hold
+1e-5, while a conversion bug is off by orders of magnitude.
 """
 
 from __future__ import annotations
@@ -91,12 +92,13 @@ def _noise(fp32: np.ndarray, exact: np.ndarray | None) -> np.ndarray | None:
 
 def _violation(a: np.ndarray, b: np.ndarray, tolerance: float, parts: int = 1,
                noise: np.ndarray | None = None) -> float:
-    """> 1 where |a - b| exceeds tolerance * (1 + RELATIVE * largest |b|) + NOISE * largest noise in the
-    same vector (one step's outputs, or one part (h or c) of one stream's state). NaN is a violation."""
+    """> 1 where |a - b| exceeds tolerance * (1 + RELATIVE * largest |b|) + NOISE * (tolerance / FP32_TOLERANCE) *
+    largest noise in the same vector (one step's outputs, or one part (h or c) of one stream's state). NaN is a
+    violation."""
     a, b = a.reshape(*a.shape[:-1], parts, -1), b.reshape(*b.shape[:-1], parts, -1).astype(np.float64)
     scale = tolerance * (1 + RELATIVE * np.abs(b).max(axis=-1, keepdims=True))
-    if noise is not None:
-        scale = scale + NOISE * noise.reshape(b.shape).max(axis=-1, keepdims=True)
+    if noise is not None:  # a tolerance other than the default scales the noise allowance alike
+        scale = scale + NOISE * tolerance / FP32_TOLERANCE * noise.reshape(b.shape).max(axis=-1, keepdims=True)
     excess = np.abs(a - b) / scale
     return float("inf") if np.isnan(excess).any() else float(excess.max())
 
