@@ -41,7 +41,7 @@ from rnnedge.data.recording import Recording
 from rnnedge.monitor.alarm import AlarmConfig, alarm_intervals
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize, unlabelled_get_ups
-from rnnedge.monitor.gaps import gap_condition
+from rnnedge.monitor.gaps import GAP_S, gap_condition
 from rnnedge.monitor.operating_point import OperatingPoint
 from rnnedge.monitor.report_md import markdown
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
@@ -342,7 +342,10 @@ def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours
     """The recordings back to back, repeated to at least `hours` (cut to it when under one pass), streamed once
     through the monitor without any reset (as it runs all night; an upright frame calibrated once, at the start):
     per-sample accuracy and the largest |state| (looked at every second) per hour streamed, and the alarms over the
-    whole stream."""
+    whole stream. The clock jumps GAP_S between recordings, as where a sensor was off (gaps.py): the monitor keeps
+    the model's state across it and holds the alarm for a few seconds. Without the jump a seam joins one wearer's
+    last posture to another's first within a sample, which no sensor shows (measured: every false alarm of a
+    seamless 2-pass stream started 2.6-5.1 s after such a seam)."""
     manifest = model.manifest
     rate, labels = manifest.input.sample_rate_hz, list(manifest.output.labels)
     names = load_hapt().label_names
@@ -351,6 +354,10 @@ def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours
     # whole passes over the recordings, or less than one pass cut to `hours` (a bed alone steps ~7,000 samples/s)
     signals = np.concatenate([r.signals for r in recordings] * repeats)[:steps if repeats == 1 else None]
     truth = np.concatenate([r.labels for r in recordings] * repeats)[:len(signals)]
+    seams = np.zeros(len(signals))  # the clock's jump before each step: GAP_S where a recording starts
+    starts = np.cumsum([len(r) for r in recordings] * repeats)[:-1]
+    seams[starts[starts < len(signals)]] = GAP_S
+    times = np.arange(len(signals)) / rate + np.cumsum(seams[:len(signals)])
     whole = Recording(signals, truth, 0, f"test subjects x{repeats}")
     ward, taps = Ward(model, point, attach=attach, capacity=1), Taps([len(signals)], len(labels))
     ward.tap = taps.see
@@ -360,7 +367,7 @@ def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours
         for a in range(0, len(signals), hour):
             largest = 0.0
             for b in range(a, min(a + hour, len(signals)), second):  # the state looked at every second
-                records += ward.feed({0: (signals[b: b + second], None)})[0]
+                records += ward.feed({0: (signals[b: b + second], times[b: b + second])})[0]
                 largest = max(largest, float(np.abs(ward.snapshot(0).state).max()))
             by_hour.append(largest)
     split = Streamed([whole], point, taps, [records], rate, labels)
