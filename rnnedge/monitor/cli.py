@@ -173,7 +173,8 @@ def evaluate_alarms_command(
                        f"{report[split]['sensor_check_hours'] * 3600:.0f} s")
     if "long_stream" in report:
         long, m = report["long_stream"], report["long_stream"]["alarms"]
-        typer.echo(f"{long['hours']:.1f} h without reset: per-sample accuracy {long['per_sample_accuracy']:.4f} "
+        typer.echo(f"{long['wearers']} wearers, each {long['hours']:.1f} h without reset: per-sample accuracy "
+                   f"{long['per_sample_accuracy']:.4f} "
                    f"(hour by hour {min(long['per_sample_accuracy_by_hour']):.4f}-"
                    f"{max(long['per_sample_accuracy_by_hour']):.4f}), |state| <= "
                    f"{max(long['max_abs_state_by_hour']):.1f}, recall {m['recall']:.3f} ({m['detected']}/{m['events']})"

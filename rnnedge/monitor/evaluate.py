@@ -252,7 +252,8 @@ def evaluate_alarms(model, out_dir: Path, point: OperatingPoint | None = None,
     `sweep` ({"random": N, "seed": S, "rates": [Hz...]}): also the placements and rates (sweep.py), in
     report["sweep"] worst first, and placements.png. `frame`: choose a point that calibrates an upright frame
     (frame.py) in every recording; a given `point` brings its own. `long_hours`: also the test subjects streamed
-    back to back for that long without a reset (report["long_stream"]). `faults`: synthetic sensor faults spliced
+    back to back for that long without a reset,
+    each subject a wearer (report["long_stream"]). `faults`: synthetic sensor faults spliced
     into the test recordings, through the monitor (splice.py, report["faults"]). `attach`: the wearer's posture
     when the sensor goes on (frame.py); "lying" streams every recording from its first lying sample (validation and
     test alike). `gaps`: each test subject's recordings back to back through the monitor with the clock jumping
@@ -339,50 +340,65 @@ def sweep_conditions(model, recordings: list[Recording], point: OperatingPoint, 
 
 def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours: float,
                 attach: str = "upright") -> dict:
-    """The recordings back to back, repeated to at least `hours` (cut to it when under one pass), streamed once
-    through the monitor without any reset (as it runs all night; an upright frame calibrated once, at the start):
-    per-sample accuracy and the largest |state| (looked at every second) per hour streamed, and the alarms over the
-    whole stream. The clock jumps GAP_S between recordings, as where a sensor was off (gaps.py): the monitor keeps
-    the model's state across it and holds the alarm for a few seconds. Without the jump a seam joins one wearer's
-    last posture to another's first within a sample, which no sensor shows (measured: every false alarm of a
-    seamless 2-pass stream started 2.6-5.1 s after such a seam)."""
+    """Each wearer (subject) all night: their recordings back to back, repeated to `hours` (cut to it), one bed
+    each of one ward, streamed without any reset (an upright frame calibrated once per wearer, at the start, as one
+    sensor attached to one patient): per-sample accuracy and the largest |state| (looked at every second, over the
+    beds) per hour streamed, and the alarms over every bed. The clock jumps GAP_S between recordings, as where a
+    sensor was off (gaps.py): the monitor keeps the model's state across it and holds the alarm for a few seconds.
+    Measured before it was so: one stream of every subject, seamless, calibrated once on the first, put one
+    subject's frame on all (2.4 points of accuracy lost in the first hour) and every false alarm 2.6-5.1 s after a
+    seam joining two wearers within a sample."""
     manifest = model.manifest
     rate, labels = manifest.input.sample_rate_hz, list(manifest.output.labels)
     names = load_hapt().label_names
     steps = max(1, round(hours * 3600 * rate))
-    repeats = max(1, int(np.ceil(steps / sum(len(r) for r in recordings))))
-    # whole passes over the recordings, or less than one pass cut to `hours` (a bed alone steps ~7,000 samples/s)
-    signals = np.concatenate([r.signals for r in recordings] * repeats)[:steps if repeats == 1 else None]
-    truth = np.concatenate([r.labels for r in recordings] * repeats)[:len(signals)]
-    seams = np.zeros(len(signals))  # the clock's jump before each step: GAP_S where a recording starts
-    starts = np.cumsum([len(r) for r in recordings] * repeats)[:-1]
-    seams[starts[starts < len(signals)]] = GAP_S
-    times = np.arange(len(signals)) / rate + np.cumsum(seams[:len(signals)])
-    whole = Recording(signals, truth, 0, f"test subjects x{repeats}")
-    ward, taps = Ward(model, point, attach=attach, capacity=1), Taps([len(signals)], len(labels))
-    ward.tap = taps.see
-    ward.add(0)
-    hour, second, by_hour, records = round(3600 * rate), round(rate), [], []
+    wearers = [list(group) for _, group in itertools.groupby(recordings, key=lambda r: r.subject)]
+    beds, times = [], []
+    for recs in wearers:
+        repeats = int(np.ceil(steps / sum(len(r) for r in recs)))
+        signals = np.concatenate([r.signals for r in recs] * repeats)[:steps]
+        truth = np.concatenate([r.labels for r in recs] * repeats)[:steps]
+        seams = np.zeros(len(signals))  # the clock's jump before each step: GAP_S where a recording starts
+        starts = np.cumsum([len(r) for r in recs] * repeats)[:-1]
+        seams[starts[starts < len(signals)]] = GAP_S
+        times.append(np.arange(len(signals)) / rate + np.cumsum(seams))
+        beds.append(Recording(signals, truth, recs[0].subject, f"subject {recs[0].subject} x{repeats}"))
+    ward, taps = Ward(model, point, attach=attach, capacity=len(beds)), Taps([len(b) for b in beds])
+    predicted = np.zeros((len(beds), steps), np.int8)
+
+    def see(rows: np.ndarray, slots: np.ndarray, logits: np.ndarray, *rest: np.ndarray) -> None:
+        taps.see(rows, slots, logits, *rest)
+        predicted[rows, slots] = logits.argmax(axis=1)
+
+    ward.tap = see
+    for b in range(len(beds)):
+        ward.add(b)
+    hour, second, by_hour, records = round(3600 * rate), round(rate), [], [[] for _ in beds]
     with quiet():
-        for a in range(0, len(signals), hour):
+        for a in range(0, steps, hour):
             largest = 0.0
-            for b in range(a, min(a + hour, len(signals)), second):  # the state looked at every second
-                records += ward.feed({0: (signals[b: b + second], times[b: b + second])})[0]
-                largest = max(largest, float(np.abs(ward.snapshot(0).state).max()))
+            for c in range(a, min(a + hour, steps), second):  # the state looked at every second
+                fed = ward.feed({b: (bed.signals[c: c + second], times[b][c: c + second])
+                                 for b, bed in enumerate(beds)})
+                for b in range(len(beds)):
+                    records[b] += fed[b]
+                    largest = max(largest, float(np.abs(ward.pool.state(b)).max()))
             by_hour.append(largest)
-    split = Streamed([whole], point, taps, [records], rate, labels)
-    start = 0  # accuracy from the frame's calibration on (nothing before it is in the model's frame)
-    if point.frame is not None:
-        calibrations = [int(r["id"].split(":")[0]) for r in records if r["id"].endswith(":reset-calibrated")]
-        start = calibrations[0] if calibrations else len(signals)
-    y = split.logits[0]
+    split = Streamed(beds, point, taps, records, rate, labels)
     to_model = np.array([labels.index(n) if n in labels else -1 for n in names])
-    hit = y.argmax(axis=1)[start:] == to_model[truth[start:]]
-    scored = truth[start:] > 0
-    accuracy = [float(hit[a: a + hour][scored[a: a + hour]].mean()) for a in range(0, len(hit), hour)]
-    return {"hours": len(signals) / rate / 3600, "repeats": repeats, "per_sample_accuracy": float(hit[scored].mean()),
-            "per_sample_accuracy_by_hour": accuracy, "max_abs_state_by_hour": by_hour,
-            "alarms": split.evaluate()[0]}
+    hits, scored = np.zeros(steps), np.zeros(steps)
+    for b, (bed, recs) in enumerate(zip(beds, records, strict=True)):
+        start = 0  # accuracy from the frame's calibration on (nothing before it is in the model's frame)
+        if point.frame is not None:
+            calibrations = [int(r["id"].split(":")[0]) for r in recs if r["id"].endswith(":reset-calibrated")]
+            start = calibrations[0] if calibrations else steps
+        counted = (bed.labels > 0) & (np.arange(steps) >= start)
+        hits += counted & (predicted[b] == to_model[bed.labels])
+        scored += counted
+    by = [slice(a, a + hour) for a in range(0, steps, hour)]
+    return {"hours": steps / rate / 3600, "wearers": len(beds), "per_sample_accuracy": float(hits.sum() / scored.sum()),
+            "per_sample_accuracy_by_hour": [float(hits[h].sum() / max(1, scored[h].sum())) for h in by],
+            "max_abs_state_by_hour": by_hour, "alarms": split.evaluate()[0]}
 
 
 def _fit(signals: np.ndarray, steps: int) -> np.ndarray:

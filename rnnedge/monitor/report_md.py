@@ -32,7 +32,7 @@ def markdown(report: dict) -> str:
                      "30 s after one)", gaps))
     if "long_stream" in report:
         long = report["long_stream"]
-        rows.append((f"test subjects x{long['repeats']}, {long['hours']:.1f} h without a reset", long["alarms"]))
+        rows.append((f"{long['wearers']} test subjects, each {long['hours']:.1f} h without a reset", long["alarms"]))
     lines = head + [f"| {name} | " + " | ".join(_alarms(m)) + " |" for name, m in rows]
     for f in report.get("faults", []):
         lines.append(f"| fault: {f['fault']} {f['minutes']:g} min, the get-up after it | "
