@@ -22,10 +22,10 @@ app = typer.Typer(
 # Which module registers which commands: a process imports only the stage it runs (a bedside `rnnedge monitor`
 # then carries no training or export CLI in its memory); help and unknown words import them all.
 STAGES = {
-    "rnnedge.training.cli": ("train", "tune", "data", "import-torch"),
+    "rnnedge.training.cli": ("train", "data", "import-torch"),
     "rnnedge.export.cli": ("export",),
     "rnnedge.evaluate": ("evaluate",),
-    "rnnedge.devices.cli": ("devices", "bench", "report", "mcu"),
+    "rnnedge.devices.cli": ("devices", "bench", "report", "mcu", "tune"),
     "rnnedge.monitor.cli": ("monitor", "evaluate-alarms", "sample-csv"),
     "rnnedge.fleet.cli": ("fleet",),
 }

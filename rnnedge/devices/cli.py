@@ -12,6 +12,10 @@ from rnnedge.choices import Backend, Precision
 from rnnedge.console import table_console
 from rnnedge.devices.cortexm import TARGETS
 from rnnedge.devices.profiles import Budget, Recommendation, recommend
+from rnnedge.errors import RnnedgeError
+from rnnedge.tasks import get_task
+from rnnedge.training.cli import BUNDLED, CSV_OPTIONS, DATA_HELP, TaskName, writable_run_folder
+from rnnedge.training.config import TrainConfig
 
 DEFAULT_OUT = Path("artifacts/bench")
 
@@ -216,8 +220,66 @@ def mcu_command(
         raise RnnedgeError("the firmware's outputs differ from TFLite Micro's (the table says where)")
 
 
+def tune_command(
+    data: str = typer.Option(BUNDLED, help=DATA_HELP),
+    val: str | None = typer.Option(None, help="Validation, as for train (the search is scored on it alone)."),
+    test: str | None = typer.Option(None, help="Test, as for train: recorded for export and evaluate, never used "
+                                    "by the search."),
+    out: Path = typer.Option(Path("artifacts/tune"), help="Search folder: tune.json (resumable), one run folder "
+                             "per candidate, model.pt (the best that fits)."),
+    budget: float = typer.Option(10.0, min=0.1, help="Minutes for the whole search (a resumed search counts the "
+                                 "time already spent)."),
+    device: str | None = typer.Option(None, help="A microcontroller profile (`rnnedge devices` lists them, e.g. "
+                                      "cortex-m4f): candidates whose int8 weights or state do not fit are skipped."),
+    task: TaskName = typer.Option("tag", help="As for train."),
+    horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
+    window_len: int = typer.Option(TrainConfig.window_len, min=0, help="classify: as for train."),
+    threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads, as for train."),
+    seed: int = typer.Option(TrainConfig.seed),
+    channels: str | None = CSV_OPTIONS["channels"],
+    label_column: str | None = CSV_OPTIONS["label_column"],
+    sample_rate: float | None = CSV_OPTIONS["sample_rate"],
+    unlabelled: str | None = CSV_OPTIONS["unlabelled"],
+) -> None:
+    """Search cell, size, layers, chunk length and learning rate within a time and device budget, on validation."""
+    from rich.table import Table
+
+    from rnnedge.devices.mcu import MCU_PROFILES
+    from rnnedge.devices.tune import tune
+    from rnnedge.training.prepare import prepared
+
+    profiles = {p.key: p for p in MCU_PROFILES}
+    if device is not None and device not in profiles:
+        raise RnnedgeError(f"--device {device!r}: not a microcontroller profile ({', '.join(profiles)})")
+    run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, "lstm", TaskName(task).value,
+                    False, horizon, 0.1, {}, window_len)
+    recipe = run.recipe
+    config = TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
+                         window_len=window_len, patience=recipe.patience, seed=seed, threads=threads,
+                         rotate_deg=run.augment["rotate_deg"], speed=run.augment["speed"])
+    writable_run_folder(out)
+    typer.echo(recipe.describe(), err=True)
+    record = tune(run.part["train"], run.part["val"], run.model, config, out, budget,
+                  profiles.get(device) if device else None, run.record, say=lambda line: typer.echo(line, err=True))
+    table = Table(title=f"tune: validation {record['metric']}, best first")
+    for column in ("candidate", "status", "validation", "minutes", "parameters", "footprint"):
+        table.add_column(column)
+    get = get_task(TaskName(task).value)
+    scored = sorted((r for r in record["rows"] if r["val_score"] is not None),
+                    key=lambda r: -r["val_score"] if get.higher_is_better else r["val_score"])
+    for row in scored + [r for r in record["rows"] if r["val_score"] is None]:
+        value = "-" if row["val_score"] is None else f"{row['val_score']:.4f}"
+        table.add_row(row["name"] + (" (kept)" if row["name"] == record["best"] else ""), row["status"], value,
+                      f"{row['minutes']:.1f}", str(row["params"]), row["footprint"])
+    table_console().print(table)
+    if record["best"] is None:
+        raise RnnedgeError("tune: no candidate was trained within the budget that fits the device")
+    typer.echo(f"checkpoint: {out / 'model.pt'} ({record['best']})")
+
+
 def register(app: typer.Typer) -> None:
     app.command("devices")(devices_command)
     app.command("bench")(bench_command)
     app.command("report")(report_command)
     app.command("mcu")(mcu_command)
+    app.command("tune")(tune_command)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -15,9 +14,8 @@ from rnnedge.atomic import write_text_atomic
 from rnnedge.console import table_console
 from rnnedge.data.source import BUNDLED
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import TASKS, get_task
-from rnnedge.training.config import CELLS, ModelConfig, TrainConfig
-from rnnedge.training.recipe import Recipe
+from rnnedge.tasks import TASKS
+from rnnedge.training.config import CELLS, TrainConfig
 
 # typer lists an Enum's values in --help and refuses others with the list
 Cell = Enum("Cell", {name: name for name in CELLS}, type=str)
@@ -26,8 +24,8 @@ Nonlinearity = Enum("Nonlinearity", {"tanh": "tanh", "relu": "relu"}, type=str)
 
 DEFAULT_RUN_DIR = Path("artifacts/train")
 
-_DATA_HELP = f"'{BUNDLED}' (the bundled recordings), a CSV file or folder (one file per recording) or an NPZ."
-_CSV = {
+DATA_HELP = f"'{BUNDLED}' (the bundled recordings), a CSV file or folder (one file per recording) or an NPZ."
+CSV_OPTIONS = {
     "channels": typer.Option(None, help="CSV: channel columns, comma-separated."),
     "label_column": typer.Option(None, help="CSV: label column (any values; 0 is a label like any other)."),
     "sample_rate": typer.Option(None, help="CSV: sample rate in Hz."),
@@ -37,7 +35,7 @@ _CSV = {
 
 
 def train_command(
-    data: str = typer.Option(BUNDLED, help=_DATA_HELP),
+    data: str = typer.Option(BUNDLED, help=DATA_HELP),
     val: str | None = typer.Option(None, help="Validation: another CSV file/folder, or comma-separated recording "
                                    "indices of --data (default: the data set's own split, else every fifth)."),
     test: str | None = typer.Option(None, help="Test: another CSV file/folder, read like --data; scored after "
@@ -88,16 +86,17 @@ def train_command(
     threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
                                 "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),
     seed: int = typer.Option(TrainConfig.seed),
-    channels: str | None = _CSV["channels"],
-    label_column: str | None = _CSV["label_column"],
-    sample_rate: float | None = _CSV["sample_rate"],
-    unlabelled: str | None = _CSV["unlabelled"],
+    channels: str | None = CSV_OPTIONS["channels"],
+    label_column: str | None = CSV_OPTIONS["label_column"],
+    sample_rate: float | None = CSV_OPTIONS["sample_rate"],
+    unlabelled: str | None = CSV_OPTIONS["unlabelled"],
 ) -> None:
     """Train a recurrent model and save a checkpoint that records its data splits."""
+    from rnnedge.training.prepare import prepared
     from rnnedge.training.scoring import report
     from rnnedge.training.train import train
 
-    run = _prepared(data, val, test, channels, label_column, sample_rate, unlabelled, Cell(cell).value,
+    run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, Cell(cell).value,
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
                      "patience": patience}, window_len)
@@ -108,7 +107,7 @@ def train_command(
                          window_len=window_len, lr=lr, patience=recipe.patience, seed=seed, max_minutes=max_minutes,
                          rotate_deg=rotate_deg, threads=threads, carry_state=carry_state, state_penalty=state_penalty,
                          average_epochs=average_epochs, class_weight_power=class_weight_power, speed=speed)
-    _writable_run_folder(out)  # before minutes of training, not after
+    writable_run_folder(out)  # before minutes of training, not after
     typer.echo(recipe.describe(), err=True)
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=run.record)
     best = result.history[result.best_epoch - 1]
@@ -121,108 +120,6 @@ def train_command(
         print_confusion(test_report)
         typer.echo(f"test ({len(part['test'].recordings)} recordings): {metric} {test_report['value']:.4f}")
     typer.echo(f"checkpoint: {out / 'model.pt'}")
-
-
-def tune_command(
-    data: str = typer.Option(BUNDLED, help=_DATA_HELP),
-    val: str | None = typer.Option(None, help="Validation, as for train (the search is scored on it alone)."),
-    test: str | None = typer.Option(None, help="Test, as for train: recorded for export and evaluate, never used "
-                                    "by the search."),
-    out: Path = typer.Option(Path("artifacts/tune"), help="Search folder: tune.json (resumable), one run folder "
-                             "per candidate, model.pt (the best that fits)."),
-    budget: float = typer.Option(10.0, min=0.1, help="Minutes for the whole search (a resumed search counts the "
-                                 "time already spent)."),
-    device: str | None = typer.Option(None, help="A microcontroller profile (`rnnedge devices` lists them, e.g. "
-                                      "cortex-m4f): candidates whose int8 weights or state do not fit are skipped."),
-    task: TaskName = typer.Option("tag", help="As for train."),
-    horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
-    window_len: int = typer.Option(TrainConfig.window_len, min=0, help="classify: as for train."),
-    threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads, as for train."),
-    seed: int = typer.Option(TrainConfig.seed),
-    channels: str | None = _CSV["channels"],
-    label_column: str | None = _CSV["label_column"],
-    sample_rate: float | None = _CSV["sample_rate"],
-    unlabelled: str | None = _CSV["unlabelled"],
-) -> None:
-    """Search cell, size, layers, chunk length and learning rate within a time and device budget, on validation."""
-    from rich.table import Table
-
-    from rnnedge.devices.mcu import MCU_PROFILES
-    from rnnedge.training.tune import tune
-
-    profiles = {p.key: p for p in MCU_PROFILES}
-    if device is not None and device not in profiles:
-        raise RnnedgeError(f"--device {device!r}: not a microcontroller profile ({', '.join(profiles)})")
-    run = _prepared(data, val, test, channels, label_column, sample_rate, unlabelled, "lstm", TaskName(task).value,
-                    False, horizon, 0.1, {}, window_len)
-    recipe = run.recipe
-    config = TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
-                         window_len=window_len, patience=recipe.patience, seed=seed, threads=threads,
-                         rotate_deg=run.augment["rotate_deg"], speed=run.augment["speed"])
-    _writable_run_folder(out)
-    typer.echo(recipe.describe(), err=True)
-    record = tune(run.part["train"], run.part["val"], run.model, config, out, budget,
-                  profiles.get(device) if device else None, run.record, say=lambda line: typer.echo(line, err=True))
-    table = Table(title=f"tune: validation {record['metric']}, best first")
-    for column in ("candidate", "status", "validation", "minutes", "parameters", "footprint"):
-        table.add_column(column)
-    get = get_task(TaskName(task).value)
-    scored = sorted((r for r in record["rows"] if r["val_score"] is not None),
-                    key=lambda r: -r["val_score"] if get.higher_is_better else r["val_score"])
-    for row in scored + [r for r in record["rows"] if r["val_score"] is None]:
-        value = "-" if row["val_score"] is None else f"{row['val_score']:.4f}"
-        table.add_row(row["name"] + (" (kept)" if row["name"] == record["best"] else ""), row["status"], value,
-                      f"{row['minutes']:.1f}", str(row["params"]), row["footprint"])
-    table_console().print(table)
-    if record["best"] is None:
-        raise RnnedgeError("tune: no candidate was trained within the budget that fits the device")
-    typer.echo(f"checkpoint: {out / 'model.pt'} ({record['best']})")
-
-
-@dataclass
-class _Run:
-    """What training needs from the command line's data and model words."""
-
-    part: dict  # split name -> Dataset
-    record: dict  # the checkpoint's data record (source and splits)
-    recipe: Recipe
-    model: ModelConfig
-    augment: dict[str, float]  # the data set's own augmentation: rotate_deg, speed
-
-
-def _prepared(data: str, val: str | None, test: str | None, channels: str | None, label_column: str | None,
-              sample_rate: float | None, unlabelled: str | None, cell: str, task: str, bidirectional: bool,
-              horizon: int, dropout: float, given: dict, window_len: int) -> _Run:
-    """Load the data, make its splits, size the recipe (given settings kept) and shape the model."""
-    from rnnedge.data.source import DataSource, make_splits, split_record
-    from rnnedge.training.recipe import size_recipe
-
-    source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
-    dataset = source.load()
-    spec = get_task(task)
-    splits = make_splits(dataset, source, val, test, stratify=spec.per_series)
-    classes = len(dataset.label_names) - 1
-    if spec.classes and classes < 2:
-        raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
-                           "(is --label-column right?)")
-    part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
-    recipe = size_recipe(part["train"], task, given, window_len)
-    try:
-        model = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=recipe.hidden,
-                            num_layers=recipe.layers, output_size=spec.output_size(classes, len(dataset.channels),
-                                                                                    horizon),
-                            dropout=dropout, bidirectional=bidirectional, task=task, horizon=horizon)
-    except ValueError as exc:
-        raise RnnedgeError(str(exc)) from None
-    return _Run(part, {"source": source.to_dict(), "splits": split_record(splits)}, recipe, model,
-                {name: float(dataset.meta.get(f"augment_{name}", 0.0)) for name in ("rotate_deg", "speed")})
-
-
-def _dataset(dataset, recordings):
-    from rnnedge.data.recording import Dataset
-
-    return Dataset(recordings, dataset.channels, dataset.label_names, dataset.sample_rate_hz, dataset.source,
-                   dict(dataset.meta))
 
 
 def print_confusion(test: dict) -> None:
@@ -242,11 +139,11 @@ def print_confusion(test: dict) -> None:
 
 
 def data_command(
-    data: str = typer.Argument(BUNDLED, help=_DATA_HELP),
-    channels: str | None = _CSV["channels"],
-    label_column: str | None = _CSV["label_column"],
-    sample_rate: float | None = _CSV["sample_rate"],
-    unlabelled: str | None = _CSV["unlabelled"],
+    data: str = typer.Argument(BUNDLED, help=DATA_HELP),
+    channels: str | None = CSV_OPTIONS["channels"],
+    label_column: str | None = CSV_OPTIONS["label_column"],
+    sample_rate: float | None = CSV_OPTIONS["sample_rate"],
+    unlabelled: str | None = CSV_OPTIONS["unlabelled"],
 ) -> None:
     """Describe a data set: recordings, channels, labels and their counts, and its own splits if it has them."""
     import numpy as np
@@ -314,7 +211,7 @@ def import_torch_command(
                f"data: export it with `rnnedge export {written} --data HELD_OUT_DATA`")
 
 
-def _writable_run_folder(out: Path) -> None:
+def writable_run_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -325,6 +222,5 @@ def _writable_run_folder(out: Path) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
-    app.command("tune")(tune_command)
     app.command("data")(data_command)
     app.command("import-torch")(import_torch_command)

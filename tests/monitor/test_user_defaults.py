@@ -88,7 +88,11 @@ def test_the_example_csv_is_the_sample_csv_command_s_and_the_monitor_alarms_on_i
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert any(e["id"].endswith("reset-calibrated") and "documented placement" in e["reason"] for e in events)
-    assert [round(e["t"]) for e in events if e["event"] == "alarm_start"] == [17, 62]
+    recording = hapt_recording("hapt:2:3")  # the labels of the same 120 s, from the first lying sample
+    labels = recording.labels[int(np.flatnonzero(recording.labels == load_hapt().label_names.index("LAYING"))[0]):]
+    onsets = [e.onset / 50 for e in get_up_events(labels[: 120 * 50], load_hapt().label_names)]
+    starts = [e["t"] for e in events if e["event"] == "alarm_start"]
+    assert len(starts) == len(onsets) == 2 and all(-1.0 <= s - o <= 1.5 for s, o in zip(starts, onsets, strict=True))
 
 
 def browser() -> str | None:

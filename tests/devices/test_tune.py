@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rnnedge.devices.mcu import MCU_PROFILES, McuProfile
+from rnnedge.devices.tune import Candidate, candidates, fits, footprint
 from rnnedge.training.config import ModelConfig
 from rnnedge.training.model import RecurrentModel
-from rnnedge.training.tune import Candidate, candidates, fits, footprint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "basicmotions"
 

@@ -1,0 +1,54 @@
+"""From the command line's words to what training needs: the data loaded and split, the recipe sized to it (the
+settings given kept), the model shaped. Shared by `rnnedge train` and `rnnedge tune`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnnedge.data.recording import Dataset
+from rnnedge.data.source import DataSource, make_splits, split_record
+from rnnedge.errors import RnnedgeError
+from rnnedge.tasks import get_task
+from rnnedge.training.config import ModelConfig
+from rnnedge.training.recipe import Recipe, size_recipe
+
+
+@dataclass
+class Run:
+    """What training needs from the command line's data and model words."""
+
+    part: dict  # split name -> Dataset
+    record: dict  # the checkpoint's data record (source and splits)
+    recipe: Recipe
+    model: ModelConfig
+    augment: dict[str, float]  # the data set's own augmentation: rotate_deg, speed
+
+
+def prepared(data: str, val: str | None, test: str | None, channels: str | None, label_column: str | None,
+              sample_rate: float | None, unlabelled: str | None, cell: str, task: str, bidirectional: bool,
+              horizon: int, dropout: float, given: dict, window_len: int) -> Run:
+    """Load the data, make its splits, size the recipe (given settings kept) and shape the model."""
+    source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
+    dataset = source.load()
+    spec = get_task(task)
+    splits = make_splits(dataset, source, val, test, stratify=spec.per_series)
+    classes = len(dataset.label_names) - 1
+    if spec.classes and classes < 2:
+        raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
+                           "(is --label-column right?)")
+    part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
+    recipe = size_recipe(part["train"], task, given, window_len)
+    try:
+        model = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=recipe.hidden,
+                            num_layers=recipe.layers, output_size=spec.output_size(classes, len(dataset.channels),
+                                                                                    horizon),
+                            dropout=dropout, bidirectional=bidirectional, task=task, horizon=horizon)
+    except ValueError as exc:
+        raise RnnedgeError(str(exc)) from None
+    return Run(part, {"source": source.to_dict(), "splits": split_record(splits)}, recipe, model,
+                {name: float(dataset.meta.get(f"augment_{name}", 0.0)) for name in ("rotate_deg", "speed")})
+
+
+def _dataset(dataset: Dataset, recordings: list) -> Dataset:
+    return Dataset(recordings, dataset.channels, dataset.label_names, dataset.sample_rate_hz, dataset.source,
+                   dict(dataset.meta))
