@@ -253,12 +253,9 @@ def tune_command(
         raise RnnedgeError(f"--device {device!r}: not a microcontroller profile ({', '.join(profiles)})")
     run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, "lstm", TaskName(task).value,
                     False, horizon, 0.1, {}, window_len)
-    recipe = run.recipe
-    config = TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
-                         window_len=window_len, patience=recipe.patience, seed=seed, threads=threads,
-                         rotate_deg=run.augment["rotate_deg"], speed=run.augment["speed"])
+    config = run.train_config(window_len=window_len, seed=seed, threads=threads)
     writable_run_folder(out)
-    typer.echo(recipe.describe(), err=True)
+    typer.echo(run.recipe.describe(), err=True)
     record = tune(run.part["train"], run.part["val"], run.model, config, out, budget,
                   profiles.get(device) if device else None, run.record, say=lambda line: typer.echo(line, err=True))
     table = Table(title=f"tune: validation {record['metric']}, best first")

@@ -26,6 +26,11 @@ class McuProfile:
     precision: str  # the integer variant to prefer
     why: str
 
+    @property
+    def budgets(self) -> tuple[int, int]:
+        """(flash, RAM) bytes left to the model after the reserve."""
+        return int(self.flash_bytes * (1 - RESERVE)), int(self.ram_bytes * (1 - RESERVE))
+
 
 MCU_PROFILES = (
     McuProfile("cortex-m4f", "Cortex-M4F (e.g. STM32F4, nRF52840: 256 KB RAM, 1 MB flash)", 256 << 10, 1 << 20,
@@ -51,7 +56,7 @@ class Fit:
 
 def fit(manifest: Manifest, profile: McuProfile) -> Fit:
     """Does the bundle run on this target? The profile's precision first, then the other integer file."""
-    flash_budget, ram_budget = int(profile.flash_bytes * (1 - RESERVE)), int(profile.ram_bytes * (1 - RESERVE))
+    flash_budget, ram_budget = profile.budgets
     candidates = sorted((f for f in manifest.files if f.mcu is not None),
                         key=lambda f: f.precision != profile.precision)
     if not candidates:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
 from rnnedge.data.recording import Dataset
-from rnnedge.devices.mcu import RESERVE, McuProfile
+from rnnedge.devices.mcu import McuProfile
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import get_task
 from rnnedge.training.config import ModelConfig, TrainConfig
@@ -39,6 +39,10 @@ class Candidate:
     def name(self) -> str:
         return f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}"
 
+    def shape(self, model: ModelConfig) -> ModelConfig:
+        """`model` with this candidate's cell, size and layers."""
+        return replace(model, cell=self.cell, hidden_size=self.hidden, num_layers=self.layers)
+
 
 def candidates(base: Candidate, per_series: bool) -> list[Candidate]:
     """The recipe's model, then one change at a time (duplicates dropped), cheapest first."""
@@ -49,7 +53,7 @@ def candidates(base: Candidate, per_series: bool) -> list[Candidate]:
     if not per_series:  # classify reads whole series: no chunks
         changes += [replace(base, chunk_len=max(2, base.chunk_len // 2)), replace(base, chunk_len=base.chunk_len * 2)]
     unique = list(dict.fromkeys(changes))
-    return [unique[0], *sorted(unique[1:], key=lambda c: footprint(_model(c, 1, 1))["params"])]
+    return [unique[0], *sorted(unique[1:], key=lambda c: footprint(c.shape(ModelConfig()))["params"])]
 
 
 def footprint(config: ModelConfig) -> dict:
@@ -72,16 +76,10 @@ def fits(config: ModelConfig, device: McuProfile | None) -> tuple[bool, str]:
     if device is None:
         return True, "no device budget"
     size = footprint(config)
-    flash, ram = device.flash_bytes * (1 - RESERVE), device.ram_bytes * (1 - RESERVE)
+    flash, ram = device.budgets
     ok = size["int8_bytes"] <= flash and size["state_bytes"] <= ram
     return ok, (f"{size['int8_bytes'] / 1024:.1f} of {flash / 1024:.0f} KB flash, state "
                 f"{size['state_bytes'] / 1024:.1f} of {ram / 1024:.0f} KB RAM")
-
-
-def _model(c: Candidate, inputs: int, outputs: int, like: ModelConfig | None = None) -> ModelConfig:
-    base = like or ModelConfig(input_size=inputs, output_size=outputs)
-    return replace(base, cell=c.cell, hidden_size=c.hidden, num_layers=c.layers, input_size=inputs,
-                   output_size=outputs)
 
 
 def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig, out_dir: Path,
@@ -102,7 +100,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         spent = sum(row["minutes"] for row in done.values())
         left = budget_minutes - spent
         untried = sum(1 for c in plan if c.name not in done)
-        shaped = _model(candidate, model.input_size, model.output_size, model)
+        shaped = candidate.shape(model)
         ok, why = fits(shaped, device)
         row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(shaped)["params"],
                "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "best_epoch": None}

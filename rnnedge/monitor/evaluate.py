@@ -41,7 +41,7 @@ from rnnedge.data.recording import Recording
 from rnnedge.monitor.alarm import AlarmConfig, alarm_intervals
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.events import EARLY_S, LATE_S, get_up_events, score_recording, summarize, unlabelled_get_ups
-from rnnedge.monitor.gaps import GAP_S, gap_condition
+from rnnedge.monitor.gaps import gap_clock, gap_condition
 from rnnedge.monitor.operating_point import OperatingPoint
 from rnnedge.monitor.report_md import markdown
 from rnnedge.monitor.score import GetUpScore, ScoreConfig
@@ -358,10 +358,7 @@ def long_stream(model, recordings: list[Recording], point: OperatingPoint, hours
         repeats = int(np.ceil(steps / sum(len(r) for r in recs)))
         signals = np.concatenate([r.signals for r in recs] * repeats)[:steps]
         truth = np.concatenate([r.labels for r in recs] * repeats)[:steps]
-        seams = np.zeros(len(signals))  # the clock's jump before each step: GAP_S where a recording starts
-        starts = np.cumsum([len(r) for r in recs] * repeats)[:-1]
-        seams[starts[starts < len(signals)]] = GAP_S
-        times.append(np.arange(len(signals)) / rate + np.cumsum(seams))
+        times.append(gap_clock([len(r) for r in recs] * repeats, rate)[:steps])
         beds.append(Recording(signals, truth, recs[0].subject, f"subject {recs[0].subject} x{repeats}"))
     ward, taps = Ward(model, point, attach=attach, capacity=len(beds)), Taps([len(b) for b in beds])
     predicted = np.zeros((len(beds), steps), np.int8)

@@ -18,6 +18,15 @@ GAP_S = 120.0
 AFTER_S = 30.0
 
 
+def gap_clock(lengths: list[int], rate: float) -> np.ndarray:
+    """Timestamps of recordings of these lengths back to back, the clock jumping GAP_S between them."""
+    times, t0 = [], 0.0
+    for n in lengths:
+        times.append(t0 + np.arange(n) / rate)
+        t0 = float(times[-1][-1]) + GAP_S if n else t0
+    return np.concatenate(times) if times else np.zeros(0)
+
+
 def gap_condition(model, recordings: list[Recording], point, label_names: list[str], attach: str) -> dict:
     from rnnedge.monitor.evaluate import quiet
     from rnnedge.monitor.ward import Ward, stream_beds
@@ -26,13 +35,13 @@ def gap_condition(model, recordings: list[Recording], point, label_names: list[s
     subjects = [list(group) for _, group in groupby(recordings, key=lambda r: r.subject)]
     feeds, starts = {}, []  # each subject one bed: its recordings back to back, a second at a time
     for s, recs in enumerate(subjects):
-        t0, chunks, starts_s = 0.0, [], []
-        for rec in recs:
-            starts_s.append(t0)
-            times = t0 + np.arange(len(rec)) / rate
+        clock = gap_clock([len(r) for r in recs], rate)
+        firsts = np.cumsum([0] + [len(r) for r in recs[:-1]])
+        chunks = []
+        for rec, first in zip(recs, firsts, strict=True):
+            times = clock[first: first + len(rec)]
             chunks += [(rec.signals[a: a + second], times[a: a + second]) for a in range(0, len(rec), second)]
-            t0 = float(times[-1]) + GAP_S
-        feeds[s], starts = chunks, [*starts, starts_s]
+        feeds[s], starts = chunks, [*starts, clock[firsts].tolist()]
     with quiet():  # a reset per gap would log a line each: the report says it
         records = stream_beds(Ward(model, point, attach=attach, capacity=max(1, len(subjects))), feeds)
     per, after_gap, gaps = [], [], 0

@@ -100,13 +100,10 @@ def train_command(
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
                      "patience": patience}, window_len)
-    rotate_deg = run.augment["rotate_deg"] if rotate_deg is None else rotate_deg
-    speed = run.augment["speed"] if speed is None else speed
     recipe, part, model_config = run.recipe, run.part, run.model
-    config = TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
-                         window_len=window_len, lr=lr, patience=recipe.patience, seed=seed, max_minutes=max_minutes,
-                         rotate_deg=rotate_deg, threads=threads, carry_state=carry_state, state_penalty=state_penalty,
-                         average_epochs=average_epochs, class_weight_power=class_weight_power, speed=speed)
+    config = run.train_config(window_len=window_len, lr=lr, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
+                              speed=speed, threads=threads, carry_state=carry_state, state_penalty=state_penalty,
+                              average_epochs=average_epochs, class_weight_power=class_weight_power)
     writable_run_folder(out)  # before minutes of training, not after
     typer.echo(recipe.describe(), err=True)
     result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=run.record)

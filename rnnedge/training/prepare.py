@@ -4,12 +4,13 @@ settings given kept), the model shaped. Shared by `rnnedge train` and `rnnedge t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rnnedge.data.recording import Dataset
 from rnnedge.data.source import DataSource, make_splits, split_record
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import get_task
-from rnnedge.training.config import ModelConfig
+from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.recipe import Recipe, size_recipe
 
 
@@ -22,6 +23,13 @@ class Run:
     recipe: Recipe
     model: ModelConfig
     augment: dict[str, float]  # the data set's own augmentation: rotate_deg, speed
+
+    def train_config(self, **given: Any) -> TrainConfig:
+        """The recipe's settings and the data set's augmentation (where `given` leaves them None), then `given`."""
+        recipe = self.recipe
+        given |= {name: value for name, value in self.augment.items() if given.get(name) is None}
+        return TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
+                           patience=recipe.patience, **given)
 
 
 def prepared(data: str, val: str | None, test: str | None, channels: str | None, label_column: str | None,

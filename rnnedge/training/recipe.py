@@ -1,6 +1,6 @@
 """The training recipe sized to the data: what `rnnedge train` uses for every setting the user did not give.
 
-A fixed recipe is a recipe for one data set: the bundled HAPT set's (hours of 50 Hz data, ~200 optimizer steps an
+A fixed recipe is a recipe for one data set: the bundled set's (hours of 50 Hz data, ~155 optimizer steps an
 epoch) stopped a 50-series set after ~50 steps, having learnt nothing. These rules count in optimizer steps, not
 epochs, and follow the training split's size, so a small set trains long enough and a large one as before (on the
 bundled set they give exactly its recipe). Printed at the start of training; docs/design.md states them.
