@@ -22,7 +22,9 @@ Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with 
                           rate; with `fault`, `since`, `detail`): no alarm while it lasts, then `sensor_ok`
                           (kind signal) and the score's warm-up again;
   calibrating             with an upright frame in the operating point (frame.py): no alarm until the frame is
-                          calibrated at attach time, then a reset (kind calibrated);
+                          calibrated at attach time, then a reset (kind calibrated); attached lying, kind
+                          unresolved (a frame that cannot be known: no alarms from this sensor) or, once the
+                          wearer is seen upright, kind confirmed (alarms no longer need the long axis rising);
   reset                   score and alarm restarted (no alarm for GAP_WARMUP_S) after a gap (kind gap: the model
                           keeps its state, as trained across recordings), or model, score and alarm restarted after a
                           step the runtime refused or whose output was not finite (the state is poisoned: never

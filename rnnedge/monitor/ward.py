@@ -456,6 +456,10 @@ class Ward:
                     now = "unresolved"
                 if now == "calibrated":  # upright: nothing before was in the model's frame: start it afresh
                     self.reset(bed, slot, "calibrated", frame.reason[bed.row], keep_model=frame.attach == "lying")
+                elif now == "walking":  # the frame changed: nothing before was in the model's frame
+                    self.reset(bed, slot, "calibrated", frame.reason[bed.row])
+                elif now == "confirmed":
+                    bed.out.append(bed.record("calibrating", slot, kind="confirmed", detail=frame.reason[bed.row]))
                 else:
                     log.warning("at t=%.2f s: %s", bed.t(slot), frame.reason[bed.row])
                     bed.out.append(bed.record("calibrating", slot, kind="unresolved", detail=frame.reason[bed.row]))
@@ -524,8 +528,10 @@ class Ward:
         scores = self.score.step(rows, p)
         blocked = self.faults.blocking(rows)
         if self.frame is not None:
-            blocked = blocked | ~self.frame.calibrated[rows]
-        scores[blocked] = 0.0  # a sensor fault: no alarm from garbage (an alarm on ends, none starts); or no frame
+            blocked = blocked | ~self.frame.calibrated[rows] | self.frame.gated(rows)
+        # a sensor fault: no alarm from garbage (an alarm on ends, none starts); or no frame, or one not yet confirmed
+        # whose long axis is not rising
+        scores[blocked] = 0.0
         self.p[rows] = scores
         if self.tap is not None:
             self.tap(rows, slots, logits, scores, blocked, fresh)

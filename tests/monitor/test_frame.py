@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from rnnedge.data.hapt import load_hapt
+from rnnedge.data.hapt import hapt_recording, load_hapt
 from rnnedge.monitor import DEFAULT, Monitor, MonitorError, OperatingPoint
 from rnnedge.monitor.evaluate import streamed, upright
 from rnnedge.monitor.events import get_up_events
 from rnnedge.monitor.frame import rotation_onto
 from rnnedge.monitor.sweep import axis_rotations, random_rotations, rotate
-from tests.monitor.conftest import CHANNELS
+from tests.monitor.conftest import CHANNELS, TRACE
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,70 @@ def test_attached_lying_resumes_exactly_before_and_after_calibration(model, reco
         steps = resumed.steps
         tail = [x for i, s in enumerate(lying) for x in resumed.push(s, t=i / 50) if i >= steps]
         assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]
+
+
+@pytest.fixture(scope="module")
+def lying_then_walking():
+    """The trace recording from its first lying sample to 30 s into its first walk: two get-ups, then walking."""
+    names = load_hapt().label_names
+    whole = hapt_recording(TRACE)
+    walk = int(np.flatnonzero(whole.labels == names.index("WALKING"))[0])
+    first = from_lying(whole)
+    cut = walk - (len(whole) - len(first)) + 1500
+    return type(first)(first.signals[:cut], first.labels[:cut], first.subject, "lying, then walking"), walk
+
+
+def test_attached_lying_as_placed_is_confirmed_once_upright(model, lying_then_walking, point):
+    """The documented placement: alarms at both get-ups (each needing the long axis rising), and the frame confirmed
+    when the wearer is seen upright: no reset, the model goes on."""
+    lying, _ = lying_then_walking
+    records = _streamed(model, point, lying.signals)
+    confirmed = [x for x in records if x["id"].endswith("calibrating-confirmed")]
+    assert len(confirmed) == 1 and "confirmed" in confirmed[0]["detail"]
+    assert len([x for x in records if x["id"].endswith("reset-calibrated")]) == 1  # the lying calibration only
+    starts = [x["t"] for x in records if x["event"] == "alarm_start"]
+    onsets = [e.onset / 50 for e in get_up_events(lying.labels, load_hapt().label_names)]
+    assert len(onsets) == 2 and all(any(-1 <= a - o <= 1.5 for a in starts) for o in onsets)
+
+
+def test_attached_lying_upside_down_raises_nothing_until_the_walk_resolves_it(model, lying_then_walking, point):
+    """Upside down along the body: gravity while lying cannot tell it from the documented placement, but the long
+    axis falls as the wearer sits up: no alarm at the get-ups; the wearer's walk resolves the frame (an upright
+    calibration, the model afresh); live and offline agree."""
+    lying, walk = lying_then_walking
+    moved = rotate(lying.signals, dict(axis_rotations())["axes -x,-y,+z"], CHANNELS)
+    records = _streamed(model, point, moved)
+    walked = [x for x in records if x["id"].endswith("reset-calibrated") and "walked" in x["reason"]]
+    assert len(walked) == 1
+    first_walk_s = (walk - (len(hapt_recording(TRACE)) - len(from_lying(hapt_recording(TRACE))))) / 50
+    last_get_up_s = get_up_events(lying.labels, load_hapt().label_names)[-1].onset / 50
+    assert last_get_up_s < walked[0]["t"] < first_walk_s + 15  # HAPT's subjects walk unlabelled between tasks
+    assert not [x for x in records if x["event"] == "alarm_start" and x["t"] < walked[0]["t"]]
+    starts = [x["t"] for x in records if x["event"] == "alarm_start"]
+    assert starts == pytest.approx([a / 50 for a in searched(model, type(lying)(moved, lying.labels, 2, "moved"),
+                                                               point, "lying")])
+
+
+def _streamed(model, point, signals) -> list[dict]:
+    monitor = Monitor(model, point, attach="lying")
+    return [x for i, s in enumerate(signals) for x in monitor.push(s, t=i / 50)]
+
+
+def test_resume_inside_the_walk_that_resolves_the_frame_is_exact(model, lying_then_walking, point, tmp_path):
+    """A snapshot taken while the gait windows fill (state: |a| window, walking blocks, the provisional level)
+    resumes to the same events as one stream."""
+    lying, _ = lying_then_walking
+    moved = rotate(lying.signals, dict(axis_rotations())["axes -x,-y,+z"], CHANNELS)
+    reference = _streamed(model, point, moved)
+    walked = next(x for x in reference if x["id"].endswith("reset-calibrated") and "walked" in x["reason"])
+    stop = round(walked["t"] * 50) - 60
+    snap = tmp_path / "walk.json"
+    first = Monitor(model, point, snapshot=snap, snapshot_every_s=0.5, attach="lying")
+    for i, s in enumerate(moved[:stop]):
+        first.push(s, t=i / 50)
+    first.close()
+    resumed = Monitor(model, point, snapshot=snap, attach="lying")
+    steps = resumed.steps
+    assert stop - 30 <= steps <= stop
+    tail = [x for i, s in enumerate(moved) for x in resumed.push(s, t=i / 50) if i >= steps]
+    assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]
