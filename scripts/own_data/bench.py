@@ -118,13 +118,14 @@ def channels(series: list[np.ndarray]) -> list[str]:
     return ["value"] if series[0].shape[1] == 1 else [f"c{i + 1}" for i in range(series[0].shape[1])]
 
 
-def nearest_dtw(train: list[np.ndarray], test: list[np.ndarray]) -> np.ndarray:
-    """Index of each test series' nearest training series under DTW (dtw.c, compiled once into CACHE)."""
-    library = CACHE / "dtw.so"
+def nearest_dtw(train: list[np.ndarray], test: list[np.ndarray], build: Path = CACHE) -> np.ndarray:
+    """Index of each test series' nearest training series under DTW (dtw.c, compiled once into `build`)."""
+    library = build / "dtw.so"
     source = Path(__file__).with_name("dtw.c")
     if not library.exists() or library.stat().st_mtime < source.stat().st_mtime:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["cc", "-O3", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+        build.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cc", "-O3", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o",
+                        str(library), str(source)], check=True)
     lib = ctypes.CDLL(str(library))
 
     def packed(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,45 @@
+"""The public-data benchmark's own parts (scripts/own_data/bench.py): its 1-NN DTW (dtw.c) against DTW written out
+in numpy, and the sets it runs: none of the held-out ones."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "own_data" / "bench.py"
+spec = importlib.util.spec_from_file_location("own_data_bench", SCRIPT)
+bench = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = bench  # dataclasses look their module up
+spec.loader.exec_module(bench)
+
+
+def dtw(a: np.ndarray, b: np.ndarray) -> float:
+    """Textbook DTW: squared Euclidean step cost, full window."""
+    cost = np.full((len(a) + 1, len(b) + 1), np.inf)
+    cost[0, 0] = 0.0
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            step = float(((a[i - 1] - b[j - 1]) ** 2).sum())
+            cost[i, j] = step + min(cost[i - 1, j - 1], cost[i - 1, j], cost[i, j - 1])
+    return float(cost[-1, -1])
+
+
+def test_nearest_neighbour_under_dtw_matches_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    train = [rng.normal(size=(int(rng.integers(5, 30)), 2)) for _ in range(12)]
+    test = [rng.normal(size=(int(rng.integers(5, 30)), 2)) for _ in range(8)]
+    test.append(train[3][::-1].copy())  # a time-reversed copy: its own reverse is not its nearest by accident
+    test.append(np.repeat(train[7], 2, axis=0))  # train[7] slowed down twice: DTW distance 0 to it
+    expected = [int(np.argmin([dtw(q, r) for r in train])) for q in test]
+    found = bench.nearest_dtw(train, test, build=tmp_path)
+    assert found.tolist() == expected and found[-1] == 7
+
+
+def test_the_benchmark_never_touches_the_held_out_sets():
+    names = {s.name for s in bench.CLASSIFICATION + bench.FORECASTS}
+    members = " ".join(s.member for s in bench.CLASSIFICATION + bench.FORECASTS)
+    assert not names & bench.HELD_OUT and not any(h in members for h in bench.HELD_OUT)
+    assert len(bench.CLASSIFICATION) >= 9 and len(bench.FORECASTS) >= 3
