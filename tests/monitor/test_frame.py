@@ -57,15 +57,8 @@ def test_resume_across_calibration_is_exact(model, recording, point, tmp_path):
     whole = Monitor(model, point, attach="upright")
     reference = [x for i, s in enumerate(moved) for x in whole.push(s, t=i / 50)]
     for stop in (300, 1400):  # before and after calibration
-        snap = tmp_path / f"{stop}.json"
-        first = Monitor(model, point, snapshot=snap, snapshot_every_s=2.0, attach="upright")
-        for i, s in enumerate(moved[:stop]):
-            first.push(s, t=i / 50)
-        first.close()
-        resumed = Monitor(model, point, snapshot=snap, attach="upright")
-        steps = resumed.steps
-        tail = [x for i, s in enumerate(moved) for x in resumed.push(s, t=i / 50) if i >= steps]
-        assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]
+        steps, tail = resumed_tail(model, point, moved, stop, tmp_path, "upright", 2.0)
+        assert tail == [x for x in reference if x["t"] >= steps / 50]
 
 
 def test_faults_are_read_in_the_sensor_axes_not_the_rotated_ones(model, recording, point):
@@ -74,6 +67,20 @@ def test_faults_are_read_in_the_sensor_axes_not_the_rotated_ones(model, recordin
     monitor = Monitor(model, point, attach="upright")
     checks = [x for i, s in enumerate(moved) for x in monitor.push(s, t=i / 50) if x["event"] == "sensor_check"]
     assert [x["fault"] for x in checks] == ["stuck"] and 50 <= checks[0]["t"] <= 55
+
+
+def resumed_tail(model, point, signals, stop, folder, attach, every_s) -> tuple[int, list[dict]]:
+    """Stream signals[:stop] with snapshots every `every_s`, resume a new monitor from the last one and stream the
+    rest: (the step it resumed at, its events but snapshots)."""
+    snap = folder / f"{stop}.json"
+    first = Monitor(model, point, snapshot=snap, snapshot_every_s=every_s, attach=attach)
+    for i, s in enumerate(signals[:stop]):
+        first.push(s, t=i / 50)
+    first.close()
+    resumed = Monitor(model, point, snapshot=snap, attach=attach)
+    steps = resumed.steps
+    tail = [x for i, s in enumerate(signals) for x in resumed.push(s, t=i / 50) if i >= steps]
+    return steps, [x for x in tail if x["event"] != "snapshot"]
 
 
 def searched(model, recording, point, attach):
@@ -120,15 +127,8 @@ def test_attached_lying_resumes_exactly_before_and_after_calibration(model, reco
     whole = Monitor(model, point)
     reference = [x for i, s in enumerate(lying) for x in whole.push(s, t=i / 50)]
     for stop in (100, 1000):
-        snap = tmp_path / f"{stop}.json"
-        first = Monitor(model, point, snapshot=snap, snapshot_every_s=1.0)
-        for i, s in enumerate(lying[:stop]):
-            first.push(s, t=i / 50)
-        first.close()
-        resumed = Monitor(model, point, snapshot=snap)
-        steps = resumed.steps
-        tail = [x for i, s in enumerate(lying) for x in resumed.push(s, t=i / 50) if i >= steps]
-        assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]
+        steps, tail = resumed_tail(model, point, lying, stop, tmp_path, "lying", 1.0)
+        assert tail == [x for x in reference if x["t"] >= steps / 50]
 
 
 @pytest.fixture(scope="module")
@@ -186,13 +186,5 @@ def test_resume_inside_the_walk_that_resolves_the_frame_is_exact(model, lying_th
     reference = _streamed(model, point, moved)
     walked = next(x for x in reference if x["id"].endswith("reset-calibrated") and "walked" in x["reason"])
     stop = round(walked["t"] * 50) - 60
-    snap = tmp_path / "walk.json"
-    first = Monitor(model, point, snapshot=snap, snapshot_every_s=0.5, attach="lying")
-    for i, s in enumerate(moved[:stop]):
-        first.push(s, t=i / 50)
-    first.close()
-    resumed = Monitor(model, point, snapshot=snap, attach="lying")
-    steps = resumed.steps
-    assert stop - 30 <= steps <= stop
-    tail = [x for i, s in enumerate(moved) for x in resumed.push(s, t=i / 50) if i >= steps]
-    assert [x for x in tail if x["event"] != "snapshot"] == [x for x in reference if x["t"] >= steps / 50]
+    steps, tail = resumed_tail(model, point, moved, stop, tmp_path, "lying", 0.5)
+    assert stop - 30 <= steps <= stop and tail == [x for x in reference if x["t"] >= steps / 50]
