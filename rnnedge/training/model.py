@@ -28,6 +28,23 @@ class RecurrentModel(nn.Module):
             bidirectional=config.bidirectional, **kwargs,
         )
         self.head = nn.Linear(config.hidden_size * config.directions, config.output_size)
+        if config.cell == "lstm" and TASKS[config.task].per_series:
+            self._remember_at_start()
+
+    @torch.no_grad()
+    def _remember_at_start(self) -> None:
+        """Classify trains from each series' last step back through the whole series: an LSTM whose forget gates
+        start half open (PyTorch's zero bias) forgets, and passes back, about half of its memory a step, and on
+        long series never learned (Coffee, 286 steps: loss stuck at ln 2, test 0.64). A forget-gate bias of 1
+        (Gers et al. 2000; Keras's default) made it learn (0.96); measured on the public-data benchmark, README.
+        The stateful tagger and forecaster (targets at every step, 5 s chunks) keep PyTorch's init, with which
+        the bundled recipe was measured across seeds."""
+        h = self.config.hidden_size
+        for name, bias in self.rnn.named_parameters():  # gates in PyTorch's order: input, forget, cell, output
+            if name.startswith("bias_ih"):
+                bias[h:2 * h] = 1.0
+            elif name.startswith("bias_hh"):
+                bias[h:2 * h] = 0.0
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.config.state_size)

@@ -44,3 +44,20 @@ def test_bidirectional_window_and_forecast_rollout_shapes():
     assert bi.window_logits(torch.randn(2, 30, 6)).shape == (2, 4)
     fc = RecurrentModel(ModelConfig(cell="gru", hidden_size=8, output_size=12, task="forecast", horizon=2))
     assert fc.rollout(torch.randn(2, 30, 6), steps=10).shape == (2, 10, 6)
+
+
+@pytest.mark.parametrize("task,bias", [("classify", 1.0), ("tag", None)])
+def test_a_classify_lstm_starts_with_its_forget_gates_open(task, bias):
+    """Classify backpropagates from the last step through whole series: its LSTM starts remembering (forget-gate
+    bias 1 in every layer and direction); the stateful tagger keeps PyTorch's init."""
+    torch.manual_seed(0)
+    config = ModelConfig("lstm", 3, 8, num_layers=2, output_size=4, task=task,
+                         bidirectional=task == "classify")
+    rnn, h = RecurrentModel(config).rnn, config.hidden_size
+    for name, value in rnn.named_parameters():
+        if name.startswith("bias_ih"):
+            total = value[h:2 * h] + getattr(rnn, name.replace("bias_ih", "bias_hh"))[h:2 * h]
+            if bias is None:
+                assert total.abs().max() < 2 / h ** 0.5 and total.std() > 0  # uniform(-1/sqrt(h), 1/sqrt(h)) twice
+            else:
+                assert torch.equal(total, torch.full((h,), bias))
