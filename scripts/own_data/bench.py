@@ -154,12 +154,27 @@ def run(command: list[str], log: Path) -> float:
     return time.monotonic() - started
 
 
-def int8_score(evaluation: Path) -> dict:
-    rows = json.loads((evaluation / "evaluation.json").read_text())
+def int8_score(checkpoint: Path, folder: Path, log: Path) -> dict:
+    """Export the checkpoint (ONNX, int8 weights) into folder/bundle and score the int8 file streamed by the
+    runtime on the test split recorded at training."""
+    run([RNNEDGE, "export", str(checkpoint), "--out", str(folder / "bundle"), "--formats", "onnx", "--precisions",
+         "fp32,int8"], log)
+    run([RNNEDGE, "evaluate", str(folder / "bundle"), "--backend", "onnxruntime", "--out", str(folder / "eval")], log)
+    rows = json.loads((folder / "eval" / "evaluation.json").read_text())
     return next(r for r in rows if r["model"] == "onnx int8")
 
 
-def classification(s: Classification, out: Path) -> dict:
+def tuned(data_flags: list[str], user_flags: list[str], minutes: float, folder: Path, log: Path) -> dict:
+    """`rnnedge tune` with the same flags and a time budget: its pick, exported and scored like the default."""
+    started = time.monotonic()
+    run([RNNEDGE, "tune", *data_flags, *user_flags, "--budget", f"{minutes:g}", "--out", str(folder)], log)
+    seconds = time.monotonic() - started
+    picked = json.loads((folder / "tune.json").read_text())
+    return {"score": int8_score(folder / "model.pt", folder, log), "seconds": round(seconds, 1),
+            "picked": picked.get("best"), "budget_minutes": minutes}
+
+
+def classification(s: Classification, out: Path, tune_minutes: float) -> dict:
     data, log = out / "data" / s.name, out / f"{s.name}.log"
     log.unlink(missing_ok=True)
     train, train_labels = read_split(s, "TRAIN")
@@ -173,21 +188,22 @@ def classification(s: Classification, out: Path) -> dict:
     dtw = float(np.mean([train_labels[i] == label for i, label in zip(nn, test_labels, strict=True)]))
     user_flags = ["--channels", ",".join(names), "--label-column", "label", "--sample-rate", f"{s.rate_hz:g}",
                   "--task", "classify"]
-    train_s = run([RNNEDGE, "train", "--data", str(data / "train"), "--test", str(data / "test"), *user_flags,
-                   "--out", str(out / s.name / "train")], log)
-    run([RNNEDGE, "export", str(out / s.name / "train" / "model.pt"), "--out", str(out / s.name / "bundle"),
-         "--formats", "onnx", "--precisions", "fp32,int8"], log)
-    run([RNNEDGE, "evaluate", str(out / s.name / "bundle"), "--backend", "onnxruntime", "--out",
-         str(out / s.name / "eval")], log)
+    data_flags = ["--data", str(data / "train"), "--test", str(data / "test")]
+    train_s = run([RNNEDGE, "train", *data_flags, *user_flags, "--out", str(out / s.name / "train")], log)
     lengths = [len(x) for x in train + test]
-    return {"set": s.name, "task": "classify", "source": f"{s.wheel}: {s.member}", "channels": len(names),
-            "classes": len(set(train_labels)), "train_series": len(train), "test_series": len(test),
-            "length": [min(lengths), max(lengths)], "int8_accuracy": int8_score(out / s.name / "eval")["accuracy"],
-            "dtw_1nn_accuracy": dtw, "dtw_seconds": round(dtw_s, 1), "train_seconds": round(train_s, 1),
-            "recipe": _recipe(log), "flags": user_flags}
+    result = {"set": s.name, "task": "classify", "source": f"{s.wheel}: {s.member}", "channels": len(names),
+              "classes": len(set(train_labels)), "train_series": len(train), "test_series": len(test),
+              "length": [min(lengths), max(lengths)],
+              "int8_accuracy": int8_score(out / s.name / "train" / "model.pt", out / s.name, log)["accuracy"],
+              "dtw_1nn_accuracy": dtw, "dtw_seconds": round(dtw_s, 1), "train_seconds": round(train_s, 1),
+              "recipe": _recipe(log), "flags": user_flags}
+    if tune_minutes:
+        search = tuned(data_flags, user_flags, tune_minutes, out / s.name / "tune", log)
+        result["tuned"] = {**search, "int8_accuracy": search.pop("score")["accuracy"]}
+    return result
 
 
-def forecast(s: Forecast, out: Path) -> dict:
+def forecast(s: Forecast, out: Path, tune_minutes: float) -> dict:
     data, log = out / "data" / f"{s.name}.csv", out / f"{s.name}.log"
     log.unlink(missing_ok=True)
     rows = list(csv.reader(io.StringIO(wheel(s.wheel).read(s.member).decode())))[1:]
@@ -196,15 +212,15 @@ def forecast(s: Forecast, out: Path) -> dict:
     data.write_text("t,value\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(values)))
     user_flags = ["--channels", "value", "--sample-rate", "1", "--task", "forecast"]
     train_s = run([RNNEDGE, "train", "--data", str(data), *user_flags, "--out", str(out / s.name / "train")], log)
-    run([RNNEDGE, "export", str(out / s.name / "train" / "model.pt"), "--out", str(out / s.name / "bundle"),
-         "--formats", "onnx", "--precisions", "fp32,int8"], log)
-    run([RNNEDGE, "evaluate", str(out / s.name / "bundle"), "--backend", "onnxruntime", "--out",
-         str(out / s.name / "eval")], log)
-    score = int8_score(out / s.name / "eval")
-    return {"set": s.name, "task": "forecast", "source": f"{s.wheel}: {s.member}", "length": len(values),
-            "int8_mse": score["mse"], "persistence_mse": score["persistence_mse"],
-            "scored_samples": score["scored_samples"], "train_seconds": round(train_s, 1), "recipe": _recipe(log),
-            "flags": user_flags}
+    score = int8_score(out / s.name / "train" / "model.pt", out / s.name, log)
+    result = {"set": s.name, "task": "forecast", "source": f"{s.wheel}: {s.member}", "length": len(values),
+              "int8_mse": score["mse"], "persistence_mse": score["persistence_mse"],
+              "scored_samples": score["scored_samples"], "train_seconds": round(train_s, 1), "recipe": _recipe(log),
+              "flags": user_flags}
+    if tune_minutes:
+        search = tuned(["--data", str(data)], user_flags, tune_minutes, out / s.name / "tune", log)
+        result["tuned"] = {**search, "int8_mse": search.pop("score")["mse"]}
+    return result
 
 
 def _recipe(log: Path) -> str:
@@ -214,25 +230,37 @@ def _recipe(log: Path) -> str:
 
 def table(results: list[dict]) -> str:
     lines = ["| set | series train / test, length, channels, classes | int8 test accuracy (runtime) | 1-NN DTW "
-             "(full window) | difference | training time |", "|---|---|---|---|---|---|"]
+             "(full window) | difference | training time | `rnnedge tune`: its pick's int8 accuracy (budget) |",
+             "|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in results if r["task"] == "classify"), key=lambda r: r["int8_accuracy"]
                     - r["dtw_1nn_accuracy"]):
         length = f"{r['length'][0]}" if r["length"][0] == r["length"][1] else f"{r['length'][0]}-{r['length'][1]}"
         lines.append(f"| {r['set']} | {r['train_series']} / {r['test_series']}, {length}, {r['channels']}, "
                      f"{r['classes']} | {r['int8_accuracy']:.4f} | {r['dtw_1nn_accuracy']:.4f} | "
-                     f"{100 * (r['int8_accuracy'] - r['dtw_1nn_accuracy']):+.1f} pts | {r['train_seconds']:.0f} s |")
-    lines += ["", "| series | length | int8 test MSE (runtime) | persistence MSE | ratio | training time |",
-              "|---|---|---|---|---|---|"]
+                     f"{100 * (r['int8_accuracy'] - r['dtw_1nn_accuracy']):+.1f} pts | {r['train_seconds']:.0f} s | "
+                     f"{_tuned(r, 'int8_accuracy', '.4f')} |")
+    lines += ["", "| series | length | int8 test MSE (runtime) | persistence MSE | ratio | training time | `rnnedge "
+              "tune`: its pick's int8 MSE (budget) |", "|---|---|---|---|---|---|---|"]
     for r in (r for r in results if r["task"] == "forecast"):
         lines.append(f"| {r['set']} | {r['length']} | {r['int8_mse']:.4g} | {r['persistence_mse']:.4g} | "
-                     f"{r['int8_mse'] / r['persistence_mse']:.2f} | {r['train_seconds']:.0f} s |")
+                     f"{r['int8_mse'] / r['persistence_mse']:.2f} | {r['train_seconds']:.0f} s | "
+                     f"{_tuned(r, 'int8_mse', '.4g')} |")
     return "\n".join(lines) + "\n"
+
+
+def _tuned(result: dict, key: str, form: str) -> str:
+    tuned_run = result.get("tuned")
+    if not tuned_run:
+        return "not run"
+    return f"{tuned_run[key]:{form}} ({tuned_run['picked']}, {tuned_run['budget_minutes']:g} min)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="", help="comma-separated names (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench-own-data")
+    parser.add_argument("--tune", type=float, default=0.0, metavar="MINUTES",
+                        help="also run `rnnedge tune` with this budget on each set and score its pick")
     args = parser.parse_args()
     chosen = {n for n in args.sets.split(",") if n}
     sets = [s for s in CLASSIFICATION + FORECASTS if not chosen or s.name in chosen]
@@ -243,12 +271,13 @@ def main() -> None:
     done = json.loads(store.read_text()) if store.exists() else {"machine": {}, "results": []}
     done["machine"] = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
     for s in sets:
-        if any(r["set"] == s.name for r in done["results"]):
+        if any(r["set"] == s.name and (r.get("tuned") or not args.tune) for r in done["results"]):
             continue
         print(f"== {s.name}", flush=True)
-        result = classification(s, args.out) if isinstance(s, Classification) else forecast(s, args.out)
+        run_set = classification if isinstance(s, Classification) else forecast
+        result = run_set(s, args.out, args.tune)
         print(json.dumps(result), flush=True)
-        done["results"].append(result)
+        done["results"] = [r for r in done["results"] if r["set"] != s.name] + [result]
         staged = store.with_suffix(".tmp")
         staged.write_text(json.dumps(done, indent=1) + "\n")
         staged.replace(store)
