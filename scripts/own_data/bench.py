@@ -228,8 +228,10 @@ def _recipe(log: Path) -> str:
     return next((line.strip() for line in log.read_text().splitlines() if line.strip().startswith("recipe:")), "")
 
 
-def table(results: list[dict]) -> str:
-    lines = ["| set | series train / test, length, channels, classes | int8 test accuracy (runtime) | 1-NN DTW "
+def table(results: list[dict], machine: dict) -> str:
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']} "
+             "(`make bench-own-data`).", "",
+             "| set | series train / test, length, channels, classes | int8 test accuracy (runtime) | 1-NN DTW "
              "(full window) | difference | training time | `rnnedge tune`: its pick's int8 accuracy (budget) |",
              "|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in results if r["task"] == "classify"), key=lambda r: r["int8_accuracy"]
@@ -246,6 +248,13 @@ def table(results: list[dict]) -> str:
                      f"{r['int8_mse'] / r['persistence_mse']:.2f} | {r['train_seconds']:.0f} s | "
                      f"{_tuned(r, 'int8_mse', '.4g')} |")
     return "\n".join(lines) + "\n"
+
+
+def _cpu() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    return names[0] if names else platform.processor() or platform.machine()
 
 
 def _tuned(result: dict, key: str, form: str) -> str:
@@ -269,7 +278,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
     done = json.loads(store.read_text()) if store.exists() else {"machine": {}, "results": []}
-    done["machine"] = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
+    done["machine"] = {"platform": platform.platform(), "cpu": _cpu(), "cpus": os.cpu_count()}
     for s in sets:
         if any(r["set"] == s.name and (r.get("tuned") or not args.tune) for r in done["results"]):
             continue
@@ -281,8 +290,8 @@ def main() -> None:
         staged = store.with_suffix(".tmp")
         staged.write_text(json.dumps(done, indent=1) + "\n")
         staged.replace(store)
-    (args.out / "results.md").write_text(table(done["results"]))
-    print(table(done["results"]))
+    (args.out / "results.md").write_text(table(done["results"], done["machine"]))
+    print(table(done["results"], done["machine"]))
 
 
 if __name__ == "__main__":
