@@ -1,6 +1,7 @@
 """Every score the project prints, checked against small cases worked out by hand in the test (not against another
 call of the same code): tag accuracy with unlabelled samples, per-class recall and the confusion matrix's axes,
-classify on the last step, forecast MSE/MAE (and persistence's) at horizons above 1, and the alarm scorer's windows and rates."""
+classify on the last step, forecast MSE/MAE (and persistence's) at horizons above 1, and the alarm scorer's windows
+and rates."""
 
 from __future__ import annotations
 
