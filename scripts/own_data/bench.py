@@ -13,8 +13,8 @@ sunspots.
 
     python scripts/own_data/bench.py [--sets ACSF1,Coffee] [--out artifacts/bench-own-data]
 
-Writes results.json (every figure, the commands run) and results.md (the README's table) into --out; a set already
-in results.json is not run again (delete it to rerun).
+Writes results.json (every figure, the commands run) and bench.md (the README's table, `make readme` pastes it) into
+--out; a set already in results.json is not run again (delete it to rerun).
 """
 
 from __future__ import annotations
@@ -229,8 +229,8 @@ def _recipe(log: Path) -> str:
 
 
 def table(results: list[dict], machine: dict) -> str:
-    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']} "
-             "(`make bench-own-data`).", "",
+    lines = [f"- machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']}; "
+             f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}; `make bench-own-data`", "",
              "| set | series train / test, length, channels, classes | int8 test accuracy (runtime) | 1-NN DTW "
              "(full window) | difference | training time | `rnnedge tune`: its pick's int8 accuracy (budget) |",
              "|---|---|---|---|---|---|---|"]
@@ -290,7 +290,7 @@ def main() -> None:
         staged = store.with_suffix(".tmp")
         staged.write_text(json.dumps(done, indent=1) + "\n")
         staged.replace(store)
-    (args.out / "results.md").write_text(table(done["results"], done["machine"]))
+    (args.out / "bench.md").write_text(table(done["results"], done["machine"]))
     print(table(done["results"], done["machine"]))
 
 
