@@ -24,14 +24,16 @@ class TsFormatError(ValueError):
     """The .ts file is not a classification file this converter understands."""
 
 
-def parse_ts(path: Path) -> tuple[list[list[list[float]]], list[str]]:
-    """Series as [dimension][step] lists of floats, and their class labels, in file order."""
+def parse_ts(path: Path, text: str | None = None) -> tuple[list[list[list[float]]], list[str]]:
+    """Series as [dimension][step] lists of floats, and their class labels, in file order (`text`: the file's
+    content when it is not on disk, e.g. in a wheel; `path` then only names it in errors)."""
     header: dict[str, str] = {}
     classes: list[str] = []
     series: list[list[list[float]]] = []
     labels: list[str] = []
     in_data = False
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    content = path.read_text(encoding="utf-8") if text is None else text
+    for line_number, line in enumerate(content.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith(("#", "%")):  # comments (aeon's files use both)
             continue

