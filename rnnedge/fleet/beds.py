@@ -28,7 +28,7 @@ from rnnedge.monitor.monitor import encode_state, restore_state
 from rnnedge.monitor.sources import Row
 from rnnedge.monitor.ward import Ward
 
-STATE_VERSION = 3  # 3: a ward row's state (2: a Monitor's; 1: its snapshot files' bytes)
+STATE_VERSION = 4  # 4: the lying frame's rise a vector; 3: a ward row's state (2: a Monitor's; 1: snapshot bytes)
 
 BedState = dict[str, Any]
 

@@ -14,24 +14,26 @@ The posture at attach time is the caller's to say (`attach`, ATTACH_POSTURES):
 - "upright": the wearer stands or sits still for a few seconds after the sensor is attached (as in every HAPT
   recording): that gravity is the upright axis, as above.
 - "lying" (how a bed-exit sensor is put on a patient in bed): lying, gravity tells the frame only when the sensor is
-  in the documented placement (the training data's: its long axis along the body's, `up`). Then gravity at attach
-  lies across `up` (within LYING_TOLERANCE_DEG of perpendicular, on the back or either side), the frame is the
-  sensor's own (no rotation), and if the model itself, fed the sensor as placed, said LAYING over those seconds
-  (mean p >= LYING_MIN_P: `confirm`), the frame is taken as placed, *provisionally*. Lying, gravity cannot tell
-  the documented placement from a sensor turned about the body's front-back axis (upside down along the body, or
-  across it): every lying posture puts gravity across the long axis whichever way it points. So until the wearer
-  is seen upright, an alarm needs what only the documented placement shows at a get-up: the sensor's long axis
-  rising (the acceleration along `up`, smoothed over LEVEL_S, at least RISE_G above its level while lying still;
-  the lying level follows the bed's head raised or lowered). A sensor turned the other way sees its long axis fall
-  or stay level as the wearer sits up, and raises nothing. The frame is confirmed (`confirmed` event, alarms
-  ungated) after CALIBRATION_S still with gravity within UPRIGHT_DEG of `up`; still with gravity pointing down the
-  long axis (more than LYING_TOLERANCE_DEG below perpendicular, which no lying or upright wearer shows in the
-  documented placement) it is wrong: unresolved. In any other placement the wearer's long axis cannot be known
-  from gravity while they lie (turning over and sitting up change it alike), so the frame is unresolved: an
-  `unresolved` event says so, and no alarm is raised from it. Walking settles any of these: GAIT_BLOCKS blocks in a
-  row whose |a| repeats like steps (`_walking`) put gravity along the wearer's long axis, which confirms the frame
-  as placed or calibrates it as an upright attach would ("walking"; or re-attach in the documented placement, or
-  while the wearer sits up with attach "upright")."""
+  in the documented placement (the training data's: its long axis along the body's, `up`). Then gravity at attach lies
+  across `up` (within LYING_TOLERANCE_DEG of perpendicular, on the back or either side), the frame is the sensor's own
+  (no rotation), and if the model itself, fed the sensor as placed, said LAYING over those seconds (mean p >=
+  LYING_MIN_P: `confirm`), the frame is taken as placed, *provisionally*. Lying, gravity cannot tell the documented
+  placement from a sensor turned about the body's front-back axis (upside down along the body, or across it): every
+  lying posture puts gravity across the long axis whichever way it points. So until the wearer is seen upright, an
+  alarm needs what only the documented placement shows at a get-up: the sensor's long axis rising (the acceleration
+  along `up`, smoothed over LEVEL_S, at least RISE_G above its level while lying still; the lying level follows the
+  bed's head raised or lowered), and rising along itself rather than sideways (the rise across both `up` and the lying
+  gravity at most tan(ACROSS_DEG) of the rise along `up`). A sensor turned the other way sees its long axis fall or
+  stay level as the wearer sits up, and raises nothing; one turned by an angle about the lying gravity sees its long
+  axis rise and its lateral axis rise in the ratio of that angle's tangent. The frame is confirmed (`confirmed` event,
+  alarms ungated) after CALIBRATION_S still with gravity within UPRIGHT_DEG of `up`; still with gravity pointing down
+  the long axis (more than LYING_TOLERANCE_DEG below perpendicular, which no lying or upright wearer shows in the
+  documented placement) it is wrong: unresolved. In any other placement the wearer's long axis cannot be known from
+  gravity while they lie (turning over and sitting up change it alike), so the frame is unresolved: an `unresolved`
+  event says so, and no alarm is raised from it. Walking settles any of these: GAIT_BLOCKS blocks in a row whose |a|
+  repeats like steps (`_walking`) put gravity along the wearer's long axis, which confirms the frame as placed or
+  calibrates it as an upright attach would ("walking"; or re-attach in the documented placement, or while the wearer
+  sits up with attach "upright")."""
 
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ LYING_TOLERANCE_DEG = 45.0  # attached lying: gravity this close to perpendicula
 LYING_MIN_P = 0.5  # attached lying: the model's mean p(LAYING) over the still seconds, in the frame as placed
 RISE_G = 0.25  # provisional frame: an alarm needs the acceleration along `up` this far above the lying level (~15 deg)
 LEVEL_S = 0.2  # provisional frame: time constant of the smoothed acceleration along `up`
+ACROSS_DEG = 35.0  # provisional frame: ... rising no further sideways than this (validation: 30 and 20 lost get-ups)
 UPRIGHT_DEG = 30.0  # provisional frame: confirmed when still with gravity this close to `up`
 GAIT_WINDOW_S = 3.0  # walking: |a| over this long repeats itself (steps) ...
 GAIT_LAGS_S = (0.35, 1.2)  # ... with its strongest period in this range (a step or a stride, not a tremor) ...
@@ -97,8 +100,8 @@ class FrameRows:
         self.calibrated = np.zeros(n, bool)
         self.unresolved = np.zeros(n, bool)  # attached lying outside the documented placement: only a walk resolves it
         self.provisional = np.zeros(n, bool)  # attached lying, taken as placed until the wearer is seen upright
-        self.level = np.zeros(n)  # provisional: smoothed acceleration along `up` (g)
-        self.lying_level = np.zeros(n)  # provisional: the level while last lying still (g)
+        self.level = np.zeros((n, 3))  # provisional: smoothed acceleration (g)
+        self.lying_level = np.zeros((n, 3))  # provisional: gravity while last lying still (g)
         self.smoothing = 1.0 - float(np.exp(-1.0 / (LEVEL_S * sample_rate_hz)))
         self.lags = np.arange(max(1, round(0.1 * sample_rate_hz)), round(GAIT_LAGS_S[1] * sample_rate_hz) + 1)
         self.magnitude = np.zeros((n, self.block * max(1, round(GAIT_WINDOW_S / BLOCK_S))))  # |a|, newest last
@@ -150,7 +153,7 @@ class FrameRows:
         acc = values[watched][:, self.acc].astype(np.float64)
         use = np.isfinite(acc).all(axis=1)
         at, acc = rows[watched[use]], acc[use]
-        self.level[at] += self.smoothing * (acc @ self.up - self.level[at]) * self.provisional[at]
+        self.level[at] += self.smoothing * (acc - self.level[at]) * self.provisional[at][:, None]
         self.buffer[at, self.fill[at]] = acc
         self.fill[at] += 1
         full = self.fill[at] >= self.block
@@ -232,7 +235,7 @@ class FrameRows:
                                 f"put on in the documented placement; {_ELSEWHERE}")
             return "unresolved"
         if abs(along) <= np.sin(np.radians(LYING_TOLERANCE_DEG)):
-            self.lying_level[row] = along
+            self.lying_level[row] = direction
         return ""
 
     def _confirmed(self, row: int, seen: str, shown: list[float]) -> str:
@@ -242,9 +245,15 @@ class FrameRows:
         return "confirmed"
 
     def gated(self, rows: np.ndarray) -> np.ndarray:
-        """Beds whose alarm waits: a provisional frame (attached lying, not yet seen upright) whose long axis has not
-        risen RISE_G above its lying level."""
-        return self.provisional[rows] & (self.level[rows] < self.lying_level[rows] + RISE_G)
+        """Beds whose alarm waits: a provisional frame (attached lying, not yet seen upright) whose acceleration has
+        not risen RISE_G along `up` above its lying level, or has moved more than ACROSS_DEG toward the axis across
+        both (a sensor turned about the lying wearer's gravity sees a sit-up there)."""
+        rise = self.level[rows] - self.lying_level[rows]
+        along = rise @ self.up
+        across = np.cross(self.up, self.lying_level[rows])
+        across /= np.maximum(np.linalg.norm(across, axis=1, keepdims=True), 1e-12)
+        sideways = np.abs((rise * across).sum(axis=1))
+        return self.provisional[rows] & ((along < RISE_G) | (sideways > np.tan(np.radians(ACROSS_DEG)) * along))
 
     def _resolve(self, row: int, gravity: np.ndarray) -> str:
         direction = gravity / np.linalg.norm(gravity)
@@ -256,7 +265,7 @@ class FrameRows:
         off = abs(90.0 - float(np.degrees(np.arccos(np.clip(np.dot(direction, self.up), -1, 1)))))
         if off <= LYING_TOLERANCE_DEG:
             self.rotation[row], self.calibrated[row], self.provisional[row] = np.eye(3), True, True
-            self.level[row] = self.lying_level[row] = float(np.dot(direction, self.up))
+            self.level[row] = self.lying_level[row] = direction
             self.reason[row] = (f"attached lying, gravity {shown} across the model's long axis ({off:.0f} deg from "
                                 "perpendicular): taken as the documented placement, frame as placed; alarms armed, "
                                 "each needing the long axis to rise (a sit-up) until the wearer is seen upright")
@@ -305,8 +314,8 @@ class FrameRows:
         return {"buffer": self.buffer[row, :self.fill[row]].tolist(),
                 "means": self.means[row, self.need - self.still[row]:].tolist(),
                 "unresolved": bool(self.unresolved[row]), "reason": self.reason[row],
-                "provisional": bool(self.provisional[row]), "level": float(self.level[row]),
-                "lying_level": float(self.lying_level[row]),
+                "provisional": bool(self.provisional[row]), "level": self.level[row].tolist(),
+                "lying_level": self.lying_level[row].tolist(),
                 "magnitude": self.magnitude[row, self.magnitude.shape[1] - self.seen[row]:].tolist(),
                 "gait": int(self.gait[row]), "moving": self.moving[row].tolist(),
                 "rotation": self.rotation[row].tolist() if self.calibrated[row] else None}
@@ -322,7 +331,8 @@ class FrameRows:
         self.means[row, self.need - len(means):], self.still[row] = means, len(means)
         self.unresolved[row], self.reason[row] = bool(state.get("unresolved", False)), str(state.get("reason", ""))
         self.provisional[row] = bool(state.get("provisional", False))
-        self.level[row], self.lying_level[row] = float(state.get("level", 0.0)), float(state.get("lying_level", 0.0))
+        self.level[row] = np.asarray(state.get("level", np.zeros(3)), np.float64).reshape(3)
+        self.lying_level[row] = np.asarray(state.get("lying_level", np.zeros(3)), np.float64).reshape(3)
         magnitude = np.asarray(state.get("magnitude", []), np.float64)[-self.magnitude.shape[1]:]
         self.magnitude[row, self.magnitude.shape[1] - len(magnitude):], self.seen[row] = magnitude, len(magnitude)
         self.gait[row] = int(state.get("gait", 0))

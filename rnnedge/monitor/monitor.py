@@ -86,7 +86,7 @@ from rnnedge.runtime.snapshot import decode_snapshot, encode_snapshot, load_snap
 
 log = logging.getLogger("rnnedge.monitor")
 SNAPSHOT_FORMAT = "rnnedge-monitor-snapshot"
-SNAPSHOT_VERSION = 2  # 2: the stream's identity and a checksum
+SNAPSHOT_VERSION = 3  # 2: the stream's identity and a checksum; 3: the attached-lying frame's rise as a vector
 STATE_FORMAT = "rnnedge-monitor-state"
 
 
@@ -244,7 +244,7 @@ def encode_state(ward: Ward, bed_id) -> bytes:
     bed, sha = ward.bed(bed_id), ward.model.sha256
     pending = bed.pending
     return msgspec.msgpack.encode({
-        "format": STATE_FORMAT, "version": 1, "model_sha256": sha,
+        "format": STATE_FORMAT, "version": SNAPSHOT_VERSION, "model_sha256": sha,
         "stream": encode_snapshot(sha, ward.snapshot(bed_id), "monitor state"), **ward.parts(bed_id),
         "p": float(ward.p[bed.row]), "dropped": bed.dropped, "replayed": bed.cadence.replayed,
         "pending": None if pending is None else [pending.t, None if pending.values is None else
@@ -256,7 +256,8 @@ def restore_state(ward: Ward, bed_id, data: bytes) -> None:
     bed, model = ward.bed(bed_id), ward.model
     try:
         state = msgspec.msgpack.decode(data)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != 1:
+        known = (STATE_FORMAT, SNAPSHOT_VERSION)
+        if not isinstance(state, dict) or (state.get("format"), state.get("version")) != known:
             raise MonitorError("not an rnnedge monitor state (format/version)")
         if state["model_sha256"] != model.sha256:
             raise MonitorError(f"monitor state of another model (sha256 {str(state['model_sha256'])[:12]}..., "

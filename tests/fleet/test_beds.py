@@ -12,7 +12,7 @@ import pytest
 
 import rnnedge.runtime as rt
 from rnnedge.fleet import messages
-from rnnedge.fleet.beds import BedWard, MonitorSettings, check_state
+from rnnedge.fleet.beds import STATE_VERSION, BedWard, MonitorSettings, check_state
 from rnnedge.fleet.errors import FleetError
 from tests.fleet.conftest import CHUNK, bed_signals, comparable, message_lines, monitor_alone, with_faults
 from tests.monitor.conftest import CHANNELS
@@ -107,7 +107,7 @@ def test_state_of_another_model_is_refused(bundle, model, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(bundle, other)
     other_model = rt.load(other, precision="fp32")
-    state = {"version": 3, "model_sha256": "0" * 64}
+    state = {"version": STATE_VERSION, "model_sha256": "0" * 64}
     with pytest.raises(FleetError, match="another model .* restore with the same bundle"):
         check_state("bed-1", state, other_model.sha256)
     with pytest.raises(FleetError, match="state version"):
