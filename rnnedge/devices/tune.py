@@ -34,14 +34,17 @@ class Candidate:
     layers: int
     lr: float
     chunk_len: int
+    residual: bool | None = None  # forecast: predict the change from the latest value (True) or the values
 
     @property
     def name(self) -> str:
-        return f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}"
+        values = "-values" if self.residual is False else ""
+        return f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}{values}"
 
     def shape(self, model: ModelConfig) -> ModelConfig:
-        """`model` with this candidate's cell, size and layers."""
-        return replace(model, cell=self.cell, hidden_size=self.hidden, num_layers=self.layers)
+        """`model` with this candidate's cell, size, layers and (forecast) outputs."""
+        return replace(model, cell=self.cell, hidden_size=self.hidden, num_layers=self.layers,
+                       residual=model.residual if self.residual is None else self.residual)
 
 
 def candidates(base: Candidate, per_series: bool) -> list[Candidate]:
@@ -52,8 +55,11 @@ def candidates(base: Candidate, per_series: bool) -> list[Candidate]:
                replace(base, hidden=base.hidden * 2)]
     if not per_series:  # classify reads whole series: no chunks
         changes += [replace(base, chunk_len=max(2, base.chunk_len // 2)), replace(base, chunk_len=base.chunk_len * 2)]
+    if base.residual is not None:  # a forecast: the other kind of output (a trend favours changes, cycles values)
+        changes.append(replace(base, residual=not base.residual))
     unique = list(dict.fromkeys(changes))
-    return [unique[0], *sorted(unique[1:], key=lambda c: footprint(c.shape(ModelConfig()))["params"])]
+    size = {c: footprint(replace(c, residual=None).shape(ModelConfig()))["params"] for c in unique}
+    return [unique[0], *sorted(unique[1:], key=size.__getitem__)]
 
 
 def footprint(config: ModelConfig) -> dict:
@@ -88,7 +94,8 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     """Search, write out_dir/tune.json and the best fitting candidate's checkpoint as out_dir/model.pt; returns
     the tune.json record."""
     task = get_task(model.task)
-    base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len)
+    base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
+                     model.residual if model.task == "forecast" else None)
     plan = candidates(base, task.per_series)
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}

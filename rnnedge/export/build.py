@@ -342,6 +342,7 @@ def _build(work: _Work, variant: Variant) -> bytes:
 def _summary(ckpt: Checkpoint, variant: Variant) -> str:
     c = ckpt.config
     what = "logits " + "/".join(ckpt.labels) if get_task(c.task).classes else f"next {c.horizon} step(s) forecast"
+    what += " (the latest value plus a change)" if c.residual else ""
     io = ("x [batch, time, channels] -> y [batch, outputs]" if variant.graph == "window" else
           f"x [batch, time, channels], state [batch, {c.state_size}] -> y [batch, time, {c.output_size}], "
           f"state_out [batch, {c.state_size}] (packs {','.join(c.state_tensors)} x {c.num_layers} layers)")

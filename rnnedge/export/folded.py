@@ -40,7 +40,9 @@ def folded_layers(checkpoint: Checkpoint) -> list[Layer]:
 
 def head(checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
     """The linear head's (weight [outputs, features], bias [outputs]) in float64; a forecast head folds the
-    de-normalization in (y * std + mean), so forecasts leave the graph in the data's units."""
+    de-normalization in (y * std + mean), so forecasts leave the graph in the data's units. A residual forecast's
+    head is a change: its units need no mean (std * (change + (x - mean) / std) + mean == std * change + x), and
+    the graph adds the raw input, repeated for each step of the horizon."""
     sd = checkpoint.state_dict
     weight = sd["head.weight"].detach().cpu().numpy().astype(np.float64)
     bias = sd["head.bias"].detach().cpu().numpy().astype(np.float64)
@@ -48,7 +50,7 @@ def head(checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
     if not get_task(config.task).classes:
         std = np.tile(np.asarray(checkpoint.normalization.std, np.float64), config.horizon)
         mean = np.tile(np.asarray(checkpoint.normalization.mean, np.float64), config.horizon)
-        weight, bias = weight * std[:, None], bias * std + mean
+        weight, bias = weight * std[:, None], bias * std + (0.0 if config.residual else mean)
     return weight, bias
 
 

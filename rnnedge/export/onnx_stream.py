@@ -76,7 +76,10 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
     head_w, head_b = head(checkpoint)
     node("MatMul", [sequence, const("head_w", head_w.T.astype(np.float32))], ["head_mm"])
     node("Add", ["head_mm", const("head_b", head_b.astype(np.float32))], ["y_tb"])
-    node("Transpose", ["y_tb"], ["y"], perm=[1, 0, 2])
+    if config.residual:  # a forecast of changes: add the latest input, once per step of the horizon
+        node("Concat", ["seq"] * config.horizon, ["seq_h"], axis=2)
+        node("Add", ["y_tb", "seq_h"], ["y_change"])
+    node("Transpose", ["y_change" if config.residual else "y_tb"], ["y"], perm=[1, 0, 2])
     node("Concat", h_out + c_out, ["final"], axis=0)  # [P*L, batch, hidden]
     node("Transpose", ["final"], ["final_t"], perm=[1, 0, 2])
     node("Reshape", ["final_t", const("state_shape", np.array([0, config.state_size], np.int64))], ["state_out"])

@@ -39,6 +39,7 @@ class UnrolledStream(nn.Module):
         head_w, head_b = head(checkpoint)
         self.head_w = nn.Parameter(_tensor(head_w.T), requires_grad=False)
         self.head_b = nn.Parameter(_tensor(head_b), requires_grad=False)
+        self.residual = config.horizon if config.residual else 0  # copies of x added to y (folded.head)
 
     def _weights(self, layer: Layer) -> tuple[np.ndarray, ...]:
         """(input weight [in, G*H], input bias, recurrent weight [H, G*H], recurrent bias) in this graph's
@@ -68,6 +69,8 @@ class UnrolledStream(nn.Module):
             for p in range(self.parts):
                 finals[p].append(carried[p])
         y = sequence @ self.head_w + self.head_b
+        if self.residual:
+            y = y + (torch.cat([x] * self.residual, -1) if self.residual > 1 else x)
         state_out = torch.stack([t for part in finals for t in part], 1).reshape(state.shape[0], -1)
         return {"y": y, "state_out": state_out}
 

@@ -51,6 +51,9 @@ def train_command(
     bidirectional: bool = typer.Option(False, help="classify only (needs the whole series: window files, no "
                                        "streaming)."),
     horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
+    residual: bool = typer.Option(True, help="forecast: predict the change from the latest value (persistence "
+                                  "plus what the model learns; it extrapolates beyond the training range); "
+                                  "--no-residual: the values themselves."),
     epochs: int | None = typer.Option(None, min=1, show_default=False, help="[default: sized to the data: 60, or "
                                       "enough for 3,000 optimizer steps]"),
     chunk_len: int | None = typer.Option(None, min=2, show_default=False, help="Truncated-BPTT chunk length in "
@@ -99,7 +102,7 @@ def train_command(
     run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, Cell(cell).value,
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
-                     "patience": patience}, window_len)
+                     "patience": patience}, window_len, residual)
     recipe, part, model_config = run.recipe, run.part, run.model
     config = run.train_config(window_len=window_len, lr=lr, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
                               speed=speed, threads=threads, carry_state=carry_state, state_penalty=state_penalty,

@@ -22,6 +22,7 @@ class ModelConfig:
     bidirectional: bool = False  # window tasks only: a streaming model cannot see the future
     task: str = "tag"  # a key of rnnedge.tasks.TASKS
     horizon: int = 1  # forecast: values predicted per step
+    residual: bool = False  # forecast: each output is the latest input plus the head's change (0: persistence)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -34,6 +35,8 @@ class ModelConfig:
             raise ValueError("input_size, hidden_size and output_size must be positive")
         if self.bidirectional and not TASKS[self.task].per_series:
             raise ValueError(f"bidirectional models need the future: use them for classify, not {self.task!r}")
+        if self.residual and self.task != "forecast":
+            raise ValueError(f"residual outputs add the latest input to a forecast, not to {self.task!r} outputs")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -65,7 +65,10 @@ class RecurrentModel(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[0]).to(x)
         features, new_state = self.rnn(x, self._unpack(state))
-        return self.head(features), self._pack(new_state)
+        y = self.head(features)
+        if self.config.residual:  # the forecast is a change from the latest value (forecasts and inputs share units)
+            y = y + x.repeat(1, 1, self.config.horizon)
+        return y, self._pack(new_state)
 
     def window_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Window tasks: one output per window. Unidirectional: the last step's output. Bidirectional:

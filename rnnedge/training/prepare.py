@@ -34,8 +34,9 @@ class Run:
 
 def prepared(data: str, val: str | None, test: str | None, channels: str | None, label_column: str | None,
               sample_rate: float | None, unlabelled: str | None, cell: str, task: str, bidirectional: bool,
-              horizon: int, dropout: float, given: dict, window_len: int) -> Run:
-    """Load the data, make its splits, size the recipe (given settings kept) and shape the model."""
+              horizon: int, dropout: float, given: dict, window_len: int, residual: bool = True) -> Run:
+    """Load the data, make its splits, size the recipe (given settings kept) and shape the model (a forecast
+    predicts changes from the latest value unless `residual` is False)."""
     source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
     dataset = source.load()
     spec = get_task(task)
@@ -50,7 +51,8 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
         model = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=recipe.hidden,
                             num_layers=recipe.layers, output_size=spec.output_size(classes, len(dataset.channels),
                                                                                     horizon),
-                            dropout=dropout, bidirectional=bidirectional, task=task, horizon=horizon)
+                            dropout=dropout, bidirectional=bidirectional, task=task, horizon=horizon,
+                            residual=residual and task == "forecast")
     except ValueError as exc:
         raise RnnedgeError(str(exc)) from None
     return Run(part, {"source": source.to_dict(), "splits": split_record(splits)}, recipe, model,

@@ -32,6 +32,10 @@ def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
     assert plan[0] == base and len(set(plan)) == len(plan) == 8
     assert all(sum(a != b for a, b in zip(vars(c).values(), vars(base).values(), strict=True)) == 1 for c in plan[1:])
     assert not any(c.chunk_len != 250 for c in candidates(base, per_series=True))
+    forecast = candidates(Candidate("lstm", 64, 2, 3e-3, 250, residual=True), per_series=False)
+    assert len(forecast) == 9 and [c.name for c in forecast if not c.residual] == ["lstm-2x64-lr0.003-chunk250-values"]
+    values = next(c for c in forecast if not c.residual)
+    assert not values.shape(ModelConfig(task="forecast", residual=True)).residual
 
 
 def test_a_device_budget_refuses_what_does_not_fit():

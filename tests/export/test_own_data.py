@@ -60,21 +60,26 @@ def test_tolerance_is_overridable_and_named_in_the_failure(tiny, hapt_small_val,
 
 
 @pytest.mark.slow
-def test_forecast_outputs_are_in_the_data_units_and_gated_by_mse(hapt_small_train, hapt_small_val, tmp_path):
-    """Observation 7: forecasts left the graph normalized, the manifest did not say so, and had no gate."""
-    checkpoint = make_checkpoint(hapt_small_train, "gru", layers=1, hidden=8, task="forecast")
-    manifest = export_bundle(checkpoint, tmp_path / "b", formats=("onnx",), precisions=("fp32", "int8"),
+@pytest.mark.parametrize("horizon,formats", [(1, ("onnx",)), (2, ("onnx", "tflite"))])
+def test_forecast_outputs_are_in_the_data_units_and_gated_by_mse(hapt_small_train, hapt_small_val, tmp_path, horizon,
+                                                                 formats):
+    """Observation 7: forecasts left the graph normalized, the manifest did not say so, and had no gate. A residual
+    forecast (the default) adds the raw input in the graph, once per step of the horizon."""
+    checkpoint = make_checkpoint(hapt_small_train, "gru", layers=1, hidden=8, task="forecast", horizon=horizon)
+    manifest = export_bundle(checkpoint, tmp_path / "b", formats=formats, precisions=("fp32", "int8"),
                              eval_data=hapt_small_val)
     assert manifest.evaluation.metric == "mse" and manifest.evaluation.higher_is_better is False
     assert manifest.output.kind == "forecast" and manifest.output.names[0] == "acc-x t+1"
-    assert "units" in manifest.output.units
+    assert manifest.output.names[-1] == f"gyro-z t+{horizon}" and "units" in manifest.output.units
     model = checkpoint.build_model()
     x = hapt_small_val.recordings[0].signals[:200]
     normalized = checkpoint.normalization.apply(x)
     expected = model(torch.from_numpy(normalized[None]))[0][0].detach().numpy()
-    expected = expected * checkpoint.normalization.std + checkpoint.normalization.mean
-    got = rt.load(tmp_path / "b", backend="onnxruntime").stream().feed(x)
-    np.testing.assert_allclose(got, expected, atol=1e-4 * (1 + np.abs(expected).max()))
+    expected = expected * np.tile(checkpoint.normalization.std, horizon) + np.tile(checkpoint.normalization.mean,
+                                                                                   horizon)
+    for backend in ({"onnx": "onnxruntime", "tflite": "litert"}[f] for f in formats):
+        got = rt.load(tmp_path / "b", backend=backend, precision="fp32").stream().feed(x)
+        np.testing.assert_allclose(got, expected, atol=1e-4 * (1 + np.abs(expected).max()))
     int8 = [f for f in manifest.files if f.precision == "int8"] + [r for r in manifest.rejected
                                                                     if r.precision == "int8"]
     assert int8  # measured by MSE against torch's: shipped within 5%, or rejected

@@ -46,6 +46,19 @@ def test_bidirectional_window_and_forecast_rollout_shapes():
     assert fc.rollout(torch.randn(2, 30, 6), steps=10).shape == (2, 10, 6)
 
 
+def test_a_residual_forecast_with_a_silent_head_is_persistence():
+    """Residual: the head's output is a change added to the latest input, each step of the horizon; only
+    forecasts have one."""
+    fc = RecurrentModel(ModelConfig(cell="lstm", input_size=3, hidden_size=8, output_size=6, task="forecast",
+                                    horizon=2, residual=True))
+    torch.nn.init.zeros_(fc.head.weight)
+    torch.nn.init.zeros_(fc.head.bias)
+    x = torch.randn(2, 30, 3)
+    assert torch.equal(fc(x)[0], torch.cat([x, x], -1))
+    with pytest.raises(ValueError, match="residual"):
+        ModelConfig(task="tag", residual=True)
+
+
 @pytest.mark.parametrize("task,bias", [("classify", 1.0), ("tag", None)])
 def test_a_classify_lstm_starts_with_its_forget_gates_open(task, bias):
     """Classify backpropagates from the last step through whole series: its LSTM starts remembering (forget-gate
