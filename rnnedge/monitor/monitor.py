@@ -9,7 +9,9 @@
     records = monitor.feed_chunk(samples, t=times)      # many samples (T, channels) at once: the same records
 
 Records are JSON-ready dicts (`json_line` writes one as strict JSON), each with "event", "id" and "t":
-  alarm_start, alarm_end  the alarm (p: the get-up score);
+  alarm_start, alarm_end  the alarm (p: the get-up score); attached lying before the frame is confirmed, an
+                          alarm_start says frame "provisional" (the documented placement taken on gravity lying,
+                          which cannot tell it from a sensor turned about the lying wearer's gravity: frame.py);
   probability             the score, every `report_every_s`;
   sample                  a late / missing / malformed / timestamp issue with one row (sources.py), or a value
                           the runtime held ("held": beyond the sensor's range); the first LOGGED_PER_KIND of

@@ -105,6 +105,9 @@ def test_attached_lying_in_the_documented_placement_alarms_live_as_offline(model
     starts = [x["t"] for x in records if x["event"] == "alarm_start"]
     onsets = [e.onset / 50 for e in get_up_events(lying.labels, load_hapt().label_names)]
     assert len(starts) == len(onsets) == 2 and all(-1 <= a - o <= 1.5 for a, o in zip(starts, onsets, strict=True))
+    confirmed = next(x["t"] for x in records if x["id"].endswith("calibrating-confirmed"))  # sitting, between them
+    assert [x.get("frame") for x in records if x["event"] == "alarm_start"] == ["provisional", None]
+    assert starts[0] < confirmed < starts[1]
     assert starts == pytest.approx([a / 50 for a in searched(model, lying, point, "lying")])
 
 
@@ -153,6 +156,8 @@ def test_attached_lying_as_placed_is_confirmed_once_upright(model, lying_then_wa
     starts = [x["t"] for x in records if x["event"] == "alarm_start"]
     onsets = [e.onset / 50 for e in get_up_events(lying.labels, load_hapt().label_names)]
     assert len(onsets) == 2 and all(any(-1 <= a - o <= 1.5 for a in starts) for o in onsets)
+    assert all((x.get("frame") == "provisional") == (x["t"] < confirmed[0]["t"])
+               for x in records if x["event"] == "alarm_start")
 
 
 def test_attached_lying_upside_down_raises_nothing_until_the_walk_resolves_it(model, lying_then_walking, point):
