@@ -77,8 +77,9 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
     node("MatMul", [sequence, const("head_w", head_w.T.astype(np.float32))], ["head_mm"])
     node("Add", ["head_mm", const("head_b", head_b.astype(np.float32))], ["y_tb"])
     if config.residual:  # a forecast of changes: add the latest input, once per step of the horizon
-        node("Concat", ["seq"] * config.horizon, ["seq_h"], axis=2)
-        node("Add", ["y_tb", "seq_h"], ["y_change"])
+        if config.horizon > 1:
+            node("Concat", ["seq"] * config.horizon, ["seq_h"], axis=2)
+        node("Add", ["y_tb", "seq_h" if config.horizon > 1 else "seq"], ["y_change"])
     node("Transpose", ["y_change" if config.residual else "y_tb"], ["y"], perm=[1, 0, 2])
     node("Concat", h_out + c_out, ["final"], axis=0)  # [P*L, batch, hidden]
     node("Transpose", ["final"], ["final_t"], perm=[1, 0, 2])

@@ -550,9 +550,9 @@ class Ward:
             self.alarms[bed.row] += 1
             log.warning("ALARM at t=%.2f s (p=%.3f)", bed.t(slot), p)
             # attached lying, not yet seen upright: the frame is the documented placement gravity cannot yet prove
-            provisional = self.frame is not None and bool(self.frame.provisional[bed.row])
-            bed.out.append(bed.record("alarm_start", slot, p=round(p, 4), **({"frame": "provisional"} if provisional
-                                                                              else {})))
+            provisional = self.frame is not None and self.frame.provisional[bed.row]
+            fields = {"frame": "provisional"} if provisional else {}
+            bed.out.append(bed.record("alarm_start", slot, p=round(p, 4), **fields))
             return
         duration = (step - int(self.alarm.started[bed.row])) / self.rate
         bed.out.append(bed.record("alarm_end", slot, p=round(p, 4), duration_s=duration))
