@@ -81,6 +81,15 @@ def test_variable_length_series_train_whole_and_export(tmp_path):
                     str(EXAMPLES / "japanesevowels" / "test"), *VOWELS, "--task", "classify", "--hidden", "16",
                     "--layers", "1", "--epochs", "2", "--out", str(tmp_path / "run"))
     assert train.returncode == 0, train.stderr
+    from rnnedge.training.checkpoint import Checkpoint
+
+    # no --cell: an LSTM and a GRU, the better on validation kept, its checkpoint and curve in the run folder
+    kept = Checkpoint.load(tmp_path / "run" / "model.pt")
+    scores = kept.provenance["cells"]
+    assert set(scores) == {"lstm", "gru"} and kept.config.cell == ("gru" if scores["gru"] > scores["lstm"] else "lstm")
+    assert f"kept {kept.config.cell}" in train.stderr and (tmp_path / "run" / "training_curve.png").is_file()
+    for cell in scores:
+        assert Checkpoint.load(tmp_path / "run" / "cells" / cell / "model.pt").config.cell == cell
     exported = rnnedge("export", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "bundle"),
                        "--formats", "onnx", "--precisions", "fp32")
     assert exported.returncode == 0, exported.stderr

@@ -251,7 +251,7 @@ def tune_command(
     profiles = {p.key: p for p in MCU_PROFILES}
     if device is not None and device not in profiles:
         raise RnnedgeError(f"--device {device!r}: not a microcontroller profile ({', '.join(profiles)})")
-    run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, "lstm", TaskName(task).value,
+    run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, None, TaskName(task).value,
                     False, horizon, 0.1, {}, window_len)
     config = run.train_config(window_len=window_len, seed=seed, threads=threads)
     writable_run_folder(out)

@@ -41,7 +41,8 @@ def train_command(
     test: str | None = typer.Option(None, help="Test: another CSV file/folder, read like --data; scored after "
                                     "training and found again by `rnnedge export` and `rnnedge evaluate`."),
     out: Path = typer.Option(DEFAULT_RUN_DIR, help="Run folder: model.pt, metrics.json, training_curve.png."),
-    cell: Cell = typer.Option("lstm", help="The recurrent cell."),
+    cell: Cell | None = typer.Option(None, show_default=False, help="The recurrent cell [default: lstm; "
+                                     "classify: an lstm and a gru, the better on validation kept]."),
     hidden: int | None = typer.Option(None, min=1, show_default=False, help="Hidden units per layer [default: "
                                       "64]."),
     layers: int | None = typer.Option(None, min=1, max=4, show_default=False, help="Stacked recurrent layers "
@@ -97,9 +98,9 @@ def train_command(
     """Train a recurrent model and save a checkpoint that records its data splits."""
     from rnnedge.training.prepare import prepared
     from rnnedge.training.scoring import report
-    from rnnedge.training.train import train
+    from rnnedge.training.train import train_cells
 
-    run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, Cell(cell).value,
+    run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, cell and Cell(cell).value,
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
                      "patience": patience}, window_len, residual)
@@ -109,7 +110,7 @@ def train_command(
                               average_epochs=average_epochs, class_weight_power=class_weight_power)
     writable_run_folder(out)  # before minutes of training, not after
     typer.echo(recipe.describe(), err=True)
-    result = train(part["train"], part["val"], model_config, config, out_dir=out, data_record=run.record)
+    result = train_cells(part["train"], part["val"], model_config, config, recipe.cells, out, run.record)
     best = result.history[result.best_epoch - 1]
     metric = result.checkpoint.provenance["val_metric"]
     typer.echo(f"best epoch {result.best_epoch}: validation {metric} {best['val_score']:.4f}")

@@ -33,10 +33,11 @@ class Run:
 
 
 def prepared(data: str, val: str | None, test: str | None, channels: str | None, label_column: str | None,
-              sample_rate: float | None, unlabelled: str | None, cell: str, task: str, bidirectional: bool,
+              sample_rate: float | None, unlabelled: str | None, cell: str | None, task: str, bidirectional: bool,
               horizon: int, dropout: float, given: dict, window_len: int, residual: bool = True) -> Run:
-    """Load the data, make its splits, size the recipe (given settings kept) and shape the model (a forecast
-    predicts changes from the latest value unless `residual` is False)."""
+    """Load the data, make its splits, size the recipe (given settings kept) and shape the model (the recipe's
+    first cell unless `cell` is given; a forecast predicts changes from the latest value unless `residual` is
+    False)."""
     source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
     dataset = source.load()
     spec = get_task(task)
@@ -46,9 +47,9 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
         raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
                            "(is --label-column right?)")
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
-    recipe = size_recipe(part["train"], task, given, window_len)
+    recipe = size_recipe(part["train"], task, given | {"cells": (cell,) if cell else None}, window_len)
     try:
-        model = ModelConfig(cell=cell, input_size=len(dataset.channels), hidden_size=recipe.hidden,
+        model = ModelConfig(cell=recipe.cells[0], input_size=len(dataset.channels), hidden_size=recipe.hidden,
                             num_layers=recipe.layers, output_size=spec.output_size(classes, len(dataset.channels),
                                                                                     horizon),
                             dropout=dropout, bidirectional=bidirectional, task=task, horizon=horizon,

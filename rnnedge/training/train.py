@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from rnnedge.atomic import write_atomic, write_text_atomic
+from rnnedge.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from rnnedge.data.recording import Dataset, Normalization
 from rnnedge.tasks import IGNORE, Task, classify_series, get_task, tag_targets
 from rnnedge.training.batches import series_batches, stateful_chunks, vector_groups
@@ -219,6 +219,33 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
                      f"{model_config.cell} {model_config.num_layers}x{model_config.hidden_size}, {task.name} on "
                      f"{train_data.source}", task.metric, "cross-entropy" if task.classes else "MSE")
     return TrainResult(checkpoint, history, best[1])
+
+
+def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
+                cells: tuple[str, ...], out_dir: Path, data_record: dict | None = None) -> TrainResult:
+    """`train` once per cell and keep the best on validation (ties: the earlier cell). One cell trains straight
+    into out_dir; several train into out_dir/cells/CELL, and the kept one's checkpoint (recording every cell's
+    validation score), metrics and curve are copied into out_dir."""
+    if len(cells) == 1:
+        return train(train_data, val_data, replace(model_config, cell=cells[0]), cfg, out_dir, data_record=data_record)
+    task, results = get_task(model_config.task), {}
+    for cell in cells:
+        print(f"cell {cell}:", file=sys.stderr, flush=True)
+        results[cell] = train(train_data, val_data, replace(model_config, cell=cell), cfg, out_dir / "cells" / cell,
+                              data_record=data_record)
+    scores = {cell: result.checkpoint.provenance["val_score"] for cell, result in results.items()}
+    kept = cells[0]
+    for cell in cells[1:]:
+        if task.better(scores[cell], scores[kept]):
+            kept = cell
+    print(f"cells: {', '.join(f'{c} {v:.4f}' for c, v in scores.items())} (validation {task.metric}); kept {kept}",
+          file=sys.stderr, flush=True)
+    result = results[kept]
+    result.checkpoint.provenance["cells"] = scores
+    result.checkpoint.save(out_dir / "model.pt")
+    for name in ("metrics.json", "training_curve.png"):
+        write_bytes_atomic(out_dir / name, (out_dir / "cells" / kept / name).read_bytes())
+    return result
 
 
 def _left(elapsed: float, epoch: int, cfg: TrainConfig) -> str:

@@ -161,7 +161,9 @@ def int8_score(checkpoint: Path, folder: Path, log: Path) -> dict:
          "fp32,int8"], log)
     run([RNNEDGE, "evaluate", str(folder / "bundle"), "--backend", "onnxruntime", "--out", str(folder / "eval")], log)
     rows = json.loads((folder / "eval" / "evaluation.json").read_text())
-    return next(r for r in rows if r["model"] == "onnx int8")
+    shape = json.loads((folder / "bundle" / "manifest.json").read_text())["model"]
+    return next(r for r in rows if r["model"] == "onnx int8") | {
+        "shape": f"{shape['cell']} {shape['num_layers']}x{shape['hidden_size']}"}
 
 
 def tuned(data_flags: list[str], user_flags: list[str], minutes: float, folder: Path, log: Path) -> dict:
@@ -194,7 +196,7 @@ def classification(s: Classification, out: Path, tune_minutes: float) -> dict:
     result = {"set": s.name, "task": "classify", "source": f"{s.wheel}: {s.member}", "channels": len(names),
               "classes": len(set(train_labels)), "train_series": len(train), "test_series": len(test),
               "length": [min(lengths), max(lengths)],
-              "int8_accuracy": int8_score(out / s.name / "train" / "model.pt", out / s.name, log)["accuracy"],
+              **_scored(int8_score(out / s.name / "train" / "model.pt", out / s.name, log), "accuracy"),
               "dtw_1nn_accuracy": dtw, "dtw_seconds": round(dtw_s, 1), "train_seconds": round(train_s, 1),
               "recipe": _recipe(log), "flags": user_flags}
     if tune_minutes:
@@ -214,13 +216,18 @@ def forecast(s: Forecast, out: Path, tune_minutes: float) -> dict:
     train_s = run([RNNEDGE, "train", "--data", str(data), *user_flags, "--out", str(out / s.name / "train")], log)
     score = int8_score(out / s.name / "train" / "model.pt", out / s.name, log)
     result = {"set": s.name, "task": "forecast", "source": f"{s.wheel}: {s.member}", "length": len(values),
-              "int8_mse": score["mse"], "persistence_mse": score["persistence_mse"],
+              **_scored(score, "mse"), "persistence_mse": score["persistence_mse"],
               "scored_samples": score["scored_samples"], "train_seconds": round(train_s, 1), "recipe": _recipe(log),
               "flags": user_flags}
     if tune_minutes:
         search = tuned(["--data", str(data)], user_flags, tune_minutes, out / s.name / "tune", log)
         result["tuned"] = {**search, "int8_mse": search.pop("score")["mse"]}
     return result
+
+
+def _scored(score: dict, metric: str) -> dict:
+    """The int8 file's figure and the model's shape (cell, layers x hidden): the recipe may choose the cell."""
+    return {f"int8_{metric}": score[metric], "shape": score["shape"]}
 
 
 def _recipe(log: Path) -> str:
@@ -238,13 +245,13 @@ def table(results: list[dict], machine: dict) -> str:
                     - r["dtw_1nn_accuracy"]):
         length = f"{r['length'][0]}" if r["length"][0] == r["length"][1] else f"{r['length'][0]}-{r['length'][1]}"
         lines.append(f"| {r['set']} | {r['train_series']} / {r['test_series']}, {length}, {r['channels']}, "
-                     f"{r['classes']} | {r['int8_accuracy']:.4f} | {r['dtw_1nn_accuracy']:.4f} | "
+                     f"{r['classes']} | {r['int8_accuracy']:.4f}{_shape(r)} | {r['dtw_1nn_accuracy']:.4f} | "
                      f"{100 * (r['int8_accuracy'] - r['dtw_1nn_accuracy']):+.1f} pts | {r['train_seconds']:.0f} s | "
                      f"{_tuned(r, 'int8_accuracy', '.4f')} |")
     lines += ["", "| series | length | int8 test MSE (runtime) | persistence MSE | ratio | training time | `rnnedge "
               "tune`: its pick's int8 MSE (budget) |", "|---|---|---|---|---|---|---|"]
     for r in (r for r in results if r["task"] == "forecast"):
-        lines.append(f"| {r['set']} | {r['length']} | {r['int8_mse']:.4g} | {r['persistence_mse']:.4g} | "
+        lines.append(f"| {r['set']} | {r['length']} | {r['int8_mse']:.4g}{_shape(r)} | {r['persistence_mse']:.4g} | "
                      f"{r['int8_mse'] / r['persistence_mse']:.2f} | {r['train_seconds']:.0f} s | "
                      f"{_tuned(r, 'int8_mse', '.4g')} |")
     return "\n".join(lines) + "\n"
@@ -255,6 +262,10 @@ def _cpu() -> str:
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
              if line.startswith("model name")] if cpuinfo.exists() else []
     return names[0] if names else platform.processor() or platform.machine()
+
+
+def _shape(result: dict) -> str:
+    return f" ({result['shape']})" if "shape" in result else ""  # results of earlier versions lack it
 
 
 def _tuned(result: dict, key: str, form: str) -> str:

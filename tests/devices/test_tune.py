@@ -63,7 +63,7 @@ def test_tune_searches_keeps_the_best_and_resumes(tmp_path):
     best = max(trained, key=lambda r: r["val_score"])
     assert record["best"] and next(r for r in trained if r["name"] == record["best"])["val_score"] == best["val_score"]
     assert (tmp_path / "model.pt").read_bytes() == (tmp_path / record["best"] / "model.pt").read_bytes()
-    assert f"checkpoint: {tmp_path / 'model.pt'}" in first.stdout and "recipe: lanes" in first.stderr
+    assert f"checkpoint: {tmp_path / 'model.pt'}" in first.stdout and "recipe: cells lstm or gru" in first.stderr
     again = tune("--device", "cortex-m4f")  # resumes: nothing trained twice
     assert "done already" in again.stderr and json.loads((tmp_path / "tune.json").read_text())["rows"] == \
         record["rows"]

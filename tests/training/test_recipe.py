@@ -38,3 +38,11 @@ def test_given_settings_are_kept_and_said():
 def test_short_recordings_get_short_chunks():
     recipe = size_recipe(dataset(6, 90), "forecast", {})
     assert recipe.chunk_len == 90 and recipe.lanes == 3
+
+
+def test_classify_tries_both_gated_cells_unless_one_is_given():
+    """Trace: an LSTM never learnt it, a GRU did; BasicMotions the other way round (recipe.py)."""
+    assert size_recipe(dataset(40, 150), "classify", {}).cells == ("lstm", "gru")
+    assert size_recipe(dataset(40, 150), "classify", {"cells": ("gru",)}).cells == ("gru",)
+    assert size_recipe(dataset(6, 90), "forecast", {}).cells == ("lstm",)
+    assert "cells lstm or gru (the better on validation)" in size_recipe(dataset(40, 150), "classify", {}).describe()
