@@ -57,6 +57,11 @@ class Task:
         """What the task scores on these recordings: themselves, or the series cut from them (classify_series)."""
         return classify_series(recordings, window_len) if self.per_series else list(recordings)
 
+    @property
+    def perfect(self) -> float:
+        """The score nothing beats: accuracy 1, error 0."""
+        return 1.0 if self.higher_is_better else 0.0
+
     def better(self, a: float, b: float) -> bool:
         """Is score a better than score b? (NaN is never better)."""
         return bool(a > b) if self.higher_is_better else bool(a < b)

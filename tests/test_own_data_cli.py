@@ -86,7 +86,8 @@ def test_variable_length_series_train_whole_and_export(tmp_path):
     # no --cell: an LSTM and a GRU, the better on validation kept, its checkpoint and curve in the run folder
     kept = Checkpoint.load(tmp_path / "run" / "model.pt")
     scores = kept.provenance["cells"]
-    assert set(scores) == {"lstm", "gru"} and kept.config.cell == ("gru" if scores["gru"] > scores["lstm"] else "lstm")
+    assert set(scores) == {"lstm", "gru"} and scores["lstm"] < 1  # two epochs: far from perfect
+    assert kept.config.cell == ("gru" if scores["gru"] > scores["lstm"] else "lstm")
     assert f"kept {kept.config.cell}" in train.stderr and (tmp_path / "run" / "training_curve.png").is_file()
     for cell in scores:
         assert Checkpoint.load(tmp_path / "run" / "cells" / cell / "model.pt").config.cell == cell

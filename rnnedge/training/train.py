@@ -223,9 +223,10 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
 
 def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
                 cells: tuple[str, ...], out_dir: Path, data_record: dict | None = None) -> TrainResult:
-    """`train` once per cell and keep the best on validation (ties: the earlier cell). One cell trains straight
-    into out_dir; several train into out_dir/cells/CELL, and the kept one's checkpoint (recording every cell's
-    validation score), metrics and curve are copied into out_dir."""
+    """`train` once per cell and keep the best on validation (ties: the earlier cell; a perfect score ends the
+    search, since a later cell can only tie). One cell trains straight into out_dir; several train into
+    out_dir/cells/CELL, and the kept one's checkpoint (recording every cell's validation score), metrics and curve
+    are copied into out_dir."""
     if len(cells) == 1:
         return train(train_data, val_data, replace(model_config, cell=cells[0]), cfg, out_dir, data_record=data_record)
     task, results = get_task(model_config.task), {}
@@ -233,13 +234,16 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
         print(f"cell {cell}:", file=sys.stderr, flush=True)
         results[cell] = train(train_data, val_data, replace(model_config, cell=cell), cfg, out_dir / "cells" / cell,
                               data_record=data_record)
+        if results[cell].checkpoint.provenance["val_score"] == task.perfect:
+            break
     scores = {cell: result.checkpoint.provenance["val_score"] for cell, result in results.items()}
     kept = cells[0]
-    for cell in cells[1:]:
+    for cell in scores:
         if task.better(scores[cell], scores[kept]):
             kept = cell
-    print(f"cells: {', '.join(f'{c} {v:.4f}' for c, v in scores.items())} (validation {task.metric}); kept {kept}",
-          file=sys.stderr, flush=True)
+    said = [f"{cell} {score:.4f}" for cell, score in scores.items()]
+    said += [f"{cell} not trained (it could only tie)" for cell in cells if cell not in scores]
+    print(f"cells (validation {task.metric}): {', '.join(said)}; kept {kept}", file=sys.stderr, flush=True)
     result = results[kept]
     result.checkpoint.provenance["cells"] = scores
     result.checkpoint.save(out_dir / "model.pt")

@@ -6,7 +6,7 @@ from rnnedge.data.recording import Dataset, Recording
 from rnnedge.training.batches import stateful_chunks
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import CELLS, ModelConfig, TrainConfig
-from rnnedge.training.train import train
+from rnnedge.training.train import train, train_cells
 
 
 def test_chunks_reset_exactly_where_recordings_start(hapt_small_train):
@@ -173,3 +173,26 @@ def test_max_minutes_stops_after_the_epoch_that_crosses_it(hapt_small_train, hap
                    TrainConfig(epochs=50, chunk_len=100, batch_size=4, patience=50, threads=1, max_minutes=1e-4),
                    quiet=True)
     assert len(result.history) == 1
+
+
+def test_train_cells_keeps_the_better_and_stops_at_a_perfect_score(tmp_path):
+    """The classify default trains an LSTM, then a GRU, and keeps the better on validation; where the LSTM's
+    validation is perfect the GRU could only tie (ties keep the LSTM), so it is not trained."""
+    config = ModelConfig(cell="lstm", input_size=1, hidden_size=16, num_layers=1, output_size=3, task="classify")
+    data = synthetic("classify", 60, 0), synthetic("classify", 30, 1)
+    short = TrainConfig(epochs=2, batch_size=8, lr=1e-4)  # nowhere near perfect: both cells train
+    result = train_cells(*data, config, short, ("lstm", "gru"), tmp_path / "short")
+    scores = result.checkpoint.provenance["cells"]
+    assert set(scores) == {"lstm", "gru"} and max(scores.values()) < 1
+    kept = "gru" if scores["gru"] > scores["lstm"] else "lstm"
+    assert result.checkpoint.config.cell == kept
+    run, its_own = tmp_path / "short", tmp_path / "short" / "cells" / kept
+    saved, trained = Checkpoint.load(run / "model.pt"), Checkpoint.load(its_own / "model.pt")
+    assert saved.provenance["cells"] == scores and all(
+        torch.equal(saved.state_dict[k], trained.state_dict[k]) for k in trained.state_dict)
+    assert (run / "metrics.json").read_text() == (its_own / "metrics.json").read_text()
+
+    long = TrainConfig(epochs=40, batch_size=8, lr=1e-2, patience=40)
+    result = train_cells(*data, config, long, ("lstm", "gru"), tmp_path / "long")
+    assert result.checkpoint.provenance["cells"] == {"lstm": 1.0} and result.checkpoint.config.cell == "lstm"
+    assert not (tmp_path / "long" / "cells" / "gru").exists()
