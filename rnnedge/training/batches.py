@@ -99,18 +99,24 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
         yield Chunk(xs[:, window], targets[:, window], mask[:, window], resets[:, c])
 
 
-def series_batches(series: list[Recording], norm: Normalization, batch: int, rng: np.random.Generator
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Classify: every series once, in random batches of equal-length series (no padding, so a bidirectional
-    model's backward direction sees only the series): x [batch, time, channels] normalized, class ids [batch]."""
-    by_length: dict[int, list[Recording]] = {}
+def series_batches(series: list[Recording], norm: Normalization, batch: int, rng: np.random.Generator,
+                   equal_lengths: bool) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Classify: every series once, in random batches: x [batch, time, channels] normalized, class ids [batch] and
+    each series' length [batch]. A one-way model's output at a series' last step does not depend on what follows,
+    so series of any lengths share a batch, padded at the end (a set of 105 lengths among 428 series trained on
+    batches of one or two before); `equal_lengths` (a bidirectional model, whose backward direction must see only
+    the series) groups series of one length instead."""
+    groups: dict[int, list[Recording]] = {}
     for rec in series:
-        by_length.setdefault(len(rec), []).append(rec)
+        groups.setdefault(len(rec) if equal_lengths else 0, []).append(rec)
     batches = []
-    for group in by_length.values():
+    for group in groups.values():
         order = rng.permutation(len(group))
         batches += [[group[i] for i in order[start: start + batch]] for start in range(0, len(group), batch)]
     for index in rng.permutation(len(batches)):
         members = batches[index]
-        x = np.stack([norm.apply(r.signals) for r in members])
-        yield x, tag_targets(np.array([r.labels[-1] for r in members]))
+        lengths = np.array([len(r) for r in members])
+        x = np.zeros((len(members), lengths.max(), members[0].signals.shape[1]), np.float32)
+        for row, rec in enumerate(members):
+            x[row, : len(rec)] = norm.apply(rec.signals)
+        yield x, tag_targets(np.array([r.labels[-1] for r in members])), lengths

@@ -70,13 +70,16 @@ class RecurrentModel(nn.Module):
             y = y + x.repeat(1, 1, self.config.horizon)
         return y, self._pack(new_state)
 
-    def window_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Window tasks: one output per window. Unidirectional: the last step's output. Bidirectional:
-        the forward direction's last step joined with the backward direction's first step."""
+    def window_logits(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Window tasks: one output per window. Unidirectional: the last step's output (with `lengths`, each
+        series' own last step: the rest is padding). Bidirectional: the forward direction's last step joined with
+        the backward direction's first step."""
         features, _ = self.rnn(x, self._unpack(self.initial_state(x.shape[0]).to(x)))
         if self.config.bidirectional:
             h = self.config.hidden_size
             summary = torch.cat([features[:, -1, :h], features[:, 0, h:]], dim=-1)
+        elif lengths is not None:
+            summary = features[torch.arange(x.shape[0]), lengths - 1]
         else:
             summary = features[:, -1]
         return self.head(summary)

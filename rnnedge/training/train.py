@@ -78,13 +78,14 @@ def _epoch_series(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainCon
     output at each series' last step."""
     series = classify_series(train.recordings, cfg.window_len or None, cfg.windows_per_epoch,
                              seed=int(rng.integers(2**31)))
-    batches = list(series_batches(series, norm, cfg.batch_size, rng))
+    batches = list(series_batches(series, norm, cfg.batch_size, rng, equal_lengths=model.config.bidirectional))
     progress.update(task_id, total=len(batches), completed=0)
     average.steps_per_epoch = len(batches)
     total = 0.0
-    for x, y in batches:
-        logits = model.window_logits(torch.from_numpy(x))
-        total += _descend(model, optimizer, loss_fn.ce(logits, torch.from_numpy(y)), cfg.grad_clip, average)
+    for x, y, lengths in batches:
+        logits = model.window_logits(torch.from_numpy(x), torch.from_numpy(lengths))
+        loss = loss_fn.ce(logits, torch.from_numpy(y))
+        total += _descend(model, optimizer, loss, cfg.grad_clip, average)
         progress.advance(task_id)
     return total / max(1, len(batches))
 
