@@ -1,9 +1,10 @@
 """`rnnedge tune`: a small search over the model (cell, size, layers), chunk length and learning rate, within a
 time budget and a device budget, scored on the validation split only; the best model that fits is kept.
 
-Candidates start from the recipe sized to the data (recipe.py) and vary one thing each, cheapest first, so a short
-budget still tries the most likely ones. Each candidate trains with the time left shared among those not yet
-tried (train's `max_minutes`). A candidate whose int8 weights or state do not fit the device is not trained (its
+Candidates start from the recipe sized to the data (recipe.py): its models first, each with all the time left, as
+`rnnedge train` trains them (a classifier: an LSTM and a GRU), so the search keeps nothing worse on validation than
+the defaults do; then one change each from the recipe, cheapest first, so a short budget still tries the most likely
+ones, each with the time left shared among those not yet tried (train's `max_minutes`). A candidate whose int8 weights or state do not fit the device is not trained (its
 footprint is computed from its shape: `footprint`). Every result is written to tune.json as it comes, so a
 stopped search resumes where it stopped (the time already spent counts against the budget). The winner's
 checkpoint is copied to model.pt: export it like any other (`rnnedge export`, `rnnedge mcu` checks the real fit).
@@ -47,19 +48,21 @@ class Candidate:
                        residual=model.residual if self.residual is None else self.residual)
 
 
-def candidates(base: Candidate, per_series: bool) -> list[Candidate]:
-    """The recipe's model, then one change at a time (duplicates dropped), cheapest first."""
+def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lstm",)) -> list[Candidate]:
+    """The recipe's models (`base` in each of the recipe's cells: what `rnnedge train` chooses among), then one
+    change at a time from `base` (duplicates dropped), smallest first."""
+    recipe = [replace(base, cell=cell) for cell in cells]
     other_layers = 1 if base.layers > 1 else 2
-    changes = [base, replace(base, cell="gru"), replace(base, hidden=max(8, base.hidden // 2)),
+    changes = [replace(base, cell="gru"), replace(base, hidden=max(8, base.hidden // 2)),
                replace(base, layers=other_layers), replace(base, lr=base.lr / 3),
                replace(base, hidden=base.hidden * 2)]
     if not per_series:  # classify reads whole series: no chunks
         changes += [replace(base, chunk_len=max(2, base.chunk_len // 2)), replace(base, chunk_len=base.chunk_len * 2)]
     if base.residual is not None:  # a forecast: the other kind of output (a trend favours changes, cycles values)
         changes.append(replace(base, residual=not base.residual))
-    unique = list(dict.fromkeys(changes))
-    size = {c: footprint(replace(c, residual=None).shape(ModelConfig()))["params"] for c in unique}
-    return [unique[0], *sorted(unique[1:], key=size.__getitem__)]
+    varied = [c for c in dict.fromkeys(changes) if c not in recipe]
+    size = {c: footprint(replace(c, residual=None).shape(ModelConfig()))["params"] for c in varied}
+    return recipe + sorted(varied, key=size.__getitem__)
 
 
 def footprint(config: ModelConfig) -> dict:
@@ -90,13 +93,15 @@ def fits(config: ModelConfig, device: McuProfile | None) -> tuple[bool, str]:
 
 def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig, out_dir: Path,
          budget_minutes: float, device: McuProfile | None = None, data_record: dict | None = None,
-         say: Callable[[str], None] = print) -> dict:
+         say: Callable[[str], None] = print, cells: tuple[str, ...] = ("lstm",)) -> dict:
     """Search, write out_dir/tune.json and the best fitting candidate's checkpoint as out_dir/model.pt; returns
-    the tune.json record."""
+    the tune.json record. The recipe's models (`model` in each of `cells`) train first, each with all the time
+    left, as `rnnedge train` trains them: what the search keeps is at least as good on validation as what training
+    with the defaults keeps (ties keep the recipe's); the variations share the time that remains."""
     task = get_task(model.task)
     base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None)
-    plan = candidates(base, task.per_series)
+    plan = candidates(base, task.per_series, cells)
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
     say(f"tune: {len(plan)} candidates, {budget_minutes:g} min, device "
@@ -106,7 +111,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
             continue
         spent = sum(row["minutes"] for row in done.values())
         left = budget_minutes - spent
-        untried = sum(1 for c in plan if c.name not in done)
+        untried = 1 if number <= len(cells) else sum(1 for c in plan[len(cells):] if c.name not in done)
         shaped = candidate.shape(model)
         ok, why = fits(shaped, device)
         row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(shaped)["params"],

@@ -36,6 +36,10 @@ def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
     assert len(forecast) == 9 and [c.name for c in forecast if not c.residual] == ["lstm-2x64-lr0.003-chunk250-values"]
     values = next(c for c in forecast if not c.residual)
     assert not values.shape(ModelConfig(task="forecast", residual=True)).residual
+    classify = candidates(Candidate("lstm", 64, 1, 3e-3, 250), per_series=True, cells=("lstm", "gru"))
+    assert [c.name for c in classify[:3]] == ["lstm-1x64-lr0.003-chunk250", "gru-1x64-lr0.003-chunk250",
+                                              "lstm-1x32-lr0.003-chunk250"]  # the recipe's two, then the smallest
+    assert len(set(classify)) == len(classify) == 6
 
 
 def test_a_device_budget_refuses_what_does_not_fit():
