@@ -3,11 +3,12 @@ time budget and a device budget, scored on the validation split only; the best m
 
 Candidates start from the recipe sized to the data (recipe.py): its models first, each with all the time left, as
 `rnnedge train` trains them (a classifier: an LSTM and a GRU), so the search keeps nothing worse on validation than
-the defaults do; then one change each from the recipe, cheapest first, so a short budget still tries the most likely
-ones, each with the time left shared among those not yet tried (train's `max_minutes`). A candidate whose int8 weights or state do not fit the device is not trained (its
-footprint is computed from its shape: `footprint`). Every result is written to tune.json as it comes, so a
-stopped search resumes where it stopped (the time already spent counts against the budget). The winner's
-checkpoint is copied to model.pt: export it like any other (`rnnedge export`, `rnnedge mcu` checks the real fit).
+the defaults do; then one change each from the recipe, cheapest first, so a short budget still tries the most
+likely ones, each with the time left shared among those not yet tried (train's `max_minutes`). A candidate whose
+int8 weights or state do not fit the device is not trained (its footprint is computed from its shape:
+`footprint`). Every result is written to tune.json as it comes, so a stopped search resumes where it stopped (the
+time already spent counts against the budget). The winner's checkpoint is copied to model.pt: export it like any
+other (`rnnedge export`, `rnnedge mcu` checks the real fit).
 """
 
 from __future__ import annotations
