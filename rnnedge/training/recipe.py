@@ -7,7 +7,7 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
 
   cells       classify: an LSTM and a GRU, the better on validation kept (ties: the LSTM); else an LSTM. Neither
               wins everywhere: on Trace an LSTM never learnt the detail 150 steps before the end (0.67-0.74
-              over 4 seeds and 3 learning rates) that a GRU did (0.97); on BasicMotions the GRU's validation was 0.75
+              over 3 seeds and 3 learning rates) that a GRU did (0.97); on BasicMotions the GRU's validation was 0.75
   lanes       tag/forecast: min(16, recordings // 2), at least 1; classify: min(16, series // 5), at least 4
               (a batch of a few series: more steps per epoch on small sets)
   chunk_len   tag/forecast: 250, or the median recording's length when shorter

@@ -265,7 +265,7 @@ def _cpu() -> str:
 
 
 def _shape(result: dict) -> str:
-    return f" ({result['shape']})" if "shape" in result else ""  # results of earlier versions lack it
+    return f" ({result['shape']})"
 
 
 def _tuned(result: dict, key: str, form: str) -> str:
