@@ -137,10 +137,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     trained = [r for r in done.values() if r["status"] == "trained" and r["fits"] and r["val_score"] is not None]
     if not trained:
         return {"rows": list(done.values()), "best": None}
-    best = trained[0]
-    for row in trained[1:]:  # ties keep the earlier (the recipe's first, then the smaller)
-        if task.better(row["val_score"], best["val_score"]):
-            best = row
+    best = done[task.best({row["name"]: row["val_score"] for row in trained})]
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])

@@ -238,10 +238,7 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
         if results[cell].checkpoint.provenance["val_score"] == task.perfect:
             break
     scores = {cell: result.checkpoint.provenance["val_score"] for cell, result in results.items()}
-    kept = cells[0]
-    for cell in scores:
-        if task.better(scores[cell], scores[kept]):
-            kept = cell
+    kept = task.best(scores)
     said = [f"{cell} {score:.4f}" for cell, score in scores.items()]
     said += [f"{cell} not trained (it could only tie)" for cell in cells if cell not in scores]
     print(f"cells (validation {task.metric}): {', '.join(said)}; kept {kept}", file=sys.stderr, flush=True)

@@ -245,15 +245,15 @@ def table(results: list[dict], machine: dict) -> str:
                     - r["dtw_1nn_accuracy"]):
         length = f"{r['length'][0]}" if r["length"][0] == r["length"][1] else f"{r['length'][0]}-{r['length'][1]}"
         lines.append(f"| {r['set']} | {r['train_series']} / {r['test_series']}, {length}, {r['channels']}, "
-                     f"{r['classes']} | {r['int8_accuracy']:.4f}{_shape(r)} | {r['dtw_1nn_accuracy']:.4f} | "
+                     f"{r['classes']} | {r['int8_accuracy']:.4f} ({r['shape']}) | {r['dtw_1nn_accuracy']:.4f} | "
                      f"{100 * (r['int8_accuracy'] - r['dtw_1nn_accuracy']):+.1f} pts | {r['train_seconds']:.0f} s | "
                      f"{_tuned(r, 'int8_accuracy', '.4f')} |")
     lines += ["", "| series | length | int8 test MSE (runtime) | persistence MSE | ratio | training time | `rnnedge "
               "tune`: its pick's int8 MSE (budget) |", "|---|---|---|---|---|---|---|"]
     for r in (r for r in results if r["task"] == "forecast"):
-        lines.append(f"| {r['set']} | {r['length']} | {r['int8_mse']:.4g}{_shape(r)} | {r['persistence_mse']:.4g} | "
-                     f"{r['int8_mse'] / r['persistence_mse']:.2f} | {r['train_seconds']:.0f} s | "
-                     f"{_tuned(r, 'int8_mse', '.4g')} |")
+        lines.append(f"| {r['set']} | {r['length']} | {r['int8_mse']:.4g} ({r['shape']}) | "
+                     f"{r['persistence_mse']:.4g} | {r['int8_mse'] / r['persistence_mse']:.2f} | "
+                     f"{r['train_seconds']:.0f} s | {_tuned(r, 'int8_mse', '.4g')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -262,10 +262,6 @@ def _cpu() -> str:
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
              if line.startswith("model name")] if cpuinfo.exists() else []
     return names[0] if names else platform.processor() or platform.machine()
-
-
-def _shape(result: dict) -> str:
-    return f" ({result['shape']})"
 
 
 def _tuned(result: dict, key: str, form: str) -> str:
