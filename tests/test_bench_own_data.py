@@ -43,3 +43,17 @@ def test_the_benchmark_never_touches_the_held_out_sets():
     members = " ".join(s.member for s in bench.CLASSIFICATION + bench.FORECASTS)
     assert not names & bench.HELD_OUT and not any(h in members for h in bench.HELD_OUT)
     assert len(bench.CLASSIFICATION) >= 9 and len(bench.FORECASTS) >= 3
+
+
+def test_the_table_shows_the_worst_seed_first_then_every_seed():
+    def run(seed: int, accuracy: float, shape: str) -> dict:
+        return {"seed": seed, "int8_accuracy": accuracy, "shape": shape, "train_seconds": 10.0}
+
+    runs = [run(0, 0.9, "lstm 1x64"), run(1, 0.7, "gru 1x64"), run(2, 0.8, "lstm 1x64")]
+    worst = {"set": "A", "task": "classify", "train_series": 20, "test_series": 20, "length": [24, 24], "channels": 1,
+             "classes": 2, "dtw_1nn_accuracy": 0.75, **bench.seeded_summary(runs, "accuracy")}
+    one = {**worst, "set": "B", **bench.seeded_summary([run(0, 0.8, "lstm 1x64")], "accuracy")}
+    rows = [line for line in bench.table([one, worst], {"cpu": "x", "cpus": 2, "platform": "p"}).splitlines()
+            if line.startswith("| A") or line.startswith("| B")]
+    assert rows[0].startswith("| A ") and "| 0.7000 (gru 1x64; seeds 0, 1, 2: 0.9000 / 0.7000 / 0.8000) |" in rows[0]
+    assert "-5.0 pts" in rows[0] and "| 0.8000 (lstm 1x64) |" in rows[1]

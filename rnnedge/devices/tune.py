@@ -2,12 +2,14 @@
 time budget and a device budget, scored on the validation split only; the best model that fits is kept.
 
 Candidates start from the recipe sized to the data (recipe.py): its models first, each with all the time left, as
-`rnnedge train` trains them (a classifier: an LSTM and a GRU), so the search keeps nothing worse on validation than
-the defaults do; then one change each from the recipe, cheapest first, so a short budget still tries the most
-likely ones, each with the time left shared among those not yet tried (train's `max_minutes`). A candidate whose
-int8 weights or state do not fit the device is not trained (its footprint is computed from its shape:
-`footprint`). Every result is written to tune.json as it comes, so a stopped search resumes where it stopped (the
-time already spent counts against the budget). The winner's checkpoint is copied to model.pt: export it like any
+`rnnedge train` trains them (a classifier: an LSTM and a GRU; on a small set each the recipe's members folded into
+one), so the search keeps nothing worse on validation than the defaults do (compared as train compares: the score,
+then the lower cross-entropy); then one change each from the recipe (one model instead of the members' fold among
+them), cheapest first, so a short budget still tries the most likely ones, each with the time left shared among
+those not yet tried (train's `max_minutes`, split among a candidate's members). A candidate whose int8 weights or
+state do not fit the device is not trained (its footprint is computed from the shape the device runs: `footprint`).
+Every result is written to tune.json as it comes, so a stopped search resumes where it stopped (the time already
+spent counts against the budget). The winner's checkpoint is copied to model.pt: export it like any
 other (`rnnedge export`, `rnnedge mcu` checks the real fit).
 """
 
@@ -26,7 +28,7 @@ from rnnedge.devices.mcu import McuProfile
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import get_task
 from rnnedge.training.config import ModelConfig, TrainConfig
-from rnnedge.training.train import train
+from rnnedge.training.train import train_model
 
 
 @dataclass(frozen=True)
@@ -37,16 +39,22 @@ class Candidate:
     lr: float
     chunk_len: int
     residual: bool | None = None  # forecast: predict the change from the latest value (True) or the values
+    members: int = 1  # models from different seeds folded into one (training/ensemble.py)
 
     @property
     def name(self) -> str:
         values = "-values" if self.residual is False else ""
-        return f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}{values}"
+        folded = f"-ens{self.members}" if self.members > 1 else ""
+        return f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}{values}{folded}"
 
     def shape(self, model: ModelConfig) -> ModelConfig:
-        """`model` with this candidate's cell, size, layers and (forecast) outputs."""
+        """`model` with this candidate's cell, size, layers and (forecast) outputs: one member's shape."""
         return replace(model, cell=self.cell, hidden_size=self.hidden, num_layers=self.layers,
                        residual=model.residual if self.residual is None else self.residual)
+
+    def deployed(self, model: ModelConfig) -> ModelConfig:
+        """The shape the device runs: the members folded side by side."""
+        return replace(self.shape(model), hidden_size=self.hidden * self.members)
 
 
 def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lstm",)) -> list[Candidate]:
@@ -57,12 +65,14 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
     changes = [replace(base, cell="gru"), replace(base, hidden=max(8, base.hidden // 2)),
                replace(base, layers=other_layers), replace(base, lr=base.lr / 3),
                replace(base, hidden=base.hidden * 2)]
+    if base.members > 1:  # one model: half the device's work
+        changes.append(replace(base, members=1))
     if not per_series:  # classify reads whole series: no chunks
         changes += [replace(base, chunk_len=max(2, base.chunk_len // 2)), replace(base, chunk_len=base.chunk_len * 2)]
     if base.residual is not None:  # a forecast: the other kind of output (a trend favours changes, cycles values)
         changes.append(replace(base, residual=not base.residual))
     varied = [c for c in dict.fromkeys(changes) if c not in recipe]
-    size = {c: footprint(replace(c, residual=None).shape(ModelConfig()))["params"] for c in varied}
+    size = {c: footprint(replace(c, residual=None).deployed(ModelConfig()))["params"] for c in varied}
     return recipe + sorted(varied, key=size.__getitem__)
 
 
@@ -94,14 +104,14 @@ def fits(config: ModelConfig, device: McuProfile | None) -> tuple[bool, str]:
 
 def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig, out_dir: Path,
          budget_minutes: float, device: McuProfile | None = None, data_record: dict | None = None,
-         say: Callable[[str], None] = print, cells: tuple[str, ...] = ("lstm",)) -> dict:
+         say: Callable[[str], None] = print, cells: tuple[str, ...] = ("lstm",), members: int = 1) -> dict:
     """Search, write out_dir/tune.json and the best fitting candidate's checkpoint as out_dir/model.pt; returns
     the tune.json record. The recipe's models (`model` in each of `cells`) train first, each with all the time
     left, as `rnnedge train` trains them: what the search keeps is at least as good on validation as what training
     with the defaults keeps (ties keep the recipe's); the variations share the time that remains."""
     task = get_task(model.task)
     base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
-                     model.residual if model.task == "forecast" else None)
+                     model.residual if model.task == "forecast" else None, members)
     plan = candidates(base, task.per_series, cells)
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
@@ -113,21 +123,24 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         spent = sum(row["minutes"] for row in done.values())
         left = budget_minutes - spent
         untried = 1 if number <= len(cells) else sum(1 for c in plan[len(cells):] if c.name not in done)
-        shaped = candidate.shape(model)
-        ok, why = fits(shaped, device)
-        row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(shaped)["params"],
-               "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "best_epoch": None}
+        shaped, deployed = candidate.shape(model), candidate.deployed(model)
+        ok, why = fits(deployed, device)
+        row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(deployed)["params"],
+               "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "val_loss": None, "best_epoch": None}
         if not ok:
             row["status"] = "too big for the device"
         elif left <= 0.05:
             row["status"] = "not tried: out of time"
         else:
             started = time.monotonic()
-            result = train(train_data, val_data, shaped,
-                           replace(config, lr=candidate.lr, chunk_len=candidate.chunk_len, max_minutes=left / untried),
-                           out_dir=out_dir / candidate.name, quiet=True, data_record=data_record)
+            share = left / untried / candidate.members  # each member trains in turn
+            result = train_model(train_data, val_data, shaped,
+                                 replace(config, lr=candidate.lr, chunk_len=candidate.chunk_len, max_minutes=share),
+                                 candidate.members, out_dir / candidate.name, data_record, quiet=True)
+            kept = result.checkpoint.provenance
             row |= {"status": "trained", "minutes": round((time.monotonic() - started) / 60, 2),
-                    "val_score": result.checkpoint.provenance["val_score"], "best_epoch": result.best_epoch}
+                    "val_score": kept["val_score"], "val_loss": kept.get("val_loss"),
+                    "best_epoch": result.best_epoch or None}
         done[candidate.name] = row
         _save(record_path, done, task.metric)
         score = "-" if row["val_score"] is None else f"{row['val_score']:.4f}"
@@ -137,7 +150,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     trained = [r for r in done.values() if r["status"] == "trained" and r["fits"] and r["val_score"] is not None]
     if not trained:
         return {"rows": list(done.values()), "best": None}
-    best = done[task.best({row["name"]: row["val_score"] for row in trained})]
+    best = done[task.best({row["name"]: task.rank(row["val_score"], row.get("val_loss")) for row in trained})]
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])

@@ -47,6 +47,10 @@ def train_command(
                                       "64]."),
     layers: int | None = typer.Option(None, min=1, max=4, show_default=False, help="Stacked recurrent layers "
                                       "[default: sized to the data: 2 from 100,000 training samples, else 1]."),
+    members: int | None = typer.Option(None, min=1, max=8, show_default=False, help="Models trained from "
+                                       "different seeds and folded into one that computes their mean (a wider "
+                                       "model: hidden x members units) [default: 2 below 100,000 training "
+                                       "samples, else 1; 1 for bidirectional models]."),
     task: TaskName = typer.Option("tag", help="tag (a label per step) | classify (a label per series; streams the "
                                   "class of the series so far) | forecast (next values, in the data's units)"),
     bidirectional: bool = typer.Option(False, help="classify only (needs the whole series: window files, no "
@@ -103,17 +107,19 @@ def train_command(
     run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, cell and Cell(cell).value,
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
-                     "patience": patience}, window_len, residual)
+                     "patience": patience, "members": members}, window_len, residual)
     recipe, part, model_config = run.recipe, run.part, run.model
     config = run.train_config(window_len=window_len, lr=lr, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
                               speed=speed, threads=threads, carry_state=carry_state, state_penalty=state_penalty,
                               average_epochs=average_epochs, class_weight_power=class_weight_power)
     writable_run_folder(out)  # before minutes of training, not after
     typer.echo(recipe.describe(), err=True)
-    result = train_cells(part["train"], part["val"], model_config, config, recipe.cells, out, run.record)
-    best = result.history[result.best_epoch - 1]
-    metric = result.checkpoint.provenance["val_metric"]
-    typer.echo(f"best epoch {result.best_epoch}: validation {metric} {best['val_score']:.4f}")
+    result = train_cells(part["train"], part["val"], model_config, config, recipe.cells, out, run.record,
+                         recipe.members)
+    kept = result.checkpoint.provenance
+    epoch = f"best epoch {result.best_epoch}: " if result.best_epoch else ""
+    typer.echo(f"{epoch}validation {kept['val_metric']} {kept['val_score']:.4f}")
+    metric = kept["val_metric"]
     if "test" in part:
         test_report = report(result.checkpoint.build_model(), part["test"].recordings,
                              result.checkpoint.normalization, result.checkpoint.labels, window_len or None)

@@ -47,7 +47,7 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
         raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
                            "(is --label-column right?)")
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
-    recipe = size_recipe(part["train"], task, given | {"cells": (cell,) if cell else None}, window_len)
+    recipe = size_recipe(part["train"], task, given | {"cells": (cell,) if cell else None}, window_len, bidirectional)
     try:
         model = ModelConfig(cell=recipe.cells[0], input_size=len(dataset.channels), hidden_size=recipe.hidden,
                             num_layers=recipe.layers, output_size=spec.output_size(classes, len(dataset.channels),

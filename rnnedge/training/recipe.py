@@ -12,6 +12,10 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
               (a batch of a few series: more steps per epoch on small sets)
   chunk_len   tag/forecast: 250, or the median recording's length when shorter
   layers      2 when the training split has >= 100,000 samples, else 1 (a small set fits one layer better)
+  members     2 when the training split has < 100,000 samples (and the model is unidirectional), else 1: that many
+              models from different seeds, folded into one that computes their mean (ensemble.py). A small set's
+              test accuracy swings with the seed (Coffee 0.96 / 0.57 / 1.00 over seeds 0-2), the mean of two much
+              less (worst pair 0.96); it costs twice the training time, where training takes seconds to minutes
   epochs      60, or as many as make MIN_STEPS optimizer steps (at most MAX_EPOCHS)
   patience    15 epochs, or as many as make PATIENCE_STEPS steps
 """
@@ -38,6 +42,7 @@ LARGE_SAMPLES = 100_000
 @dataclass(frozen=True)
 class Recipe:
     cells: tuple[str, ...]  # trained in turn, the best on validation kept
+    members: int  # models per cell from different seeds, folded into one (their mean)
     lanes: int
     chunk_len: int
     hidden: int
@@ -51,7 +56,8 @@ class Recipe:
         return "recipe: " + "; ".join(self.why)
 
 
-def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: int = 0) -> Recipe:
+def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: int = 0,
+                bidirectional: bool = False) -> Recipe:
     """The settings for `train` (the training split) under `task`; a value in `given` (not None) is kept."""
     spec = get_task(task)
     series = len(train.recordings)
@@ -82,12 +88,15 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
         per_lane = samples / max(1, min(lanes, series))
         steps = max(1, math.ceil(per_lane / chunk_len))
     layers = pick("layers", 2 if samples >= LARGE_SAMPLES else 1, f"{samples} training samples")
-    hidden = pick("hidden", BASE["hidden"], "default")
+    small = samples < LARGE_SAMPLES and not bidirectional
+    members = pick("members", 2 if small else 1, "seeds folded into one: " + (
+        f"{samples} training samples" if not bidirectional else "bidirectional"))
+    hidden = pick("hidden", BASE["hidden"], "default" if members == 1 else "each member")
     epochs = pick("epochs", min(MAX_EPOCHS, max(BASE["epochs"], math.ceil(MIN_STEPS / steps))),
                   f"~{steps} steps an epoch, at least {MIN_STEPS} steps")
     patience = pick("patience", max(BASE["patience"], math.ceil(PATIENCE_STEPS / steps)),
                     f"at least {PATIENCE_STEPS} steps")
-    return Recipe(cells, lanes, chunk_len, hidden, layers, epochs, patience, steps, tuple(why))
+    return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, tuple(why))
 
 
 def _words(value: int | tuple[str, ...]) -> str:

@@ -26,6 +26,7 @@ from rnnedge.tasks import IGNORE, Task, classify_series, get_task, tag_targets
 from rnnedge.training.batches import series_batches, stateful_chunks, vector_groups
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
+from rnnedge.training.ensemble import fold, member_seeds
 from rnnedge.training.model import RecurrentModel
 from rnnedge.training.scoring import report
 
@@ -173,7 +174,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs), eta_min=cfg.lr / 20)
     run_epoch = _epoch_series if task.per_series else _epoch_stateful
     history: list[dict] = []
-    best = (np.nan, 0, {k: v.clone() for k, v in model.state_dict().items()})
+    best = (np.nan, 0, {k: v.clone() for k, v in model.state_dict().items()}, None)
     average = WeightAverage(model, cfg.average_epochs)
     started = time.monotonic()
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -188,13 +189,16 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
             train_loss = run_epoch(model, optimizer, loss_fn, train_data, norm, cfg, rng, progress, task_id, average)
             scheduler.step()
             with average.applied(model):
-                val = report(model, val_data.recordings, norm, scored_labels, cfg.window_len or None)["value"]
+                checked = report(model, val_data.recordings, norm, scored_labels, cfg.window_len or None)
+            val = checked["value"]
             row = {"epoch": epoch, "train_loss": train_loss, "val_score": val,
                    "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.monotonic() - started, 1)}
+            if "loss" in checked:
+                row["val_loss"] = checked["loss"]
             history.append(row)
             if best[1] == 0 or not task.better(best[0], val):  # ties go to the later epoch (small validation
                 # sets tie often; the later weights have seen more training)
-                best = (val, epoch, {k: v.clone() for k, v in average.weights.items()})
+                best = (val, epoch, {k: v.clone() for k, v in average.weights.items()}, checked.get("loss"))
             progress.update(task_id, info=f"loss {train_loss:.4f}  val {task.metric} {val:.4f}  best {best[0]:.4f}")
             if lines:
                 elapsed = time.monotonic() - started
@@ -211,39 +215,70 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
         model_config, model.state_dict(), norm, train_data.channels,
         scored_labels if task.classes else [], train_data.sample_rate_hz,
         provenance={"data": data_record or {"description": train_data.source}, "train_config": cfg.to_dict(),
-                    "best_epoch": best[1], "val_metric": task.metric, "val_score": best[0],
+                    "best_epoch": best[1], "val_metric": task.metric, "val_score": best[0], "val_loss": best[3],
                     "input_range": input_range(train_data), "meta": train_data.meta},
     )
     if out_dir:
         checkpoint.save(Path(out_dir) / "model.pt")
-        plot_history(history, Path(out_dir) / "training_curve.png", best[1],
+        plot_history({"": (history, best[1])}, Path(out_dir) / "training_curve.png",
                      f"{model_config.cell} {model_config.num_layers}x{model_config.hidden_size}, {task.name} on "
                      f"{train_data.source}", task.metric, "cross-entropy" if task.classes else "MSE")
     return TrainResult(checkpoint, history, best[1])
 
 
+def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
+                members: int, out_dir: Path, data_record: dict | None = None, quiet: bool = False) -> TrainResult:
+    """One model: `train` it, or (members > 1) train that many from different seeds (each in out_dir/seed-N) and
+    fold them into one model that computes their mean output (ensemble.py), validated as a whole; its
+    metrics.json holds each member's history and its curve each member's lines."""
+    if members == 1:
+        return train(train_data, val_data, model_config, cfg, out_dir, quiet=quiet, data_record=data_record)
+    seeds = member_seeds(cfg.seed, members)
+    results = [train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / f"seed-{seed}",
+                     quiet=quiet, data_record=data_record) for seed in seeds]
+    folded = fold([r.checkpoint for r in results])
+    checked = report(folded.build_model(), val_data.recordings, folded.normalization, folded.labels,
+                     cfg.window_len or None)
+    folded.provenance |= {"val_score": checked["value"], "val_loss": checked.get("loss"), "best_epoch": None}
+    task = get_task(model_config.task)
+    if not quiet:
+        said = ", ".join(f"seed {seed} {r.checkpoint.provenance['val_score']:.4f} (epoch {r.best_epoch})"
+                         for seed, r in zip(seeds, results, strict=True))
+        print(f"members (validation {task.metric}): {said}; folded into one {model_config.cell} "
+              f"{model_config.num_layers}x{folded.config.hidden_size}: {checked['value']:.4f}", file=sys.stderr,
+              flush=True)
+    folded.save(out_dir / "model.pt")
+    histories = {f"seed {seed}": r.history for seed, r in zip(seeds, results, strict=True)}
+    write_text_atomic(out_dir / "metrics.json", json.dumps({"members": histories, "val_score": checked["value"],
+                                                            "val_loss": checked.get("loss")}, indent=1))
+    plot_history({f"seed {seed} ": (r.history, r.best_epoch) for seed, r in zip(seeds, results, strict=True)},
+                 out_dir / "training_curve.png", f"{members} x {model_config.cell} {model_config.num_layers}x"
+                 f"{model_config.hidden_size}, folded into one, {task.name} on {train_data.source}", task.metric,
+                 "cross-entropy" if task.classes else "MSE")
+    return TrainResult(folded, [], 0)
+
+
 def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
-                cells: tuple[str, ...], out_dir: Path, data_record: dict | None = None) -> TrainResult:
-    """`train` once per cell and keep the best on validation (ties: the earlier cell; a perfect score ends the
-    search, since a later cell can only tie). One cell trains straight into out_dir; several train into
-    out_dir/cells/CELL, and the kept one's checkpoint (recording every cell's validation score), metrics and curve
-    are copied into out_dir."""
+                cells: tuple[str, ...], out_dir: Path, data_record: dict | None = None,
+                members: int = 1) -> TrainResult:
+    """`train_model` once per cell and keep the best on validation (score, then the lower cross-entropy; ties:
+    the earlier cell). One cell trains straight into out_dir; several train into out_dir/cells/CELL, and the kept
+    one's checkpoint (recording every cell's validation score), metrics and curve are copied into out_dir."""
     if len(cells) == 1:
-        return train(train_data, val_data, replace(model_config, cell=cells[0]), cfg, out_dir, data_record=data_record)
+        return train_model(train_data, val_data, replace(model_config, cell=cells[0]), cfg, members, out_dir,
+                           data_record)
     task, results = get_task(model_config.task), {}
     for cell in cells:
         print(f"cell {cell}:", file=sys.stderr, flush=True)
-        results[cell] = train(train_data, val_data, replace(model_config, cell=cell), cfg, out_dir / "cells" / cell,
-                              data_record=data_record)
-        if results[cell].checkpoint.provenance["val_score"] == task.perfect:
-            break
-    scores = {cell: result.checkpoint.provenance["val_score"] for cell, result in results.items()}
-    kept = task.best(scores)
-    said = [f"{cell} {score:.4f}" for cell, score in scores.items()]
-    said += [f"{cell} not trained (it could only tie)" for cell in cells if cell not in scores]
+        results[cell] = train_model(train_data, val_data, replace(model_config, cell=cell), cfg, members,
+                                    out_dir / "cells" / cell, data_record)
+    provenances = {cell: result.checkpoint.provenance for cell, result in results.items()}
+    kept = task.best({cell: task.rank(p["val_score"], p.get("val_loss")) for cell, p in provenances.items()})
+    said = [f"{cell} {p['val_score']:.4f}" + (f" (loss {p['val_loss']:.4f})" if p.get("val_loss") is not None
+                                                else "") for cell, p in provenances.items()]
     print(f"cells (validation {task.metric}): {', '.join(said)}; kept {kept}", file=sys.stderr, flush=True)
     result = results[kept]
-    result.checkpoint.provenance["cells"] = scores
+    result.checkpoint.provenance["cells"] = {cell: p["val_score"] for cell, p in provenances.items()}
     result.checkpoint.save(out_dir / "model.pt")
     for name in ("metrics.json", "training_curve.png"):
         write_bytes_atomic(out_dir / name, (out_dir / "cells" / kept / name).read_bytes())
@@ -264,24 +299,29 @@ def input_range(data: Dataset) -> list[list[float]]:
     return [[float(lo), float(hi)] for lo, hi in zip(stacked.min(axis=0), stacked.max(axis=0), strict=True)]
 
 
-def plot_history(history: list[dict], path: Path, best_epoch: int, title: str, metric: str, loss: str) -> None:
-    """Train loss and the validation metric per epoch, the kept (best) epoch marked."""
+def plot_history(runs: dict[str, tuple[list[dict], int]], path: Path, title: str, metric: str, loss: str) -> None:
+    """Train loss and the validation metric per epoch, the kept (best) epoch marked: one set of lines per run
+    (label -> history, best epoch; the label "" for a single run)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
     fig, left = plt.subplots(figsize=(7, 4))
-    lines = left.plot(epochs, [h["train_loss"] for h in history], "o-", ms=3, color="tab:blue",
-                      label=f"train loss ({loss})")
+    right = left.twinx()
+    lines = []
+    for number, (label, (history, best_epoch)) in enumerate(runs.items()):
+        epochs = [h["epoch"] for h in history]
+        dim = 1.0 / (1 + number)  # later runs paler
+        lines += left.plot(epochs, [h["train_loss"] for h in history], "o-", ms=3, color="tab:blue", alpha=dim,
+                           label=f"{label}train loss ({loss})")
+        lines += right.plot(epochs, [h["val_score"] for h in history], "s-", ms=3, color="tab:orange", alpha=dim,
+                            label=f"{label}validation {metric}")
+        lines.append(left.axvline(best_epoch, color="green", ls="--", lw=1, alpha=dim,
+                                  label=f"{label}kept: epoch {best_epoch}"))
     left.set_xlabel("epoch")
     left.set_ylabel(f"train loss ({loss})", color="tab:blue")
-    right = left.twinx()
-    lines += right.plot(epochs, [h["val_score"] for h in history], "s-", ms=3, color="tab:orange",
-                        label=f"validation {metric}")
     right.set_ylabel(f"validation {metric}", color="tab:orange")
-    lines.append(left.axvline(best_epoch, color="green", ls="--", lw=1, label=f"kept: epoch {best_epoch}"))
     left.legend(handles=lines, loc="center right", fontsize=8)
     left.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -12,10 +12,11 @@ tsml's cut-down Chinatown), downloaded with
 independent check and never used here: GunPoint, ArrowHead, PickupGestureWiimoteZ, ItalyPowerDemand, OSULeaf, co2,
 sunspots.
 
-    python scripts/own_data/bench.py [--sets ACSF1,Coffee] [--out artifacts/bench-own-data]
+    python scripts/own_data/bench.py [--sets ACSF1,Coffee] [--seeds 0,1,2] [--tune 10] [--out artifacts/bench-own-data]
 
 Writes results.json (every figure, the commands run) and bench.md (the README's table, `make readme` pastes it) into
---out; a set already in results.json is not run again (delete it to rerun).
+--out; a set already in results.json with the same seeds is not run again (delete it to rerun). With several
+--seeds each set trains once per seed and the table shows the worst seed's figure, then every seed's.
 """
 
 from __future__ import annotations
@@ -161,9 +162,11 @@ def int8_score(checkpoint: Path, folder: Path, log: Path) -> dict:
          "fp32,int8"], log)
     run([RNNEDGE, "evaluate", str(folder / "bundle"), "--backend", "onnxruntime", "--out", str(folder / "eval")], log)
     rows = json.loads((folder / "eval" / "evaluation.json").read_text())
-    shape = json.loads((folder / "bundle" / "manifest.json").read_text())["model"]
+    manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+    shape, members = manifest["model"], len(manifest["provenance"]["training"].get("members", []))
+    folded = f", {members} seeds folded" if members > 1 else ""
     return next(r for r in rows if r["model"] == "onnx int8") | {
-        "shape": f"{shape['cell']} {shape['num_layers']}x{shape['hidden_size']}"}
+        "shape": f"{shape['cell']} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
 
 
 def tuned(data_flags: list[str], user_flags: list[str], minutes: float, folder: Path, log: Path) -> dict:
@@ -176,7 +179,7 @@ def tuned(data_flags: list[str], user_flags: list[str], minutes: float, folder: 
             "picked": picked.get("best"), "budget_minutes": minutes}
 
 
-def classification(s: Classification, out: Path, tune_minutes: float) -> dict:
+def classification(s: Classification, out: Path, tune_minutes: float, seeds: list[int]) -> dict:
     data, log = out / "data" / s.name, out / f"{s.name}.log"
     log.unlink(missing_ok=True)
     train, train_labels = read_split(s, "TRAIN")
@@ -191,21 +194,19 @@ def classification(s: Classification, out: Path, tune_minutes: float) -> dict:
     user_flags = ["--channels", ",".join(names), "--label-column", "label", "--sample-rate", f"{s.rate_hz:g}",
                   "--task", "classify"]
     data_flags = ["--data", str(data / "train"), "--test", str(data / "test")]
-    train_s = run([RNNEDGE, "train", *data_flags, *user_flags, "--out", str(out / s.name / "train")], log)
     lengths = [len(x) for x in train + test]
     result = {"set": s.name, "task": "classify", "source": f"{s.wheel}: {s.member}", "channels": len(names),
               "classes": len(set(train_labels)), "train_series": len(train), "test_series": len(test),
               "length": [min(lengths), max(lengths)],
-              **_scored(int8_score(out / s.name / "train" / "model.pt", out / s.name, log), "accuracy"),
-              "dtw_1nn_accuracy": dtw, "dtw_seconds": round(dtw_s, 1), "train_seconds": round(train_s, 1),
-              "recipe": _recipe(log), "flags": user_flags}
+              **seeded(data_flags, user_flags, seeds, out / s.name, log, "accuracy"),
+              "dtw_1nn_accuracy": dtw, "dtw_seconds": round(dtw_s, 1), "flags": user_flags}
     if tune_minutes:
         search = tuned(data_flags, user_flags, tune_minutes, out / s.name / "tune", log)
         result["tuned"] = {**search, "int8_accuracy": search.pop("score")["accuracy"]}
     return result
 
 
-def forecast(s: Forecast, out: Path, tune_minutes: float) -> dict:
+def forecast(s: Forecast, out: Path, tune_minutes: float, seeds: list[int]) -> dict:
     data, log = out / "data" / f"{s.name}.csv", out / f"{s.name}.log"
     log.unlink(missing_ok=True)
     rows = list(csv.reader(io.StringIO(wheel(s.wheel).read(s.member).decode())))[1:]
@@ -213,26 +214,49 @@ def forecast(s: Forecast, out: Path, tune_minutes: float) -> dict:
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text("t,value\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(values)))
     user_flags = ["--channels", "value", "--sample-rate", "1", "--task", "forecast"]
-    train_s = run([RNNEDGE, "train", "--data", str(data), *user_flags, "--out", str(out / s.name / "train")], log)
-    score = int8_score(out / s.name / "train" / "model.pt", out / s.name, log)
     result = {"set": s.name, "task": "forecast", "source": f"{s.wheel}: {s.member}", "length": len(values),
-              **_scored(score, "mse"), "persistence_mse": score["persistence_mse"],
-              "scored_samples": score["scored_samples"], "train_seconds": round(train_s, 1), "recipe": _recipe(log),
-              "flags": user_flags}
+              **seeded(["--data", str(data)], user_flags, seeds, out / s.name, log, "mse"), "flags": user_flags}
     if tune_minutes:
         search = tuned(["--data", str(data)], user_flags, tune_minutes, out / s.name / "tune", log)
         result["tuned"] = {**search, "int8_mse": search.pop("score")["mse"]}
     return result
 
 
-def _scored(score: dict, metric: str) -> dict:
-    """The int8 file's figure and the model's shape (cell, layers x hidden): the recipe may choose the cell."""
-    return {f"int8_{metric}": score[metric], "shape": score["shape"]}
+def seeded(data_flags: list[str], user_flags: list[str], seeds: list[int], folder: Path, log: Path,
+           metric: str) -> dict:
+    """`rnnedge train` once per training seed (in folder/seed-N), each exported and scored: the worst run's figure,
+    model shape (the recipe may choose the cell) and training time on top, every run under "seeds"."""
+    runs = []
+    for seed in seeds:
+        train_dir = folder / f"seed-{seed}" / "train"
+        seconds = run([RNNEDGE, "train", *data_flags, *user_flags, "--seed", str(seed), "--out", str(train_dir)], log)
+        score = int8_score(train_dir / "model.pt", train_dir.parent, log)
+        runs.append({"seed": seed, f"int8_{metric}": score[metric], "shape": score["shape"],
+                     "train_seconds": round(seconds, 1), "recipe": _recipe(log)}
+                    | ({"persistence_mse": score["persistence_mse"], "scored_samples": score["scored_samples"]}
+                       if metric == "mse" else {}))
+    return seeded_summary(runs, metric)
+
+
+def seeded_summary(runs: list[dict], metric: str) -> dict:
+    """The worst run's fields on top (its seed as worst_seed), every run under "seeds"."""
+    worst = (max if metric == "mse" else min)(runs, key=lambda r: r[f"int8_{metric}"])
+    return {**{k: v for k, v in worst.items() if k != "seed"}, "worst_seed": worst["seed"], "seeds": runs}
 
 
 def _recipe(log: Path) -> str:
-    """The `recipe: ...` line rnnedge train printed."""
-    return next((line.strip() for line in log.read_text().splitlines() if line.strip().startswith("recipe:")), "")
+    """The last `recipe: ...` line rnnedge train printed."""
+    lines = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("recipe:")]
+    return lines[-1] if lines else ""
+
+
+def _over_seeds(result: dict, key: str, form: str) -> str:
+    """The worst seed's figure and shape, and with several seeds every seed's figure (in seed order)."""
+    said = f"{result[key]:{form}} ({result['shape']}"
+    runs = result.get("seeds", [])
+    if len(runs) > 1:
+        said += f"; seeds {', '.join(str(r['seed']) for r in runs)}: " + " / ".join(f"{r[key]:{form}}" for r in runs)
+    return said + ")"
 
 
 def table(results: list[dict], machine: dict) -> str:
@@ -245,13 +269,13 @@ def table(results: list[dict], machine: dict) -> str:
                     - r["dtw_1nn_accuracy"]):
         length = f"{r['length'][0]}" if r["length"][0] == r["length"][1] else f"{r['length'][0]}-{r['length'][1]}"
         lines.append(f"| {r['set']} | {r['train_series']} / {r['test_series']}, {length}, {r['channels']}, "
-                     f"{r['classes']} | {r['int8_accuracy']:.4f} ({r['shape']}) | {r['dtw_1nn_accuracy']:.4f} | "
+                     f"{r['classes']} | {_over_seeds(r, 'int8_accuracy', '.4f')} | {r['dtw_1nn_accuracy']:.4f} | "
                      f"{100 * (r['int8_accuracy'] - r['dtw_1nn_accuracy']):+.1f} pts | {r['train_seconds']:.0f} s | "
                      f"{_tuned(r, 'int8_accuracy', '.4f')} |")
     lines += ["", "| series | length | int8 test MSE (runtime) | persistence MSE | ratio | training time | `rnnedge "
               "tune`: its pick's int8 MSE (budget) |", "|---|---|---|---|---|---|---|"]
     for r in (r for r in results if r["task"] == "forecast"):
-        lines.append(f"| {r['set']} | {r['length']} | {r['int8_mse']:.4g} ({r['shape']}) | "
+        lines.append(f"| {r['set']} | {r['length']} | {_over_seeds(r, 'int8_mse', '.4g')} | "
                      f"{r['persistence_mse']:.4g} | {r['int8_mse'] / r['persistence_mse']:.2f} | "
                      f"{r['train_seconds']:.0f} s | {_tuned(r, 'int8_mse', '.4g')} |")
     return "\n".join(lines) + "\n"
@@ -277,7 +301,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench-own-data")
     parser.add_argument("--tune", type=float, default=0.0, metavar="MINUTES",
                         help="also run `rnnedge tune` with this budget on each set and score its pick")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds; the table shows the worst")
     args = parser.parse_args()
+    seeds = [int(n) for n in args.seeds.split(",") if n.strip()]
     chosen = {n for n in args.sets.split(",") if n}
     sets = [s for s in CLASSIFICATION + FORECASTS if not chosen or s.name in chosen]
     if chosen - {s.name for s in sets}:
@@ -287,11 +313,12 @@ def main() -> None:
     done = json.loads(store.read_text()) if store.exists() else {"machine": {}, "results": []}
     done["machine"] = {"platform": platform.platform(), "cpu": _cpu(), "cpus": os.cpu_count()}
     for s in sets:
-        if any(r["set"] == s.name and (r.get("tuned") or not args.tune) for r in done["results"]):
+        if any(r["set"] == s.name and (r.get("tuned") or not args.tune) and [x["seed"] for x in r["seeds"]] == seeds
+               for r in done["results"]):
             continue
         print(f"== {s.name}", flush=True)
         run_set = classification if isinstance(s, Classification) else forecast
-        result = run_set(s, args.out, args.tune)
+        result = run_set(s, args.out, args.tune, seeds)
         print(json.dumps(result), flush=True)
         done["results"] = [r for r in done["results"] if r["set"] != s.name] + [result]
         staged = store.with_suffix(".tmp")

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -175,9 +177,9 @@ def test_max_minutes_stops_after_the_epoch_that_crosses_it(hapt_small_train, hap
     assert len(result.history) == 1
 
 
-def test_train_cells_keeps_the_better_and_stops_at_a_perfect_score(tmp_path):
-    """The classify default trains an LSTM, then a GRU, and keeps the better on validation; where the LSTM's
-    validation is perfect the GRU could only tie (ties keep the LSTM), so it is not trained."""
+def test_train_cells_keeps_the_better_then_the_surer(tmp_path):
+    """The classify default trains an LSTM, then a GRU, and keeps the better on validation; where both are
+    perfect, the one with the lower validation cross-entropy."""
     config = ModelConfig(cell="lstm", input_size=1, hidden_size=16, num_layers=1, output_size=3, task="classify")
     data = synthetic("classify", 60, 0), synthetic("classify", 30, 1)
     short = TrainConfig(epochs=2, batch_size=8, lr=1e-4)  # nowhere near perfect: both cells train
@@ -194,5 +196,30 @@ def test_train_cells_keeps_the_better_and_stops_at_a_perfect_score(tmp_path):
 
     long = TrainConfig(epochs=40, batch_size=8, lr=1e-2, patience=40)
     result = train_cells(*data, config, long, ("lstm", "gru"), tmp_path / "long")
-    assert result.checkpoint.provenance["cells"] == {"lstm": 1.0} and result.checkpoint.config.cell == "lstm"
-    assert not (tmp_path / "long" / "cells" / "gru").exists()
+    assert result.checkpoint.provenance["cells"] == {"lstm": 1.0, "gru": 1.0}
+    losses = {cell: Checkpoint.load(tmp_path / "long" / "cells" / cell / "model.pt").provenance["val_loss"]
+              for cell in ("lstm", "gru")}
+    assert result.checkpoint.config.cell == min(losses, key=losses.get) and losses["lstm"] != losses["gru"]
+
+
+def test_members_fold_into_one_model_validated_as_a_whole(tmp_path):
+    """members=2: two seeds trained in seed-N folders, folded into one model of twice the width that outputs
+    their mean, its own validation score and loss recorded; metrics.json holds both histories."""
+    from rnnedge.training.scoring import report
+    from rnnedge.training.train import train_model
+
+    config = ModelConfig(cell="gru", input_size=1, hidden_size=8, num_layers=2, output_size=3, task="classify")
+    data = synthetic("classify", 40, 0), synthetic("classify", 20, 1)
+    result = train_model(*data, config, TrainConfig(epochs=3, batch_size=8, seed=1), 2, tmp_path, quiet=True)
+    folded = Checkpoint.load(tmp_path / "model.pt")
+    members = [Checkpoint.load(tmp_path / f"seed-{seed}" / "model.pt") for seed in (2, 3)]
+    assert folded.config.hidden_size == 16 and [m["seed"] for m in folded.provenance["members"]] == [2, 3]
+    x = torch.from_numpy(folded.normalization.apply(data[1].recordings[0].signals))[None]
+    with torch.no_grad():
+        mean = sum(m.build_model().window_logits(x) for m in members) / 2
+        assert torch.allclose(folded.build_model().window_logits(x), mean, atol=1e-5)
+    checked = report(folded.build_model(), data[1].recordings, folded.normalization, folded.labels)
+    assert result.checkpoint.provenance["val_score"] == checked["value"] == folded.provenance["val_score"]
+    assert folded.provenance["val_loss"] == pytest.approx(checked["loss"])
+    assert set(json.loads((tmp_path / "metrics.json").read_text())["members"]) == {"seed 2", "seed 3"}
+    assert (tmp_path / "training_curve.png").stat().st_size > 1000
