@@ -40,6 +40,11 @@ def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
     assert [c.name for c in classify[:3]] == ["lstm-1x64-lr0.003-chunk250", "gru-1x64-lr0.003-chunk250",
                                               "lstm-1x32-lr0.003-chunk250"]  # the recipe's two, then the smallest
     assert len(set(classify)) == len(classify) == 6
+    folded = candidates(Candidate("lstm", 64, 1, 3e-3, 250, members=2), per_series=True, cells=("lstm", "gru"))
+    assert folded[0].name == "lstm-1x64-lr0.003-chunk250-ens2" and len(folded) == 7
+    one = next(c for c in folded if c.members == 1)  # a single model: half the device's work
+    assert footprint(folded[0].deployed(ModelConfig()))["params"] > footprint(one.deployed(ModelConfig()))["params"]
+    assert folded[0].deployed(ModelConfig()).hidden_size == 128 and folded[0].shape(ModelConfig()).hidden_size == 64
 
 
 def test_a_device_budget_refuses_what_does_not_fit():
