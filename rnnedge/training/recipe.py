@@ -89,8 +89,8 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
         steps = max(1, math.ceil(per_lane / chunk_len))
     layers = pick("layers", 2 if samples >= LARGE_SAMPLES else 1, f"{samples} training samples")
     small = samples < LARGE_SAMPLES and not bidirectional
-    members = pick("members", 2 if small else 1, "seeds folded into one: " + (
-        f"{samples} training samples" if not bidirectional else "bidirectional"))
+    members = pick("members", 2 if small else 1, "bidirectional" if bidirectional else
+                   f"{'2 seeds folded into one: ' if small else ''}{samples} training samples")
     hidden = pick("hidden", BASE["hidden"], "default" if members == 1 else "each member")
     epochs = pick("epochs", min(MAX_EPOCHS, max(BASE["epochs"], math.ceil(MIN_STEPS / steps))),
                   f"~{steps} steps an epoch, at least {MIN_STEPS} steps")

@@ -56,5 +56,5 @@ def test_small_sets_fold_two_seeds_large_or_bidirectional_ones_train_one():
     assert size_recipe(dataset(6, 90), "forecast", {}).members == 2
     assert size_recipe(dataset(40, 150), "classify", {}, bidirectional=True).members == 1
     assert size_recipe(dataset(100, 1000), "classify", {}).members == 1  # 100,000 samples and more
-    assert "members 2 (seeds folded into one: 6000 training samples)" in size_recipe(
+    assert "members 2 (2 seeds folded into one: 6000 training samples)" in size_recipe(
         dataset(40, 150), "classify", {}).describe()
