@@ -92,3 +92,24 @@ def test_forecast_gate_rejects_a_few_percent_worse_mse():
     assert task.gate(1.0, 1.04, "int8") is None
     assert "above torch" in task.gate(1.0, 1.2, "int8")
     assert not task.better(2.0, 1.0) and get_task("tag").better(0.9, 0.8)
+
+
+@pytest.mark.slow
+def test_members_folded_into_one_export_to_every_format_and_stream_their_mean(hapt_small_train, hapt_small_val,
+                                                                               tmp_path):
+    """training/ensemble.py: the folded model is an ordinary checkpoint; ONNX and TFLite (float and integer)
+    export it, the fp32 files match torch (export verifies parity), and the stream outputs the members' mean."""
+    from rnnedge.training.ensemble import fold
+
+    members = [make_checkpoint(hapt_small_train, "lstm", layers=2, hidden=8, seed=seed) for seed in (0, 1)]
+    folded = fold(members)
+    manifest = export_bundle(folded, tmp_path / "b", precisions=("fp32", "int8", "a16w8"), chunk_len=50,
+                             eval_data=hapt_small_val)
+    assert {(f.format, f.precision) for f in manifest.files} >= {("onnx", "fp32"), ("tflite", "fp32"),
+                                                                   ("tflite", "a16w8")}
+    assert manifest.model["hidden_size"] == 16
+    x = hapt_small_val.recordings[0].signals[:60]
+    stream = rt.load(tmp_path / "b", precision="fp32").stream()
+    with torch.no_grad():
+        mean = sum(m.build_model()(torch.from_numpy(m.normalization.apply(x))[None])[0][0] for m in members) / 2
+    np.testing.assert_allclose(stream.feed(x), mean.numpy(), atol=1e-4)
