@@ -233,9 +233,12 @@ def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     metrics.json holds each member's history and its curve each member's lines."""
     if members == 1:
         return train(train_data, val_data, model_config, cfg, out_dir, quiet=quiet, data_record=data_record)
-    seeds = member_seeds(cfg.seed, members)
-    results = [train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / f"seed-{seed}",
-                     quiet=quiet, data_record=data_record) for seed in seeds]
+    seeds, results = member_seeds(cfg.seed, members), []
+    for number, seed in enumerate(seeds, start=1):
+        if not quiet:
+            print(f"member {number} of {members} (seed {seed}):", file=sys.stderr, flush=True)
+        results.append(train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / f"seed-{seed}",
+                             quiet=quiet, data_record=data_record))
     folded = fold([r.checkpoint for r in results])
     checked = report(folded.build_model(), val_data.recordings, folded.normalization, folded.labels,
                      cfg.window_len or None)
@@ -268,8 +271,8 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
         return train_model(train_data, val_data, replace(model_config, cell=cells[0]), cfg, members, out_dir,
                            data_record)
     task, results = get_task(model_config.task), {}
-    for cell in cells:
-        print(f"cell {cell}:", file=sys.stderr, flush=True)
+    for number, cell in enumerate(cells, start=1):
+        print(f"cell {number} of {len(cells)}: {cell}", file=sys.stderr, flush=True)
         results[cell] = train_model(train_data, val_data, replace(model_config, cell=cell), cfg, members,
                                     out_dir / "cells" / cell, data_record)
     provenances = {cell: result.checkpoint.provenance for cell, result in results.items()}
