@@ -62,23 +62,16 @@ class Task:
         """The score nothing beats: accuracy 1, error 0."""
         return 1.0 if self.higher_is_better else 0.0
 
-    def best(self, scores: dict[str, float] | dict[str, tuple[float, ...]]) -> str:
-        """The key of the best score (or `rank`); ties keep the earlier key (the recipe's own before a
-        variation)."""
+    def best(self, scores: dict[str, float]) -> str:
+        """The key of the best score; ties keep the earlier key (the recipe's own before a variation)."""
         kept = next(iter(scores))
         for key, score in scores.items():
             if self.better(score, scores[kept]):
                 kept = key
         return kept
 
-    def rank(self, score: float, loss: float | None = None) -> tuple[float, ...]:
-        """What `best` compares for a trained model: its validation score, then (classes) the lower validation
-        cross-entropy: a small validation split gives two models the same accuracy often (Coffee's 6 series: a
-        model stuck at chance scored 6 of 6 at one epoch), their confidence in the right class still differs."""
-        return (score, -loss) if self.classes and loss is not None else (score,)
-
-    def better(self, a: float | tuple[float, ...], b: float | tuple[float, ...]) -> bool:
-        """Is score (or rank) a better than b? (NaN is never better)."""
+    def better(self, a: float, b: float) -> bool:
+        """Is score a better than score b? (NaN is never better)."""
         return bool(a > b) if self.higher_is_better else bool(a < b)
 
     def gate(self, reference: float, value: float, precision: str) -> str | None:

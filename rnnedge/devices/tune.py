@@ -1,16 +1,15 @@
-"""`rnnedge tune`: a small search over the model (cell, size, layers), chunk length and learning rate, within a
-time budget and a device budget, scored on the validation split only; the best model that fits is kept.
+"""`rnnedge tune`: a small search over the model (cell, size, layers), chunk length and learning rate, within a time
+budget and a device budget, scored on the validation split only; the best model that fits is kept.
 
 Candidates start from the recipe sized to the data (recipe.py): its models first, each with all the time left, as
 `rnnedge train` trains them (a classifier: an LSTM and a GRU; on a small set each the recipe's members folded into
-one), so the search keeps nothing worse on validation than the defaults do (compared as train compares: the score,
-then the lower cross-entropy); then one change each from the recipe (one model instead of the members' fold among
-them), cheapest first, so a short budget still tries the most likely ones, each with the time left shared among
-those not yet tried (train's `max_minutes`, split among a candidate's members). A candidate whose int8 weights or
-state do not fit the device is not trained (its footprint is computed from the shape the device runs: `footprint`).
-Every result is written to tune.json as it comes, so a stopped search resumes where it stopped (the time already
-spent counts against the budget). The winner's checkpoint is copied to model.pt: export it like any
-other (`rnnedge export`, `rnnedge mcu` checks the real fit).
+one), so the search keeps nothing worse on validation than the defaults do; then one change each from the recipe
+(one model instead of the members' fold among them), cheapest first, so a short budget still tries the most likely
+ones, each with the time left shared among those not yet tried (train's `max_minutes`, split among a candidate's
+members). A candidate whose int8 weights or state do not fit the device is not trained (its footprint is computed
+from the shape the device runs: `footprint`). Every result is written to tune.json as it comes, so a stopped search
+resumes where it stopped (the time already spent counts against the budget). The winner's checkpoint is copied to
+model.pt: export it like any other (`rnnedge export`, `rnnedge mcu` checks the real fit).
 """
 
 from __future__ import annotations
@@ -150,7 +149,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     trained = [r for r in done.values() if r["status"] == "trained" and r["fits"] and r["val_score"] is not None]
     if not trained:
         return {"rows": list(done.values()), "best": None}
-    best = done[task.best({row["name"]: task.rank(row["val_score"], row.get("val_loss")) for row in trained})]
+    best = done[task.best({row["name"]: row["val_score"] for row in trained})]
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])

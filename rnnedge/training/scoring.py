@@ -23,8 +23,7 @@ def torch_outputs(model: RecurrentModel, recordings: list[Recording], norm: Norm
 def report(model: RecurrentModel, recordings: list[Recording], norm: Normalization, labels: list[str],
            window_len: int | None = None) -> dict:
     """The task's report (rnnedge.tasks.score) of the torch model on these recordings; for classes also `loss`,
-    the mean cross-entropy of the scored outputs (unweighted): how sure the model is of the right class, which
-    tells two models apart where a small validation split gives both the same accuracy."""
+    the mean cross-entropy of the scored outputs (unweighted), recorded beside each validation score."""
     config, task = model.config, TASKS[model.config.task]
     if task.per_series:
         series = task.scored(recordings, window_len)

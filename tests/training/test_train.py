@@ -177,9 +177,9 @@ def test_max_minutes_stops_after_the_epoch_that_crosses_it(hapt_small_train, hap
     assert len(result.history) == 1
 
 
-def test_train_cells_keeps_the_better_then_the_surer(tmp_path):
+def test_train_cells_keeps_the_better_and_ties_keep_the_first(tmp_path):
     """The classify default trains an LSTM, then a GRU, and keeps the better on validation; where both are
-    perfect, the one with the lower validation cross-entropy."""
+    perfect, the LSTM (whatever their cross-entropy, recorded beside)."""
     config = ModelConfig(cell="lstm", input_size=1, hidden_size=16, num_layers=1, output_size=3, task="classify")
     data = synthetic("classify", 60, 0), synthetic("classify", 30, 1)
     short = TrainConfig(epochs=2, batch_size=8, lr=1e-4)  # nowhere near perfect: both cells train
@@ -199,7 +199,7 @@ def test_train_cells_keeps_the_better_then_the_surer(tmp_path):
     assert result.checkpoint.provenance["cells"] == {"lstm": 1.0, "gru": 1.0}
     losses = {cell: Checkpoint.load(tmp_path / "long" / "cells" / cell / "model.pt").provenance["val_loss"]
               for cell in ("lstm", "gru")}
-    assert result.checkpoint.config.cell == min(losses, key=losses.get) and losses["lstm"] != losses["gru"]
+    assert result.checkpoint.config.cell == "lstm" and all(0 < loss < 1 for loss in losses.values())
 
 
 def test_members_fold_into_one_model_validated_as_a_whole(tmp_path):
