@@ -62,16 +62,17 @@ class Task:
         """The score nothing beats: accuracy 1, error 0."""
         return 1.0 if self.higher_is_better else 0.0
 
-    def best(self, scores: dict[str, float]) -> str:
-        """The key of the best score; ties keep the earlier key (the recipe's own before a variation)."""
+    def best(self, scores: dict[str, float] | dict[str, tuple]) -> str:
+        """The key of the best score (or ranking tuple); ties keep the earlier key (the recipe's own before a
+        variation)."""
         kept = next(iter(scores))
         for key, score in scores.items():
             if self.better(score, scores[kept]):
                 kept = key
         return kept
 
-    def better(self, a: float, b: float) -> bool:
-        """Is score a better than score b? (NaN is never better)."""
+    def better(self, a: float | tuple, b: float | tuple) -> bool:
+        """Is score (or ranking tuple) a better than b? (NaN is never better)."""
         return bool(a > b) if self.higher_is_better else bool(a < b)
 
     def gate(self, reference: float, value: float, precision: str) -> str | None:

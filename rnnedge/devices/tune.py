@@ -3,13 +3,14 @@ budget and a device budget, scored on the validation split only; the best model 
 
 Candidates start from the recipe sized to the data (recipe.py): its models first, each with all the time left, as
 `rnnedge train` trains them (a classifier: an LSTM and a GRU; on a small set each the recipe's members folded into
-one), so the search keeps nothing worse on validation than the defaults do; then one change each from the recipe
-(one model instead of the members' fold among them), cheapest first, so a short budget still tries the most likely
-ones, each with the time left shared among those not yet tried (train's `max_minutes`, split among a candidate's
-members). A candidate whose int8 weights or state do not fit the device is not trained (its footprint is computed
-from the shape the device runs: `footprint`). Every result is written to tune.json as it comes, so a stopped search
-resumes where it stopped (the time already spent counts against the budget). The winner's checkpoint is copied to
-model.pt: export it like any other (`rnnedge export`, `rnnedge mcu` checks the real fit).
+one), so the search keeps nothing worse on validation than the defaults do (compared as train compares cells:
+`ranked`); then one change each from the recipe (one model instead of the members' fold among them), cheapest first,
+so a short budget still tries the most likely ones, each with the time left shared among those not yet tried
+(train's `max_minutes`, split among a candidate's members). A candidate whose int8 weights or state do not fit the
+device is not trained (its footprint is computed from the shape the device runs: `footprint`). Every result is
+written to tune.json as it comes, so a stopped search resumes where it stopped (the time already spent counts
+against the budget). The winner's checkpoint is copied to model.pt: export it like any other (`rnnedge export`,
+`rnnedge mcu` checks the real fit).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rnnedge.devices.mcu import McuProfile
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import get_task
 from rnnedge.training.config import ModelConfig, TrainConfig
-from rnnedge.training.train import train_model
+from rnnedge.training.train import guess_loss, ranked, train_model
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,9 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     trained = [r for r in done.values() if r["status"] == "trained" and r["fits"] and r["val_score"] is not None]
     if not trained:
         return {"rows": list(done.values()), "best": None}
-    best = done[task.best({row["name"]: row["val_score"] for row in trained})]
+    guess = guess_loss(train_data, task)
+    best = done[task.best({row["name"]: ranked(task, row["val_score"], row.get("val_loss"), guess)
+                           for row in trained})]
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])

@@ -264,11 +264,9 @@ def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
 def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
                 cells: tuple[str, ...], out_dir: Path, data_record: dict | None = None,
                 members: int = 1) -> TrainResult:
-    """`train_model` once per cell and keep the best on validation (ties: the earlier cell, even where a later one
-    is surer: on Coffee's 6 validation series both cells scored 6 of 6, the GRU with the lower cross-entropy and
-    the worse test score, 0.89 against 0.96). One cell trains straight into out_dir; several train into
-    out_dir/cells/CELL, and the kept one's checkpoint (recording every cell's validation score), metrics and curve
-    are copied into out_dir."""
+    """`train_model` once per cell and keep the best on validation (`ranked`; ties: the earlier cell). One cell
+    trains straight into out_dir; several train into out_dir/cells/CELL, and the kept one's checkpoint (recording
+    every cell's validation score), metrics and curve are copied into out_dir."""
     if len(cells) == 1:
         return train_model(train_data, val_data, replace(model_config, cell=cells[0]), cfg, members, out_dir,
                            data_record)
@@ -278,7 +276,8 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
         results[cell] = train_model(train_data, val_data, replace(model_config, cell=cell), cfg, members,
                                     out_dir / "cells" / cell, data_record)
     provenances = {cell: result.checkpoint.provenance for cell, result in results.items()}
-    kept = task.best({cell: p["val_score"] for cell, p in provenances.items()})
+    guess = guess_loss(train_data, task)
+    kept = task.best({cell: ranked(task, p["val_score"], p.get("val_loss"), guess) for cell, p in provenances.items()})
     said = [f"{cell} {p['val_score']:.4f}" + (f" (loss {p['val_loss']:.4f})" if p.get("val_loss") is not None
                                                 else "") for cell, p in provenances.items()]
     print(f"cells (validation {task.metric}): {', '.join(said)}; kept {kept}", file=sys.stderr, flush=True)
@@ -288,6 +287,28 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     for name in ("metrics.json", "training_curve.png"):
         write_bytes_atomic(out_dir / name, (out_dir / "cells" / kept / name).read_bytes())
     return result
+
+
+def guess_loss(data: Dataset, task: Task) -> float:
+    """The cross-entropy of always guessing the training split's class frequencies (nan without classes)."""
+    if not task.classes:
+        return float("nan")
+    labels = np.concatenate([r.labels[-1:] if task.per_series else r.labels for r in data.recordings])
+    counts = np.bincount(labels[labels > 0])
+    share = counts[counts > 0] / counts.sum()
+    return float(-(share * np.log(share)).sum())
+
+
+def ranked(task: Task, score: float, loss: float | None, guess: float) -> tuple[float, bool] | tuple[float]:
+    """What models are compared by (cells here, candidates in tune): the validation score; between equal scores,
+    one that learned beats one that did not (its validation cross-entropy above half of `guess`, always guessing
+    the class frequencies). A small validation split lets luck score: on Coffee (6 validation series) two LSTMs
+    stuck at chance (training loss ln 2) scored 6 of 6 at one epoch, and their fold won the tie against a GRU that
+    had learned (test 0.57 against 0.96). Lower cross-entropy alone is no tie-break: there the surer GRU of another
+    seed was the worse on test (0.89 against 0.96)."""
+    if not task.higher_is_better:
+        return (score,)
+    return score, loss is not None and loss < guess / 2
 
 
 def _left(elapsed: float, epoch: int, cfg: TrainConfig) -> str:

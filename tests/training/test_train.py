@@ -223,3 +223,24 @@ def test_members_fold_into_one_model_validated_as_a_whole(tmp_path):
     assert folded.provenance["val_loss"] == pytest.approx(checked["loss"])
     assert set(json.loads((tmp_path / "metrics.json").read_text())["members"]) == {"seed 2", "seed 3"}
     assert (tmp_path / "training_curve.png").stat().st_size > 1000
+
+
+def test_between_equal_scores_a_model_that_learned_beats_one_that_did_not():
+    """Coffee: two LSTMs stuck at chance scored 6 of 6 on validation at one epoch; their validation
+    cross-entropy (0.63) was near always guessing (ln 2), the GRU's far below it."""
+    from rnnedge.tasks import get_task
+    from rnnedge.training.train import guess_loss, ranked
+
+    task = get_task("classify")
+    data = synthetic("classify", 40, 0)
+    guess = guess_loss(data, task)
+    counts = np.bincount([int(r.labels[-1]) for r in data.recordings])[1:]
+    assert guess == pytest.approx(-sum(c / counts.sum() * np.log(c / counts.sum()) for c in counts if c))
+    scores = {"lstm": ranked(task, 1.0, 0.63 * guess / np.log(2), guess), "gru": ranked(task, 1.0, 0.01, guess)}
+    assert task.best(scores) == "gru"
+    both_learned = {"lstm": ranked(task, 1.0, 0.03, guess), "gru": ranked(task, 1.0, 0.002, guess)}
+    assert task.best(both_learned) == "lstm"  # not the surer: ties keep the first
+    assert task.best({"lstm": ranked(task, 0.9, 0.01, guess), "gru": ranked(task, 0.8, 0.01, guess)}) == "lstm"
+    forecast = get_task("forecast")
+    assert forecast.best({"a": ranked(forecast, 2.0, None, float("nan")), "b": ranked(forecast, 1.0, None,
+                                                                                      float("nan"))}) == "b"
