@@ -9,13 +9,15 @@ so a short budget still tries the most likely ones, each with the time left shar
 (train's `max_minutes`, split among a candidate's members). A candidate whose int8 weights or state do not fit the
 device is not trained (its footprint is computed from the shape the device runs: `footprint`). Every result is
 written to tune.json as it comes, so a stopped search resumes where it stopped (the time already spent counts
-against the budget). The winner's checkpoint is copied to model.pt: export it like any other (`rnnedge export`,
-`rnnedge mcu` checks the real fit).
+against the budget). A variation replaces the recipe's own pick only when clearly better (`clearly_better`). The
+winner's checkpoint is copied to model.pt: export it like any other (`rnnedge export`, `rnnedge mcu` checks the real
+fit).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -26,7 +28,7 @@ from rnnedge.atomic import write_text_atomic
 from rnnedge.data.recording import Dataset
 from rnnedge.devices.mcu import McuProfile
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import get_task
+from rnnedge.tasks import Task, get_task
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.train import guess_loss, ranked, train_model
 
@@ -151,12 +153,36 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     if not trained:
         return {"rows": list(done.values()), "best": None}
     guess = guess_loss(train_data, task)
-    best = done[task.best({row["name"]: ranked(task, row["val_score"], row.get("val_loss"), guess)
-                           for row in trained})]
+    rank = {row["name"]: ranked(task, row["val_score"], row.get("val_loss"), guess) for row in trained}
+    best = done[task.best(rank)]
+    own = [c.name for c in plan[:len(cells)] if c.name in rank]
+    if own and best["name"] not in own:
+        recipe = done[task.best({name: rank[name] for name in own})]
+        if not clearly_better(task, best["val_score"], recipe["val_score"],
+                              validation_count(task, val_data, config.window_len)):
+            best = recipe
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])
     return record
+
+
+def clearly_better(task: Task, score: float, recipe: float, count: int) -> bool:
+    """Does a variation's validation accuracy beat the recipe's by more than one validation example and more than
+    the recipe's standard error (sqrt(p (1 - p) / n))? Picking the best of several candidates on a small validation
+    split favours luck: a one-series win (JapaneseVowels 54 of 54 against 53, Covid3MonthDiscrete 20 of 28 against
+    19) was worse than the recipe's model on test both times (0.9649 against 0.9784, 0.6066 against 0.6557).
+    Forecasts (no count to weigh an error by) need only be better."""
+    if not task.classes:
+        return task.better(score, recipe)
+    margin = max(1.0 / count, math.sqrt(recipe * (1.0 - recipe) / count)) if count else 0.0
+    return score - recipe > margin + 1e-12
+
+
+def validation_count(task: Task, val_data: Dataset, window_len: int) -> int:
+    """What a validation accuracy counts: series (classify) or labelled samples (tag)."""
+    scored = task.scored(val_data.recordings, window_len or None)
+    return len(scored) if task.per_series else int(sum((r.labels > 0).sum() for r in scored))
 
 
 def _load(path: Path) -> list[dict]:

@@ -76,3 +76,17 @@ def test_tune_searches_keeps_the_best_and_resumes(tmp_path):
     again = tune("--device", "cortex-m4f")  # resumes: nothing trained twice
     assert "done already" in again.stderr and json.loads((tmp_path / "tune.json").read_text())["rows"] == \
         record["rows"]
+
+
+def test_a_variation_must_win_by_more_than_luck():
+    """One validation series more out of 54 or 28 is not enough (both were worse on test); two of 54 at 0.98 is
+    more than one series and the standard error; forecasts need only be better."""
+    from rnnedge.devices.tune import clearly_better
+    from rnnedge.tasks import get_task
+
+    classify = get_task("classify")
+    assert not clearly_better(classify, 54 / 54, 53 / 54, 54) and not clearly_better(classify, 20 / 28, 19 / 28, 28)
+    assert clearly_better(classify, 54 / 54, 52 / 54, 54) and clearly_better(classify, 24 / 28, 19 / 28, 28)
+    assert not clearly_better(classify, 21 / 28, 19 / 28, 28)  # 2 of 28 is within the standard error (0.088)
+    forecast = get_task("forecast")
+    assert clearly_better(forecast, 0.99, 1.0, 0) and not clearly_better(forecast, 1.0, 0.99, 0)
