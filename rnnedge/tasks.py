@@ -57,11 +57,6 @@ class Task:
         """What the task scores on these recordings: themselves, or the series cut from them (classify_series)."""
         return classify_series(recordings, window_len) if self.per_series else list(recordings)
 
-    @property
-    def perfect(self) -> float:
-        """The score nothing beats: accuracy 1, error 0."""
-        return 1.0 if self.higher_is_better else 0.0
-
     def best(self, scores: dict[str, float] | dict[str, tuple]) -> str:
         """The key of the best score (or ranking tuple); ties keep the earlier key (the recipe's own before a
         variation)."""

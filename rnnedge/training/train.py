@@ -301,8 +301,8 @@ def guess_loss(data: Dataset, task: Task) -> float:
 
 def ranked(task: Task, score: float, loss: float | None, guess: float) -> tuple[float, bool] | tuple[float]:
     """What models are compared by (cells here, candidates in tune): the validation score; between equal scores,
-    one that learned beats one that did not (its validation cross-entropy above half of `guess`, always guessing
-    the class frequencies). A small validation split lets luck score: on Coffee (6 validation series) two LSTMs
+    one that learned beats one that did not (whose validation cross-entropy is above half of `guess`, always
+    guessing the class frequencies). A small validation split lets luck score: on Coffee (6 validation series) two LSTMs
     stuck at chance (training loss ln 2) scored 6 of 6 at one epoch, and their fold won the tie against a GRU that
     had learned (test 0.57 against 0.96). Lower cross-entropy alone is no tie-break: there the surer GRU of another
     seed was the worse on test (0.89 against 0.96)."""
