@@ -48,6 +48,9 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
                            "(is --label-column right?)")
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
     recipe = size_recipe(part["train"], task, given | {"cells": (cell,) if cell else None}, window_len, bidirectional)
+    if bidirectional and recipe.members > 1:
+        raise RnnedgeError("--members: bidirectional models do not fold into one (their layers interleave the two "
+                           "directions); train one with --members 1")
     try:
         model = ModelConfig(cell=recipe.cells[0], input_size=len(dataset.channels), hidden_size=recipe.hidden,
                             num_layers=recipe.layers, output_size=spec.output_size(classes, len(dataset.channels),

@@ -58,3 +58,19 @@ def test_small_sets_fold_two_seeds_large_or_bidirectional_ones_train_one():
     assert size_recipe(dataset(100, 1000), "classify", {}).members == 1  # 100,000 samples and more
     assert "members 2 (2 seeds folded into one: 6000 training samples)" in size_recipe(
         dataset(40, 150), "classify", {}).describe()
+
+
+def test_folding_bidirectional_members_is_refused_before_training(tmp_path):
+    import pytest
+
+    from rnnedge.errors import RnnedgeError
+    from rnnedge.training.prepare import prepared
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"{i}.csv").write_text("t,x,label\n" + "".join(f"{t},{(t * (1 + i % 2)) % 7},{1 + i % 2}\n"
+                                                                   for t in range(20)))
+    with pytest.raises(RnnedgeError, match="--members"):
+        prepared(str(folder), None, None, "x", "label", 10.0, None, None, "classify", True, 1, 0.1,
+                 {"members": 2}, 0)
