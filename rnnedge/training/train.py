@@ -239,6 +239,7 @@ def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
             print(f"member {number} of {members} (seed {seed}):", file=sys.stderr, flush=True)
         results.append(train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / f"seed-{seed}",
                              quiet=quiet, data_record=data_record))
+    runs = list(zip(seeds, results, strict=True))
     folded = fold([r.checkpoint for r in results])
     checked = report(folded.build_model(), val_data.recordings, folded.normalization, folded.labels,
                      cfg.window_len or None)
@@ -246,15 +247,15 @@ def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     task = get_task(model_config.task)
     if not quiet:
         said = ", ".join(f"seed {seed} {r.checkpoint.provenance['val_score']:.4f} (epoch {r.best_epoch})"
-                         for seed, r in zip(seeds, results, strict=True))
+                         for seed, r in runs)
         print(f"members (validation {task.metric}): {said}; folded into one {model_config.cell} "
               f"{model_config.num_layers}x{folded.config.hidden_size}: {checked['value']:.4f}", file=sys.stderr,
               flush=True)
     folded.save(out_dir / "model.pt")
-    histories = {f"seed {seed}": r.history for seed, r in zip(seeds, results, strict=True)}
+    histories = {f"seed {seed}": r.history for seed, r in runs}
     write_text_atomic(out_dir / "metrics.json", json.dumps({"members": histories, "val_score": checked["value"],
                                                             "val_loss": checked.get("loss")}, indent=1))
-    plot_history({f"seed {seed} ": (r.history, r.best_epoch) for seed, r in zip(seeds, results, strict=True)},
+    plot_history({f"seed {seed} ": (r.history, r.best_epoch) for seed, r in runs},
                  out_dir / "training_curve.png", f"{members} x {model_config.cell} {model_config.num_layers}x"
                  f"{model_config.hidden_size}, folded into one, {task.name} on {train_data.source}", task.metric,
                  "cross-entropy" if task.classes else "MSE")
