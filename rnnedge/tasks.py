@@ -208,6 +208,7 @@ def score(task: str, outputs: Sequence[np.ndarray], recordings: Sequence[Recordi
         errors, naive = [], []
         for out, rec in zip(outputs, recordings, strict=True):
             target, valid = forecast_targets(rec.signals, horizon, rec.missing)
+            valid[: rec.history] = False  # forecasts from inside the history are the training data's
             errors.append(out[valid] - target[valid])
             # persistence, the baseline a forecast must beat: every future value is the one seen now
             naive.append(np.tile(rec.signals, horizon)[valid] - target[valid])

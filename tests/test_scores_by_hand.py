@@ -67,6 +67,18 @@ def test_forecast_mse_and_mae_at_horizon_two_by_hand():
     assert report["persistence_mse"] == pytest.approx(2.5) and report["persistence_mae"] == pytest.approx(1.5)
 
 
+
+def test_forecasts_from_inside_a_pieces_history_are_not_scored():
+    """A later piece of a split in time streams the samples before it (history 2 here) and is scored from its own
+    first sample on: x = 0..4, step t predicts x[t+1]; steps 0 and 1 are history, step 4 has no target."""
+    x = np.arange(5, dtype=np.float32)[:, None]
+    outputs = np.array([[9.0], [9.0], [3.0], [5.0], [9.0]], np.float32)
+    piece = Recording(x, np.zeros(5, np.int64), 1, "r[2:5]", history=2)
+    report = score("forecast", [outputs], [piece], [], horizon=1)
+    assert report["scored_samples"] == 2  # steps 2 and 3: errors 0 and 1
+    assert report["mse"] == pytest.approx(0.5) and report["persistence_mse"] == pytest.approx(1.0)
+
+
 RATE = 50.0
 
 

@@ -18,6 +18,8 @@ class Recording:
     subject: int
     name: str
     missing: np.ndarray | None = None  # (T,) bool: samples that were missing in the file, held (data/files.py)
+    history: int = 0  # the first samples came before it (a later piece of a split in time): streamed to bring the
+    # state up to date, never scored (their labels are 0, unlabelled)
 
     def __len__(self) -> int:
         return len(self.signals)

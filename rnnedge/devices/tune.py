@@ -186,7 +186,7 @@ def clearly_better(task: Task, score: float, recipe: float, count: int) -> bool:
 def validation_count(task: Task, val_data: Dataset, window_len: int) -> int:
     """What a validation score counts: series (classify), labelled samples (tag) or forecast samples."""
     if not task.classes:
-        return int(sum(len(r) for r in val_data.recordings))
+        return int(sum(len(r) - r.history for r in val_data.recordings))
     scored = task.scored(val_data.recordings, window_len or None)
     return len(scored) if task.per_series else int(sum((r.labels > 0).sum() for r in scored))
 
