@@ -172,10 +172,10 @@ def test_one_recording_splits_in_time_and_is_found_again(tmp_path):
     splits = make_splits(source.load(), source)
     assert {n: [len(r) - r.history for r in s.recordings] for n, s in splits.items()} == {"train": [140],
                                                                                           "val": [30], "test": [30]}
-    test = splits["test"].recordings[0]  # the samples before it come first, as history
-    assert [s.recordings[0].history for s in splits.values()] == [0, 140, 170]
+    test = splits["test"].recordings[0]  # the samples before it come first, as history (validation starts cold)
+    assert [s.recordings[0].history for s in splits.values()] == [0, 0, 170]
     np.testing.assert_array_equal(test.signals[:, 0], np.arange(200) % 7)
-    assert splits["val"].recordings[0].missing[150]  # row 150 had an empty cell
+    assert splits["val"].recordings[0].missing[10]  # row 150 had an empty cell
     record = split_record(splits)
     assert record["test"]["recordings"][0]["slice"] == [170, 200] and record["test"]["recordings"][0]["history"]
     again = load_split(record, "test")  # export and evaluate read it again from the file
