@@ -12,11 +12,12 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
               (a batch of a few series: more steps per epoch on small sets)
   chunk_len   tag/forecast: 250, or the median recording's length when shorter
   layers      2 when the training split has >= 100,000 samples, else 1 (a small set fits one layer better)
-  members     4 below 10,000 training samples, 2 below 100,000, else 1 (and 1 for bidirectional models): that
+  members     4 below 2,000 training samples, 2 below 100,000, else 1 (and 1 for bidirectional models): that
               many models from different seeds, folded into one that computes their mean (ensemble.py). A small
               set's test accuracy swings with the seed (Coffee 0.96 / 0.57 / 1.00 over seeds 0-2), the mean of two
-              less, of four less again: over six LSTMs on Coffee (6,292 samples) the worst pair 0.57, every four
-              0.96; on UnitTest (384) 0.73 and 0.82. It multiplies training time, where training takes seconds to
+              much less (worst pair 0.96). Four narrowed the tiniest sets further (UnitTest, 384 samples: worst of
+              seeds 0-2 0.77 -> 0.91) but not those of 3,000-9,400 samples (BasicMotions' worst 0.975 -> 0.95,
+              Covid3MonthDiscrete's 0.66 -> 0.57). It multiplies training time, where training takes seconds to
               minutes, and the deployed width (tune offers one model)
   epochs      60, or as many as make MIN_STEPS optimizer steps (at most MAX_EPOCHS)
   patience    15 epochs, or as many as make PATIENCE_STEPS steps
@@ -39,7 +40,7 @@ PATIENCE_STEPS = 1000
 MAX_EPOCHS = 3000
 BASE = {"epochs": 60, "patience": 15, "chunk_len": 250, "hidden": 64}
 LARGE_SAMPLES = 100_000
-TINY_SAMPLES = 10_000
+TINY_SAMPLES = 2_000
 
 
 @dataclass(frozen=True)

@@ -53,13 +53,13 @@ def test_classify_tries_both_gated_cells_unless_one_is_given():
 def test_small_sets_fold_several_seeds_large_or_bidirectional_ones_train_one():
     """A small set's score swings with the seed; the mean of two seeds' models less, of four less again (recipe.py,
     ensemble.py)."""
-    assert size_recipe(dataset(40, 150), "classify", {}).members == 4  # below 10,000 samples
+    assert size_recipe(dataset(20, 24), "classify", {}).members == 4  # below 2,000 samples
     assert size_recipe(dataset(6, 90), "forecast", {}).members == 4
-    assert size_recipe(dataset(100, 300), "classify", {}).members == 2  # below 100,000
+    assert size_recipe(dataset(40, 150), "classify", {}).members == 2  # below 100,000
     assert size_recipe(dataset(40, 150), "classify", {}, bidirectional=True).members == 1
     assert size_recipe(dataset(100, 1000), "classify", {}).members == 1  # 100,000 samples and more
-    assert "members 4 (4 seeds folded into one: 6000 training samples)" in size_recipe(
-        dataset(40, 150), "classify", {}).describe()
+    assert "members 4 (4 seeds folded into one: 480 training samples)" in size_recipe(
+        dataset(20, 24), "classify", {}).describe()
 
 
 def test_folding_bidirectional_members_is_refused_before_training(tmp_path):
