@@ -175,7 +175,7 @@ def clearly_better(task: Task, score: float, recipe: float, count: int) -> bool:
     0.9784, 0.6066 against 0.6557). An error (MSE): lower by more than twice the recipe's standard error, MSE
     sqrt(2 / n) over n validation samples (a mean of n squared normal errors); twice, since a series' errors are
     correlated in time (n overstates them) and the best of ten candidates beats the rest by luck alone: picks lower by
-    30 % on Airline's 21 validation months and by 22 % on solar's 43 were 1.36x and 1.08x the recipe's test MSE."""
+    30 % on Airline's 21 validation months and by 22 % on solar's 44 were 1.36x and 1.08x the recipe's test MSE."""
     if not count:
         return task.better(score, recipe)
     if not task.higher_is_better:
