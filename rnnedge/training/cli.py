@@ -49,8 +49,8 @@ def train_command(
                                       "[default: sized to the data: 2 from 100,000 training samples, else 1]."),
     members: int | None = typer.Option(None, min=1, max=8, show_default=False, help="Models trained from "
                                        "different seeds and folded into one that computes their mean (a wider "
-                                       "model: hidden x members units) [default: 2 below 100,000 training "
-                                       "samples, else 1; 1 for bidirectional models]."),
+                                       "model: hidden x members units) [default: 4 below 2,000 training "
+                                       "samples, 2 below 100,000, else 1; 1 for bidirectional models]."),
     task: TaskName = typer.Option("tag", help="tag (a label per step) | classify (a label per series; streams the "
                                   "class of the series so far) | forecast (next values, in the data's units)"),
     bidirectional: bool = typer.Option(False, help="classify only (needs the whole series: window files, no "
