@@ -92,17 +92,18 @@ def content_sha256(recording: Recording) -> str:
 @dataclass
 class Split:
     """One split: where its recordings are read from and which ones they are. `cut`: for a split in time of one
-    recording (time_splits), each piece's name -> (the whole recording's name, first sample, end, with history?)."""
+    recording (time_splits), each piece's name -> (the whole recording's name, first sample, end)."""
 
     source: DataSource
     recordings: list[Recording] = field(default_factory=list)
-    cut: dict[str, tuple[str, int, int, bool]] = field(default_factory=dict)
+    cut: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         def entry(r: Recording) -> dict:
             whole = self.cut.get(r.name)
-            cut = {"of": whole[0], "slice": [whole[1], whole[2]]} | ({"history": True} if whole[3] else {}) \
-                if whole else {}
+            cut = {"of": whole[0], "slice": [whole[1], whole[2]]} if whole else {}
+            if whole and r.history:
+                cut["history"] = True
             return {"name": r.name, "sha256": content_sha256(r), "samples": len(r), **cut}
 
         return {"source": self.source.to_dict(), "recordings": [entry(r) for r in self.recordings]}
@@ -142,7 +143,7 @@ def time_splits(source: DataSource, recording: Recording, names: tuple[str, ...]
     splits = {}
     for name, a, b in zip(names, starts, ends.tolist(), strict=True):
         part = piece(recording, a, b, history=name == "test")
-        splits[name] = Split(source, [part], {part.name: (recording.name, a, b, part.history > 0)})
+        splits[name] = Split(source, [part], {part.name: (recording.name, a, b)})
     return splits
 
 
