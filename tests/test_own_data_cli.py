@@ -120,3 +120,43 @@ def test_training_threads_default_to_one_and_are_an_option():
     """Observation 12: torch's default threads on a busy 2-core machine cost 20-50x per epoch."""
     assert TrainConfig().threads == 1
     assert "--threads" in rnnedge("train", "--help").stdout
+
+
+def test_a_channel_a_few_huge_recordings_dominate_is_normalized_nearer_the_typical_one(tmp_path):
+    """PLAID's currents span 0.1 A to 460 A: scaled by all samples the typical recording reached the model as noise
+    near zero (rnnedge.data.recording.Normalization.fit). The recipe line says what was done; --spread-limit 0
+    turns it off; the exported file still takes raw units."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(20):
+        scale = 400.0 if i % 10 == 9 else 1.0 + i % 3
+        amps = scale * np.sin(np.arange(50) / (2 + i % 2)) + rng.normal(0, 0.01, 50)
+        rows = ["amps,volts,label"] + [f"{a:.5f},{v:.5f},{1 + i % 2}" for a, v in
+                                        zip(amps, rng.normal(0, 1, 50), strict=True)]
+        (data / f"r{i}.csv").write_text("\n".join(rows) + "\n")
+    words = ["train", "--data", str(data), "--channels", "amps,volts", "--label-column", "label", "--sample-rate",
+             "10", "--task", "classify", "--cell", "gru", "--members", "1", "--hidden", "4", "--epochs", "1"]
+    from rnnedge.data.recording import channel_spread
+    from rnnedge.data.source import load_split
+    from rnnedge.training.checkpoint import Checkpoint
+
+    near = rnnedge(*words, "--out", str(tmp_path / "near"))
+    assert near.returncode == 0, near.stderr
+    kept = Checkpoint.load(tmp_path / "near" / "model.pt")
+    train_split = load_split(kept.provenance["data"]["splits"], "train").recordings
+    spread = channel_spread(train_split)
+    assert spread[0] > 10 > spread[1]
+    assert f"normalization nearer the median recording for amps {spread[0]:.3g}x" in near.stderr
+    stacked = np.concatenate([r.signals for r in train_split]).astype(np.float64)
+    assert kept.normalization.std[0] < stacked[:, 0].std() / 3  # nearer the typical recording's scale
+    assert kept.normalization.std[1] == pytest.approx(stacked[:, 1].std(), rel=1e-5)
+    off = rnnedge(*words, "--spread-limit", "0", "--out", str(tmp_path / "off"))
+    assert off.returncode == 0 and "normalization by all samples" in off.stderr
+    assert Checkpoint.load(tmp_path / "off" / "model.pt").normalization.std[0] == pytest.approx(
+        stacked[:, 0].std(), rel=1e-5)
+    exported = rnnedge("export", str(tmp_path / "near" / "model.pt"), "--out", str(tmp_path / "bundle"),
+                       "--formats", "onnx", "--precisions", "fp32")
+    assert exported.returncode == 0, exported.stderr
+    assert read_manifest(tmp_path / "bundle").input.normalization.std[0] == pytest.approx(
+        float(kept.normalization.std[0]), rel=1e-6)

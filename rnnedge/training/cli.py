@@ -79,6 +79,11 @@ def train_command(
     carry_state: bool = typer.Option(
         TrainConfig.carry_state, help="tag/forecast: stream each lane's recordings back to back without zeroing "
         "the state between them (long streams, e.g. an all-night monitor); --no-carry-state zeroes it per recording."),
+    spread_limit: float | None = typer.Option(None, min=0.0, show_default=False, help="A channel whose std over "
+                                              "all training samples is above this many times the median "
+                                              "recording's is centred on the median recording and scaled by the "
+                                              "geometric mean of the two stds (a few huge recordings no longer "
+                                              "drown the rest); 0: by all samples [default: 10]."),
     class_weight_power: float = typer.Option(TrainConfig.class_weight_power, min=0.0, max=2.0, help="Classes "
                                              "weigh (1 / frequency) ** this in the loss (0: all alike)."),
     average_epochs: float = typer.Option(TrainConfig.average_epochs, min=0.0, max=100.0, help="The model validated "
@@ -107,7 +112,7 @@ def train_command(
     run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, cell and Cell(cell).value,
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
-                     "patience": patience, "members": members}, window_len, residual)
+                     "patience": patience, "members": members, "spread_limit": spread_limit}, window_len, residual)
     recipe, part, model_config = run.recipe, run.part, run.model
     config = run.train_config(window_len=window_len, lr=lr, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
                               speed=speed, threads=threads, carry_state=carry_state, state_penalty=state_penalty,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+from rnnedge.data.recording import SPREAD_LIMIT
 from rnnedge.tasks import TASKS
 
 Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
@@ -79,6 +80,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     patience: int = 15  # early stopping: epochs without improvement (validation swings +-0.1 between epochs)
+    spread_limit: float = SPREAD_LIMIT  # a channel whose std over all samples is above this many times the median
+    # recording's is centred on the median recording and scaled nearer it (Normalization.fit; 0 = never)
     class_weight_power: float = 0.5  # weight = (1 / frequency) ** power, rare classes count more
     rotate_deg: float = 0.0  # augmentation: random rotation of 3-axis sensors about x (0 = off)
     carry_state: bool = True  # tag/forecast: keep each lane's state across the recordings packed into it (one

@@ -28,8 +28,8 @@ class Run:
         """The recipe's settings and the data set's augmentation (where `given` leaves them None), then `given`."""
         recipe = self.recipe
         given |= {name: value for name, value in self.augment.items() if given.get(name) is None}
-        return TrainConfig(epochs=recipe.epochs, chunk_len=recipe.chunk_len, batch_size=recipe.lanes,
-                           patience=recipe.patience, **given)
+        return TrainConfig(**{"epochs": recipe.epochs, "chunk_len": recipe.chunk_len, "batch_size": recipe.lanes,
+                              "patience": recipe.patience, "spread_limit": recipe.spread_limit} | given)
 
 
 def prepared(data: str, val: str | None, test: str | None, channels: str | None, label_column: str | None,

@@ -21,6 +21,9 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
               minutes, and the deployed width (tune offers one model)
   epochs      60, or as many as make MIN_STEPS optimizer steps (at most MAX_EPOCHS)
   patience    15 epochs, or as many as make PATIENCE_STEPS steps
+  spread_limit  10: a channel whose std over all training samples is above 10x the median recording's is
+              centred on the median recording and scaled by the geometric mean of the two stds
+              (Normalization.fit: PLAID 0.47 -> 0.65), every other by all samples
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnedge.data.recording import Dataset
+from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_spread, wide_channels
 from rnnedge.tasks import get_task
 from rnnedge.training.config import TrainConfig
 
@@ -54,6 +57,7 @@ class Recipe:
     epochs: int
     patience: int
     steps_per_epoch: int
+    spread_limit: float
     why: tuple[str, ...]  # one line per setting: its value and where it came from
 
     def describe(self) -> str:
@@ -100,7 +104,24 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
                   f"~{steps} steps an epoch, at least {MIN_STEPS} steps")
     patience = pick("patience", max(BASE["patience"], math.ceil(PATIENCE_STEPS / steps)),
                     f"at least {PATIENCE_STEPS} steps")
-    return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, tuple(why))
+    spread_limit = given.get("spread_limit")
+    spread_limit = SPREAD_LIMIT if spread_limit is None else float(spread_limit)
+    why.append(_normalization(train, spread_limit, "given" if given.get("spread_limit") is not None else "default"))
+    return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit,
+                  tuple(why))
+
+
+def _normalization(train: Dataset, spread_limit: float, source: str) -> str:
+    """The recipe's line on normalization: which channels are centred on the median recording, with each one's
+    spread."""
+    spread, wide = channel_spread(train.recordings), wide_channels(train.recordings, spread_limit)
+    limit = f"spread limit {spread_limit:g} ({source})"
+    if not wide.any():
+        finite = spread[np.isfinite(spread)]
+        widest = f"channel spread at most {finite.max():.3g}x" if finite.size else "the median recording constant"
+        return f"normalization by all samples ({widest}; {limit})"
+    said = ", ".join(f"{name} {value:.3g}x" for name, value, w in zip(train.channels, spread, wide, strict=True) if w)
+    return f"normalization nearer the median recording for {said}, by all samples for the rest ({limit})"
 
 
 def _words(value: int | tuple[str, ...]) -> str:

@@ -162,7 +162,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     task = get_task(model_config.task)
-    norm = Normalization.fit(train_data.recordings)
+    norm = Normalization.fit(train_data.recordings, cfg.spread_limit)
     scored_labels = train_data.label_names[1:]  # label 0 is 'unlabelled': streamed through, never a class
     model = RecurrentModel(model_config)
     weights = None

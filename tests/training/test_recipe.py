@@ -76,3 +76,17 @@ def test_folding_bidirectional_members_is_refused_before_training(tmp_path):
     with pytest.raises(RnnedgeError, match="--members"):
         prepared(str(folder), None, None, "x", "label", 10.0, None, None, "classify", True, 1, 0.1,
                  {"members": 2}, 0)
+
+
+def test_the_recipe_says_how_each_channel_is_normalized():
+    wave = np.sin(np.arange(100) / 5.0)[:, None].astype(np.float32)
+    wide = Dataset([Recording(wave * scale, np.full(100, 1 + i % 2), 0, str(i))
+                    for i, scale in enumerate([1, 1, 1, 2, 300, 1, 1, 500])], ["x"], ["UNLABELED", "0", "1"], 10.0,
+                   "synthetic")
+    recipe = size_recipe(wide, "classify", {})
+    assert recipe.spread_limit == 10 and "normalization nearer the median recording for x " in recipe.describe()
+    given = size_recipe(wide, "classify", {"spread_limit": 0.0})
+    assert given.spread_limit == 0 and "normalization by all samples" in given.describe()
+    assert "(given)" in given.describe().split("normalization")[1]
+    assert "normalization by all samples (channel spread at most 1.2x" in size_recipe(
+        hapt_split("train"), "tag", {}).describe()
