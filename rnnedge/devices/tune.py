@@ -4,7 +4,8 @@ budget and a device budget, scored on the validation split only; the best model 
 Candidates start from the recipe sized to the data (recipe.py): its models first, each with all the time left, as
 `rnnedge train` trains them (a classifier: an LSTM and a GRU; on a small set each the recipe's members folded into
 one), so the search keeps nothing worse on validation than the defaults do (compared as train compares cells:
-`ranked`); then one change each from the recipe (one model instead of the members' fold among them), cheapest first,
+`ranked`); then one change each from the recipe (one model instead of the members' fold among them; normalization by
+all samples where the recipe moved a channel nearer its median recording), cheapest first,
 so a short budget still tries the most likely ones, each with the time left shared among those not yet tried
 (train's `max_minutes`, split among a candidate's members). A candidate whose int8 weights or state do not fit the
 device is not trained (its footprint is computed from the shape the device runs: `footprint`). Every result is
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
-from rnnedge.data.recording import Dataset
+from rnnedge.data.recording import Dataset, wide_channels
 from rnnedge.devices.mcu import McuProfile
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task
@@ -42,12 +43,15 @@ class Candidate:
     chunk_len: int
     residual: bool | None = None  # forecast: predict the change from the latest value (True) or the values
     members: int = 1  # models from different seeds folded into one (training/ensemble.py)
+    spread_limit: float | None = None  # normalization (Normalization.fit): None = the recipe's, 0 = by all samples
 
     @property
     def name(self) -> str:
         values = "-values" if self.residual is False else ""
         folded = f"-ens{self.members}" if self.members > 1 else ""
-        return f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}{values}{folded}"
+        scale = "-scaleall" if self.spread_limit == 0 else ""
+        return (f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}{values}{folded}"
+                f"{scale}")
 
     def shape(self, model: ModelConfig) -> ModelConfig:
         """`model` with this candidate's cell, size, layers and (forecast) outputs: one member's shape."""
@@ -59,9 +63,11 @@ class Candidate:
         return replace(self.shape(model), hidden_size=self.hidden * self.members)
 
 
-def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lstm",)) -> list[Candidate]:
+def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lstm",),
+               rescaled: bool = False) -> list[Candidate]:
     """The recipe's models (`base` in each of the recipe's cells: what `rnnedge train` chooses among), then one
-    change at a time from `base` (duplicates dropped), smallest first."""
+    change at a time from `base` (duplicates dropped), smallest first. `rescaled`: the recipe normalized some
+    channel nearer its median recording (Normalization.fit), so normalizing by all samples is a change too."""
     recipe = [replace(base, cell=cell) for cell in cells]
     other_layers = 1 if base.layers > 1 else 2
     changes = [replace(base, cell="gru"), replace(base, hidden=max(8, base.hidden // 2)),
@@ -73,6 +79,8 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
         changes += [replace(base, chunk_len=max(2, base.chunk_len // 2)), replace(base, chunk_len=base.chunk_len * 2)]
     if base.residual is not None:  # a forecast: the other kind of output (a trend favours changes, cycles values)
         changes.append(replace(base, residual=not base.residual))
+    if rescaled:  # where the magnitude is the class (Covid3MonthDiscrete), the large recordings' detail may count
+        changes.append(replace(base, spread_limit=0.0))
     varied = [c for c in dict.fromkeys(changes) if c not in recipe]
     size = {c: footprint(replace(c, residual=None).deployed(ModelConfig()))["params"] for c in varied}
     return recipe + sorted(varied, key=size.__getitem__)
@@ -114,7 +122,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     task = get_task(model.task)
     base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None, members)
-    plan = candidates(base, task.per_series, cells)
+    plan = candidates(base, task.per_series, cells, wide_channels(train_data.recordings, config.spread_limit).any())
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
     say(f"tune: {len(plan)} candidates, {budget_minutes:g} min, device "
@@ -137,7 +145,9 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
             started = time.monotonic()
             share = left / untried / candidate.members  # each member trains in turn
             result = train_model(train_data, val_data, shaped,
-                                 replace(config, lr=candidate.lr, chunk_len=candidate.chunk_len, max_minutes=share),
+                                 replace(config, lr=candidate.lr, chunk_len=candidate.chunk_len, max_minutes=share,
+                                         spread_limit=config.spread_limit if candidate.spread_limit is None
+                                         else candidate.spread_limit),
                                  candidate.members, out_dir / candidate.name, data_record, quiet=True)
             kept = result.checkpoint.provenance
             row |= {"status": "trained", "minutes": round((time.monotonic() - started) / 60, 2),

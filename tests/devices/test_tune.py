@@ -45,6 +45,36 @@ def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
     one = next(c for c in folded if c.members == 1)  # a single model: half the device's work
     assert footprint(folded[0].deployed(ModelConfig()))["params"] > footprint(one.deployed(ModelConfig()))["params"]
     assert folded[0].deployed(ModelConfig()).hidden_size == 128 and folded[0].shape(ModelConfig()).hidden_size == 64
+    rescaled = candidates(Candidate("lstm", 64, 1, 3e-3, 250), per_series=True, rescaled=True)
+    assert [c.name for c in rescaled if c.spread_limit == 0] == ["lstm-1x64-lr0.003-chunk250-scaleall"]
+
+
+def test_where_the_recipe_rescaled_a_channel_tune_also_tries_all_samples_scale(tmp_path):
+    """The rule that helps PLAID cost Covid3MonthDiscrete (its magnitudes are its classes): tune can go back."""
+    import numpy as np
+
+    from rnnedge.data.recording import Dataset, Normalization, Recording
+    from rnnedge.devices.tune import tune
+    from rnnedge.training.checkpoint import Checkpoint
+    from rnnedge.training.config import TrainConfig
+
+    def data(count: int) -> Dataset:
+        wave = np.sin(np.arange(40) / 3.0)[:, None].astype(np.float32)
+        return Dataset([Recording(wave * (300.0 if i % 8 == 7 else 1.0 + i % 2), np.full(40, 1 + i % 2), 0, str(i))
+                        for i in range(count)], ["amps"], ["UNLABELED", "a", "b"], 10.0, "synthetic")
+
+    train, val = data(16), data(8)
+    model = ModelConfig(cell="gru", input_size=1, hidden_size=4, num_layers=1, output_size=2, task="classify")
+    record = tune(train, val, model, TrainConfig(epochs=1, batch_size=4, threads=1), tmp_path, 5.0,
+                  say=lambda line: None, cells=("gru",))
+    rows = {row["name"]: row for row in record["rows"]}
+    assert rows["gru-1x4-lr0.003-chunk250-scaleall"]["status"] == "trained"
+    everything = Normalization.fit(train.recordings, spread_limit=0)
+    assert Normalization.fit(train.recordings).std[0] < everything.std[0] / 3
+    assert Checkpoint.load(tmp_path / "gru-1x4-lr0.003-chunk250-scaleall" / "model.pt").normalization.std[0] == \
+        pytest.approx(everything.std[0])
+    assert Checkpoint.load(tmp_path / "gru-1x4-lr0.003-chunk250" / "model.pt").normalization.std[0] == \
+        pytest.approx(Normalization.fit(train.recordings).std[0])
 
 
 def test_a_device_budget_refuses_what_does_not_fit():
