@@ -31,23 +31,26 @@ class Recording:
 def channel_spread(recordings: list[Recording]) -> np.ndarray:
     """Per channel: the std over every sample divided by the median recording's own std (about 1 when recordings
     are alike; inf where the median recording is constant)."""
-    overall = np.concatenate([r.signals for r in recordings]).astype(np.float64).std(axis=0)
-    typical = _median_recording(recordings)[1]
+    _, overall, _, typical = _statistics(recordings)
+    return _spread(overall, typical)
+
+
+def wide_channels(spread: np.ndarray, spread_limit: float) -> np.ndarray:
+    """Per channel: is its `channel_spread` above `spread_limit` (0: never), with a median recording that moves?"""
+    return np.isfinite(spread) & (spread > spread_limit) if spread_limit else np.zeros(spread.shape, bool)
+
+
+def _spread(overall: np.ndarray, typical: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(typical > 0, overall / np.where(typical > 0, typical, 1.0), np.inf)
 
 
-def wide_channels(recordings: list[Recording], spread_limit: float) -> np.ndarray:
-    """Per channel: is its `channel_spread` above `spread_limit` (0: never), with a median recording that moves?"""
-    spread = channel_spread(recordings)
-    return np.isfinite(spread) & (spread > spread_limit) if spread_limit else np.zeros(spread.shape, bool)
-
-
-def _median_recording(recordings: list[Recording]) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel the median over recordings of each one's mean and of each one's std."""
+def _statistics(recordings: list[Recording]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel: the mean and std of every sample, then the median over recordings of each one's mean and std."""
+    stacked = np.concatenate([r.signals for r in recordings]).astype(np.float64)
     means = np.stack([r.signals.astype(np.float64).mean(axis=0) for r in recordings])
     stds = np.stack([r.signals.astype(np.float64).std(axis=0) for r in recordings])
-    return np.median(means, axis=0), np.median(stds, axis=0)
+    return stacked.mean(axis=0), stacked.std(axis=0), np.median(means, axis=0), np.median(stds, axis=0)
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,9 @@ class Normalization:
         samples (std 33 A) the median recording's std became 0.003 and a GRU scored 0.47 on test; by the
         median recording's (0.15 A) 0.69 but Covid3MonthDiscrete's GRUs and LSTMs fell from 0.66 to 0.58 (mean
         over 4 seeds; its magnitudes are its classes); halfway, PLAID 0.65 and Covid 0.65."""
-        stacked = np.concatenate([r.signals for r in recordings]).astype(np.float64)
-        mean, std = stacked.mean(axis=0), stacked.std(axis=0)
-        wide = wide_channels(recordings, spread_limit)
-        if wide.any():
-            typical_mean, typical_std = _median_recording(recordings)
-            mean, std = np.where(wide, typical_mean, mean), np.where(wide, np.sqrt(typical_std * std), std)
+        mean, std, typical_mean, typical_std = _statistics(recordings)
+        wide = wide_channels(_spread(std, typical_std), spread_limit)
+        mean, std = np.where(wide, typical_mean, mean), np.where(wide, np.sqrt(typical_std * std), std)
         return Normalization(mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32))
 
     def apply(self, signals: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
-from rnnedge.data.recording import Dataset, wide_channels
+from rnnedge.data.recording import Dataset, channel_spread, wide_channels
 from rnnedge.devices.mcu import McuProfile
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task
@@ -122,7 +122,8 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     task = get_task(model.task)
     base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None, members)
-    plan = candidates(base, task.per_series, cells, wide_channels(train_data.recordings, config.spread_limit).any())
+    rescaled = wide_channels(channel_spread(train_data.recordings), config.spread_limit).any()
+    plan = candidates(base, task.per_series, cells, rescaled)
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
     say(f"tune: {len(plan)} candidates, {budget_minutes:g} min, device "

@@ -114,7 +114,8 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
 def _normalization(train: Dataset, spread_limit: float, source: str) -> str:
     """The recipe's line on normalization: which channels are centred on the median recording, with each one's
     spread."""
-    spread, wide = channel_spread(train.recordings), wide_channels(train.recordings, spread_limit)
+    spread = channel_spread(train.recordings)
+    wide = wide_channels(spread, spread_limit)
     limit = f"spread limit {spread_limit:g} ({source})"
     if not wide.any():
         finite = spread[np.isfinite(spread)]
