@@ -240,6 +240,9 @@ def tune_command(
     label_column: str | None = CSV_OPTIONS["label_column"],
     sample_rate: float | None = CSV_OPTIONS["sample_rate"],
     unlabelled: str | None = CSV_OPTIONS["unlabelled"],
+    trained: Path | None = typer.Option(None, help="A finished `rnnedge train --out RUN` with these data and flags "
+                                        "(and --seed): its models stand for the recipe's, so the whole budget goes "
+                                        "to the variations (checked: same data, splits, settings and seeds)."),
 ) -> None:
     """Search cell, size, layers, chunk length and learning rate within a time and device budget, on validation."""
     from rich.table import Table
@@ -251,6 +254,8 @@ def tune_command(
     profiles = {p.key: p for p in MCU_PROFILES}
     if device is not None and device not in profiles:
         raise RnnedgeError(f"--device {device!r}: not a microcontroller profile ({', '.join(profiles)})")
+    if trained is not None and not trained.is_dir():
+        raise RnnedgeError(f"--trained {trained}: no such run folder (`rnnedge train --out` writes one)")
     run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, None, TaskName(task).value,
                     False, horizon, 0.1, {}, window_len)
     config = run.train_config(window_len=window_len, seed=seed, threads=threads)
@@ -258,7 +263,7 @@ def tune_command(
     typer.echo(run.recipe.describe(), err=True)
     record = tune(run.part["train"], run.part["val"], run.model, config, out, budget,
                   profiles.get(device) if device else None, run.record, say=lambda line: typer.echo(line, err=True),
-                  cells=run.recipe.cells, members=run.recipe.members)
+                  cells=run.recipe.cells, members=run.recipe.members, trained=trained)
     table = Table(title=f"tune: validation {record['metric']}, best first")
     for column in ("candidate", "status", "validation", "minutes", "parameters", "footprint"):
         table.add_column(column)

@@ -169,10 +169,14 @@ def int8_score(checkpoint: Path, folder: Path, log: Path) -> dict:
         "shape": f"{shape['cell']} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
 
 
-def tuned(data_flags: list[str], user_flags: list[str], minutes: float, folder: Path, log: Path) -> dict:
-    """`rnnedge tune` with the same flags and a time budget: its pick, exported and scored like the default."""
+def tuned(data_flags: list[str], user_flags: list[str], minutes: float, folder: Path, log: Path,
+          default: Path | None) -> dict:
+    """`rnnedge tune` (seed 0) with the same flags and a time budget: its pick, exported and scored like the
+    default. `default`: seed 0's `rnnedge train` run of this bench, whose models tune takes as the recipe's
+    (`--trained`), as a user who ran train first would."""
     started = time.monotonic()
-    run([RNNEDGE, "tune", *data_flags, *user_flags, "--budget", f"{minutes:g}", "--out", str(folder)], log)
+    trained = ["--trained", str(default)] if default else []
+    run([RNNEDGE, "tune", *data_flags, *user_flags, "--budget", f"{minutes:g}", "--out", str(folder), *trained], log)
     seconds = time.monotonic() - started
     picked = json.loads((folder / "tune.json").read_text())
     return {"score": int8_score(folder / "model.pt", folder, log), "seconds": round(seconds, 1),
@@ -201,7 +205,7 @@ def classification(s: Classification, out: Path, tune_minutes: float, seeds: lis
               **seeded(data_flags, user_flags, seeds, out / s.name, log, "accuracy"),
               "dtw_1nn_accuracy": dtw, "dtw_seconds": round(dtw_s, 1), "flags": user_flags}
     if tune_minutes:
-        search = tuned(data_flags, user_flags, tune_minutes, out / s.name / "tune", log)
+        search = tuned(data_flags, user_flags, tune_minutes, out / s.name / "tune", log, _seed0(out / s.name, seeds))
         result["tuned"] = {**search, "int8_accuracy": search.pop("score")["accuracy"]}
     return result
 
@@ -217,7 +221,8 @@ def forecast(s: Forecast, out: Path, tune_minutes: float, seeds: list[int]) -> d
     result = {"set": s.name, "task": "forecast", "source": f"{s.wheel}: {s.member}", "length": len(values),
               **seeded(["--data", str(data)], user_flags, seeds, out / s.name, log, "mse"), "flags": user_flags}
     if tune_minutes:
-        search = tuned(["--data", str(data)], user_flags, tune_minutes, out / s.name / "tune", log)
+        search = tuned(["--data", str(data)], user_flags, tune_minutes, out / s.name / "tune", log,
+                       _seed0(out / s.name, seeds))
         result["tuned"] = {**search, "int8_mse": search.pop("score")["mse"]}
     return result
 
@@ -236,6 +241,11 @@ def seeded(data_flags: list[str], user_flags: list[str], seeds: list[int], folde
                     | ({"persistence_mse": score["persistence_mse"], "scored_samples": score["scored_samples"]}
                        if metric == "mse" else {}))
     return seeded_summary(runs, metric)
+
+
+def _seed0(folder: Path, seeds: list[int]) -> Path | None:
+    """Seed 0's `rnnedge train` run folder (`seeded`), when this bench trained it."""
+    return folder / "seed-0" / "train" if 0 in seeds else None
 
 
 def seeded_summary(runs: list[dict], metric: str) -> dict:
