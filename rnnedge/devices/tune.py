@@ -4,8 +4,9 @@ budget and a device budget, scored on the validation split only; the best model 
 Candidates start from the recipe sized to the data (recipe.py): its models first, each with all the time left, as
 `rnnedge train` trains them (a classifier: an LSTM and a GRU; on a small set each the recipe's members folded into
 one), so the search keeps nothing worse on validation than the defaults do (compared as train compares cells:
-`ranked`); then one change each from the recipe (one model instead of the members' fold among them; normalization by
-all samples where the recipe moved a channel nearer its median recording), cheapest first,
+`ranked`); then one change each from the recipe's pick, the cell it kept (one model instead of the members' fold
+among them; normalization by all samples where the recipe moved a channel nearer its median recording; on PLAID,
+where the GRU learned and the LSTM did not, varying the LSTM tried nothing useful), cheapest first,
 so a short budget still tries the most likely ones, each with the time left shared among those not yet tried
 (train's `max_minutes`, split among a candidate's members). A candidate whose int8 weights or state do not fit the
 device is not trained (its footprint is computed from the shape the device runs: `footprint`). Every result is
@@ -71,11 +72,12 @@ class Candidate:
 def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lstm",),
                rescaled: bool = False) -> list[Candidate]:
     """The recipe's models (`base` in each of the recipe's cells: what `rnnedge train` chooses among), then one
-    change at a time from `base` (duplicates dropped), smallest first. `rescaled`: the recipe normalized some
-    channel nearer its median recording (Normalization.fit), so normalizing by all samples is a change too."""
+    change at a time from `base` (the recipe's pick, once known; duplicates dropped), smallest first. `rescaled`:
+    the recipe normalized some channel nearer its median recording (Normalization.fit), so normalizing by all
+    samples is a change too."""
     recipe = [replace(base, cell=cell) for cell in cells]
-    other_layers = 1 if base.layers > 1 else 2
-    changes = [replace(base, cell="gru"), replace(base, hidden=max(8, base.hidden // 2)),
+    other_layers, other_cell = (1 if base.layers > 1 else 2), ("lstm" if base.cell == "gru" else "gru")
+    changes = [replace(base, cell=other_cell), replace(base, hidden=max(8, base.hidden // 2)),
                replace(base, layers=other_layers), replace(base, lr=base.lr / 3),
                replace(base, hidden=base.hidden * 2)]
     if base.members > 1:  # one model: half the device's work
@@ -131,24 +133,25 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None, members)
     rescaled = wide_channels(channel_spread(train_data.recordings), config.spread_limit).any()
-    plan = candidates(base, task.per_series, cells, rescaled)
+    recipe = candidates(base, task.per_series, cells, rescaled)[:len(cells)]
+    total = len(candidates(base, task.per_series, cells, rescaled))
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
-    say(f"tune: {len(plan)} candidates, {budget_minutes:g} min, device "
+    guess = guess_loss(train_data, task)
+    say(f"tune: {total} candidates, {budget_minutes:g} min, device "
         f"{device.key if device else 'none'}; {len(done)} done already ({record_path})")
-    for number, candidate in enumerate(plan, start=1):
-        if candidate.name in done:
-            continue
+
+    def attempt(number: int, candidate: Candidate, untried: int) -> None:
+        """Train (or take from `trained`) one candidate into out_dir/NAME and record its row."""
         spent = sum(row["minutes"] for row in done.values())
         left = budget_minutes - spent
-        untried = 1 if number <= len(cells) else sum(1 for c in plan[len(cells):] if c.name not in done)
         shaped, deployed = candidate.shape(model), candidate.deployed(model)
         ok, why = fits(deployed, device)
         row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(deployed)["params"],
                "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "val_loss": None, "best_epoch": None}
         if not ok:
             row["status"] = "too big for the device"
-        elif trained is not None and number <= len(cells):
+        elif trained is not None and candidate in recipe:
             source = trained / "cells" / candidate.cell if len(cells) > 1 else trained  # where train leaves it
             kept = recipe_model(source / "model.pt", deployed, config, members, data_record).provenance
             (out_dir / candidate.name).mkdir(parents=True, exist_ok=True)
@@ -172,26 +175,39 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         done[candidate.name] = row
         _save(record_path, done, task.metric)
         score = "-" if row["val_score"] is None else f"{row['val_score']:.4f}"
-        say(f"[{number}/{len(plan)}] {candidate.name}: {row['status']}, validation {task.metric} {score}, "
+        say(f"[{number}/{total}] {candidate.name}: {row['status']}, validation {task.metric} {score}, "
             f"{row['minutes']:.1f} min, {row['params']} parameters ({why}); "
-            f"{max(0.0, budget_minutes - spent - row['minutes']):.1f} min left")
-    scored = [r for r in done.values()
-              if r["status"].startswith("trained") and r["fits"] and r["val_score"] is not None]
-    if not scored:
+            f"{max(0.0, left - row['minutes']):.1f} min left")
+
+    for number, candidate in enumerate(recipe, start=1):
+        if candidate.name not in done:
+            attempt(number, candidate, 1)
+    own = _ranks(done, [c.name for c in recipe], task, guess)
+    pick = next(c for c in recipe if c.name == task.best(own)) if own else base
+    varied = candidates(pick, task.per_series, cells, rescaled)[len(cells):]  # one change each from the recipe's pick
+    for number, candidate in enumerate(varied, start=len(cells) + 1):
+        if candidate.name not in done:
+            attempt(number, candidate, sum(1 for c in varied if c.name not in done))
+    rank = _ranks(done, list(done), task, guess)
+    if not rank:
         return {"rows": list(done.values()), "best": None}
-    guess = guess_loss(train_data, task)
-    rank = {row["name"]: ranked(task, row["val_score"], row.get("val_loss"), guess) for row in scored}
     best = done[task.best(rank)]
-    own = [c.name for c in plan[:len(cells)] if c.name in rank]
     if own and best["name"] not in own:
-        recipe = done[task.best({name: rank[name] for name in own})]
-        if not clearly_better(task, best["val_score"], recipe["val_score"],
+        recipe_best = done[task.best(own)]
+        if not clearly_better(task, best["val_score"], recipe_best["val_score"],
                               validation_count(task, val_data, config.window_len)):
-            best = recipe
+            best = recipe_best
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])
     return record
+
+
+def _ranks(done: dict[str, dict], names: list[str], task: Task, guess: float) -> dict[str, tuple]:
+    """How the named rows that trained, fit and scored compare (`ranked`)."""
+    rows = [done[name] for name in names if name in done]
+    return {row["name"]: ranked(task, row["val_score"], row.get("val_loss"), guess) for row in rows
+            if row["status"].startswith("trained") and row["fits"] and row["val_score"] is not None}
 
 
 def recipe_model(path: Path, shape: ModelConfig, config: TrainConfig, members: int,

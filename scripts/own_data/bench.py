@@ -180,7 +180,7 @@ def tuned(data_flags: list[str], user_flags: list[str], minutes: float, folder: 
     seconds = time.monotonic() - started
     picked = json.loads((folder / "tune.json").read_text())
     return {"score": int8_score(folder / "model.pt", folder, log), "seconds": round(seconds, 1),
-            "picked": picked.get("best"), "budget_minutes": minutes}
+            "picked": picked.get("best"), "budget_minutes": minutes, "recipe_from_train": default is not None}
 
 
 def classification(s: Classification, out: Path, tune_minutes: float, seeds: list[int]) -> dict:
@@ -302,7 +302,8 @@ def _tuned(result: dict, key: str, form: str) -> str:
     tuned_run = result.get("tuned")
     if not tuned_run:
         return "not run"
-    return f"{tuned_run[key]:{form}} ({tuned_run['picked']}, {tuned_run['budget_minutes']:g} min)"
+    taken = ", the recipe's models from seed 0's run" if tuned_run.get("recipe_from_train") else ""
+    return f"{tuned_run[key]:{form}} ({tuned_run['picked']}, {tuned_run['budget_minutes']:g} min{taken})"
 
 
 def main() -> None:

@@ -136,9 +136,10 @@ def test_tune_takes_the_recipes_models_from_a_finished_train_run(tmp_path):
     from rnnedge.data.recording import Dataset, Recording
     from rnnedge.devices.tune import tune
     from rnnedge.errors import RnnedgeError
+    from rnnedge.tasks import get_task
     from rnnedge.training.checkpoint import Checkpoint
     from rnnedge.training.config import TrainConfig
-    from rnnedge.training.train import train_cells
+    from rnnedge.training.train import guess_loss, ranked, train_cells
 
     def data(count: int) -> Dataset:
         wave = np.sin(np.arange(30) / 3.0)[:, None].astype(np.float32)
@@ -161,6 +162,11 @@ def test_tune_takes_the_recipes_models_from_a_finished_train_run(tmp_path):
         assert (tmp_path / "tune" / row["name"] / "model.pt").read_bytes() == \
             (run / "cells" / cell / "model.pt").read_bytes()
     assert any(row["status"] == "trained" for row in searched["rows"])  # the budget went to variations
+    rank = {cell: ranked(get_task("classify"), rows[f"{cell}-1x4-lr0.003-chunk250-ens2"]["val_score"],
+                         rows[f"{cell}-1x4-lr0.003-chunk250-ens2"]["val_loss"], guess_loss(train, get_task("classify")))
+            for cell in ("lstm", "gru")}
+    pick = get_task("classify").best(rank)
+    assert {row["candidate"]["cell"] for row in searched["rows"][2:]} == {pick}  # variations of the recipe's pick
     for other, said in (({"config": replace(config, lr=0.01)}, "lr 0.003 (here 0.01)"),
                         ({"config": replace(config, seed=1)}, "seeds [0, 1] (here [2, 3])"),
                         ({"data_record": {"source": "other"}}, "other data or splits")):
