@@ -133,8 +133,8 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None, members)
     rescaled = wide_channels(channel_spread(train_data.recordings), config.spread_limit).any()
-    recipe = candidates(base, task.per_series, cells, rescaled)[:len(cells)]
-    total = len(candidates(base, task.per_series, cells, rescaled))
+    plan = candidates(base, task.per_series, cells, rescaled)
+    recipe, total = plan[:len(cells)], len(plan)
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
     guess = guess_loss(train_data, task)
