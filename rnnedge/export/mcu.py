@@ -9,6 +9,9 @@ The arena is measured here on a 64-bit host: TFLite Micro's per-node and per-ten
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
@@ -16,7 +19,6 @@ from rnnedge.bundle import Mcu, PlainC, Quantized
 from rnnedge.digest import sha256_file
 from rnnedge.errors import BundleError, ExportError
 from rnnedge.export import cgen
-from rnnedge.export.tflite_export import native_stderr_held
 from rnnedge.runtime.tflm import TFLMBackend, interpreter_module
 
 ALIGN = 16  # bytes: TFLite Micro reads the flatbuffer in place; 16 suits every Cortex-M and the Ethos-U's DMA
@@ -43,16 +45,50 @@ def _runs(model: bytes, arena: int) -> bool:
 
 
 def arena_bytes(model: bytes) -> int:
-    """The smallest tensor arena (bytes) with which TFLite Micro allocates and runs `model` (bisection; each
-    failed try prints TFLite Micro's own allocation message on stderr, held back here)."""
-    with native_stderr_held():
-        if not _runs(model, MAX_ARENA):
-            raise ExportError(f"TFLite Micro cannot run this file even with a {MAX_ARENA >> 20} MB arena")
-        low, high = 0, MAX_ARENA  # low fails, high runs
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (low, middle) if _runs(model, middle) else (middle, high)
+    """The smallest tensor arena (bytes) with which TFLite Micro allocates and runs `model`, by bisection. TFLite
+    Micro's interpreter crashes (SIGSEGV) instead of failing on some arenas too small for a file (an LSTM 1x128's
+    a16w8 file at 8 KB), so the bisection runs in a child process (`bisect_arena`); a size it died at counts as too
+    small, and a new child goes on from there."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.tflite"
+        path.write_bytes(model)
+        low, high, checked = 0, MAX_ARENA, False  # low fails, high runs once checked
+        while not checked or high - low > 1:
+            child = subprocess.run([sys.executable, "-c", "import sys; from rnnedge.export.mcu import bisect_arena; "
+                                    "bisect_arena(*sys.argv[1:])", str(path), str(low), str(high), str(int(checked))],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=900)
+            tried = [line.split() for line in child.stdout.splitlines() if line.strip()]
+            if not tried:
+                raise ExportError(f"TFLite Micro's arena probe exited with {child.returncode} before trying a size")
+            for size, *ran in tried:  # a size without a result is where the child died: too small
+                fits = ran == ["1"]
+                if not checked:
+                    if not fits:
+                        raise ExportError(f"TFLite Micro cannot run this file even with a {MAX_ARENA >> 20} MB arena")
+                    checked = True
+                elif fits:
+                    high = int(size)
+                else:
+                    low = int(size)
     return high
+
+
+def bisect_arena(path: str, low: str, high: str, checked: str) -> None:
+    """(A child process of `arena_bytes`.) Bisect between low (fails) and high (runs; tried first unless
+    checked), printing each size before trying it and 1 or 0 after, so that a crash leaves the size alone."""
+    model, low_bytes, high_bytes = Path(path).read_bytes(), int(low), int(high)
+
+    def tried(size: int) -> bool:
+        print(size, end=" ", flush=True)
+        fits = _runs(model, size)
+        print(int(fits), flush=True)
+        return fits
+
+    if checked == "0" and not tried(high_bytes):
+        return
+    while high_bytes - low_bytes > 1:
+        middle = (low_bytes + high_bytes) // 2
+        low_bytes, high_bytes = (low_bytes, middle) if tried(middle) else (middle, high_bytes)
 
 
 def quantization(path: Path) -> dict[str, Quantized]:

@@ -1,10 +1,13 @@
 """Integer-only files (rnnedge.export.integer) and their MCU build (rnnedge.export.mcu) on a tiny GRU: calibrated on
-streamed states, no float tensor left, the same integers in TFLite Micro and LiteRT, an exact arena, C++ sources
-that hold the file byte for byte."""
+streamed states, no float tensor left, the same integers in TFLite Micro and LiteRT, an exact arena (also where a
+too-small arena crashes TFLite Micro: an LSTM 1x128), C++ sources that hold the file byte for byte."""
 
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +132,26 @@ def test_mcu_build(files):
     assert f"constexpr size_t stream_t1_a16w8_arena_bytes = {build.arena_bytes};" in header
     for op in build.ops:
         assert f"resolver.Add{''.join(w.capitalize() for w in op.split('_'))}();" in header
+
+
+def _runs_in_child(path: Path, arena: int) -> int:
+    """`mcu._runs` in a process of its own: 0 runs, 1 does not, -SIGSEGV TFLite Micro crashed."""
+    code = ("import sys; from pathlib import Path; from rnnedge.export.mcu import _runs; "
+            "sys.exit(0 if _runs(Path(sys.argv[1]).read_bytes(), int(sys.argv[2])) else 1)")
+    return subprocess.run([sys.executable, "-c", code, str(path), str(arena)], capture_output=True).returncode
+
+
+def test_an_arena_that_crashes_tflite_micro_counts_as_too_small(hapt_small_train, tmp_path):
+    """TFLite Micro dies (SIGSEGV) on an LSTM 1x128's a16w8 file with an 8 KB arena instead of failing, and took
+    the whole export with it; the arena is measured in a child process, where that counts as too small."""
+    torch.set_num_threads(1)
+    checkpoint = make_checkpoint(hapt_small_train, "lstm", layers=1, hidden=128)
+    fp32 = convert_tflite(UnrolledStream(checkpoint).eval(), example_inputs(checkpoint, "stream", 1))
+    path = tmp_path / "stream_t1_a16w8.tflite"
+    path.write_bytes(integer.integer_tflite(checkpoint, fp32, "a16w8", hapt_small_train.recordings, 1, {}))
+    assert _runs_in_child(path, 8192) == -signal.SIGSEGV
+    arena = mcu.arena_bytes(path.read_bytes())
+    assert _runs_in_child(path, arena) == 0 and _runs_in_child(path, arena - 1) == 1
 
 
 def test_no_plain_c_for_int8_activations(files):
