@@ -230,7 +230,8 @@ def tune_command(
     budget: float = typer.Option(10.0, min=0.1, help="Minutes for the whole search (a resumed search counts the "
                                  "time already spent)."),
     device: str | None = typer.Option(None, help="A microcontroller profile (`rnnedge devices` lists them, e.g. "
-                                      "cortex-m4f): candidates whose int8 weights or state do not fit are skipped."),
+                                      "cortex-m4f): candidates whose int8 weights or state do not fit, or whose step "
+                                      "(estimated) takes over half the sample period, are skipped."),
     task: TaskName = typer.Option("tag", help="As for train."),
     horizon: int = typer.Option(1, min=1, help="forecast: values predicted per step."),
     window_len: int = typer.Option(TrainConfig.window_len, min=0, help="classify: as for train."),

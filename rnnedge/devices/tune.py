@@ -9,7 +9,8 @@ among them; normalization by all samples where the recipe moved a channel nearer
 where the GRU learned and the LSTM did not, varying the LSTM tried nothing useful), cheapest first,
 so a short budget still tries the most likely ones, each with the time left shared among those not yet tried
 (train's `max_minutes`, split among a candidate's members). A candidate whose int8 weights or state do not fit the
-device is not trained (its footprint is computed from the shape the device runs: `footprint`). Every result is
+device, or whose step would take more than half the sample period on its core, is not trained (its footprint and
+step are computed from the shape the device runs: `footprint`). Every result is
 written to tune.json as it comes, so a stopped search resumes where it stopped (the time already spent counts
 against the budget). Given a finished `rnnedge train` run of the recipe on the same data (`--trained`), its models
 stand for the recipe's, checked to be them (`recipe_model`), and the whole budget goes to the variations: on a set
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
 from rnnedge.data.recording import Dataset, channel_spread, wide_channels
-from rnnedge.devices.mcu import McuProfile
+from rnnedge.devices.mcu import RESERVE, McuProfile, step_instructions
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task
 from rnnedge.training.checkpoint import Checkpoint
@@ -94,7 +95,8 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
 
 
 def footprint(config: ModelConfig) -> dict:
-    """Parameters, int8 weight bytes (one byte a weight, 4 a bias) and state bytes (int16, in and out) of a model."""
+    """Parameters, int8 weight bytes (one byte a weight, 4 a bias), state bytes (int16, in and out) and the
+    instructions of a step on a Cortex-M (devices/mcu.step_instructions) of a model."""
     gates = {"lstm": 4, "gru": 3}.get(config.cell, 1) * config.hidden_size
     weights = biases = 0
     inputs = config.input_size
@@ -104,19 +106,24 @@ def footprint(config: ModelConfig) -> dict:
         inputs = config.hidden_size * config.directions
     weights += inputs * config.output_size
     biases += config.output_size
-    return {"params": weights + biases, "int8_bytes": weights + 4 * biases, "state_bytes": 2 * 2 * config.state_size}
+    gate_elements = config.directions * gates * config.num_layers
+    return {"params": weights + biases, "int8_bytes": weights + 4 * biases, "state_bytes": 2 * 2 * config.state_size,
+            "step_instructions": step_instructions(weights + biases, gate_elements)}
 
 
-def fits(config: ModelConfig, device: McuProfile | None) -> tuple[bool, str]:
-    """Whether the model's int8 weights fit the device's flash and its state its RAM, with the same reserve for
-    firmware, TFLite Micro and stacks as `rnnedge mcu` (devices/mcu.py)."""
+def fits(config: ModelConfig, device: McuProfile | None, sample_rate_hz: float) -> tuple[bool, str]:
+    """Whether the model's int8 weights fit the device's flash, its state its RAM and its step (estimated from its
+    shape) the sample period, with the same reserve for firmware, TFLite Micro and stacks as `rnnedge mcu`
+    (devices/mcu.py)."""
     if device is None:
         return True, "no device budget"
     size = footprint(config)
     flash, ram = device.budgets
-    ok = size["int8_bytes"] <= flash and size["state_bytes"] <= ram
+    step_ms, period_ms = size["step_instructions"] / device.clock_hz * 1e3, 1e3 / sample_rate_hz
+    ok = size["int8_bytes"] <= flash and size["state_bytes"] <= ram and step_ms <= (1 - RESERVE) * period_ms
     return ok, (f"{size['int8_bytes'] / 1024:.1f} of {flash / 1024:.0f} KB flash, state "
-                f"{size['state_bytes'] / 1024:.1f} of {ram / 1024:.0f} KB RAM")
+                f"{size['state_bytes'] / 1024:.1f} of {ram / 1024:.0f} KB RAM, a step ~{step_ms:.2g} ms at "
+                f"{device.clock_hz / 1e6:g} MHz, {(1 - RESERVE) * period_ms:.3g} ms allowed (half the sample period)")
 
 
 def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig, out_dir: Path,
@@ -146,11 +153,11 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         spent = sum(row["minutes"] for row in done.values())
         left = budget_minutes - spent
         shaped, deployed = candidate.shape(model), candidate.deployed(model)
-        ok, why = fits(deployed, device)
+        ok, why = fits(deployed, device, train_data.sample_rate_hz)
         row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(deployed)["params"],
                "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "val_loss": None, "best_epoch": None}
         if not ok:
-            row["status"] = "too big for the device"
+            row["status"] = "does not fit the device"
         elif trained is not None and candidate in recipe:
             source = trained / "cells" / candidate.cell if len(cells) > 1 else trained  # where train leaves it
             kept = recipe_model(source / "model.pt", deployed, config, members, data_record).provenance

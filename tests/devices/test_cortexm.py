@@ -14,7 +14,9 @@ import pytest
 
 from rnnedge.data.hapt import hapt_split
 from rnnedge.devices import cortexm
+from rnnedge.devices.tune import footprint
 from rnnedge.export import export_bundle
+from rnnedge.training.config import ModelConfig
 from tests.conftest import short
 from tests.export.conftest import make_checkpoint
 from tests.runtime.conftest import held_out
@@ -44,11 +46,14 @@ def test_the_firmware_computes_tflite_micros_integers_on_m4f_and_m33(bundle, tmp
     report = json.loads((tmp_path / "mcu.json").read_text())
     rows = {row["target"]: row for row in report["rows"]}
     assert set(rows) == {"cortex-m4f", "cortex-m33"} and report["steps"] == 300
+    estimate = footprint(ModelConfig.from_dict(json.loads((bundle / "manifest.json").read_text())["model"]))
     for row in rows.values():
         assert row["differing"] == 0
         assert 0 < row["flash_bytes"] <= report["flatbuffer_bytes"]  # the library, not bigger than the file
         assert 0 < row["ram_bytes"] <= 0.25 * report["arena_bytes"]  # state + the step's stack
         assert row["instructions_per_step"] > 1000 and row["worst_instructions"] >= row["instructions_per_step"]
+        # what `rnnedge tune` estimates a step from (devices/mcu.step_instructions) holds to what QEMU counts
+        assert row["instructions_per_step"] == pytest.approx(estimate["step_instructions"], rel=0.1)
     assert "| Cortex-M4F (QEMU mps2-an386) | 0 of" in (tmp_path / "mcu.md").read_text()
 
 

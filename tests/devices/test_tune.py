@@ -82,8 +82,25 @@ def test_where_the_recipe_rescaled_a_channel_tune_also_tries_all_samples_scale(t
 def test_a_device_budget_refuses_what_does_not_fit():
     tiny = McuProfile("tiny", "tiny", ram_bytes=64 << 10, flash_bytes=64 << 10, precision="a16w8", why="test")
     small, big = (ModelConfig(hidden_size=h, num_layers=2) for h in (32, 128))
-    assert fits(small, tiny)[0] and not fits(big, tiny)[0]
-    assert fits(big, MCU_PROFILES[0])[0]
+    assert fits(small, tiny, 50.0)[0] and not fits(big, tiny, 50.0)[0]
+    assert fits(big, MCU_PROFILES[0], 1.0)[0]
+
+
+def test_a_step_must_take_at_most_half_the_sample_period():
+    """The default tagger (LSTM 2x64, 6 channels, 12 classes) counted 358,956 instructions a step under QEMU: 5.6 ms
+    at 64 MHz, within half of 50 Hz's 20 ms; at 1 kHz it is not, nor at 50 Hz on a 16 MHz core."""
+    from rnnedge.devices.mcu import step_instructions
+
+    tagger = ModelConfig(cell="lstm", input_size=6, hidden_size=64, num_layers=2, output_size=12)
+    size = footprint(tagger)
+    assert size["step_instructions"] == step_instructions(size["params"], 2 * 4 * 64)
+    assert size["step_instructions"] == pytest.approx(358_956, rel=0.02)
+    m4f = MCU_PROFILES[0]
+    ok, why = fits(tagger, m4f, 50.0)
+    assert ok and "a step ~5.6 ms at 64 MHz, 10 ms allowed" in why
+    assert not fits(tagger, m4f, 1000.0)[0]
+    slow = McuProfile("m0", "slow", ram_bytes=1 << 20, flash_bytes=1 << 20, precision="a16w8", why="", clock_hz=16e6)
+    assert not fits(tagger, slow, 50.0)[0] and fits(tagger, slow, 10.0)[0]
 
 
 @pytest.mark.slow
