@@ -68,11 +68,13 @@ def devices_command(
             single = Budget.for_rate(sample_rate, machine.cores * 1e6 / step_us)
             pooled = Budget.for_rate(sample_rate, pool_steps_per_s)
     from rnnedge.devices import cortexm
+    from rnnedge.devices.mcu import MCU_PROFILES, fit
 
     qemu = {"targets": [t.key for t in TARGETS], "missing_tools": cortexm.missing_tools()}
     if as_json:
         print(json.dumps({"machine": asdict(machine), "backends": [asdict(b) for b in backends], "cortex_m_qemu": qemu,
-                          "recommendation": asdict(advice), "budget": asdict(Budget.for_rate(sample_rate)),
+                          "microcontrollers": [asdict(p) for p in MCU_PROFILES], "recommendation": asdict(advice),
+                          "budget": asdict(Budget.for_rate(sample_rate)),
                           "streams_batch1": single and asdict(single), "streams_pooled": pooled and asdict(pooled),
                           "pool_size": POOL_SIZE}, indent=2))
         return
@@ -106,8 +108,10 @@ def devices_command(
                       f"TFLite Micro): {', '.join(t.name for t in TARGETS)}; " + (
                           f"missing {', '.join(qemu['missing_tools'])} ({cortexm.INSTALL})" if qemu["missing_tools"]
                           else "the tools are installed"))
+    out_console.print("[bold]Microcontroller profiles[/] (`rnnedge tune --device`, fits below with --bundle): " +
+                      "; ".join(f"{p.key} ({p.ram_bytes >> 10} KB RAM, {p.flash_bytes >> 10} KB flash, "
+                                f"{p.clock_hz / 1e6:g} MHz)" for p in MCU_PROFILES))
     if manifest is not None:
-        from rnnedge.devices.mcu import MCU_PROFILES, fit
 
         mcus = Table("microcontroller", "fits", "why", title="this bundle on microcontrollers (TFLite Micro)")
         for mcu in MCU_PROFILES:

@@ -90,8 +90,10 @@ def test_devices_cli(small_bundle: Path) -> None:
     assert report["recommendation"]["backend"] and report["budget"]["step_budget_us"] == 20_000
     single, pooled = report["streams_batch1"], report["streams_pooled"]
     assert single["streams"] >= 1 and pooled["streams"] >= 1 and pooled["steps_per_s"] > 0
+    assert {p["key"]: p["clock_hz"] for p in report["microcontrollers"]}["cortex-m4f"] == 64e6  # tune --device
     text = rnnedge("devices")
     assert text.returncode == 0 and "runs here" in text.stdout and "real-time budget" in text.stdout
+    assert "cortex-m4f (256 KB RAM, 1024 KB flash, 64 MHz)" in " ".join(text.stdout.split())
 
 
 def test_bench_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
