@@ -7,7 +7,7 @@ run with the file's own carried state is measured too: against the file's own wh
 file takes any length (ONNX: must be equal), else against torch (reported; it includes that drift).
 
 The bound for each vector (one step's outputs, or the h or c part of one stream's state) is
-tolerance * (1 + 0.4 * its largest |value|) + 20 * (how far torch fp32 itself is from the same model in float64
+tolerance * (1 + 0.4 * its largest |value|) + 40 * (how far torch fp32 itself is from the same model in float64
 there), the second scaled like the first by a tolerance other than 1e-5. The first term is the fixed target; the
 second is the model's own float32 noise floor: some trained models amplify rounding so much within one chunk
 (measured: h off by 3.8e-5 between torch fp32 and fp64 after 50 steps) that no float32 implementation can hold
@@ -27,10 +27,11 @@ FP32_TOLERANCE = 1e-5  # absolute bound on outputs and states, fp32 files
 RELATIVE = 0.4  # the bound grows with the vector's magnitude: tolerance * (1 + 0.4 * max|value|), i.e.
 # 1e-5 + 4e-6 * magnitude (~32 float32 ulps): a trained LSTM's cell state reaches hundreds, where one ulp is
 # ~3e-5 and an absolute 1e-5 cannot hold
-NOISE = 20.0  # plus this many times torch fp32's own distance from float64 on the same vector: ONNX Runtime's
+NOISE = 40.0  # plus this many times torch fp32's own distance from float64 on the same vector: ONNX Runtime's
 # kernels (their own tanh/sigmoid approximations, other summation orders) sit further from float64 than torch's,
-# and a trained model amplifies that like rounding (measured: one seed's file needed 9.6x, while a conversion bug
-# is off by orders of magnitude more)
+# and a trained model amplifies that like rounding (measured: one HAPT seed's file needed 9.6x, ACSF1's default
+# GRU 2x64, 600 epochs on 1,460-step series, 20.2x on this AMD box and less on an Intel one; twice the largest,
+# while a conversion bug is off by orders of magnitude more)
 
 
 @dataclass
