@@ -112,7 +112,6 @@ def devices_command(
                       "; ".join(f"{p.key} ({p.ram_bytes >> 10} KB RAM, {p.flash_bytes >> 10} KB flash, "
                                 f"{p.clock_hz / 1e6:g} MHz)" for p in MCU_PROFILES))
     if manifest is not None:
-
         mcus = Table("microcontroller", "fits", "why", title="this bundle on microcontrollers (TFLite Micro)")
         for mcu in MCU_PROFILES:
             result = fit(manifest, mcu)
