@@ -17,7 +17,7 @@ from rnnedge.bundle import Manifest, ModelFile
 RESERVE = 0.5  # share of flash, RAM and the sample period left to the firmware, TFLite Micro and stacks
 STATE_BUFFERS = 2  # integer state in and out
 # Instructions of one step of the generated a16w8 C (export/cgen.py) counted under QEMU on the Cortex-M4F
-# (`rnnedge mcu`), fitted to LSTMs 2x16, 3x32, 2x64 and 1x128 on HAPT's 6 channels (56,228 to 426,146 a step; the
+# (`rnnedge mcu`), fitted to LSTMs 2x16, 3x32, 2x64 and 1x128 on 6 input channels (56,228 to 426,146 a step; the
 # fit within 1.5 % of each): the matrix products cost per weight, the int16 gate activations and the cell's
 # element-wise arithmetic per gate element. tests/devices/test_cortexm.py holds the fit to what QEMU counts.
 INSTRUCTIONS_PER_WEIGHT = 3.7
@@ -38,6 +38,14 @@ class McuProfile:
     def budgets(self) -> tuple[int, int]:
         """(flash, RAM) bytes left to the model after the reserve."""
         return int(self.flash_bytes * (1 - RESERVE)), int(self.ram_bytes * (1 - RESERVE))
+
+    def step_ms(self, instructions: float) -> float:
+        """Milliseconds a step of that many instructions takes on this core (one instruction a cycle)."""
+        return instructions / self.clock_hz * 1e3
+
+    def step_budget_ms(self, sample_rate_hz: float) -> float:
+        """Milliseconds of the sample period left to a model's step after the reserve."""
+        return (1 - RESERVE) * 1e3 / sample_rate_hz
 
 
 def step_instructions(params: int, gate_elements: int) -> float:

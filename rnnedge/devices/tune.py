@@ -32,13 +32,13 @@ from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
 from rnnedge.data.recording import Dataset, channel_spread, wide_channels
-from rnnedge.devices.mcu import RESERVE, McuProfile, step_instructions
+from rnnedge.devices.mcu import McuProfile, step_instructions
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.ensemble import member_seeds
-from rnnedge.training.train import guess_loss, ranked, train_model
+from rnnedge.training.train import cell_folder, guess_loss, ranked, train_model
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,11 @@ def fits(config: ModelConfig, device: McuProfile | None, sample_rate_hz: float) 
         return True, "no device budget"
     size = footprint(config)
     flash, ram = device.budgets
-    step_ms, period_ms = size["step_instructions"] / device.clock_hz * 1e3, 1e3 / sample_rate_hz
-    ok = size["int8_bytes"] <= flash and size["state_bytes"] <= ram and step_ms <= (1 - RESERVE) * period_ms
+    step_ms, allowed_ms = device.step_ms(size["step_instructions"]), device.step_budget_ms(sample_rate_hz)
+    ok = size["int8_bytes"] <= flash and size["state_bytes"] <= ram and step_ms <= allowed_ms
     return ok, (f"{size['int8_bytes'] / 1024:.1f} of {flash / 1024:.0f} KB flash, state "
                 f"{size['state_bytes'] / 1024:.1f} of {ram / 1024:.0f} KB RAM, a step ~{step_ms:.2g} ms at "
-                f"{device.clock_hz / 1e6:g} MHz, {(1 - RESERVE) * period_ms:.3g} ms allowed (half the sample period)")
+                f"{device.clock_hz / 1e6:g} MHz, {allowed_ms:.3g} ms allowed (half the sample period)")
 
 
 def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig, out_dir: Path,
@@ -159,7 +159,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         if not ok:
             row["status"] = "does not fit the device"
         elif trained is not None and candidate in recipe:
-            source = trained / "cells" / candidate.cell if len(cells) > 1 else trained  # where train leaves it
+            source = cell_folder(trained, candidate.cell, cells)
             kept = recipe_model(source / "model.pt", deployed, config, members, data_record).provenance
             (out_dir / candidate.name).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / "model.pt", out_dir / candidate.name / "model.pt")

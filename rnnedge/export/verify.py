@@ -29,8 +29,8 @@ RELATIVE = 0.4  # the bound grows with the vector's magnitude: tolerance * (1 + 
 # ~3e-5 and an absolute 1e-5 cannot hold
 NOISE = 40.0  # plus this many times torch fp32's own distance from float64 on the same vector: ONNX Runtime's
 # kernels (their own tanh/sigmoid approximations, other summation orders) sit further from float64 than torch's,
-# and a trained model amplifies that like rounding (measured: one HAPT seed's file needed 9.6x, ACSF1's default
-# GRU 2x64, 600 epochs on 1,460-step series, 20.2x on this AMD box and less on an Intel one; twice the largest,
+# and a trained model amplifies that like rounding (measured: one seed of the bundled tagger needed 9.6x, a GRU
+# 2x64 trained 600 epochs on 1,460-step series 20.2x on an AMD box and less on an Intel one; twice the largest,
 # while a conversion bug is off by orders of magnitude more)
 
 

@@ -275,7 +275,7 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     for number, cell in enumerate(cells, start=1):
         print(f"cell {number} of {len(cells)}: {cell}", file=sys.stderr, flush=True)
         results[cell] = train_model(train_data, val_data, replace(model_config, cell=cell), cfg, members,
-                                    out_dir / "cells" / cell, data_record)
+                                    cell_folder(out_dir, cell, cells), data_record)
     provenances = {cell: result.checkpoint.provenance for cell, result in results.items()}
     guess = guess_loss(train_data, task)
     kept = task.best({cell: ranked(task, p["val_score"], p.get("val_loss"), guess) for cell, p in provenances.items()})
@@ -286,8 +286,13 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     result.checkpoint.provenance["cells"] = {cell: p["val_score"] for cell, p in provenances.items()}
     result.checkpoint.save(out_dir / "model.pt")
     for name in ("metrics.json", "training_curve.png"):
-        write_bytes_atomic(out_dir / name, (out_dir / "cells" / kept / name).read_bytes())
+        write_bytes_atomic(out_dir / name, (cell_folder(out_dir, kept, cells) / name).read_bytes())
     return result
+
+
+def cell_folder(out_dir: Path, cell: str, cells: tuple[str, ...]) -> Path:
+    """Where `train_cells` leaves a cell's model: out_dir itself with one cell, out_dir/cells/CELL with several."""
+    return out_dir / "cells" / cell if len(cells) > 1 else out_dir
 
 
 def guess_loss(data: Dataset, task: Task) -> float:
