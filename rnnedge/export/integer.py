@@ -161,7 +161,28 @@ def quantize_integer(fp32: bytes, precision: str, calibration: list[dict[str, np
         calibration_run.calibrate({SIGNATURE: calibration}, recipe)
         result = q.quantize(calibration_run.get_model_qsvs(), enable_progress_bar=False,
                             enable_progress_report=False)
-    return bytes(result.quantized_model)
+    return general_int16_arithmetic(bytes(result.quantized_model))
+
+
+def general_int16_arithmetic(model: bytes) -> bytes:
+    """The file with its int16 ADD and SUB marked for the kernels' general path (any scales: op versions 3 and 5).
+    The quantizer leaves them on the power-of-two path, which LiteRT takes whenever all three scales are within
+    0.001 of a power of two and which shifts one input only: a GRU's h - n, both calibrated to +-1 (2^-15) into
+    +-2 (2^-14), failed to load (`sub.cc: input1_shift == 0 || input2_shift == 0`). TFLite Micro and the
+    generated C compute ADD and SUB the general way for any scales, so both runtimes now run the same arithmetic."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    general = {"ADD": 3, "SUB": 5}  # the first op versions with pot_scale_int16 = false
+    int16 = 7  # tflite schema TensorType.INT16
+    for graph in obj.subgraphs:
+        for op in graph.operators:
+            name = flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex)
+            if name in general and graph.tensors[op.inputs[0]].type == int16:
+                op.builtinOptions.potScaleInt16 = False
+                code = obj.operatorCodes[op.opcodeIndex]
+                code.version = max(code.version, general[name])
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 
 def integer_tflite(checkpoint: Checkpoint, fp32: bytes, precision: str, recordings: list[Recording],

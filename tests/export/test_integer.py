@@ -86,22 +86,52 @@ def test_cell_clip_is_the_smallest_that_keeps_the_outputs(hapt_small_train):
 
 @pytest.mark.parametrize("precision", integer.PRECISIONS)
 def test_integer_only_and_tflite_micro_equals_litert(files, precision, hapt_small_train):
-    from ai_edge_litert.interpreter import Interpreter
-
     model = files[precision].read_bytes()
     assert integer.float_tensors(model) == []
-    tflm = TFLMBackend({1: files[precision]})
-    quant = tflm.quantization(1)
+    quant = TFLMBackend({1: files[precision]}).quantization(1)
     assert {role: q[0] for role, q in quant.items()} == {"x": "int16", "state": "int16", "y": "int16",
                                                          "state_out": "int16"}
-    litert = Interpreter(model_content=model)
+    assert_litert_equals_tflite_micro(files[precision], hapt_small_train.recordings[0].signals[:100], 2 * 16,
+                                      LSB[precision])
+
+
+def test_a_gru_whose_state_reaches_one_loads_and_runs_as_in_tflite_micro(hapt_small_train, tmp_path):
+    """A GRU whose units saturate (here: weights x6) calibrates h and tanh's n to +-1 and h - n to +-2: scales
+    within 0.001 of 2^-15 and 2^-14, which sent LiteRT's int16 SUB down its power-of-two path (one input shifted
+    only) and the file failed to load (as a GRU 1x32 from the bundled data did). Marked for the general path, it
+    loads and computes what TFLite Micro computes."""
+    torch.set_num_threads(1)
+    checkpoint = make_checkpoint(hapt_small_train, "gru", layers=1, hidden=8)
+    checkpoint.state_dict = {name: value * 6 if name.startswith("rnn.weight") else value
+                             for name, value in checkpoint.state_dict.items()}
+    fp32 = convert_tflite(UnrolledStream(checkpoint).eval(), example_inputs(checkpoint, "stream", 1))
+    path = tmp_path / "stream_t1_a16w8.tflite"
+    path.write_bytes(integer.integer_tflite(checkpoint, fp32, "a16w8", hapt_small_train.recordings, 1))
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    graph = obj.subgraphs[0]
+    subs = [op for op in graph.operators if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) == "SUB"]
+    log2 = [np.log2(graph.tensors[i].quantization.scale[0]) for i in [*subs[0].inputs, *subs[0].outputs]]
+    assert np.allclose(log2, np.round(log2), atol=1e-3)  # the case: every scale a power of two for LiteRT
+    assert_litert_equals_tflite_micro(path, hapt_small_train.recordings[0].signals[:100], 8, LSB["a16w8"])
+    assert not subs[0].builtinOptions.potScaleInt16
+
+
+def assert_litert_equals_tflite_micro(path: Path, samples: np.ndarray, state_size: int, lsb: dict) -> None:
+    """Both runtimes stream the file over `samples` from a zero state: y and state_out within `lsb` (by rank)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    tflm = TFLMBackend({1: path})
+    quant = tflm.quantization(1)
+    litert = Interpreter(model_content=path.read_bytes())
     litert.allocate_tensors()
     by_rank = {len(d["shape"]): d["index"] for d in litert.get_input_details()}
     outputs = {len(d["shape"]): d["index"] for d in litert.get_output_details()}
     micro = tflm._files[1][0]
-    state = np.zeros((1, 2 * 16), np.int16)
+    state = np.zeros((1, state_size), np.int16)
     scale = quant["x"][1]
-    for sample in hapt_small_train.recordings[0].signals[:100]:
+    for sample in samples:
         x = np.clip(np.round(sample / scale), -32768, 32767).astype(np.int16)[None, None]
         litert.set_tensor(by_rank[3], x)
         litert.set_tensor(by_rank[2], state)
@@ -111,7 +141,7 @@ def test_integer_only_and_tflite_micro_equals_litert(files, precision, hapt_smal
         micro.invoke()
         for rank, index in outputs.items():  # outputs in the file's order: y (rank 3) then state_out
             a, b = litert.get_tensor(index).astype(np.int32), micro.get_output(0 if rank == 3 else 1).astype(np.int32)
-            assert np.abs(a - b).max() <= LSB[precision][rank], (precision, rank)
+            assert np.abs(a - b).max() <= lsb[rank], rank
         state = micro.get_output(1)
 
 
