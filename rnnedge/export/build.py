@@ -136,7 +136,8 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
     work = _Work(ckpt, modules, data, expected)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    _remove_abandoned(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING.format(name=out.name)}{os.getpid()}-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by others
     try:
         files: list[ModelFile] = []
@@ -202,6 +203,29 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+_STAGING = ".{name}.export-"  # + the exporting process's id: where a bundle is built before it is published
+
+
+def _remove_abandoned(out: Path) -> None:
+    """Remove the staging folders of earlier exports to `out` whose process is gone (killed, or out of memory:
+    no `finally` ran); those of a running export stay."""
+    prefix = _STAGING.format(name=out.name)
+    for folder in out.parent.glob(f"{prefix}*"):
+        pid = folder.name[len(prefix):].split("-")[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @dataclass

@@ -24,7 +24,8 @@ from tests.runtime.conftest import held_out
 pytestmark = pytest.mark.slow  # per model an a16w8 export and two firmware builds and runs: ~30 s
 
 
-@pytest.fixture(scope="module", params=[("lstm", "tag"), ("lstm", "forecast"), ("gru", "tag")], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(scope="module", params=[("lstm", "tag"), ("lstm", "forecast"), ("gru", "tag")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def bundle(request, tmp_path_factory) -> Path:
     missing = cortexm.missing_tools()
     if missing:

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import onnx
@@ -86,6 +87,22 @@ def test_failed_verification_writes_nothing_and_keeps_the_old_bundle(tiny, hapt_
     with pytest.raises(ExportError, match="failed verification"):
         export_bundle(tiny, tmp_path / "new", formats=("onnx",), eval_data=hapt_small_val, tolerance=1e-12)
     assert not (tmp_path / "new").exists()
+
+
+def test_an_export_removes_what_a_killed_export_left_and_keeps_a_running_ones(tiny, hapt_small_val, tmp_path):
+    """A killed export (no `finally` runs) leaves its staging folder beside the bundle: the next export to the same
+    place removes it, but not the folder of an export still running (its process alive)."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = tmp_path / f".b.export-{int(gone.stdout)}-abcd"
+    running = tmp_path / f".b.export-{os.getpid()}-efgh"
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"partial")
+    export_bundle(tiny, tmp_path / "b", formats=("onnx",), precisions=("fp32",), eval_data=hapt_small_val)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["b", running.name])
 
 
 def test_bidirectional_model_refuses_streaming_and_exports_a_window_graph(hapt_small_train, hapt_small_val,
