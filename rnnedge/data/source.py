@@ -220,10 +220,8 @@ def make_splits(dataset: Dataset, source: DataSource, val: str | None = None, te
 
 
 def _every_fifth(recordings: list[Recording], stratify: bool) -> set[int]:
-    """Validation indices: every fifth recording; stratified, a fifth of each class's series (by the series' last
-    label, rounded), spread evenly through it. Classes too small for a fifth (two series) give one each, in turn,
-    only until the split is a fifth of all series: holding out one of every such class would leave a set of two
-    series a class one example of each to learn from (PigCVP: 52 of its 104 series)."""
+    """Validation indices: every fifth recording; stratified, a fifth of each class's series (by the series'
+    last label; at least one of any class with two or more), spread evenly through it."""
     if not stratify:
         return set(range(4, len(recordings), 5)) or {len(recordings) - 1}
     classes: dict[int, list[int]] = {}
@@ -232,11 +230,8 @@ def _every_fifth(recordings: list[Recording], stratify: bool) -> set[int]:
         classes.setdefault(int(labelled[-1]) if len(labelled) else 0, []).append(i)
     index = set()
     for members in classes.values():
-        k = round(len(members) / 5)
+        k = max(1, round(len(members) / 5)) if len(members) >= 2 else 0
         index |= {members[int((j + 0.5) * len(members) / k)] for j in range(k)}
-    small = [members for members in classes.values() if len(members) >= 2 and round(len(members) / 5) == 0]
-    for members in small[:max(0, round(len(recordings) / 5) - len(index))]:
-        index.add(members[len(members) // 2])
     return index or {len(recordings) - 1}
 
 

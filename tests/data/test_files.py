@@ -193,15 +193,3 @@ def test_classify_validation_is_stratified_by_class(tmp_path):
     source = DataSource.parse(str(tmp_path), "ax,ay", "y", 10.0)
     val = make_splits(source.load(), source, stratify=True)["val"].recordings
     assert sorted(r.name for r in val) == ["s02.csv", "s07.csv", "s12.csv"]  # 2 of a's 10, 1 of b's 5
-
-
-def test_classes_of_two_series_give_one_each_only_until_validation_is_a_fifth(tmp_path):
-    """Ten classes of two series and one of ten: a fifth of 30 is 6, the large class's 2 and one of each of the
-    first four small classes; the other six small classes keep both series for training (one of each class held
-    out would leave them one example each)."""
-    names = [f"c{k}" for k in range(10) for _ in range(2)] + ["big"] * 10
-    for i, name in enumerate(names):
-        write(tmp_path, f"ax,ay,y\n1,2,{name}\n", f"s{i:02d}.csv")
-    source = DataSource.parse(str(tmp_path), "ax,ay", "y", 10.0)
-    val = make_splits(source.load(), source, stratify=True)["val"].recordings
-    assert sorted(r.name for r in val) == ["s01.csv", "s03.csv", "s05.csv", "s07.csv", "s22.csv", "s27.csv"]
