@@ -45,6 +45,12 @@ def test_the_benchmark_never_touches_the_held_out_sets():
     assert len(bench.CLASSIFICATION) >= 9 and len(bench.FORECASTS) >= 3
 
 
+def test_every_wheel_the_benchmark_reads_is_pinned_by_sha256():
+    """One set is a pickle read from its wheel: the wheel is checked first."""
+    wheels = {s.wheel for s in bench.CLASSIFICATION + bench.FORECASTS}
+    assert wheels <= set(bench.WHEEL_SHA256) and all(len(h) == 64 for h in bench.WHEEL_SHA256.values())
+
+
 def test_the_table_shows_the_worst_seed_first_then_every_seed():
     def run(seed: int, accuracy: float, shape: str) -> dict:
         return {"seed": seed, "int8_accuracy": accuracy, "shape": shape, "train_seconds": 10.0}
