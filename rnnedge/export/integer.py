@@ -41,7 +41,7 @@ from rnnedge.training.checkpoint import Checkpoint
 
 PRECISIONS = ("a8w8", "a16w8")
 CELL_CLIPS = (4.0, 8.0, 16.0, 32.0, 64.0)  # |c| bounds tried inside integer LSTM graphs, smallest first (tanh(4)
-# is 0.9993); the last is the bound when none keeps the outputs (module docstring: accuracy vs clip)
+# is 0.9993); the last is the bound when none keeps the score (module docstring: accuracy vs clip)
 CLIP_TOLERANCE = 0.001  # what the clip may cost the fp32 model on the calibration recordings: 0.1 point of
 # accuracy, 0.1% of MSE. Asking instead that it keep 99.9% of the steps' argmax chose 32 for the bundled tagger
 # (16 kept 99.886%, at the same accuracy), where its a16w8 file lost 1.8 points against 0.6 with the clip at 8
