@@ -76,7 +76,7 @@ def _sweep(target: Path) -> None:
         with os.scandir(folder) as entries:
             for entry in entries:
                 match = _TEMP.match(entry.name)
-                stale = (not _running(int(match[1])) if match else
+                stale = (not process_running(int(match[1])) if match else
                          legacy.match(entry.name) is not None and time.time() - entry.stat().st_mtime > _LEGACY_AGE_S)
                 if stale:
                     Path(entry.path).unlink(missing_ok=True)  # another process may sweep the same folder
@@ -84,7 +84,8 @@ def _sweep(target: Path) -> None:
         pass  # best effort: a leftover temp file costs disk space, never correctness
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether process `pid` may still be writing (this process, or any live one): its leftovers stay."""
     if pid == os.getpid():
         return True  # another thread of this process may be writing
     try:

@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 
 import rnnedge
+from rnnedge.atomic import process_running
 from rnnedge.bundle import (
     MANIFEST_NAME,
     REFERENCE_NAME,
@@ -137,7 +138,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
 
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(out)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING.format(name=out.name)}{os.getpid()}-", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(out)}{os.getpid()}-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by others
     try:
         files: list[ModelFile] = []
@@ -205,27 +206,20 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
         shutil.rmtree(staging, ignore_errors=True)
 
 
-_STAGING = ".{name}.export-"  # + the exporting process's id: where a bundle is built before it is published
+def _staging_prefix(out: Path) -> str:
+    """Where a bundle is built before it is published: beside `out`, named after it and (next) the exporting
+    process's id."""
+    return f".{out.name}.export-"
 
 
 def _remove_abandoned(out: Path) -> None:
     """Remove the staging folders of earlier exports to `out` whose process is gone (killed, or out of memory:
     no `finally` ran); those of a running export stay."""
-    prefix = _STAGING.format(name=out.name)
+    prefix = _staging_prefix(out)
     for folder in out.parent.glob(f"{prefix}*"):
         pid = folder.name[len(prefix):].split("-")[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not process_running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 @dataclass

@@ -174,11 +174,10 @@ def general_int16_arithmetic(model: bytes) -> bytes:
 
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
     general = {"ADD": 3, "SUB": 5}  # the first op versions with pot_scale_int16 = false
-    int16 = 7  # tflite schema TensorType.INT16
     for graph in obj.subgraphs:
         for op in graph.operators:
             name = flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex)
-            if name in general and graph.tensors[op.inputs[0]].type == int16:
+            if name in general and graph.tensors[op.inputs[0]].type == flatbuffer_utils.TensorType.INT16:
                 op.builtinOptions.potScaleInt16 = False
                 code = obj.operatorCodes[op.opcodeIndex]
                 code.version = max(code.version, general[name])
@@ -209,6 +208,5 @@ def float_tensors(model: bytes) -> list[str]:
     from ai_edge_litert.tools import flatbuffer_utils
 
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    float32 = 0  # tflite schema TensorType.FLOAT32
     return [(t.name or b"").decode() if isinstance(t.name, bytes) else str(t.name)
-            for g in obj.subgraphs for t in g.tensors if t.type == float32]
+            for g in obj.subgraphs for t in g.tensors if t.type == flatbuffer_utils.TensorType.FLOAT32]
