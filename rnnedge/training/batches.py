@@ -53,6 +53,11 @@ def stretch(signals: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]
     return out.astype(signals.dtype), np.floor(at).astype(int)
 
 
+def speed_factor(rng: np.random.Generator, speed: float) -> float:
+    """A playing speed drawn log-uniformly from [1 / (1 + speed), 1 + speed]."""
+    return float(np.exp(rng.uniform(-1, 1) * np.log1p(speed)))
+
+
 def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str, lanes: int, chunk_len: int,
                     rng: np.random.Generator, horizon: int = 1, rotate_deg: float = 0.0,
                     groups: list[list[int]] | None = None, carry_state: bool = False,
@@ -71,7 +76,7 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
         signals, labels = rec.signals[start:], rec.labels[start:]
         missing = None if rec.missing is None else rec.missing[start:]
         if speed:
-            signals, source = stretch(signals, float(np.exp(rng.uniform(-1, 1) * np.log1p(speed))))
+            signals, source = stretch(signals, speed_factor(rng, speed))
             labels, missing = labels[source], None if missing is None else missing[source]
         if rotate_deg and groups:
             signals = rotate(signals, groups, rng.uniform(-rotate_deg, rotate_deg))
@@ -100,23 +105,39 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
 
 
 def series_batches(series: list[Recording], norm: Normalization, batch: int, rng: np.random.Generator,
-                   equal_lengths: bool) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                   equal_lengths: bool, speed: float = 0.0,
+                   jitter: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Classify: every series once, in random batches: x [batch, time, channels] normalized, class ids [batch] and
     each series' length [batch]. A one-way model's output at a series' last step does not depend on what follows,
     so series of any lengths share a batch, padded at the end (a set of 105 lengths among 428 series trained on
     batches of one or two before); `equal_lengths` (a bidirectional model, whose backward direction must see only
-    the series) groups series of one length instead."""
-    groups: dict[int, list[Recording]] = {}
-    for rec in series:
-        groups.setdefault(len(rec) if equal_lengths else 0, []).append(rec)
+    the series) groups series of one length instead. Augmentation, drawn afresh each epoch: each series played up
+    to (1 + `speed`) times faster or slower (`stretch`), and Gaussian noise of std `jitter` (normalized units)
+    added to every sample."""
+    samples = [(augmented(rec.signals, norm, rng, speed, jitter), int(rec.labels[-1])) for rec in series]
+    groups: dict[int, list[int]] = {}
+    for index, (x, _) in enumerate(samples):
+        groups.setdefault(len(x) if equal_lengths else 0, []).append(index)
     batches = []
     for group in groups.values():
-        order = rng.permutation(len(group))
-        batches += [[group[i] for i in order[start: start + batch]] for start in range(0, len(group), batch)]
+        order = rng.permutation(group)
+        batches += [order[start: start + batch] for start in range(0, len(order), batch)]
     for index in rng.permutation(len(batches)):
-        members = batches[index]
-        lengths = np.array([len(r) for r in members])
-        x = np.zeros((len(members), lengths.max(), members[0].signals.shape[1]), np.float32)
-        for row, rec in enumerate(members):
-            x[row, : len(rec)] = norm.apply(rec.signals)
-        yield x, tag_targets(np.array([r.labels[-1] for r in members])), lengths
+        members = [samples[i] for i in batches[index]]
+        lengths = np.array([len(x) for x, _ in members])
+        x = np.zeros((len(members), lengths.max(), members[0][0].shape[1]), np.float32)
+        for row, (signals, _) in enumerate(members):
+            x[row, : len(signals)] = signals
+        yield x, tag_targets(np.array([label for _, label in members])), lengths
+
+
+def augmented(signals: np.ndarray, norm: Normalization, rng: np.random.Generator, speed: float,
+              jitter: float) -> np.ndarray:
+    """One series normalized, stretched in time by a log-uniform factor in [1 / (1 + speed), 1 + speed] and with
+    noise of std `jitter` added (either 0: not done)."""
+    if speed:
+        signals, _ = stretch(signals, speed_factor(rng, speed))
+    x = norm.apply(signals)
+    if jitter:
+        x = x + rng.normal(0.0, jitter, x.shape).astype(x.dtype)
+    return x

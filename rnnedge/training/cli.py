@@ -93,8 +93,13 @@ def train_command(
                                         "chunk ends (bounds the state over long streams)."),
     speed: float | None = typer.Option(
         None, min=0.0, max=1.0, show_default=False,
-        help="tag/forecast: augment by playing each training recording up to (1 + this) times faster or slower. "
-             "Default: the data set's own (0.25 for the bundled recordings), else 0."),
+        help="Augment by playing each training recording (classify: series) up to (1 + this) times faster or slower. "
+             "Default: the data set's own (0.25 for the bundled recordings); classify below 100,000 training "
+             "samples 0.1; else 0."),
+    jitter: float | None = typer.Option(
+        None, min=0.0, max=1.0, show_default=False,
+        help="classify: augment by adding Gaussian noise of this std (in normalized units) to every training sample. "
+             "Default: 0.03 below 100,000 training samples, else 0."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
                                 "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),
@@ -112,11 +117,12 @@ def train_command(
     run = prepared(data, val, test, channels, label_column, sample_rate, unlabelled, cell and Cell(cell).value,
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
-                     "patience": patience, "members": members, "spread_limit": spread_limit}, window_len, residual)
+                     "patience": patience, "members": members, "spread_limit": spread_limit, "rotate_deg": rotate_deg,
+                     "speed": speed, "jitter": jitter}, window_len, residual)
     recipe, part, model_config = run.recipe, run.part, run.model
-    config = run.train_config(window_len=window_len, lr=lr, seed=seed, max_minutes=max_minutes, rotate_deg=rotate_deg,
-                              speed=speed, threads=threads, carry_state=carry_state, state_penalty=state_penalty,
-                              average_epochs=average_epochs, class_weight_power=class_weight_power)
+    config = run.train_config(window_len=window_len, lr=lr, seed=seed, max_minutes=max_minutes, threads=threads,
+                              carry_state=carry_state, state_penalty=state_penalty, average_epochs=average_epochs,
+                              class_weight_power=class_weight_power)
     writable_run_folder(out)  # before minutes of training, not after
     typer.echo(recipe.describe(), err=True)
     result = train_cells(part["train"], part["val"], model_config, config, recipe.cells, out, run.record,

@@ -90,8 +90,9 @@ class TrainConfig:
     state_penalty: float = 1e-3  # weight of mean(state^2) at each chunk's end in the loss: keeps the state bounded
     average_epochs: float = 1.0  # the weights validated and kept are a moving average over about this many
     # epochs of optimizer steps (train.WeightAverage; 0 = the last step's weights)
-    speed: float = 0.0  # tag/forecast augmentation: each training recording played up to (1 + speed) times faster
-    # or slower (log-uniform; 0 = off)
+    speed: float = 0.0  # augmentation: each training recording (classify: series) played up to (1 + speed) times
+    # faster or slower (log-uniform; 0 = off)
+    jitter: float = 0.0  # classify augmentation: Gaussian noise of this std (normalized units) on every sample
     seed: int = 0
     threads: int = 1  # torch intra-op threads (0 = torch's default): small recurrent models train fastest on one,
     # and torch's default on a busy 2-core machine was measured 20-50x slower per epoch

@@ -22,12 +22,11 @@ class Run:
     record: dict  # the checkpoint's data record (source and splits)
     recipe: Recipe
     model: ModelConfig
-    augment: dict[str, float]  # the data set's own augmentation: rotate_deg, speed
 
     def train_config(self, **given: Any) -> TrainConfig:
-        """The recipe's settings and the data set's augmentation (where `given` leaves them None), then `given`."""
+        """The recipe's settings (its augmentation where `given` leaves it None), then `given`."""
         recipe = self.recipe
-        given |= {name: value for name, value in self.augment.items() if given.get(name) is None}
+        given |= {name: value for name, value in recipe.augment.items() if given.get(name) is None}
         return TrainConfig(**{"epochs": recipe.epochs, "chunk_len": recipe.chunk_len, "batch_size": recipe.lanes,
                               "patience": recipe.patience, "spread_limit": recipe.spread_limit} | given)
 
@@ -59,8 +58,7 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
                             residual=residual and task == "forecast")
     except ValueError as exc:
         raise RnnedgeError(str(exc)) from None
-    return Run(part, {"source": source.to_dict(), "splits": split_record(splits)}, recipe, model,
-                {name: float(dataset.meta.get(f"augment_{name}", 0.0)) for name in ("rotate_deg", "speed")})
+    return Run(part, {"source": source.to_dict(), "splits": split_record(splits)}, recipe, model)
 
 
 def _dataset(dataset: Dataset, recordings: list) -> Dataset:

@@ -44,6 +44,8 @@ MAX_EPOCHS = 3000
 BASE = {"epochs": 60, "patience": 15, "chunk_len": 250, "hidden": 64}
 LARGE_SAMPLES = 100_000
 TINY_SAMPLES = 2_000
+SERIES_AUGMENT = {"speed": 0.1, "jitter": 0.03}
+AUGMENTS = ("rotate_deg", "speed", "jitter")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Recipe:
     patience: int
     steps_per_epoch: int
     spread_limit: float
+    augment: dict[str, float]  # TrainConfig's augmentation settings: rotate_deg, speed, jitter
     why: tuple[str, ...]  # one line per setting: its value and where it came from
 
     def describe(self) -> str:
@@ -77,7 +80,7 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
         value = given.get(name)
         if value is not None:
             why.append(f"{name} {_words(value)} (given)")
-            return value if isinstance(value, tuple) else int(value)
+            return value if isinstance(value, tuple | float) else int(value)
         why.append(f"{name} {_words(rule)} ({reason})")
         return rule
 
@@ -107,8 +110,27 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
     spread_limit = given.get("spread_limit")
     spread_limit = SPREAD_LIMIT if spread_limit is None else float(spread_limit)
     why.append(_normalization(train, spread_limit, "given" if given.get("spread_limit") is not None else "default"))
-    return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit,
+    augment = _augmentation(train, given, spec.per_series and samples < LARGE_SAMPLES and not bidirectional, why)
+    return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit, augment,
                   tuple(why))
+
+
+def _augmentation(train: Dataset, given: dict[str, Any], small_series: bool, why: list[str]) -> dict[str, float]:
+    """Each augmentation setting: given, else the data set's own (its meta's augment_NAME: the bundled set's
+    rotation and speed), else SERIES_AUGMENT's for classify below LARGE_SAMPLES samples, else 0; one line on it."""
+    augment, said = {}, []
+    for name in AUGMENTS:
+        own = train.meta.get(f"augment_{name}")
+        for value, source in ((given.get(name), "given"), (own, "the data set's own"),
+                              (SERIES_AUGMENT.get(name) if small_series else None,
+                               f"series below {LARGE_SAMPLES:,} samples"), (0.0, "")):
+            if value is not None:
+                augment[name] = float(value)
+                if value:
+                    said.append(f"{name} {float(value):g} ({source})")
+                break
+    why.append("augmentation " + (", ".join(said) if said else "none"))
+    return augment
 
 
 def _normalization(train: Dataset, spread_limit: float, source: str) -> str:

@@ -79,7 +79,8 @@ def _epoch_series(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainCon
     output at each series' last step."""
     series = classify_series(train.recordings, cfg.window_len or None, cfg.windows_per_epoch,
                              seed=int(rng.integers(2**31)))
-    batches = list(series_batches(series, norm, cfg.batch_size, rng, equal_lengths=model.config.bidirectional))
+    batches = list(series_batches(series, norm, cfg.batch_size, rng, model.config.bidirectional, cfg.speed,
+                                  cfg.jitter))
     progress.update(task_id, total=len(batches), completed=0)
     average.steps_per_epoch = len(batches)
     total = 0.0

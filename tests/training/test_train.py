@@ -113,6 +113,35 @@ def test_speed_augmentation_keeps_labels_on_their_samples(hapt_small_train):
     assert len(plain) != len(varied) and all(c.x.shape[:2] == c.target.shape for c in varied)
 
 
+def test_series_augmentation_keeps_each_label_and_draws_afresh():
+    """Classify's batches: stretched series keep their class and lengths within the speed's bounds, jitter adds
+    noise of its std, and without either the batches are the normalized series themselves."""
+    from rnnedge.data.recording import Normalization
+    from rnnedge.training.batches import series_batches
+
+    data = synthetic("classify", 30, seed=0)
+    norm = Normalization.fit(data.recordings)
+
+    def batches(**augment):
+        return list(series_batches(data.recordings, norm, 8, np.random.default_rng(1), False, **augment))
+
+    plain = batches()
+    for x, y, lengths in plain:  # equal lengths: row i of x is the series of class y[i]
+        assert np.all(lengths == 60) and x.shape == (len(y), 60, 1)
+    rows = {norm.apply(r.signals).tobytes(): int(r.labels[-1]) - 1 for r in data.recordings}
+    assert all(rows[row.tobytes()] == label for x, y, _ in plain for row, label in zip(x, y, strict=True))
+    stretched = batches(speed=0.2)
+    lengths = np.concatenate([lengths for _, _, lengths in stretched])
+    assert lengths.min() >= round(60 / 1.2) and lengths.max() <= round(60 * 1.2) and len(set(lengths)) > 3
+    assert sorted(np.concatenate([y for _, y, _ in stretched])) == sorted(rows.values())
+    clean = np.stack([norm.apply(r.signals) for r in data.recordings])
+    noisy = np.concatenate([x for x, _, _ in batches(jitter=0.1)])
+    nearest = ((noisy[:, None] - clean[None]) ** 2).sum(axis=(2, 3)).argmin(axis=1)  # the noise is far smaller
+    assert sorted(nearest) == list(range(len(clean)))  # than the distance between two series: one each
+    difference = noisy - clean[nearest]
+    assert 0.09 < difference.std() < 0.11 and abs(difference.mean()) < 0.01
+
+
 def synthetic(task: str, count: int, seed: int) -> Dataset:
     """Where the answer is known. classify: 60-step noisy sines whose frequency is the class (3 classes, chance
     1/3); forecast: a noisy sine to continue (persistence's error is known)."""
