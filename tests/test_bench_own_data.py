@@ -63,3 +63,8 @@ def test_the_table_shows_the_worst_seed_first_then_every_seed():
             if line.startswith("| A") or line.startswith("| B")]
     assert rows[0].startswith("| A ") and "| 0.7000 (gru 1x64; seeds 0, 1, 2: 0.9000 / 0.7000 / 0.8000) |" in rows[0]
     assert "-5.0 pts" in rows[0] and "| 0.8000 (lstm 1x64) |" in rows[1]
+    refused = {**worst, "set": "C", **bench.seeded_summary([run(0, 0.8, "lstm 1x64") | {"int8_refused": "why"},
+                                                           run(1, 0.9, "lstm 1x64")], "accuracy")}
+    row = next(line for line in bench.table([refused], {"cpu": "x", "cpus": 2, "platform": "p"}).splitlines()
+               if line.startswith("| C"))
+    assert "seed 0: the int8 file export refused, scored there)" in row

@@ -157,7 +157,8 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
                             (variant.graph, variant.format, variant.time, "fp32"))  # built first, or no export
                 try:
                     entry = _verified(work, variant, path, base, None)
-                    reason = task.gate(torch_score[variant.graph], entry.score, variant.precision) \
+                    reason = task.gate(torch_score[variant.graph], entry.score, variant.precision,
+                                       task.examples(data.recordings)) \
                         or _not_smaller(entry, base)
                     if not reason and variant.precision in integer.PRECISIONS:  # C++ sources, only if shipped
                         entry = _integer_entry(entry, path, list(ckpt.labels))

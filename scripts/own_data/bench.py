@@ -189,8 +189,14 @@ def int8_score(checkpoint: Path, folder: Path, log: Path) -> dict:
     manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
     shape, members = manifest["model"], len(manifest["provenance"]["training"].get("members", []))
     folded = f", {members} seeds folded" if members > 1 else ""
-    return next(r for r in rows if r["model"] == "onnx int8") | {
-        "shape": f"{shape['cell']} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
+    said = {"shape": f"{shape['cell']} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
+    scored = [r for r in rows if r["model"] == "onnx int8"]
+    if scored:
+        return scored[0] | said
+    # refused by export's gate: its score there (the same test split) and why, the rest as the fp32 file's row
+    refused = next(r for r in manifest["rejected"] if (r["format"], r["precision"]) == ("onnx", "int8"))
+    fp32 = next(r for r in rows if r["model"] == "onnx fp32")
+    return fp32 | {manifest["evaluation"]["metric"]: refused["score"], "int8_refused": refused["reason"]} | said
 
 
 def tuned(data_flags: list[str], user_flags: list[str], minutes: float, folder: Path, log: Path,
@@ -263,7 +269,7 @@ def seeded(data_flags: list[str], user_flags: list[str], seeds: list[int], folde
         runs.append({"seed": seed, f"int8_{metric}": score[metric], "shape": score["shape"],
                      "train_seconds": round(seconds, 1), "recipe": _recipe(log)}
                     | ({"persistence_mse": score["persistence_mse"], "scored_samples": score["scored_samples"]}
-                       if metric == "mse" else {}))
+                       if metric == "mse" else {}) | {k: v for k, v in score.items() if k == "int8_refused"})
     return seeded_summary(runs, metric)
 
 
@@ -290,6 +296,9 @@ def _over_seeds(result: dict, key: str, form: str) -> str:
     runs = result.get("seeds", [])
     if len(runs) > 1:
         said += f"; seeds {', '.join(str(r['seed']) for r in runs)}: " + " / ".join(f"{r[key]:{form}}" for r in runs)
+    refused = [str(r["seed"]) for r in runs if "int8_refused" in r]
+    if refused:
+        said += f"; seed {', '.join(refused)}: the int8 file export refused, scored there"
     return said + ")"
 
 

@@ -94,6 +94,19 @@ def test_forecast_gate_rejects_a_few_percent_worse_mse():
     assert not task.better(2.0, 1.0) and get_task("tag").better(0.9, 0.8)
 
 
+def test_accuracy_gate_allows_one_example_of_a_small_split():
+    """One flipped series of 40 is 2.5 points: noise on a small test split, not quantization damage."""
+    task = get_task("classify")
+    assert task.gate(0.95, 0.925, "int8", examples=40) is None
+    assert "or one of 40 examples" in task.gate(0.95, 0.90, "int8", examples=40)
+    assert "1 allowed" in task.gate(0.95, 0.93, "int8")  # without a count: points only
+    assert task.gate(0.95, 0.945, "int8", examples=10_000) is None  # a large split: the 1-point gate
+    assert task.gate(0.95, 0.93, "int8", examples=10_000) is not None
+    labelled = [Recording(np.zeros((5, 1), np.float32), np.array([0, 1, 1, 0, 2]), 0, "r")]
+    assert (task.examples(labelled), get_task("tag").examples(labelled), get_task("forecast").examples(labelled)) \
+        == (1, 3, 0)
+
+
 @pytest.mark.slow
 def test_members_folded_into_one_export_to_every_format_and_stream_their_mean(hapt_small_train, hapt_small_val,
                                                                                tmp_path):
