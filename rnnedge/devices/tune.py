@@ -38,7 +38,6 @@ from rnnedge.tasks import Task, get_task
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.ensemble import member_seeds
-from rnnedge.training.recipe import AUGMENTS
 from rnnedge.training.train import cell_folder, guess_loss, ranked, train_model
 
 
@@ -52,16 +51,14 @@ class Candidate:
     residual: bool | None = None  # forecast: predict the change from the latest value (True) or the values
     members: int = 1  # models from different seeds folded into one (training/ensemble.py)
     spread_limit: float | None = None  # normalization (Normalization.fit): None = the recipe's, 0 = by all samples
-    augmented: bool = True  # the recipe's augmentation (False: none)
 
     @property
     def name(self) -> str:
         values = "-values" if self.residual is False else ""
         folded = f"-ens{self.members}" if self.members > 1 else ""
         scale = "-scaleall" if self.spread_limit == 0 else ""
-        plain = "" if self.augmented else "-noaug"
         return (f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}{values}{folded}"
-                f"{scale}{plain}")
+                f"{scale}")
 
     def shape(self, model: ModelConfig) -> ModelConfig:
         """`model` with this candidate's cell, size, layers and (forecast) outputs: one member's shape."""
@@ -74,11 +71,11 @@ class Candidate:
 
 
 def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lstm",),
-               rescaled: bool = False, augmenting: bool = False) -> list[Candidate]:
+               rescaled: bool = False) -> list[Candidate]:
     """The recipe's models (`base` in each of the recipe's cells: what `rnnedge train` chooses among), then one
     change at a time from `base` (the recipe's pick, once known; duplicates dropped), smallest first. `rescaled`:
     the recipe normalized some channel nearer its median recording (Normalization.fit), so normalizing by all
-    samples is a change too; `augmenting`: the recipe augments, so training without is one."""
+    samples is a change too."""
     recipe = [replace(base, cell=cell) for cell in cells]
     other_layers, other_cell = (1 if base.layers > 1 else 2), ("lstm" if base.cell == "gru" else "gru")
     changes = [replace(base, cell=other_cell), replace(base, hidden=max(8, base.hidden // 2)),
@@ -92,8 +89,6 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
         changes.append(replace(base, residual=not base.residual))
     if rescaled:  # where the magnitude is the class (Covid3MonthDiscrete), the large recordings' detail may count
         changes.append(replace(base, spread_limit=0.0))
-    if augmenting:  # noise or stretching may blur what tells a set's classes apart
-        changes.append(replace(base, augmented=False))
     varied = [c for c in dict.fromkeys(changes) if c not in recipe]
     size = {c: footprint(replace(c, residual=None).deployed(ModelConfig()))["params"] for c in varied}
     return recipe + sorted(varied, key=size.__getitem__)
@@ -145,8 +140,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None, members)
     rescaled = wide_channels(channel_spread(train_data.recordings), config.spread_limit).any()
-    augmenting = any(getattr(config, name) for name in AUGMENTS)
-    plan = candidates(base, task.per_series, cells, rescaled, augmenting)
+    plan = candidates(base, task.per_series, cells, rescaled)
     recipe, total = plan[:len(cells)], len(plan)
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
@@ -179,8 +173,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
             result = train_model(train_data, val_data, shaped,
                                  replace(config, lr=candidate.lr, chunk_len=candidate.chunk_len, max_minutes=share,
                                          spread_limit=config.spread_limit if candidate.spread_limit is None
-                                         else candidate.spread_limit,
-                                         **({} if candidate.augmented else dict.fromkeys(AUGMENTS, 0.0))),
+                                         else candidate.spread_limit),
                                  candidate.members, out_dir / candidate.name, data_record, quiet=True)
             kept = result.checkpoint.provenance
             row |= {"status": "trained", "minutes": round((time.monotonic() - started) / 60, 2),
@@ -198,8 +191,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
             attempt(number, candidate, 1)
     own = _ranks(done, [c.name for c in recipe], task, guess)
     pick = next(c for c in recipe if c.name == task.best(own)) if own else base
-    # one change each from the recipe's pick
-    varied = candidates(pick, task.per_series, cells, rescaled, augmenting)[len(cells):]
+    varied = candidates(pick, task.per_series, cells, rescaled)[len(cells):]  # one change each from the recipe's pick
     for number, candidate in enumerate(varied, start=len(cells) + 1):
         if candidate.name not in done:
             attempt(number, candidate, sum(1 for c in varied if c.name not in done))

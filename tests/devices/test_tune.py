@@ -49,8 +49,6 @@ def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
     assert folded[0].deployed(ModelConfig()).hidden_size == 128 and folded[0].shape(ModelConfig()).hidden_size == 64
     rescaled = candidates(Candidate("lstm", 64, 1, 3e-3, 250), per_series=True, rescaled=True)
     assert [c.name for c in rescaled if c.spread_limit == 0] == ["lstm-1x64-lr0.003-chunk250-scaleall"]
-    augmenting = candidates(Candidate("lstm", 64, 1, 3e-3, 250), per_series=True, augmenting=True)
-    assert [c.name for c in augmenting if not c.augmented] == ["lstm-1x64-lr0.003-chunk250-noaug"]
 
 
 def test_where_the_recipe_rescaled_a_channel_tune_also_tries_all_samples_scale(tmp_path):
@@ -79,27 +77,6 @@ def test_where_the_recipe_rescaled_a_channel_tune_also_tries_all_samples_scale(t
         pytest.approx(everything.std[0])
     assert Checkpoint.load(tmp_path / "gru-1x4-lr0.003-chunk250" / "model.pt").normalization.std[0] == \
         pytest.approx(Normalization.fit(train.recordings).std[0])
-
-
-def test_where_the_recipe_augments_tune_also_trains_without(tmp_path):
-    import numpy as np
-
-    from rnnedge.data.recording import Dataset, Recording
-    from rnnedge.devices.tune import tune
-    from rnnedge.training.checkpoint import Checkpoint
-    from rnnedge.training.config import TrainConfig
-
-    wave = np.sin(np.arange(30) / 3.0)[:, None].astype(np.float32)
-    train = Dataset([Recording(wave * (1 + i % 2), np.full(30, 1 + i % 2), 0, str(i)) for i in range(12)], ["x"],
-                    ["UNLABELED", "a", "b"], 10.0, "synthetic")
-    model = ModelConfig(cell="gru", input_size=1, hidden_size=4, num_layers=1, output_size=2, task="classify")
-    record = tune(train, train, model, TrainConfig(epochs=1, batch_size=4, threads=1, speed=0.1, jitter=0.03),
-                  tmp_path, 5.0, say=lambda line: None, cells=("gru",))
-    assert {row["name"]: row["status"] for row in record["rows"]}["gru-1x4-lr0.003-chunk250-noaug"] == "trained"
-    trained = Checkpoint.load(tmp_path / "gru-1x4-lr0.003-chunk250-noaug" / "model.pt").provenance["train_config"]
-    assert (trained["speed"], trained["jitter"]) == (0.0, 0.0)
-    recipe = Checkpoint.load(tmp_path / "gru-1x4-lr0.003-chunk250" / "model.pt").provenance["train_config"]
-    assert (recipe["speed"], recipe["jitter"]) == (0.1, 0.03)
 
 
 def test_a_device_budget_refuses_what_does_not_fit():
