@@ -94,12 +94,11 @@ def train_command(
     speed: float | None = typer.Option(
         None, min=0.0, max=1.0, show_default=False,
         help="Augment by playing each training recording (classify: series) up to (1 + this) times faster or slower. "
-             "Default: the data set's own (0.25 for the bundled recordings); classify below 100,000 training "
-             "samples 0.1; else 0."),
+             "Default: the data set's own (0.25 for the bundled recordings), else 0."),
     jitter: float | None = typer.Option(
         None, min=0.0, max=1.0, show_default=False,
-        help="classify: augment by adding Gaussian noise of this std (in normalized units) to every training sample. "
-             "Default: 0.03 below 100,000 training samples, else 0."),
+        help="classify: augment by adding Gaussian noise of this std (in normalized units) to every training sample "
+             "[default: 0]."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
                                 "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),

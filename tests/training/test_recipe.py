@@ -4,7 +4,7 @@ every setting given is kept."""
 import numpy as np
 
 from rnnedge.data.recording import Dataset, Recording
-from rnnedge.training.recipe import AUGMENTS, MIN_STEPS, PATIENCE_STEPS, SERIES_AUGMENT, size_recipe
+from rnnedge.training.recipe import AUGMENTS, MIN_STEPS, PATIENCE_STEPS, size_recipe
 from tests.conftest import hapt_split
 
 
@@ -92,15 +92,15 @@ def test_the_recipe_says_how_each_channel_is_normalized():
         hapt_split("train"), "tag", {}).describe()
 
 
-def test_small_series_sets_are_augmented_the_bundled_set_keeps_its_own_and_given_values_win():
-    small = size_recipe(dataset(40, 150), "classify", {})
-    assert small.augment == {"rotate_deg": 0.0, **SERIES_AUGMENT}
-    assert f"speed {SERIES_AUGMENT['speed']:g} (series below 100,000 samples)" in small.describe()
-    assert size_recipe(dataset(100, 1000), "classify", {}).augment == dict.fromkeys(AUGMENTS, 0.0)
-    assert size_recipe(dataset(40, 150), "classify", {}, bidirectional=True).augment == dict.fromkeys(AUGMENTS, 0.0)
+def test_augmentation_is_given_or_the_data_sets_own_and_said():
+    """No rule turns it on (noise and stretching cost the benchmark's small sets their worst seed: recipe.py)."""
+    assert size_recipe(dataset(40, 150), "classify", {}).augment == dict.fromkeys(AUGMENTS, 0.0)
     assert "augmentation none" in size_recipe(dataset(6, 90), "forecast", {}).describe()
     bundled = size_recipe(hapt_split("train"), "tag", {})
     assert bundled.augment == {"rotate_deg": 180.0, "speed": 0.25, "jitter": 0.0}
-    assert "rotate_deg 180 (the data set's own)" in bundled.describe()
-    given = size_recipe(dataset(40, 150), "classify", {"jitter": 0.0, "speed": 0.2})
-    assert given.augment["jitter"] == 0.0 and given.augment["speed"] == 0.2 and "speed 0.2 (given)" in given.describe()
+    assert "rotate_deg 180 (the data set's own), speed 0.25 (the data set's own)" in bundled.describe()
+    given = size_recipe(dataset(40, 150), "classify", {"jitter": 0.05, "speed": 0.2})
+    assert given.augment == {"rotate_deg": 0.0, "speed": 0.2, "jitter": 0.05}
+    assert "speed 0.2 (given), jitter 0.05 (given)" in given.describe()
+    kept = size_recipe(hapt_split("train"), "tag", {"speed": 0.0})
+    assert kept.augment["speed"] == 0.0 and "speed" not in kept.describe().split("augmentation")[1]
