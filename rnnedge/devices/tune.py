@@ -38,7 +38,7 @@ from rnnedge.tasks import Task, get_task
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.ensemble import member_seeds
-from rnnedge.training.train import cell_folder, guess_loss, ranked, train_model
+from rnnedge.training.train import cell_folder, guess_loss, ranked, refit_seed, train_model
 
 
 @dataclass(frozen=True)
@@ -236,8 +236,10 @@ def recipe_model(path: Path, shape: ModelConfig, config: TrainConfig, members: i
         differs.append(f"model {checkpoint.config.cell} {checkpoint.config.num_layers}x{checkpoint.config.hidden_size}"
                        f" (the recipe's: {shape.cell} {shape.num_layers}x{shape.hidden_size})")
     seeds = [m.get("seed") for m in provenance.get("members", [])] or [recorded.get("seed")]
-    if seeds != member_seeds(config.seed, members):
-        differs.append(f"seeds {seeds} (here {member_seeds(config.seed, members)})")
+    wanted_seeds = member_seeds(config.seed, members)
+    if len(seeds) != len(wanted_seeds) or any(seed not in (own, refit_seed(own))  # a member trained again
+                                              for seed, own in zip(seeds, wanted_seeds, strict=False)):
+        differs.append(f"seeds {seeds} (here {wanted_seeds})")
     if differs:
         raise RnnedgeError(f"--trained {path}: not the recipe's model on this data: {'; '.join(differs)}")
     return checkpoint

@@ -30,6 +30,8 @@ from rnnedge.training.ensemble import fold, member_seeds
 from rnnedge.training.model import RecurrentModel
 from rnnedge.training.scoring import report
 
+REFIT_SEED_OFFSET = 1_000_000
+
 
 @dataclass
 class TrainResult:
@@ -227,19 +229,58 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     return TrainResult(checkpoint, history, best[1])
 
 
+def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
+                 out_dir: Path, quiet: bool, data_record: dict | None, folder: str = "") -> TrainResult:
+    """`train` into out_dir/FOLDER (FOLDER formatted with the seed; "" = out_dir), and once more from the seed
+    `refit_seed(seed)` when the model never fit its training data: its training loss at the kept epoch still above
+    half of always guessing the class frequencies. A small set's LSTM can sit at chance for its whole run (Coffee:
+    loss ln 2 for hundreds of epochs); its validation split of 6 series cannot tell, and a fold of two such
+    members scored 0.54-0.68 on test where those that learned scored 0.96-1.00. The lower training loss is kept. A
+    run with a time limit (`max_minutes`, tune's shares) is not repeated."""
+    def run(seed: int, where: str) -> TrainResult:
+        return train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / where.format(seed=seed),
+                     quiet=quiet, data_record=data_record)
+
+    first = run(cfg.seed, folder)
+    limit = guess_loss(train_data, get_task(model_config.task)) / 2
+    if cfg.max_minutes or not fit_loss(first) > limit:  # nan (no classes) is never above
+        return first
+    if not quiet:
+        print(f"seed {cfg.seed} never fit the training data (loss {fit_loss(first):.3f}, half a guess's "
+              f"{limit:.3f}): again from seed {refit_seed(cfg.seed)}", file=sys.stderr, flush=True)
+    again = run(refit_seed(cfg.seed), folder or "refit-seed-{seed}")
+    if not fit_loss(again) < fit_loss(first):
+        return first
+    if not folder:  # the run folder shows the model kept
+        for name in ("model.pt", "metrics.json", "training_curve.png"):
+            write_bytes_atomic(out_dir / name, (out_dir / f"refit-seed-{refit_seed(cfg.seed)}" / name).read_bytes())
+    return again
+
+
+def fit_loss(result: TrainResult) -> float:
+    """The training loss of the epoch whose weights were kept."""
+    return result.history[result.best_epoch - 1]["train_loss"] if result.best_epoch else float("nan")
+
+
+def refit_seed(seed: int) -> int:
+    """The seed a run of `seed` trains again from when it never fit (`train_fitted`): shared with no run's own."""
+    return seed + REFIT_SEED_OFFSET
+
+
 def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
                 members: int, out_dir: Path, data_record: dict | None = None, quiet: bool = False) -> TrainResult:
     """One model: `train` it, or (members > 1) train that many from different seeds (each in out_dir/seed-N) and
     fold them into one model that computes their mean output (ensemble.py), validated as a whole; its
     metrics.json holds each member's history and its curve each member's lines."""
     if members == 1:
-        return train(train_data, val_data, model_config, cfg, out_dir, quiet=quiet, data_record=data_record)
-    seeds, results = member_seeds(cfg.seed, members), []
-    for number, seed in enumerate(seeds, start=1):
+        return train_fitted(train_data, val_data, model_config, cfg, out_dir, quiet, data_record)
+    results = []
+    for number, seed in enumerate(member_seeds(cfg.seed, members), start=1):
         if not quiet:
             print(f"member {number} of {members} (seed {seed}):", file=sys.stderr, flush=True)
-        results.append(train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / f"seed-{seed}",
-                             quiet=quiet, data_record=data_record))
+        results.append(train_fitted(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir, quiet,
+                                    data_record, folder="seed-{seed}"))
+    seeds = [r.checkpoint.provenance["train_config"]["seed"] for r in results]
     runs = list(zip(seeds, results, strict=True))
     folded = fold([r.checkpoint for r in results])
     checked = report(folded.build_model(), val_data.recordings, folded.normalization, folded.labels,
