@@ -24,6 +24,7 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
   spread_limit  10: a channel whose std over all training samples is above 10x the median recording's is
               centred on the median recording and scaled by the geometric mean of the two stds
               (Normalization.fit: PLAID 0.47 -> 0.65), every other by all samples
+  augmentation  given, else the data set's own (the bundled set's rotation and speed), else none (_augmentation)
 """
 
 from __future__ import annotations
