@@ -28,6 +28,7 @@ from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.ensemble import fold, member_seeds
 from rnnedge.training.model import RecurrentModel
+from rnnedge.training.recipe import PATIENCE_STEPS
 from rnnedge.training.scoring import report
 
 REFIT_SEED_OFFSET = 1_000_000
@@ -195,7 +196,8 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
                 checked = report(model, val_data.recordings, norm, scored_labels, cfg.window_len or None)
             val = checked["value"]
             row = {"epoch": epoch, "train_loss": train_loss, "val_score": val,
-                   "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.monotonic() - started, 1)}
+                   "lr": scheduler.get_last_lr()[0], "steps": average.updates,
+                   "elapsed_s": round(time.monotonic() - started, 1)}
             if "loss" in checked:
                 row["val_loss"] = checked["loss"]
             history.append(row)
@@ -233,17 +235,18 @@ def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConf
                  out_dir: Path, quiet: bool, data_record: dict | None, folder: str = "") -> TrainResult:
     """`train` into out_dir/FOLDER (FOLDER formatted with the seed; "" = out_dir), and once more from the seed
     `refit_seed(seed)` when the model never fit its training data: its training loss at the kept epoch still above
-    half of always guessing the class frequencies. A small set's LSTM can sit at chance for its whole run (Coffee:
-    loss ln 2 for hundreds of epochs); its validation split of 6 series cannot tell, and a fold of two such
-    members scored 0.54-0.68 on test where those that learned scored 0.96-1.00. The lower training loss is kept. A
-    run with a time limit (`max_minutes`, tune's shares) is not repeated."""
+    half of always guessing the class frequencies after PATIENCE_STEPS optimizer steps or more (the recipe's
+    patience; a run of `--epochs 2` is a quick look, not a failure). A small set's LSTM can sit at chance for its
+    whole run (Coffee: loss ln 2 for hundreds of epochs); its validation split of 6 series cannot tell, and a fold
+    of two such members scored 0.54-0.68 on test where those that learned scored 0.96-1.00. The lower training loss
+    is kept. A run with a time limit (`max_minutes`, tune's shares) is not repeated."""
     def run(seed: int, where: str) -> TrainResult:
         return train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / where.format(seed=seed),
                      quiet=quiet, data_record=data_record)
 
     first = run(cfg.seed, folder)
     limit = guess_loss(train_data, get_task(model_config.task)) / 2
-    if cfg.max_minutes or not fit_loss(first) > limit:  # nan (no classes) is never above
+    if cfg.max_minutes or first.history[-1]["steps"] < PATIENCE_STEPS or not fit_loss(first) > limit:  # nan: never
         return first
     if not quiet:
         print(f"seed {cfg.seed} never fit the training data (loss {fit_loss(first):.3f}, half a guess's "

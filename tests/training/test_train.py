@@ -234,13 +234,15 @@ def test_train_cells_keeps_the_better_and_ties_keep_the_first(tmp_path):
 
 def test_a_run_that_never_fit_its_training_data_trains_once_more_from_another_seed(tmp_path, capsys):
     """Coffee: LSTMs sat at chance (training loss ln 2) for whole runs, and a 6-series validation split could not
-    tell. A run whose training loss at its kept epoch is above half a guess's trains again from refit_seed; the
-    lower training loss is kept, its files on top of the run folder. One that fit, or one with a time limit, not."""
+    tell. A run of PATIENCE_STEPS or more whose training loss at its kept epoch is above half a guess's trains again
+    from refit_seed; the lower training loss is kept, its files on top of the run folder. One that fit, a shorter
+    one or one with a time limit, not."""
+    from rnnedge.training.recipe import PATIENCE_STEPS
     from rnnedge.training.train import fit_loss, refit_seed, train_fitted
 
     config = ModelConfig(cell="gru", input_size=1, hidden_size=8, num_layers=1, output_size=3, task="classify")
     data = synthetic("classify", 30, 0), synthetic("classify", 15, 1)
-    frozen = TrainConfig(epochs=1, batch_size=8, lr=0.0, seed=4, threads=1)  # lr 0: nothing is learned
+    frozen = TrainConfig(epochs=-(-PATIENCE_STEPS // 30), batch_size=1, lr=0.0, seed=4, threads=1)  # learns nothing
     kept = train_fitted(*data, config, frozen, tmp_path / "frozen", False, None)
     again = tmp_path / "frozen" / f"refit-seed-{refit_seed(4)}"
     assert "seed 4 never fit the training data" in capsys.readouterr().err and (again / "model.pt").is_file()
@@ -254,8 +256,11 @@ def test_a_run_that_never_fit_its_training_data_trains_once_more_from_another_se
     assert limited.checkpoint.provenance["train_config"]["seed"] == 4
     assert not list((tmp_path / "limited").glob("refit*"))
     fit = train_fitted(synthetic("classify", 60, 0), data[1], replace(config, hidden_size=16),
-                       replace(frozen, lr=1e-2, epochs=40, patience=40), tmp_path / "fit", True, None)
-    assert fit_loss(fit) < 0.5 and not list((tmp_path / "fit").glob("refit*"))
+                       replace(frozen, lr=1e-2, epochs=40, patience=40, batch_size=2), tmp_path / "fit", True, None)
+    assert fit.history[-1]["steps"] >= PATIENCE_STEPS and fit_loss(fit) < 0.5
+    assert not list((tmp_path / "fit").glob("refit*"))
+    glance = train_fitted(*data, config, replace(frozen, epochs=2), tmp_path / "glance", True, None)  # 60 steps
+    assert fit_loss(glance) > 0.55 and not list((tmp_path / "glance").glob("refit*"))
 
 
 def test_members_fold_into_one_model_validated_as_a_whole(tmp_path):
