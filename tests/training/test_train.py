@@ -232,11 +232,11 @@ def test_train_cells_keeps_the_better_and_ties_keep_the_first(tmp_path):
     assert result.checkpoint.config.cell == "lstm" and all(0 < loss < 1 for loss in losses.values())
 
 
-def test_a_run_that_never_fit_its_training_data_trains_once_more_from_another_seed(tmp_path, capsys):
+def test_a_run_that_never_left_chance_trains_once_more_from_another_seed(tmp_path, capsys):
     """Coffee: LSTMs sat at chance (training loss ln 2) for whole runs, and a 6-series validation split could not
-    tell. A run of PATIENCE_STEPS or more whose training loss at its kept epoch is above half a guess's trains again
-    from refit_seed; the lower training loss is kept, its files on top of the run folder. One that fit, a shorter
-    one or one with a time limit, not."""
+    tell. A run of PATIENCE_STEPS or more whose training loss at its kept epoch is near a constant guess's
+    (chance_loss) trains again from refit_seed; the lower training loss is kept, its files on top of the run
+    folder. One that fit, a shorter one or one with a time limit, not."""
     from rnnedge.training.recipe import PATIENCE_STEPS
     from rnnedge.training.train import fit_loss, refit_seed, train_fitted
 
@@ -245,7 +245,7 @@ def test_a_run_that_never_fit_its_training_data_trains_once_more_from_another_se
     frozen = TrainConfig(epochs=-(-PATIENCE_STEPS // 30), batch_size=1, lr=0.0, seed=4, threads=1)  # learns nothing
     kept = train_fitted(*data, config, frozen, tmp_path / "frozen", False, None)
     again = tmp_path / "frozen" / f"refit-seed-{refit_seed(4)}"
-    assert "seed 4 never fit the training data" in capsys.readouterr().err and (again / "model.pt").is_file()
+    assert "seed 4 never left chance" in capsys.readouterr().err and (again / "model.pt").is_file()
     other = Checkpoint.load(again / "model.pt")
     assert other.provenance["train_config"]["seed"] == refit_seed(4)
     assert fit_loss(kept) <= json.loads((again / "metrics.json").read_text())[0]["train_loss"]
@@ -261,6 +261,23 @@ def test_a_run_that_never_fit_its_training_data_trains_once_more_from_another_se
     assert not list((tmp_path / "fit").glob("refit*"))
     glance = train_fitted(*data, config, replace(frozen, epochs=2), tmp_path / "glance", True, None)  # 60 steps
     assert fit_loss(glance) > 0.55 and not list((tmp_path / "glance").glob("refit*"))
+
+
+def test_chance_loss_is_the_weighted_entropy_of_the_class_shares():
+    from rnnedge.tasks import get_task
+    from rnnedge.training.train import chance_loss
+
+    def data(counts: list[int]) -> Dataset:
+        labels = [c + 1 for c, n in enumerate(counts) for _ in range(n)]
+        return Dataset([Recording(np.zeros((3, 1), np.float32), np.full(3, label), 0, str(i))
+                        for i, label in enumerate(labels)], ["x"], ["u", *map(str, range(len(counts)))], 1.0, "s")
+
+    classify = get_task("classify")
+    assert chance_loss(data([5, 5, 5]), classify, 0.5) == pytest.approx(np.log(3))
+    share = np.sqrt([9, 1]) / np.sqrt([9, 1]).sum()  # weights (1 / n) ** 0.5: shares n ** 0.5
+    assert chance_loss(data([9, 1]), classify, 0.5) == pytest.approx(-(share * np.log(share)).sum())
+    assert chance_loss(data([9, 1]), classify, 0.0) == pytest.approx(-(0.9 * np.log(0.9) + 0.1 * np.log(0.1)))
+    assert np.isnan(chance_loss(data([9, 1]), get_task("forecast"), 0.5))
 
 
 def test_members_fold_into_one_model_validated_as_a_whole(tmp_path):
