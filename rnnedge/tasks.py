@@ -82,7 +82,8 @@ class Task:
     def gate(self, reference: float, value: float, precision: str, examples: int = 0) -> str | None:
         """Why a quantized file fails its gate against the torch score, or None when it passes. Accuracy on
         `examples` scored examples may always lose one of them: on a test split of 40 series one flipped series is
-        2.5 points, which a 1-point gate read as damage (a BasicMotions model's int8 file was refused for it)."""
+        2.5 points, which a 1-point gate read as damage (a BasicMotions model trained with noise augmentation had
+        its int8 file refused for it)."""
         allowed = self.gates.get(precision)
         if allowed is None:
             return None
