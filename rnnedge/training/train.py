@@ -240,8 +240,8 @@ def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConf
     recipe's patience; a run of `--epochs 2` is a quick look, not a failure). A small set's LSTM can sit at chance
     for its whole run (Coffee: loss 0.685-0.700 against ln 2 for hundreds of epochs); its validation split of 6
     series cannot tell, and a fold of two such members scored 0.54-0.68 on test where those that learned scored
-    0.96-1.00. Half of chance was too wide a net: it caught Covid3MonthDiscrete's members that had learned what
-    they could (0.52-0.93 against 1.07), and refitting them cost that set's worst seed 2 of 61 series. The lower
+    0.96-1.00. Half of a guess's loss was too wide a net: it caught Covid3MonthDiscrete's members that had learned
+    what they could (0.52-0.93 against 1.08), and refitting them cost that set's worst seed 2 of 61 series. The lower
     training loss is kept. A run with a time limit (`max_minutes`, tune's shares) is not repeated."""
     def run(seed: int, where: str) -> TrainResult:
         return train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / where.format(seed=seed),
