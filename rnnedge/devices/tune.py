@@ -238,7 +238,7 @@ def recipe_model(path: Path, shape: ModelConfig, config: TrainConfig, members: i
     seeds = [m.get("seed") for m in provenance.get("members", [])] or [recorded.get("seed")]
     wanted_seeds = member_seeds(config.seed, members)
     if len(seeds) != len(wanted_seeds) or any(seed not in (own, refit_seed(own))  # a member trained again
-                                              for seed, own in zip(seeds, wanted_seeds, strict=False)):
+                                              for seed, own in zip(seeds, wanted_seeds, strict=True)):
         differs.append(f"seeds {seeds} (here {wanted_seeds})")
     if differs:
         raise RnnedgeError(f"--trained {path}: not the recipe's model on this data: {'; '.join(differs)}")

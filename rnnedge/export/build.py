@@ -128,6 +128,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
     config = ckpt.config
     task = get_task(config.task)
     torch_score = {g: file_score(ckpt, torch_runner(m), data, g == "window") for g, m in modules.items()}
+    examples = task.examples(data.recordings)  # what an accuracy gate may lose one of
     main_graph = graphs[0]
     x_ref, labels_ref, ref_description = reference_inputs(data, chunk_len)
     expected = {g: expected_from(torch_runner(m), x_ref, config.state_size if g == "stream" else None,
@@ -157,8 +158,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
                             (variant.graph, variant.format, variant.time, "fp32"))  # built first, or no export
                 try:
                     entry = _verified(work, variant, path, base, None)
-                    reason = task.gate(torch_score[variant.graph], entry.score, variant.precision,
-                                       task.examples(data.recordings)) \
+                    reason = task.gate(torch_score[variant.graph], entry.score, variant.precision, examples) \
                         or _not_smaller(entry, base)
                     if not reason and variant.precision in integer.PRECISIONS:  # C++ sources, only if shipped
                         entry = _integer_entry(entry, path, list(ckpt.labels))

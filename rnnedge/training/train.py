@@ -258,8 +258,8 @@ def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConf
     if not fit_loss(again) < fit_loss(first):
         return first
     if not folder:  # the run folder shows the model kept
-        for name in ("model.pt", "metrics.json", "training_curve.png"):
-            write_bytes_atomic(out_dir / name, (out_dir / f"refit-seed-{refit_seed(cfg.seed)}" / name).read_bytes())
+        copy_run(out_dir / f"refit-seed-{refit_seed(cfg.seed)}", out_dir, ("model.pt", "metrics.json",
+                                                                          "training_curve.png"))
     return again
 
 
@@ -345,9 +345,14 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     result = results[kept]
     result.checkpoint.provenance["cells"] = {cell: p["val_score"] for cell, p in provenances.items()}
     result.checkpoint.save(out_dir / "model.pt")
-    for name in ("metrics.json", "training_curve.png"):
-        write_bytes_atomic(out_dir / name, (cell_folder(out_dir, kept, cells) / name).read_bytes())
+    copy_run(cell_folder(out_dir, kept, cells), out_dir, ("metrics.json", "training_curve.png"))
     return result
+
+
+def copy_run(source: Path, target: Path, names: tuple[str, ...]) -> None:
+    """A run folder's files (`names`) written atomically over those in `target`: it shows the run kept."""
+    for name in names:
+        write_bytes_atomic(target / name, (source / name).read_bytes())
 
 
 def cell_folder(out_dir: Path, cell: str, cells: tuple[str, ...]) -> Path:
@@ -356,13 +361,9 @@ def cell_folder(out_dir: Path, cell: str, cells: tuple[str, ...]) -> Path:
 
 
 def guess_loss(data: Dataset, task: Task) -> float:
-    """The cross-entropy of always guessing the training split's class frequencies (nan without classes)."""
-    if not task.classes:
-        return float("nan")
-    labels = np.concatenate([r.labels[-1:] if task.per_series else r.labels for r in data.recordings])
-    counts = np.bincount(labels[labels > 0])
-    share = counts[counts > 0] / counts.sum()
-    return float(-(share * np.log(share)).sum())
+    """The cross-entropy of always guessing the training split's class frequencies (nan without classes): the
+    unweighted `chance_loss`."""
+    return chance_loss(data, task, power=0.0)
 
 
 def ranked(task: Task, score: float, loss: float | None, guess: float) -> tuple[float, bool] | tuple[float]:
