@@ -91,6 +91,9 @@ def test_variable_length_series_train_whole_and_export(tmp_path):
     assert f"kept {kept.config.cell}" in train.stderr and (tmp_path / "run" / "training_curve.png").is_file()
     for cell in scores:
         assert Checkpoint.load(tmp_path / "run" / "cells" / cell / "model.pt").config.cell == cell
+    # a small set with a test split: the kept model trained again on training + validation (recipe: final_fit)
+    assert "final_fit yes" in train.stderr and "(before the final fit on training + validation)" in train.stdout
+    assert kept.provenance["final_fit"]["series"] == 270
     exported = rnnedge("export", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "bundle"),
                        "--formats", "onnx", "--precisions", "fp32")
     assert exported.returncode == 0, exported.stderr
@@ -98,6 +101,14 @@ def test_variable_length_series_train_whole_and_export(tmp_path):
     assert manifest.evaluation.data.startswith("test split") and "370 recordings" in manifest.evaluation.data
     with np.load(tmp_path / "bundle" / "reference.npz") as ref:  # many short series, thousands of steps
         assert ref["x"].shape[0] * ref["x"].shape[1] >= 2000
+
+
+def test_a_final_fit_needs_a_test_split(tmp_path):
+    """Without --test, export and evaluate score the validation split: a final fit would have trained on it."""
+    result = rnnedge("train", "--data", str(EXAMPLES / "basicmotions" / "train"), *BASIC_MOTIONS, "--task",
+                     "classify", "--final-fit", "--out", str(tmp_path / "run"))
+    assert result.returncode != 0 and "give --test" in result.stderr
+    assert not (tmp_path / "run" / "model.pt").exists()
 
 
 def test_label_zero_is_a_class_and_unlabelled_is_explicit(tmp_path):

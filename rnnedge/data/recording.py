@@ -108,3 +108,8 @@ class Dataset:
     @property
     def subjects(self) -> list[int]:
         return sorted({r.subject for r in self.recordings})
+
+    def joined(self, other: Dataset) -> Dataset:
+        """This data set's recordings followed by `other`'s (another split of the same data)."""
+        return Dataset(self.recordings + other.recordings, self.channels, self.label_names, self.sample_rate_hz,
+                       self.source, dict(self.meta))

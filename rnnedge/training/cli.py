@@ -99,6 +99,10 @@ def train_command(
         None, min=0.0, max=1.0, show_default=False,
         help="classify: augment by adding Gaussian noise of this std (in normalized units) to every training sample "
              "[default: 0]."),
+    final_fit: bool | None = typer.Option(
+        None, show_default=False, help="Train the kept model again on the training and validation data together, "
+        "each member for the epochs its validated run kept [default: classify below 100,000 training samples with "
+        "a --test split; never without one: validation is then what export and evaluate score]."),
     max_minutes: float = typer.Option(0.0, min=0.0, help="Stop after this many minutes (0 = no limit)."),
     threads: int = typer.Option(TrainConfig.threads, min=0, help="torch threads (0 = torch's default; small "
                                 "recurrent models train fastest on 1-2, and more on a busy machine cost 20-50x)."),
@@ -117,7 +121,7 @@ def train_command(
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
                      "patience": patience, "members": members, "spread_limit": spread_limit, "rotate_deg": rotate_deg,
-                     "speed": speed, "jitter": jitter}, window_len, residual)
+                     "speed": speed, "jitter": jitter, "final_fit": final_fit}, window_len, residual)
     recipe, part, model_config = run.recipe, run.part, run.model
     config = run.train_config(window_len=window_len, lr=lr, seed=seed, max_minutes=max_minutes, threads=threads,
                               carry_state=carry_state, state_penalty=state_penalty, average_epochs=average_epochs,
@@ -125,10 +129,11 @@ def train_command(
     writable_run_folder(out)  # before minutes of training, not after
     typer.echo(recipe.describe(), err=True)
     result = train_cells(part["train"], part["val"], model_config, config, recipe.cells, out, run.record,
-                         recipe.members)
+                         recipe.members, recipe.final_fit)
     kept = result.checkpoint.provenance
     epoch = f"best epoch {result.best_epoch}: " if result.best_epoch else ""
-    typer.echo(f"{epoch}validation {kept['val_metric']} {kept['val_score']:.4f}")
+    refitted = " (before the final fit on training + validation)" if "final_fit" in kept else ""
+    typer.echo(f"{epoch}validation {kept['val_metric']} {kept['val_score']:.4f}{refitted}")
     metric = kept["val_metric"]
     if "test" in part:
         test_report = report(result.checkpoint.build_model(), part["test"].recordings,

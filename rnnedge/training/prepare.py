@@ -46,7 +46,11 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
         raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
                            "(is --label-column right?)")
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
-    recipe = size_recipe(part["train"], task, given | {"cells": (cell,) if cell else None}, window_len, bidirectional)
+    recipe = size_recipe(part["train"], task, given | {"cells": (cell,) if cell else None}, window_len, bidirectional,
+                         tested="test" in part)
+    if recipe.final_fit and "test" not in part:
+        raise RnnedgeError("--final-fit trains on the validation split, which export and evaluate score when there "
+                           "is no test split: give --test (or a data set with its own)")
     if bidirectional and recipe.members > 1:
         raise RnnedgeError("--members: bidirectional models do not fold into one (their layers interleave the two "
                            "directions); train one with --members 1")

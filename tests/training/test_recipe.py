@@ -104,3 +104,15 @@ def test_augmentation_is_given_or_the_data_sets_own_and_said():
     assert "speed 0.2 (given), jitter 0.05 (given)" in given.describe()
     kept = size_recipe(hapt_split("train"), "tag", {"speed": 0.0})
     assert kept.augment["speed"] == 0.0 and "speed" not in kept.describe().split("augmentation")[1]
+
+
+def test_a_small_classify_set_with_a_test_split_is_fitted_again_on_all_it_has():
+    small = size_recipe(dataset(40, 150), "classify", {})
+    assert small.final_fit and "final_fit yes (training + validation series" in small.describe()
+    untested = size_recipe(dataset(40, 150), "classify", {}, tested=False)
+    assert not untested.final_fit and "final_fit no (no test split: validation stays held out)" in untested.describe()
+    assert not size_recipe(dataset(100, 1000), "classify", {}).final_fit  # 100,000 samples and more
+    assert not size_recipe(dataset(6, 90), "forecast", {}).final_fit
+    assert not size_recipe(hapt_split("train"), "tag", {}).final_fit
+    assert "final_fit no (given)" in size_recipe(dataset(40, 150), "classify", {"final_fit": False}).describe()
+    assert size_recipe(dataset(6, 90), "forecast", {"final_fit": True}).final_fit

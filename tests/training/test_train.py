@@ -322,3 +322,38 @@ def test_between_equal_scores_a_model_that_learned_beats_one_that_did_not():
     forecast = get_task("forecast")
     assert forecast.best({"a": ranked(forecast, 2.0, None, float("nan")), "b": ranked(forecast, 1.0, None,
                                                                                       float("nan"))}) == "b"
+
+
+def test_a_final_fit_trains_each_member_again_on_training_and_validation(tmp_path, capsys):
+    """final=True: the kept cell's members train again from their own seeds on the training and validation series
+    together, each for the epochs its validated run kept; the folded result is model.pt (the run folder's too),
+    the validated one validated.pt. Its provenance keeps the validated scores and members, and says what was
+    refitted. A final run that never left chance leaves the validated model in place."""
+    from rnnedge.training.train import final_fit, train_model
+
+    config = ModelConfig(cell="gru", input_size=1, hidden_size=8, num_layers=1, output_size=3, task="classify")
+    data = synthetic("classify", 40, 0), synthetic("classify", 20, 1)
+    cfg = TrainConfig(epochs=20, batch_size=4, lr=1e-2, patience=5, seed=1, threads=1)
+    result = train_cells(*data, config, cfg, ("lstm", "gru"), tmp_path, members=2, final=True)
+    err = capsys.readouterr().err
+    assert "final fit: seed 2 on all 60 training and validation series for" in err and "never left" not in err
+    kept = result.checkpoint.config.cell
+    folder = tmp_path / "cells" / kept
+    validated = Checkpoint.load(folder / "validated.pt").provenance
+    final = Checkpoint.load(tmp_path / "model.pt")
+    assert Checkpoint.load(folder / "model.pt").provenance == final.provenance
+    assert final.provenance["final_fit"] == {"series": 60, "epochs": [m["best_epoch"] for m in validated["members"]]}
+    for key in ("val_score", "val_loss", "members", "cells"):
+        assert final.provenance[key] == validated[key]
+    for member in validated["members"]:
+        run = json.loads((folder / "final" / f"seed-{member['seed']}" / "metrics.json").read_text())
+        assert len(run) == member["best_epoch"]  # exactly its epochs: no early stopping
+        refitted = Checkpoint.load(folder / "final" / f"seed-{member['seed']}" / "model.pt")
+        assert refitted.provenance["train_config"]["seed"] == member["seed"]
+        assert refitted.provenance["best_epoch"] == member["best_epoch"]  # the last epoch's weights
+    shown = train_model(*data, config, cfg, 1, tmp_path / "one", quiet=True)
+    unchanged = json.dumps(shown.checkpoint.provenance, sort_keys=True, default=str)
+    frozen = final_fit(*data, shown, config, replace(cfg, lr=0.0), tmp_path / "one")  # learns nothing
+    assert "never left chance" in capsys.readouterr().err and frozen is shown
+    assert json.dumps(Checkpoint.load(tmp_path / "one" / "model.pt").provenance, sort_keys=True,
+                      default=str) == unchanged
