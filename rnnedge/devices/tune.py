@@ -15,7 +15,9 @@ written to tune.json as it comes, so a stopped search resumes where it stopped (
 against the budget). Given a finished `rnnedge train` run of the recipe on the same data (`--trained`), its models
 stand for the recipe's, checked to be them (`recipe_model`), and the whole budget goes to the variations: on a set
 whose default training takes longer than the budget (PLAID: 24 minutes) the search otherwise keeps a recipe's model
-cut short. A variation replaces the recipe's own pick only when clearly better (`clearly_better`). The
+cut short; where the recipe fits its kept model again on training + validation (`final_fit`), that is the model
+taken, compared by its validated score. A variation replaces the recipe's own pick only when clearly better
+(`clearly_better`) and is not fitted again. The
 winner's checkpoint is copied to model.pt: export it like any other (`rnnedge export`, `rnnedge mcu` checks the real
 fit).
 """

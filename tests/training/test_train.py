@@ -328,8 +328,9 @@ def test_a_final_fit_trains_each_member_again_on_training_and_validation(tmp_pat
     """final=True: the kept cell's members train again from their own seeds on the training and validation series
     together, each for the epochs its validated run kept; the folded result is model.pt (the run folder's too),
     the validated one validated.pt. Its provenance keeps the validated scores and members, and says what was
-    refitted. A final run that never left chance leaves the validated model in place."""
-    from rnnedge.training.train import final_fit, train_model
+    refitted. A final run that never left chance leaves the validated model in place, unless that never did
+    either."""
+    from rnnedge.training.train import STUCK, final_fit, train_model
 
     config = ModelConfig(cell="gru", input_size=1, hidden_size=8, num_layers=1, output_size=3, task="classify")
     data = synthetic("classify", 40, 0), synthetic("classify", 20, 1)
@@ -351,9 +352,13 @@ def test_a_final_fit_trains_each_member_again_on_training_and_validation(tmp_pat
         refitted = Checkpoint.load(folder / "final" / f"seed-{member['seed']}" / "model.pt")
         assert refitted.provenance["train_config"]["seed"] == member["seed"]
         assert refitted.provenance["best_epoch"] == member["best_epoch"]  # the last epoch's weights
-    shown = train_model(*data, config, cfg, 1, tmp_path / "one", quiet=True)
+    shown = train_model(*data, config, replace(cfg, patience=20), 1, tmp_path / "one", quiet=True)
+    assert shown.checkpoint.provenance["train_loss"] < STUCK * np.log(3)  # it left chance (three even classes)
     unchanged = json.dumps(shown.checkpoint.provenance, sort_keys=True, default=str)
     frozen = final_fit(*data, shown, config, replace(cfg, lr=0.0), tmp_path / "one")  # learns nothing
     assert "never left chance" in capsys.readouterr().err and frozen is shown
     assert json.dumps(Checkpoint.load(tmp_path / "one" / "model.pt").provenance, sort_keys=True,
                       default=str) == unchanged
+    stuck = train_model(*data, config, replace(cfg, lr=0.0), 1, tmp_path / "stuck", quiet=True)  # at chance too:
+    again = final_fit(*data, stuck, config, replace(cfg, lr=0.0), tmp_path / "stuck")  # no worse: refitted
+    assert "final_fit" in again.checkpoint.provenance
