@@ -225,7 +225,6 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
         scored_labels if task.classes else [], train_data.sample_rate_hz,
         provenance={"data": data_record or {"description": train_data.source}, "train_config": cfg.to_dict(),
                     "best_epoch": best[1], "val_metric": task.metric, "val_score": best[0], "val_loss": best[3],
-                    "train_loss": history[best[1] - 1]["train_loss"] if best[1] else None,
                     "input_range": input_range(train_data), "meta": train_data.meta},
     )
     if out_dir:
@@ -237,7 +236,8 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
 
 
 def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
-                 out_dir: Path, quiet: bool, data_record: dict | None, folder: str = "") -> TrainResult:
+                 out_dir: Path, quiet: bool, data_record: dict | None, folder: str = "",
+                 fixed_epochs: int = 0) -> TrainResult:
     """`train` into out_dir/FOLDER (FOLDER formatted with the seed; "" = out_dir), and once more from the seed
     `refit_seed(seed)` when the model never left chance: its training loss at the kept epoch still above
     STUCK of `chance_loss` (a model that learned nothing) after PATIENCE_STEPS optimizer steps or more (the
@@ -246,10 +246,11 @@ def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConf
     series cannot tell, and a fold of two such members scored 0.54-0.68 on test where those that learned scored
     0.96-1.00. Half of a guess's loss was too wide a net: it caught Covid3MonthDiscrete's members that had learned
     what they could (0.52-0.93 against 1.08), and refitting them cost that set's worst seed 2 of 61 series. The lower
-    training loss is kept. A run with a time limit (`max_minutes`, tune's shares) is not repeated."""
+    training loss is kept. A run with a time limit (`max_minutes`, tune's shares) is not repeated. `fixed_epochs`:
+    as `train`'s (a final fit's run)."""
     def run(seed: int, where: str) -> TrainResult:
         return train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / where.format(seed=seed),
-                     quiet=quiet, data_record=data_record)
+                     quiet=quiet, data_record=data_record, fixed_epochs=fixed_epochs)
 
     first = run(cfg.seed, folder)
     chance = chance_loss(train_data, get_task(model_config.task), cfg.class_weight_power)
@@ -365,36 +366,31 @@ def final_fit(train_data: Dataset, val_data: Dataset, validated: TrainResult, mo
     model) from its own seed for the epochs its validated run kept, on the same schedule, folded as before. A fifth
     of a small set held out for validation is a fifth less to learn from (recipe.py: Covid3MonthDiscrete's worst
     seed 0.6066 -> 0.6230). Saved as folder/model.pt (the validated model kept as folder/validated.pt, each
-    member's run in folder/final/seed-N); its provenance keeps the validated scores (what tune and the printout
-    compare: nothing held out judges the new one) and says what was refitted under "final_fit". A member that never
-    left chance on the joined data (`STUCK`) where its validated run had leaves the validated model in place (a
-    member kept at chance, its refit no better, is no worse there: Covid3MonthDiscrete's seed 2, training loss
-    1.305 against 1.077, validation 0.71)."""
+    member's run in folder/final/seed-N); its provenance keeps the validated scores and members (what tune and the
+    printout compare: nothing held out judges the new one) and says what was refitted under "final_fit". A member
+    that never left chance there trains once more from another seed, as in training (`train_fitted`)."""
     before = validated.checkpoint.provenance
-    runs = before.get("members") or [{"seed": before["train_config"]["seed"], "best_epoch": before["best_epoch"],
-                                      "train_loss": before.get("train_loss")}]
-    whole, task = train_data.joined(val_data), get_task(model_config.task)
-    chance, chance_before = (chance_loss(data, task, cfg.class_weight_power) for data in (whole, train_data))
-    learned = [not (run.get("train_loss") or 0.0) > STUCK * chance_before for run in runs]
+    runs = before.get("members") or [{"seed": before["train_config"]["seed"], "best_epoch": before["best_epoch"]}]
+    whole = train_data.joined(val_data)
     validated.checkpoint.save(folder / "validated.pt")
     refitted = []
-    for run, did in zip(runs, learned, strict=True):
+    for run in runs:
         seed, epochs = run["seed"], run["best_epoch"]
         print(f"final fit: seed {seed} on all {len(whole.recordings)} training and validation "
               f"{'series' if get_task(model_config.task).per_series else 'recordings'} for {epochs} epochs",
               file=sys.stderr, flush=True)
-        result = train(whole, val_data, model_config, replace(cfg, seed=seed), folder / "final" / f"seed-{seed}",
-                       quiet=True, data_record=data_record, fixed_epochs=epochs)
-        if did and fit_loss(result) > STUCK * chance:
-            print(f"final fit: seed {seed} never left chance (training loss {fit_loss(result):.3f}): the validated "
-                  "model kept", file=sys.stderr, flush=True)
-            return validated
+        result = train_fitted(whole, val_data, model_config, replace(cfg, seed=seed), folder / "final", True,
+                              data_record, folder="seed-{seed}", fixed_epochs=epochs)
+        if result.checkpoint.provenance["train_config"]["seed"] != seed:
+            print(f"final fit: seed {seed} never left chance: seed {refit_seed(seed)} kept", file=sys.stderr,
+                  flush=True)
         refitted.append(result.checkpoint)
     checkpoint = fold(refitted) if len(refitted) > 1 else refitted[0]
     checkpoint.provenance |= {key: before[key] for key in ("val_score", "val_loss", "best_epoch", "members", "cells")
                               if key in before}
     checkpoint.provenance["final_fit"] = {"series": len(whole.recordings),
-                                          "epochs": [run["best_epoch"] for run in runs]}
+                                          "epochs": [run["best_epoch"] for run in runs],
+                                          "seeds": [c.provenance["train_config"]["seed"] for c in refitted]}
     checkpoint.save(folder / "model.pt")
     return TrainResult(checkpoint, validated.history, validated.best_epoch)
 
