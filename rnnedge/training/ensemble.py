@@ -43,7 +43,8 @@ def fold(members: list[Checkpoint]) -> Checkpoint:
     provenance = dict(first.provenance)
     provenance["members"] = [{"seed": m.provenance.get("train_config", {}).get("seed"),
                               "val_score": m.provenance.get("val_score"),
-                              "best_epoch": m.provenance.get("best_epoch")} for m in members]
+                              "best_epoch": m.provenance.get("best_epoch"),
+                              "train_loss": m.provenance.get("train_loss")} for m in members]
     return Checkpoint(replace(config, hidden_size=hidden * count), folded, first.normalization, first.channels,
                       first.labels, first.sample_rate_hz, provenance)
 

@@ -225,6 +225,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
         scored_labels if task.classes else [], train_data.sample_rate_hz,
         provenance={"data": data_record or {"description": train_data.source}, "train_config": cfg.to_dict(),
                     "best_epoch": best[1], "val_metric": task.metric, "val_score": best[0], "val_loss": best[3],
+                    "train_loss": history[best[1] - 1]["train_loss"] if best[1] else None,
                     "input_range": input_range(train_data), "meta": train_data.meta},
     )
     if out_dir:
@@ -237,7 +238,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
 
 def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg: TrainConfig,
                  out_dir: Path, quiet: bool, data_record: dict | None, folder: str = "",
-                 fixed_epochs: int = 0) -> TrainResult:
+                 fixed_epochs: int = 0, judged: bool = False) -> TrainResult:
     """`train` into out_dir/FOLDER (FOLDER formatted with the seed; "" = out_dir), and once more from the seed
     `refit_seed(seed)` when the model never left chance: its training loss at the kept epoch still above
     STUCK of `chance_loss` (a model that learned nothing) after PATIENCE_STEPS optimizer steps or more (the
@@ -247,14 +248,16 @@ def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConf
     0.96-1.00. Half of a guess's loss was too wide a net: it caught Covid3MonthDiscrete's members that had learned
     what they could (0.52-0.93 against 1.08), and refitting them cost that set's worst seed 2 of 61 series. The lower
     training loss is kept. A run with a time limit (`max_minutes`, tune's shares) is not repeated. `fixed_epochs`:
-    as `train`'s (a final fit's run)."""
+    as `train`'s (a final fit's run); `judged`: as many epochs were shown to be enough (the run's validated twin
+    left chance in them), so a run of fewer steps is judged too."""
     def run(seed: int, where: str) -> TrainResult:
         return train(train_data, val_data, model_config, replace(cfg, seed=seed), out_dir / where.format(seed=seed),
                      quiet=quiet, data_record=data_record, fixed_epochs=fixed_epochs)
 
     first = run(cfg.seed, folder)
     chance = chance_loss(train_data, get_task(model_config.task), cfg.class_weight_power)
-    if cfg.max_minutes or first.history[-1]["steps"] < PATIENCE_STEPS or not fit_loss(first) > STUCK * chance:
+    short = first.history[-1]["steps"] < PATIENCE_STEPS and not judged
+    if cfg.max_minutes or short or not fit_loss(first) > STUCK * chance:
         return first  # (no classes: chance is nan, never exceeded)
     if not quiet:
         print(f"seed {cfg.seed} never left chance (training loss {fit_loss(first):.3f}, a constant guess's "
@@ -368,19 +371,23 @@ def final_fit(train_data: Dataset, val_data: Dataset, validated: TrainResult, mo
     seed 0.6066 -> 0.6230). Saved as folder/model.pt (the validated model kept as folder/validated.pt, each
     member's run in folder/final/seed-N); its provenance keeps the validated scores and members (what tune and the
     printout compare: nothing held out judges the new one) and says what was refitted under "final_fit". A member
-    that never left chance there trains once more from another seed, as in training (`train_fitted`)."""
+    that never left chance there trains once more from another seed, as in training (`train_fitted`), however few
+    its steps when its validated run left chance in as many epochs: a run's loss spikes (BasicMotions: a member
+    ended its final fit at 1.58, above a guess's 1.39, after 595 steps; its validated run was near 0.18 there)."""
     before = validated.checkpoint.provenance
-    runs = before.get("members") or [{"seed": before["train_config"]["seed"], "best_epoch": before["best_epoch"]}]
-    whole = train_data.joined(val_data)
+    runs = before.get("members") or [{"seed": before["train_config"]["seed"], "best_epoch": before["best_epoch"],
+                                      "train_loss": before.get("train_loss")}]
+    whole, task = train_data.joined(val_data), get_task(model_config.task)
+    learned = STUCK * chance_loss(train_data, task, cfg.class_weight_power)
     validated.checkpoint.save(folder / "validated.pt")
     refitted = []
     for run in runs:
         seed, epochs = run["seed"], run["best_epoch"]
         print(f"final fit: seed {seed} on all {len(whole.recordings)} training and validation "
-              f"{'series' if get_task(model_config.task).per_series else 'recordings'} for {epochs} epochs",
-              file=sys.stderr, flush=True)
+              f"{'series' if task.per_series else 'recordings'} for {epochs} epochs", file=sys.stderr, flush=True)
         result = train_fitted(whole, val_data, model_config, replace(cfg, seed=seed), folder / "final", True,
-                              data_record, folder="seed-{seed}", fixed_epochs=epochs)
+                              data_record, folder="seed-{seed}", fixed_epochs=epochs,
+                              judged=run.get("train_loss") is not None and run["train_loss"] < learned)
         if result.checkpoint.provenance["train_config"]["seed"] != seed:
             print(f"final fit: seed {seed} never left chance: seed {refit_seed(seed)} kept", file=sys.stderr,
                   flush=True)

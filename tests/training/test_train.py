@@ -261,6 +261,8 @@ def test_a_run_that_never_left_chance_trains_once_more_from_another_seed(tmp_pat
     assert not list((tmp_path / "fit").glob("refit*"))
     glance = train_fitted(*data, config, replace(frozen, epochs=2), tmp_path / "glance", True, None)  # 60 steps
     assert fit_loss(glance) > 0.55 and not list((tmp_path / "glance").glob("refit*"))
+    judged = train_fitted(*data, config, replace(frozen, epochs=2), tmp_path / "judged", True, None, judged=True)
+    assert list((tmp_path / "judged").glob("refit*")) and fit_loss(judged) > 0.55  # as few steps, shown enough
 
 
 def test_chance_loss_is_the_weighted_entropy_of_the_class_shares():
