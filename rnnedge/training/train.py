@@ -257,7 +257,7 @@ def train_fitted(train_data: Dataset, val_data: Dataset, model_config: ModelConf
     first = run(cfg.seed, folder)
     chance = chance_loss(train_data, get_task(model_config.task), cfg.class_weight_power)
     short = first.history[-1]["steps"] < PATIENCE_STEPS and not judged
-    if cfg.max_minutes or short or not fit_loss(first) > STUCK * chance:
+    if cfg.max_minutes or short or not stuck(fit_loss(first), chance):
         return first  # (no classes: chance is nan, never exceeded)
     if not quiet:
         print(f"seed {cfg.seed} never left chance (training loss {fit_loss(first):.3f}, a constant guess's "
@@ -281,6 +281,11 @@ def chance_loss(data: Dataset, task: Task, power: float) -> float:
     share = counts * class_weights(labels, len(counts), power).numpy()
     share = share[share > 0] / share.sum()
     return float(-(share * np.log(share)).sum())
+
+
+def stuck(loss: float, chance: float) -> bool:
+    """A training loss that never left chance: above STUCK of `chance_loss` (never, where chance is nan)."""
+    return loss > STUCK * chance
 
 
 def fit_loss(result: TrainResult) -> float:
@@ -378,7 +383,7 @@ def final_fit(train_data: Dataset, val_data: Dataset, validated: TrainResult, mo
     runs = before.get("members") or [{"seed": before["train_config"]["seed"], "best_epoch": before["best_epoch"],
                                       "train_loss": before.get("train_loss")}]
     whole, task = train_data.joined(val_data), get_task(model_config.task)
-    learned = STUCK * chance_loss(train_data, task, cfg.class_weight_power)
+    chance = chance_loss(train_data, task, cfg.class_weight_power)
     validated.checkpoint.save(folder / "validated.pt")
     refitted = []
     for run in runs:
@@ -387,7 +392,7 @@ def final_fit(train_data: Dataset, val_data: Dataset, validated: TrainResult, mo
               f"{'series' if task.per_series else 'recordings'} for {epochs} epochs", file=sys.stderr, flush=True)
         result = train_fitted(whole, val_data, model_config, replace(cfg, seed=seed), folder / "final", True,
                               data_record, folder="seed-{seed}", fixed_epochs=epochs,
-                              judged=run.get("train_loss") is not None and run["train_loss"] < learned)
+                              judged=run.get("train_loss") is not None and not stuck(run["train_loss"], chance))
         if result.checkpoint.provenance["train_config"]["seed"] != seed:
             print(f"final fit: seed {seed} never left chance: seed {refit_seed(seed)} kept", file=sys.stderr,
                   flush=True)
