@@ -120,13 +120,20 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
     spread_limit = SPREAD_LIMIT if spread_limit is None else float(spread_limit)
     why.append(_normalization(train, spread_limit, "given" if given.get("spread_limit") is not None else "default"))
     augment = _augmentation(train, given, why)
-    small = spec.per_series and samples < LARGE_SAMPLES
-    final_fit = pick("final_fit", small and tested,
-                     "no test split: validation stays held out" if small and not tested else
-                     "training + validation series, a small classify set" if small else
-                     f"{samples} training samples" if spec.per_series else task)
+    final_fit = pick("final_fit", *_final_fit(spec.per_series, samples, tested, task))
     return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit, augment,
                   final_fit, tuple(why))
+
+
+def _final_fit(per_series: bool, samples: int, tested: bool, task: str) -> tuple[bool, str]:
+    """Whether the kept model trains again on training + validation, and why."""
+    if not per_series:
+        return False, task
+    if samples >= LARGE_SAMPLES:
+        return False, f"{samples} training samples"
+    if not tested:
+        return False, "no test split: validation stays held out"
+    return True, "training + validation series, a small classify set"
 
 
 def _augmentation(train: Dataset, given: dict[str, Any], why: list[str]) -> dict[str, float]:

@@ -191,33 +191,36 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     lines = not quiet and not sys.stderr.isatty()
     with Progress(*columns, disable=quiet or lines, transient=False) as progress:
         task_id = progress.add_task("train", epoch=0, info="", total=1)
-        for epoch in range(1, cfg.epochs + 1):
-            progress.update(task_id, epoch=f"{epoch}/{cfg.epochs}")
+        last = fixed_epochs or cfg.epochs
+        for epoch in range(1, last + 1):
+            progress.update(task_id, epoch=f"{epoch}/{last}")
             model.train()
             train_loss = run_epoch(model, optimizer, loss_fn, train_data, norm, cfg, rng, progress, task_id, average)
             scheduler.step()
-            with average.applied(model):
-                checked = report(model, val_data.recordings, norm, scored_labels, cfg.window_len or None)
-            val = checked["value"]
-            row = {"epoch": epoch, "train_loss": train_loss, "val_score": val,
-                   "lr": scheduler.get_last_lr()[0], "steps": average.updates,
-                   "elapsed_s": round(time.monotonic() - started, 1)}
-            if "loss" in checked:
-                row["val_loss"] = checked["loss"]
+            row = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
+                   "steps": average.updates, "elapsed_s": round(time.monotonic() - started, 1)}
+            if fixed_epochs:  # the validation series are training data here: a score on them would mean nothing
+                checked = {"value": None}
+            else:
+                with average.applied(model):
+                    checked = report(model, val_data.recordings, norm, scored_labels, cfg.window_len or None)
+                row |= {"val_score": checked["value"]} | ({"val_loss": checked["loss"]} if "loss" in checked else {})
             history.append(row)
+            val = checked["value"]
             # ties go to the later epoch (small validation sets tie often; the later weights have seen more training)
             if fixed_epochs or best[1] == 0 or not task.better(best[0], val):
                 best = (val, epoch, {k: v.clone() for k, v in average.weights.items()}, checked.get("loss"))
-            progress.update(task_id, info=f"loss {train_loss:.4f}  val {task.metric} {val:.4f}  best {best[0]:.4f}")
+            said = ("validation trained on, not scored" if fixed_epochs else
+                    f"val {task.metric} {val:.4f} (best {best[0]:.4f} at epoch {best[1]})")
+            progress.update(task_id, info=f"loss {train_loss:.4f}  {said}")
             if lines:
                 elapsed = time.monotonic() - started
-                print(f"epoch {epoch}/{cfg.epochs}: loss {train_loss:.4f}, val {task.metric} {val:.4f} (best "
-                      f"{best[0]:.4f} at epoch {best[1]}), {elapsed:.0f} s, at most {_left(elapsed, epoch, cfg)} left",
-                      file=sys.stderr, flush=True)
+                print(f"epoch {epoch}/{last}: loss {train_loss:.4f}, {said}, {elapsed:.0f} s, at most "
+                      f"{_left(elapsed, epoch, last, cfg.max_minutes)} left", file=sys.stderr, flush=True)
             if out_dir:
                 write_text_atomic(Path(out_dir) / "metrics.json", json.dumps(history, indent=1))
             over_time = cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60
-            if epoch == fixed_epochs or (not fixed_epochs and epoch - best[1] >= cfg.patience) or over_time:
+            if (not fixed_epochs and epoch - best[1] >= cfg.patience) or over_time:
                 break
     model.load_state_dict(best[2])
     checkpoint = Checkpoint(
@@ -436,11 +439,11 @@ def ranked(task: Task, score: float, loss: float | None, guess: float) -> tuple[
     return score, loss is not None and loss < guess / 2
 
 
-def _left(elapsed: float, epoch: int, cfg: TrainConfig) -> str:
-    """The time the remaining epochs take at this pace (early stopping may end sooner), in words."""
-    left = elapsed / epoch * (cfg.epochs - epoch)
-    if cfg.max_minutes:
-        left = min(left, max(0.0, cfg.max_minutes * 60 - elapsed))
+def _left(elapsed: float, epoch: int, last: int, max_minutes: float) -> str:
+    """The time the epochs up to `last` take at this pace (early stopping may end sooner), in words."""
+    left = elapsed / epoch * (last - epoch)
+    if max_minutes:
+        left = min(left, max(0.0, max_minutes * 60 - elapsed))
     return f"{left / 60:.1f} min" if left >= 60 else f"{left:.0f} s"
 
 
@@ -466,8 +469,9 @@ def plot_history(runs: dict[str, tuple[list[dict], int]], path: Path, title: str
         dim = 1.0 / (1 + number)  # later runs paler
         lines += left.plot(epochs, [h["train_loss"] for h in history], "o-", ms=3, color="tab:blue", alpha=dim,
                            label=f"{label}train loss ({loss})")
-        lines += right.plot(epochs, [h["val_score"] for h in history], "s-", ms=3, color="tab:orange", alpha=dim,
-                            label=f"{label}validation {metric}")
+        if any("val_score" in h for h in history):  # a final fit's run scores none
+            lines += right.plot(epochs, [h["val_score"] for h in history], "s-", ms=3, color="tab:orange",
+                                alpha=dim, label=f"{label}validation {metric}")
         lines.append(left.axvline(best_epoch, color="green", ls="--", lw=1, alpha=dim,
                                   label=f"{label}kept: epoch {best_epoch}"))
     left.set_xlabel("epoch")

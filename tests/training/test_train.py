@@ -352,6 +352,7 @@ def test_a_final_fit_trains_each_member_again_on_training_and_validation(tmp_pat
     for member in validated["members"]:
         run = json.loads((folder / "final" / f"seed-{member['seed']}" / "metrics.json").read_text())
         assert len(run) == member["best_epoch"]  # exactly its epochs: no early stopping
+        assert not any("val_score" in row for row in run)  # validation is training data there: never scored
         refitted = Checkpoint.load(folder / "final" / f"seed-{member['seed']}" / "model.pt")
         assert refitted.provenance["train_config"]["seed"] == member["seed"]
         assert refitted.provenance["best_epoch"] == member["best_epoch"]  # the last epoch's weights
