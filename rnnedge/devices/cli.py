@@ -267,7 +267,7 @@ def tune_command(
     typer.echo(run.recipe.describe(), err=True)
     record = tune(run.part["train"], run.part["val"], run.model, config, out, budget,
                   profiles.get(device) if device else None, run.record, say=lambda line: typer.echo(line, err=True),
-                  cells=run.recipe.cells, members=run.recipe.members, trained=trained)
+                  cells=run.recipe.cells, members=run.recipe.members, trained=trained, final=run.recipe.final_fit)
     table = Table(title=f"tune: validation {record['metric']}, best first")
     for column in ("candidate", "status", "validation", "minutes", "parameters", "footprint"):
         table.add_column(column)

@@ -17,9 +17,11 @@ stand for the recipe's, checked to be them (`recipe_model`), and the whole budge
 whose default training takes longer than the budget (PLAID: 24 minutes) the search otherwise keeps a recipe's model
 cut short; where the recipe fits its kept model again on training + validation (`final_fit`), that is the model
 taken, compared by its validated score. A variation replaces the recipe's own pick only when clearly better
-(`clearly_better`) and is not fitted again. The
-winner's checkpoint is copied to model.pt: export it like any other (`rnnedge export`, `rnnedge mcu` checks the real
-fit).
+(`clearly_better`). Where the recipe fits its kept model again, the pick is fitted again too, after the search and
+beyond its budget (each member for the epochs its validated run kept: seconds to minutes on the sets the rule covers),
+unless `rnnedge train` did so already: without it, a search run alone kept the recipe's model as validated, not as
+`rnnedge train` leaves it. The winner's checkpoint is copied to model.pt: export it like any other (`rnnedge export`,
+`rnnedge mcu` checks the real fit).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from rnnedge.tasks import Task, get_task
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.ensemble import member_seeds
-from rnnedge.training.train import cell_folder, guess_loss, ranked, refit_seed, train_model
+from rnnedge.training.train import TrainResult, cell_folder, final_fit, guess_loss, ranked, refit_seed, train_model
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class Candidate:
         scale = "-scaleall" if self.spread_limit == 0 else ""
         return (f"{self.cell}-{self.layers}x{self.hidden}-lr{self.lr:g}-chunk{self.chunk_len}{values}{folded}"
                 f"{scale}")
+
+    def settings(self, config: TrainConfig, max_minutes: float = 0.0) -> TrainConfig:
+        """`config` with this candidate's learning rate, chunk length and normalization, and a time limit."""
+        return replace(config, lr=self.lr, chunk_len=self.chunk_len, max_minutes=max_minutes,
+                       spread_limit=config.spread_limit if self.spread_limit is None else self.spread_limit)
 
     def shape(self, model: ModelConfig) -> ModelConfig:
         """`model` with this candidate's cell, size, layers and (forecast) outputs: one member's shape."""
@@ -131,13 +138,14 @@ def fits(config: ModelConfig, device: McuProfile | None, sample_rate_hz: float) 
 def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig, out_dir: Path,
          budget_minutes: float, device: McuProfile | None = None, data_record: dict | None = None,
          say: Callable[[str], None] = print, cells: tuple[str, ...] = ("lstm",), members: int = 1,
-         trained: Path | None = None) -> dict:
+         trained: Path | None = None, final: bool = False) -> dict:
     """Search, write out_dir/tune.json and the best fitting candidate's checkpoint as out_dir/model.pt; returns
     the tune.json record. The recipe's models (`model` in each of `cells`) train first, each with all the time
     left, as `rnnedge train` trains them: what the search keeps is at least as good on validation as what training
     with the defaults keeps (ties keep the recipe's); the variations share the time that remains. `trained`: a
     finished `rnnedge train` run of this recipe on this data, whose models stand for the recipe's (`recipe_model`)
-    so that the whole budget goes to the variations."""
+    so that the whole budget goes to the variations. `final`: the recipe fits its kept model again on training +
+    validation (train.final_fit); so is the pick, after the search, unless `rnnedge train` did already."""
     task = get_task(model.task)
     base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None, members)
@@ -172,10 +180,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         else:
             started = time.monotonic()
             share = left / untried / candidate.members  # each member trains in turn
-            result = train_model(train_data, val_data, shaped,
-                                 replace(config, lr=candidate.lr, chunk_len=candidate.chunk_len, max_minutes=share,
-                                         spread_limit=config.spread_limit if candidate.spread_limit is None
-                                         else candidate.spread_limit),
+            result = train_model(train_data, val_data, shaped, candidate.settings(config, max_minutes=share),
                                  candidate.members, out_dir / candidate.name, data_record, quiet=True)
             kept = result.checkpoint.provenance
             row |= {"status": "trained", "minutes": round((time.monotonic() - started) / 60, 2),
@@ -206,10 +211,27 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         if not clearly_better(task, best["val_score"], recipe_best["val_score"],
                               validation_count(task, val_data, config.window_len)):
             best = recipe_best
+    if final:
+        _fit_again(train_data, val_data, model, config, Candidate(**best["candidate"]), out_dir / best["name"],
+                   data_record, say)
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])
     return record
+
+
+def _fit_again(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig,
+               candidate: Candidate, folder: Path, data_record: dict | None, say: Callable[[str], None]) -> None:
+    """The pick in `folder` trained again on training + validation (train.final_fit), as `rnnedge train` does the
+    recipe's kept model; nothing to do where that happened already (`rnnedge train`'s model, a resumed search).
+    Its own settings, without a time limit: each member trains exactly the epochs its validated run kept."""
+    checkpoint = Checkpoint.load(folder / "model.pt")
+    kept = checkpoint.provenance
+    if "final_fit" in kept:
+        return
+    say(f"tune: {candidate.name} trained again on training + validation (the recipe's final fit)")
+    final_fit(train_data, val_data, TrainResult(checkpoint, [], kept["best_epoch"]), candidate.shape(model),
+              candidate.settings(config), folder, data_record)
 
 
 def _ranks(done: dict[str, dict], names: list[str], task: Task, guess: float) -> dict[str, tuple]:

@@ -8,15 +8,24 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from rnnedge.data.recording import Dataset, Recording
 from rnnedge.devices.mcu import MCU_PROFILES, McuProfile
 from rnnedge.devices.tune import Candidate, candidates, fits, footprint
 from rnnedge.training.config import ModelConfig
 from rnnedge.training.model import RecurrentModel
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "basicmotions"
+
+
+def two_amplitudes(count: int) -> Dataset:
+    """`count` series of one sine wave, class a at amplitude 1 and class b at 2."""
+    wave = np.sin(np.arange(30) / 3.0)[:, None].astype(np.float32)
+    return Dataset([Recording(wave * (1.0 + i % 2), np.full(30, 1 + i % 2), 0, str(i)) for i in range(count)],
+                   ["amps"], ["UNLABELED", "a", "b"], 10.0, "synthetic")
 
 
 @pytest.mark.parametrize("cell, layers, bidirectional", [("lstm", 2, False), ("gru", 1, False),
@@ -148,9 +157,6 @@ def test_a_variation_must_win_by_more_than_luck():
 def test_tune_takes_the_recipes_models_from_a_finished_train_run(tmp_path):
     """`--trained RUN`: the recipe's models come from `rnnedge train`'s run (its cells, its folded members) instead
     of training again, so the budget goes to the variations; a run of other settings, seeds or data is refused."""
-    import numpy as np
-
-    from rnnedge.data.recording import Dataset, Recording
     from rnnedge.devices.tune import tune
     from rnnedge.errors import RnnedgeError
     from rnnedge.tasks import get_task
@@ -158,12 +164,7 @@ def test_tune_takes_the_recipes_models_from_a_finished_train_run(tmp_path):
     from rnnedge.training.config import TrainConfig
     from rnnedge.training.train import guess_loss, ranked, train_cells
 
-    def data(count: int) -> Dataset:
-        wave = np.sin(np.arange(30) / 3.0)[:, None].astype(np.float32)
-        return Dataset([Recording(wave * (1.0 + i % 2), np.full(30, 1 + i % 2), 0, str(i)) for i in range(count)],
-                       ["amps"], ["UNLABELED", "a", "b"], 10.0, "synthetic")
-
-    train, val = data(12), data(6)
+    train, val = two_amplitudes(12), two_amplitudes(6)
     model = ModelConfig(cell="lstm", input_size=1, hidden_size=4, num_layers=1, output_size=2, task="classify")
     config, record = TrainConfig(epochs=1, batch_size=4, threads=1), {"source": "synthetic"}
     run = tmp_path / "run"
@@ -192,3 +193,39 @@ def test_tune_takes_the_recipes_models_from_a_finished_train_run(tmp_path):
             tune(train, val, model, given["config"], tmp_path / f"refused-{said[:4]}", 0.2,
                  data_record=given["data_record"], say=lambda line: None, cells=("lstm", "gru"), members=2,
                  trained=run)
+
+
+def test_where_the_recipe_fits_its_model_again_so_does_tune_its_pick(tmp_path):
+    """`final`: a search run alone ends as `rnnedge train` does, its pick trained again on training + validation
+    (each member for its validated epochs, the validated model kept beside it); resuming fits nothing twice, and a
+    model `rnnedge train` fitted again already is taken as it is."""
+    from rnnedge.devices.tune import tune
+    from rnnedge.training.checkpoint import Checkpoint
+    from rnnedge.training.config import TrainConfig
+    from rnnedge.training.train import train_cells
+
+    train, val = two_amplitudes(12), two_amplitudes(6)
+    model = ModelConfig(cell="lstm", input_size=1, hidden_size=4, num_layers=1, output_size=2, task="classify")
+    config, record = TrainConfig(epochs=2, batch_size=4, threads=1), {"source": "synthetic"}
+    said: list[str] = []
+    searched = tune(train, val, model, config, tmp_path / "tune", 0.1, data_record=record, say=said.append,
+                    cells=("lstm", "gru"), members=2, final=True)
+    pick = tmp_path / "tune" / searched["best"]
+    kept = Checkpoint.load(tmp_path / "tune" / "model.pt").provenance
+    validated = Checkpoint.load(pick / "validated.pt").provenance
+    assert kept["final_fit"]["series"] == 18 and kept["final_fit"]["epochs"] == [m["best_epoch"] for m in
+                                                                                 validated["members"]]
+    assert kept["val_score"] == validated["val_score"] == next(
+        row["val_score"] for row in searched["rows"] if row["name"] == searched["best"])
+    assert any("trained again on training + validation" in line for line in said)
+    before = (tmp_path / "tune" / "model.pt").read_bytes()
+    said.clear()
+    tune(train, val, model, config, tmp_path / "tune", 0.1, data_record=record, say=said.append,
+         cells=("lstm", "gru"), members=2, final=True)
+    assert (tmp_path / "tune" / "model.pt").read_bytes() == before and not any("again" in line for line in said)
+    run = tmp_path / "run"
+    train_cells(train, val, model, config, ("lstm", "gru"), run, record, members=2, final=True)
+    taken = tune(train, val, model, config, tmp_path / "taken", 0.0, data_record=record, say=lambda line: None,
+                 cells=("lstm", "gru"), members=2, trained=run, final=True)
+    assert (tmp_path / "taken" / "model.pt").read_bytes() == \
+        (run / "cells" / taken["best"].split("-")[0] / "model.pt").read_bytes()
