@@ -15,6 +15,7 @@ import torch
 from rnnedge.data.recording import Dataset, Recording
 from rnnedge.devices.mcu import MCU_PROFILES, McuProfile
 from rnnedge.devices.tune import Candidate, candidates, fits, footprint
+from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig
 from rnnedge.training.model import RecurrentModel
 
@@ -66,7 +67,6 @@ def test_where_the_recipe_rescaled_a_channel_tune_also_tries_all_samples_scale(t
 
     from rnnedge.data.recording import Dataset, Normalization, Recording
     from rnnedge.devices.tune import tune
-    from rnnedge.training.checkpoint import Checkpoint
     from rnnedge.training.config import TrainConfig
 
     def data(count: int) -> Dataset:
@@ -116,7 +116,8 @@ def test_a_step_must_take_at_most_half_the_sample_period():
 def test_tune_searches_keeps_the_best_and_resumes(tmp_path):
     def tune(*extra):
         result = subprocess.run(
-            [sys.executable, "-m", "rnnedge.cli", "tune", "--data", str(EXAMPLES / "train"), "--channels",
+            [sys.executable, "-m", "rnnedge.cli", "tune", "--data", str(EXAMPLES / "train"), "--test",
+             str(EXAMPLES / "test"), "--channels",
              "acc-x,acc-y,acc-z,gyro-x,gyro-y,gyro-z", "--label-column", "label", "--sample-rate", "10", "--task",
              "classify", "--budget", "0.6", "--out", str(tmp_path), *extra],
             capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "COLUMNS": "200", "PATH": ""})
@@ -131,9 +132,11 @@ def test_tune_searches_keeps_the_best_and_resumes(tmp_path):
     assert record["best"] and next(r for r in trained if r["name"] == record["best"])["val_score"] == best["val_score"]
     assert (tmp_path / "model.pt").read_bytes() == (tmp_path / record["best"] / "model.pt").read_bytes()
     assert f"checkpoint: {tmp_path / 'model.pt'}" in first.stdout and "recipe: cells lstm or gru" in first.stderr
+    assert "final_fit yes" in first.stderr and "trained again on training + validation" in first.stderr
+    assert "final_fit" in Checkpoint.load(tmp_path / "model.pt").provenance
     again = tune("--device", "cortex-m4f")  # resumes: nothing trained twice
     assert "done already" in again.stderr and json.loads((tmp_path / "tune.json").read_text())["rows"] == \
-        record["rows"]
+        record["rows"] and "trained again" not in again.stderr
 
 
 def test_a_variation_must_win_by_more_than_luck():
@@ -160,7 +163,6 @@ def test_tune_takes_the_recipes_models_from_a_finished_train_run(tmp_path):
     from rnnedge.devices.tune import tune
     from rnnedge.errors import RnnedgeError
     from rnnedge.tasks import get_task
-    from rnnedge.training.checkpoint import Checkpoint
     from rnnedge.training.config import TrainConfig
     from rnnedge.training.train import guess_loss, ranked, train_cells
 
@@ -200,7 +202,6 @@ def test_where_the_recipe_fits_its_model_again_so_does_tune_its_pick(tmp_path):
     (each member for its validated epochs, the validated model kept beside it); resuming fits nothing twice, and a
     model `rnnedge train` fitted again already is taken as it is."""
     from rnnedge.devices.tune import tune
-    from rnnedge.training.checkpoint import Checkpoint
     from rnnedge.training.config import TrainConfig
     from rnnedge.training.train import train_cells
 
