@@ -200,18 +200,18 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
             row = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                    "steps": average.updates, "elapsed_s": round(time.monotonic() - started, 1)}
             if fixed_epochs:  # the validation series are training data here: a score on them would mean nothing
-                checked = {"value": None}
+                said = "validation trained on, not scored"
             else:
                 with average.applied(model):
                     checked = report(model, val_data.recordings, norm, scored_labels, cfg.window_len or None)
-                row |= {"val_score": checked["value"]} | ({"val_loss": checked["loss"]} if "loss" in checked else {})
+                val = checked["value"]
+                row |= {"val_score": val} | ({"val_loss": checked["loss"]} if "loss" in checked else {})
+                # ties go to the later epoch (small validation sets tie often; the later weights have seen more
+                # training)
+                if best[1] == 0 or not task.better(best[0], val):
+                    best = (val, epoch, {k: v.clone() for k, v in average.weights.items()}, checked.get("loss"))
+                said = f"val {task.metric} {val:.4f} (best {best[0]:.4f} at epoch {best[1]})"
             history.append(row)
-            val = checked["value"]
-            # ties go to the later epoch (small validation sets tie often; the later weights have seen more training)
-            if fixed_epochs or best[1] == 0 or not task.better(best[0], val):
-                best = (val, epoch, {k: v.clone() for k, v in average.weights.items()}, checked.get("loss"))
-            said = ("validation trained on, not scored" if fixed_epochs else
-                    f"val {task.metric} {val:.4f} (best {best[0]:.4f} at epoch {best[1]})")
             progress.update(task_id, info=f"loss {train_loss:.4f}  {said}")
             if lines:
                 elapsed = time.monotonic() - started
@@ -222,6 +222,8 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
             over_time = cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60
             if (not fixed_epochs and epoch - best[1] >= cfg.patience) or over_time:
                 break
+    if fixed_epochs:  # the last epoch's weights
+        best = (None, len(history), average.weights, None)
     model.load_state_dict(best[2])
     checkpoint = Checkpoint(
         model_config, model.state_dict(), norm, train_data.channels,
@@ -292,8 +294,9 @@ def stuck(loss: float, chance: float) -> bool:
 
 
 def fit_loss(result: TrainResult) -> float:
-    """The training loss of the epoch whose weights were kept."""
-    return result.history[result.best_epoch - 1]["train_loss"] if result.best_epoch else float("nan")
+    """The training loss of the epoch whose weights were kept (`train` records it in the provenance)."""
+    loss = result.checkpoint.provenance.get("train_loss")
+    return float("nan") if loss is None else loss
 
 
 def refit_seed(seed: int) -> int:
