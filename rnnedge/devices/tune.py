@@ -18,10 +18,11 @@ whose default training takes longer than the budget (PLAID: 24 minutes) the sear
 cut short; where the recipe fits its kept model again on training + validation (`final_fit`), that is the model
 taken, compared by its validated score. A variation replaces the recipe's own pick only when clearly better
 (`clearly_better`). Where the recipe fits its kept model again, the pick is fitted again too, after the search and
-beyond its budget (each member for the epochs its validated run kept: seconds to minutes on the sets the rule covers),
+within its budget (each member for the epochs its validated run kept: seconds to minutes on the sets the rule covers),
 unless `rnnedge train` did so already: without it, a search run alone kept the recipe's model as validated, not as
-`rnnedge train` leaves it. The winner's checkpoint is copied to model.pt: export it like any other (`rnnedge export`,
-`rnnedge mcu` checks the real fit).
+`rnnedge train` leaves it. That fit comes out of the budget (`Reserve`): a search with 10 minutes ends in about 10,
+where the fit after it took Trace's to 16. The winner's checkpoint is copied to model.pt: export it like any other
+(`rnnedge export`, `rnnedge mcu` checks the real fit).
 """
 
 from __future__ import annotations
@@ -77,6 +78,37 @@ class Candidate:
     def deployed(self, model: ModelConfig) -> ModelConfig:
         """The shape the device runs: the members folded side by side."""
         return replace(self.shape(model), hidden_size=self.hidden * self.members)
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """The part of the budget kept for the final fit after the search (`tune`'s `final`): the pick's members trained
+    again on training + validation, `ratio` times the samples, for the epochs their validated runs kept. Before
+    each candidate the longest fit one already trained would need is set aside, and the rest shared as if the fit
+    of the one about to train were `ratio` more candidates: were its last epoch kept, its fit takes `ratio` times
+    its own minutes, and so the last candidate and its fit together end within the budget."""
+
+    ratio: float  # (training + validation samples) / training samples; 0: no final fit, nothing kept aside
+
+    def available(self, left: float, rows: list[dict]) -> float:
+        """The search's minutes of the `left`, the longest fit a trained candidate (`rows`) would need set aside."""
+        return max(0.0, left - max((row.get("fit_minutes", 0.0) for row in rows), default=0.0))
+
+    def share(self, available: float, untried: int) -> float:
+        """Minutes for the next candidate, `untried` (it included) sharing the `available` ones."""
+        return available / (untried + self.ratio)
+
+    def minutes(self, provenance: dict, metrics: Path) -> float:
+        """A final fit's minutes estimated from the validated run (its checkpoint's `provenance`, its metrics.json):
+        each member's minutes to its kept epoch, times `ratio`; 0 where it is fitted already."""
+        if not self.ratio or "final_fit" in provenance or not metrics.is_file():
+            return 0.0
+        history = json.loads(metrics.read_text())
+        members = provenance.get("members") or [{"seed": None, "best_epoch": provenance.get("best_epoch")}]
+        runs = [(history["members"][f"seed {m['seed']}"] if m["seed"] is not None else history, m["best_epoch"])
+                for m in members]
+        seconds = sum(rows[epoch - 1]["elapsed_s"] for rows, epoch in runs if epoch)
+        return round(self.ratio * seconds / 60, 2)
 
 
 def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lstm",),
@@ -154,18 +186,20 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     recipe, total = plan[:len(cells)], len(plan)
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
+    reserve = Reserve(val_data.num_samples / max(1, train_data.num_samples) + 1.0 if final else 0.0)
     guess = guess_loss(train_data, task)
-    say(f"tune: {total} candidates, {budget_minutes:g} min, device "
-        f"{device.key if device else 'none'}; {len(done)} done already ({record_path})")
+    say(f"tune: {total} candidates, {budget_minutes:g} min{' (the final fit of the pick included)' * final}, "
+        f"device {device.key if device else 'none'}; {len(done)} done already ({record_path})")
 
     def attempt(number: int, candidate: Candidate, untried: int) -> None:
         """Train (or take from `trained`) one candidate into out_dir/NAME and record its row."""
-        spent = sum(row["minutes"] for row in done.values())
-        left = budget_minutes - spent
+        left = budget_minutes - sum(row["minutes"] for row in done.values())
+        available = reserve.available(left, list(done.values()))
         shaped, deployed = candidate.shape(model), candidate.deployed(model)
         ok, why = fits(deployed, device, train_data.sample_rate_hz)
         row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(deployed)["params"],
-               "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "val_loss": None, "best_epoch": None}
+               "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "val_loss": None, "best_epoch": None,
+               "fit_minutes": 0.0}
         if not ok:
             row["status"] = "does not fit the device"
         elif trained is not None and candidate in recipe:
@@ -174,18 +208,20 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
             (out_dir / candidate.name).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / "model.pt", out_dir / candidate.name / "model.pt")
             row |= {"status": f"trained by rnnedge train ({trained})", "val_score": kept["val_score"],
-                    "val_loss": kept.get("val_loss"), "best_epoch": kept.get("best_epoch")}
-        elif left <= 0.05:
-            row["status"] = "not tried: out of time"
+                    "val_loss": kept.get("val_loss"), "best_epoch": kept.get("best_epoch"),
+                    "fit_minutes": reserve.minutes(kept, source / "metrics.json")}
+        elif available <= 0.05:
+            row["status"] = "not tried: out of time" + (" (the rest kept for the final fit)" if left > 0.05 else "")
         else:
             started = time.monotonic()
-            share = left / untried / candidate.members  # each member trains in turn
+            share = reserve.share(available, untried) / candidate.members  # each member trains in turn
             result = train_model(train_data, val_data, shaped, candidate.settings(config, max_minutes=share),
                                  candidate.members, out_dir / candidate.name, data_record, quiet=True)
             kept = result.checkpoint.provenance
             row |= {"status": "trained", "minutes": round((time.monotonic() - started) / 60, 2),
                     "val_score": kept["val_score"], "val_loss": kept.get("val_loss"),
-                    "best_epoch": result.best_epoch or None}
+                    "best_epoch": result.best_epoch or None,
+                    "fit_minutes": reserve.minutes(kept, out_dir / candidate.name / "metrics.json")}
         done[candidate.name] = row
         _save(record_path, done, task.metric)
         score = "-" if row["val_score"] is None else f"{row['val_score']:.4f}"
@@ -212,8 +248,9 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
                               validation_count(task, val_data, config.window_len)):
             best = recipe_best
     if final:
-        _fit_again(train_data, val_data, model, config, Candidate(**best["candidate"]), out_dir / best["name"],
-                   data_record, say)
+        best["final_fit_minutes"] = _fit_again(train_data, val_data, model, config, Candidate(**best["candidate"]),
+                                               out_dir / best["name"], data_record, say,
+                                               best.get("fit_minutes", 0.0)) or best.get("final_fit_minutes", 0.0)
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])
@@ -221,17 +258,24 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
 
 
 def _fit_again(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig,
-               candidate: Candidate, folder: Path, data_record: dict | None, say: Callable[[str], None]) -> None:
+               candidate: Candidate, folder: Path, data_record: dict | None, say: Callable[[str], None],
+               estimate: float) -> float:
     """The pick in `folder` trained again on training + validation (train.final_fit), as `rnnedge train` does the
     recipe's kept model; nothing to do where that happened already (`rnnedge train`'s model, a resumed search).
-    Its own settings, without a time limit: each member trains exactly the epochs its validated run kept."""
+    Its own settings, without a time limit: each member trains exactly the epochs its validated run kept. Returns
+    the minutes it took (0: nothing done); `estimate`: what the search kept aside for it (`Reserve`)."""
     checkpoint = Checkpoint.load(folder / "model.pt")
     kept = checkpoint.provenance
     if "final_fit" in kept:
-        return
-    say(f"tune: {candidate.name} trained again on training + validation (the recipe's final fit)")
+        return 0.0
+    say(f"tune: {candidate.name} trained again on training + validation (the recipe's final fit, "
+        f"~{estimate:.1f} min kept for it)")
+    started = time.monotonic()
     final_fit(train_data, val_data, TrainResult(checkpoint, [], kept["best_epoch"]), candidate.shape(model),
               candidate.settings(config), folder, data_record)
+    minutes = round((time.monotonic() - started) / 60, 2)
+    say(f"tune: final fit {minutes:.1f} min")
+    return minutes
 
 
 def _ranks(done: dict[str, dict], names: list[str], task: Task, guess: float) -> dict[str, tuple]:

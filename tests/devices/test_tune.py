@@ -127,7 +127,8 @@ def test_tune_searches_keeps_the_best_and_resumes(tmp_path):
     first = tune("--device", "cortex-m4f")
     record = json.loads((tmp_path / "tune.json").read_text())
     trained = [r for r in record["rows"] if r["status"] == "trained"]
-    assert trained and sum(r["minutes"] for r in record["rows"]) <= 0.6 + 0.3  # one epoch may run past the budget
+    spent = sum(r["minutes"] + r.get("final_fit_minutes", 0.0) for r in record["rows"])
+    assert trained and spent <= 0.6 + 0.3  # the final fit within the budget; one epoch may run past it
     best = max(trained, key=lambda r: r["val_score"])
     assert record["best"] and next(r for r in trained if r["name"] == record["best"])["val_score"] == best["val_score"]
     assert (tmp_path / "model.pt").read_bytes() == (tmp_path / record["best"] / "model.pt").read_bytes()
@@ -219,6 +220,8 @@ def test_where_the_recipe_fits_its_model_again_so_does_tune_its_pick(tmp_path):
     assert kept["val_score"] == validated["val_score"] == next(
         row["val_score"] for row in searched["rows"] if row["name"] == searched["best"])
     assert any("trained again on training + validation" in line for line in said)
+    assert all("fit_minutes" in row for row in searched["rows"])
+    assert next(row for row in searched["rows"] if row["name"] == searched["best"])["final_fit_minutes"] > 0
     before = (tmp_path / "tune" / "model.pt").read_bytes()
     said.clear()
     tune(train, val, model, config, tmp_path / "tune", 0.1, data_record=record, say=said.append,
@@ -230,3 +233,34 @@ def test_where_the_recipe_fits_its_model_again_so_does_tune_its_pick(tmp_path):
                  cells=("lstm", "gru"), members=2, trained=run, final=True)
     assert (tmp_path / "taken" / "model.pt").read_bytes() == \
         (run / "cells" / taken["best"].split("-")[0] / "model.pt").read_bytes()
+
+
+def test_the_final_fit_is_kept_aside_from_the_budget(tmp_path):
+    """Where the pick is fitted again after the search (`final`), the search shares the budget less the longest fit
+    a trained candidate would need (its members' minutes to their kept epochs, times the data the fit adds), and
+    each candidate as if its own fit were `ratio` candidates more: the last one and its fit end within the budget.
+    Without a final fit the shares are as before."""
+    from rnnedge.devices.tune import Reserve
+    from rnnedge.training.config import TrainConfig
+    from rnnedge.training.train import train_model
+
+    assert Reserve(0.0).share(Reserve(0.0).available(6.0, [{"fit_minutes": 0.0}]), 3) == 2.0
+    ratio = 1.25
+    available = Reserve(ratio).available(10.0, [{"fit_minutes": 2.0}, {"fit_minutes": 1.0}])
+    last = Reserve(ratio).share(available, 1)
+    assert available == 8.0 and last + ratio * last == pytest.approx(available)
+    assert Reserve(ratio).available(1.0, [{"fit_minutes": 2.0}]) == 0.0
+
+    train, val = two_amplitudes(12), two_amplitudes(6)
+    model = ModelConfig(cell="gru", input_size=1, hidden_size=4, num_layers=1, output_size=2, task="classify")
+    config = TrainConfig(epochs=3, batch_size=4, threads=1)
+    for members in (1, 2):
+        folder = tmp_path / f"members-{members}"
+        kept = train_model(train, val, model, config, members, folder, quiet=True).checkpoint.provenance
+        history = json.loads((folder / "metrics.json").read_text())
+        runs = ([(history["members"][f"seed {m['seed']}"], m["best_epoch"]) for m in kept["members"]]
+                if members > 1 else [(history, kept["best_epoch"])])
+        seconds = sum(rows[epoch - 1]["elapsed_s"] for rows, epoch in runs)
+        assert Reserve(ratio).minutes(kept, folder / "metrics.json") == round(ratio * seconds / 60, 2)
+        assert Reserve(0.0).minutes(kept, folder / "metrics.json") == 0.0
+        assert Reserve(ratio).minutes(kept | {"final_fit": {}}, folder / "metrics.json") == 0.0
