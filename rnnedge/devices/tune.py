@@ -269,12 +269,12 @@ def _fit_again(train_data: Dataset, val_data: Dataset, model: ModelConfig, confi
     if "final_fit" in kept:
         return 0.0
     say(f"tune: {candidate.name} trained again on training + validation (the recipe's final fit, "
-        f"~{estimate:.1f} min kept for it)")
+        f"~{estimate * 60:.0f} s kept for it)")
     started = time.monotonic()
     final_fit(train_data, val_data, TrainResult(checkpoint, [], kept["best_epoch"]), candidate.shape(model),
               candidate.settings(config), folder, data_record)
     minutes = round((time.monotonic() - started) / 60, 2)
-    say(f"tune: final fit {minutes:.1f} min")
+    say(f"tune: final fit {(time.monotonic() - started):.0f} s")
     return minutes
 
 
