@@ -28,7 +28,6 @@ where the fit after it took Trace's to 16. The winner's checkpoint is copied to 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from rnnedge.tasks import Task, get_task
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.ensemble import member_seeds
+from rnnedge.training.scoring import clearly_better, scored_count
 from rnnedge.training.train import TrainResult, cell_folder, final_fit, guess_loss, ranked, refit_seed, train_model
 
 
@@ -75,9 +75,11 @@ class Candidate:
         return replace(model, cell=self.cell, hidden_size=self.hidden, num_layers=self.layers,
                        residual=model.residual if self.residual is None else self.residual)
 
-    def deployed(self, model: ModelConfig) -> ModelConfig:
-        """The shape the device runs: the members folded side by side."""
-        return replace(self.shape(model), hidden_size=self.hidden * self.members)
+    def deployed(self, model: ModelConfig, final: bool = False) -> ModelConfig:
+        """The shape the device runs: the members folded side by side; `final`, the final fit's members beside the
+        validated ones (train.final_fit; a bidirectional stack is not folded)."""
+        twice = 2 if final and not model.bidirectional else 1
+        return replace(self.shape(model), hidden_size=self.hidden * self.members * twice)
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         """Train (or take from `trained`) one candidate into out_dir/NAME and record its row."""
         left = budget_minutes - sum(row["minutes"] for row in done.values())
         available = reserve.available(left, list(done.values()))
-        shaped, deployed = candidate.shape(model), candidate.deployed(model)
+        shaped, deployed = candidate.shape(model), candidate.deployed(model, final)
         ok, why = fits(deployed, device, train_data.sample_rate_hz)
         row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(deployed)["params"],
                "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "val_loss": None, "best_epoch": None,
@@ -204,7 +206,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
             row["status"] = "does not fit the device"
         elif trained is not None and candidate in recipe:
             source = cell_folder(trained, candidate.cell, cells)
-            kept = recipe_model(source / "model.pt", deployed, config, members, data_record).provenance
+            kept = recipe_model(source / "model.pt", candidate.deployed(model), config, members, data_record).provenance
             (out_dir / candidate.name).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / "model.pt", out_dir / candidate.name / "model.pt")
             row |= {"status": f"trained by rnnedge train ({trained})", "val_score": kept["val_score"],
@@ -245,7 +247,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     if own and best["name"] not in own:
         recipe_best = done[task.best(own)]
         if not clearly_better(task, best["val_score"], recipe_best["val_score"],
-                              validation_count(task, val_data, config.window_len)):
+                              scored_count(task, val_data, config.window_len)):
             best = recipe_best
     if final:
         best["final_fit_minutes"] = _fit_again(train_data, val_data, model, config, Candidate(**best["candidate"]),
@@ -287,13 +289,15 @@ def _ranks(done: dict[str, dict], names: list[str], task: Task, guess: float) ->
 
 def recipe_model(path: Path, shape: ModelConfig, config: TrainConfig, members: int,
                  data_record: dict | None) -> Checkpoint:
-    """A checkpoint `rnnedge train` wrote, checked to be the recipe's model (`shape`, `members` seeds of
-    `config.seed`, `config`'s training settings but threads and time) on this data; RnnedgeError saying what
-    differs otherwise."""
+    """A checkpoint `rnnedge train` wrote, checked to be the recipe's model (`shape`, twice as wide where its final
+    fit sits beside the validated model; `members` seeds of `config.seed`, `config`'s training settings but threads
+    and time) on this data; RnnedgeError saying what differs otherwise."""
     if not path.is_file():
         raise RnnedgeError(f"--trained: no {path}: not a finished `rnnedge train` run of this recipe")
     checkpoint = Checkpoint.load(path)
     provenance = checkpoint.provenance
+    if provenance.get("final_fit", {}).get("kept") == "fit and validated":
+        shape = replace(shape, hidden_size=2 * shape.hidden_size)
     recorded, wanted = provenance.get("train_config", {}), config.to_dict()
     ignored = {"seed", "threads", "max_minutes"}  # seeds are checked below; threads and time change no setting
     differs = [f"{key} {recorded.get(key)!r} (here {value!r})" for key, value in wanted.items()
@@ -311,33 +315,6 @@ def recipe_model(path: Path, shape: ModelConfig, config: TrainConfig, members: i
     if differs:
         raise RnnedgeError(f"--trained {path}: not the recipe's model on this data: {'; '.join(differs)}")
     return checkpoint
-
-
-def clearly_better(task: Task, score: float, recipe: float, count: int) -> bool:
-    """Does a variation's validation score beat the recipe's by more than luck? Picking the best of several
-    candidates on a small validation split favours it. Accuracy: by more than one validation example and more than
-    the standard error of a difference of two scores on n examples (sqrt(2 p (1 - p) / n), p the recipe's); a
-    one-series win (JapaneseVowels 54 of 54 against 53, Covid3MonthDiscrete 20 of 28 against 19) was worse than the
-    recipe's model on test both times (0.9649 against 0.9784, 0.6066 against 0.6557), and so was a three-series win
-    (Covid3MonthDiscrete 20 of 28 against 17: 0.5902 against 0.6066), within that error (3.7 series). An error
-    (MSE): lower by more than twice the recipe's standard error, MSE sqrt(2 / n) over n validation samples (a mean of
-    n squared normal errors); twice, since a series' errors are correlated in time (n overstates them) and the best
-    of ten candidates beats the rest by luck alone: picks lower by 30 % on Airline's 21 validation months and by 22 %
-    on solar's 44 were 1.36x and 1.08x the recipe's test MSE."""
-    if not count:
-        return task.better(score, recipe)
-    if not task.higher_is_better:
-        return recipe - score > 2.0 * recipe * math.sqrt(2.0 / count)
-    margin = max(1.0 / count, math.sqrt(2.0 * recipe * (1.0 - recipe) / count))
-    return score - recipe > margin + 1e-12
-
-
-def validation_count(task: Task, val_data: Dataset, window_len: int) -> int:
-    """What a validation score counts: series (classify), labelled samples (tag) or forecast samples."""
-    if not task.classes:
-        return int(sum(len(r) - r.history for r in val_data.recordings))
-    scored = task.scored(val_data.recordings, window_len or None)
-    return len(scored) if task.per_series else int(sum((r.labels > 0).sum() for r in scored))
 
 
 def _load(path: Path) -> list[dict]:

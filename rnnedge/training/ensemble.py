@@ -12,23 +12,31 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 
+from rnnedge.data.recording import Normalization
+from rnnedge.tasks import get_task
 from rnnedge.training.checkpoint import Checkpoint
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}  # gate blocks stacked in PyTorch's weight rows
 
 
 def fold(members: list[Checkpoint]) -> Checkpoint:
-    """One checkpoint computing the mean output of `members` (same cell, shape, data and normalization); its
-    provenance is the first member's, plus each member's own under "members"."""
+    """One checkpoint computing the mean output of `members` (same cell, shape and task); its provenance is the
+    first member's, plus each member's own under "members". A classifier normalized otherwise than the first takes
+    the first's normalization (`renormalized`); a forecast's outputs are in its normalization's units: it must
+    share it."""
     first = members[0]
     config = first.config
     if config.bidirectional:
         raise ValueError("only unidirectional models fold into one")
-    for other in members[1:]:
-        if other.config != config or other.normalization.to_dict() != first.normalization.to_dict():
-            raise ValueError("members must share cell, shape, task and normalization")
+    if any(other.config != config for other in members[1:]):
+        raise ValueError("members must share cell, shape and task")
+    if any(not _same(other.normalization, first.normalization) for other in members[1:]) and \
+            not get_task(config.task).classes:
+        raise ValueError("forecast members must share their normalization")
+    members = [first] + [renormalized(other, first.normalization) for other in members[1:]]
     count, hidden, gates = len(members), config.hidden_size, GATES[config.cell]
     folded = {}
     for name in first.state_dict:
@@ -47,6 +55,27 @@ def fold(members: list[Checkpoint]) -> Checkpoint:
                               "train_loss": m.provenance.get("train_loss")} for m in members]
     return Checkpoint(replace(config, hidden_size=hidden * count), folded, first.normalization, first.channels,
                       first.labels, first.sample_rate_hz, provenance)
+
+
+def renormalized(checkpoint: Checkpoint, norm: Normalization) -> Checkpoint:
+    """`checkpoint` taking inputs normalized by `norm` instead of its own, outputs unchanged (to float32 rounding):
+    its own normalized input is (x - m) / s = x' s' / s + (m' - m) / s for x' = (x - m') / s', so its first layer's
+    input weight takes s' / s per channel and its input bias W (m' - m) / s. The head is untouched: for classes
+    only (a forecast's outputs are in its normalization's units)."""
+    own = checkpoint.normalization
+    if _same(own, norm):
+        return checkpoint
+    scale = np.asarray(norm.std, np.float64) / np.asarray(own.std, np.float64)
+    shift = (np.asarray(norm.mean, np.float64) - np.asarray(own.mean, np.float64)) / np.asarray(own.std, np.float64)
+    weights = dict(checkpoint.state_dict)
+    w_ih = weights["rnn.weight_ih_l0"].detach().double()
+    weights["rnn.weight_ih_l0"] = (w_ih * torch.from_numpy(scale)).float()
+    weights["rnn.bias_ih_l0"] = (weights["rnn.bias_ih_l0"].detach().double() + w_ih @ torch.from_numpy(shift)).float()
+    return replace(checkpoint, state_dict=weights, normalization=norm)
+
+
+def _same(one: Normalization, other: Normalization) -> bool:
+    return one.to_dict() == other.to_dict()
 
 
 def _stack_gates(parts: list[torch.Tensor], gates: int, hidden: int, own_inputs: bool) -> torch.Tensor:

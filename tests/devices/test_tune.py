@@ -145,8 +145,8 @@ def test_a_variation_must_win_by_more_than_luck():
     (worse on test too); two of 54 at 0.96 is more than one series and the standard error of a difference; an MSE
     must be lower by more than twice its standard error (Airline's 21 validation months: 974 against 1,389 is not,
     500 is)."""
-    from rnnedge.devices.tune import clearly_better
     from rnnedge.tasks import get_task
+    from rnnedge.training.scoring import clearly_better
 
     classify = get_task("classify")
     assert not clearly_better(classify, 54 / 54, 53 / 54, 54) and not clearly_better(classify, 20 / 28, 19 / 28, 28)

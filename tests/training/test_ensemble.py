@@ -50,5 +50,33 @@ def test_members_that_differ_or_look_both_ways_are_refused():
         fold([member(both, 0), member(both, 1)])
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_classifiers_normalized_otherwise_fold_into_the_first_ones_normalization(cell):
+    """A member normalized otherwise (a final fit's on training + validation beside the validated one) is re-expressed
+    in the first's normalization: each member's outputs, and the fold's, are what they were on the raw data. A
+    forecast's outputs are in its normalization's units: refused."""
+    from dataclasses import replace
+
+    from rnnedge.training.ensemble import renormalized
+
+    config = ModelConfig(cell=cell, input_size=2, hidden_size=4, num_layers=2, output_size=3, task="classify")
+    first = member(config, 0)
+    other = replace(member(config, 1), normalization=Normalization(np.array([5.0, -2.0], np.float32),
+                                                                   np.array([3.0, 0.5], np.float32)))
+    raw = np.random.default_rng(0).normal(2.0, 4.0, (3, 20, 2)).astype(np.float32)
+
+    def outputs(checkpoint: Checkpoint) -> torch.Tensor:
+        with torch.no_grad():
+            return checkpoint.build_model()(torch.from_numpy(checkpoint.normalization.apply(raw)))[0]
+
+    moved = renormalized(other, first.normalization)
+    assert moved.normalization.to_dict() == first.normalization.to_dict()
+    assert torch.allclose(outputs(moved), outputs(other), atol=1e-4)
+    assert torch.allclose(outputs(fold([first, other])), (outputs(first) + outputs(other)) / 2, atol=1e-4)
+    forecast = ModelConfig(**{**config.to_dict(), "task": "forecast", "output_size": 2})
+    with pytest.raises(ValueError, match="normalization"):
+        fold([member(forecast, 0), replace(member(forecast, 1), normalization=other.normalization)])
+
+
 def test_runs_with_different_seeds_share_no_member():
     assert member_seeds(0, 2) == [0, 1] and member_seeds(1, 2) == [2, 3] and member_seeds(5, 1) == [5]
