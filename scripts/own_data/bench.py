@@ -187,8 +187,12 @@ def int8_score(checkpoint: Path, folder: Path, log: Path) -> dict:
     run([RNNEDGE, "evaluate", str(folder / "bundle"), "--backend", "onnxruntime", "--out", str(folder / "eval")], log)
     rows = json.loads((folder / "eval" / "evaluation.json").read_text())
     manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
-    shape, members = manifest["model"], len(manifest["provenance"]["training"].get("members", []))
+    training = manifest["provenance"]["training"]
+    shape, members = manifest["model"], len(training.get("members", []))
     folded = f", {members} seeds folded" if members > 1 else ""
+    kept = training.get("final_fit", {}).get("kept")
+    folded += {"fit and validated": ", final fit beside the validated",
+               "validated": ", the validated (its final fit dropped)"}.get(kept, "")
     said = {"shape": f"{shape['cell']} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
     scored = [r for r in rows if r["model"] == "onnx int8"]
     if scored:
