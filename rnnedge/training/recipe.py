@@ -133,7 +133,7 @@ def _final_fit(per_series: bool, samples: int, tested: bool, task: str) -> tuple
         return False, f"{samples} training samples"
     if not tested:
         return False, "no test split: validation stays held out"
-    return True, "training + validation series, a small classify set"
+    return True, "training + validation series, a small classify set; beside the validated model, twice the width"
 
 
 def _augmentation(train: Dataset, given: dict[str, Any], why: list[str]) -> dict[str, float]:
