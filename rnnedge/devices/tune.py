@@ -275,9 +275,9 @@ def _fit_again(train_data: Dataset, val_data: Dataset, model: ModelConfig, confi
     started = time.monotonic()
     final_fit(train_data, val_data, TrainResult(checkpoint, [], kept["best_epoch"]), candidate.shape(model),
               candidate.settings(config), folder, data_record)
-    minutes = round((time.monotonic() - started) / 60, 2)
-    say(f"tune: final fit {(time.monotonic() - started):.0f} s")
-    return minutes
+    seconds = time.monotonic() - started
+    say(f"tune: final fit {seconds:.0f} s")
+    return round(seconds / 60, 2)
 
 
 def _ranks(done: dict[str, dict], names: list[str], task: Task, guess: float) -> dict[str, tuple]:
