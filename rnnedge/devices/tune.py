@@ -43,7 +43,17 @@ from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig
 from rnnedge.training.ensemble import member_seeds
 from rnnedge.training.scoring import clearly_better, scored_count
-from rnnedge.training.train import TrainResult, cell_folder, final_fit, guess_loss, ranked, refit_seed, train_model
+from rnnedge.training.train import (
+    TrainResult,
+    cell_folder,
+    final_fit,
+    final_kept,
+    final_width,
+    guess_loss,
+    ranked,
+    refit_seed,
+    train_model,
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,8 @@ class Candidate:
     def deployed(self, model: ModelConfig, final: bool = False) -> ModelConfig:
         """The shape the device runs: the members folded side by side; `final`, the final fit's members beside the
         validated ones (train.final_fit; a bidirectional stack is not folded)."""
-        twice = 2 if final and not model.bidirectional else 1
-        return replace(self.shape(model), hidden_size=self.hidden * self.members * twice)
+        kept = final_kept(model) if final else ""
+        return replace(self.shape(model), hidden_size=final_width(self.hidden * self.members, kept))
 
 
 @dataclass(frozen=True)
@@ -296,8 +306,7 @@ def recipe_model(path: Path, shape: ModelConfig, config: TrainConfig, members: i
         raise RnnedgeError(f"--trained: no {path}: not a finished `rnnedge train` run of this recipe")
     checkpoint = Checkpoint.load(path)
     provenance = checkpoint.provenance
-    if provenance.get("final_fit", {}).get("kept") == "fit and validated":
-        shape = replace(shape, hidden_size=2 * shape.hidden_size)
+    shape = replace(shape, hidden_size=final_width(shape.hidden_size, provenance.get("final_fit", {}).get("kept", "")))
     recorded, wanted = provenance.get("train_config", {}), config.to_dict()
     ignored = {"seed", "threads", "max_minutes"}  # seeds are checked below; threads and time change no setting
     differs = [f"{key} {recorded.get(key)!r} (here {value!r})" for key, value in wanted.items()

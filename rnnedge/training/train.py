@@ -415,10 +415,9 @@ def final_fit(train_data: Dataset, val_data: Dataset, validated: TrainResult, mo
         kept, checkpoint = "validated", validated.checkpoint
         print(f"final fit: its {task.metric} on the series it trained on, {own['fit']:.4f}, is clearly below the "
               f"validated model's, {own['validated']:.4f}: the validated model kept", file=sys.stderr, flush=True)
-    elif model_config.bidirectional:  # a bidirectional stack does not fold
-        kept, checkpoint = "fit", fitted
     else:
-        kept, checkpoint = "fit and validated", fold([fitted, validated.checkpoint])
+        kept = final_kept(model_config)
+        checkpoint = fold([fitted, validated.checkpoint]) if kept == BESIDE else fitted
     checkpoint = replace(checkpoint, provenance=dict(checkpoint.provenance))
     checkpoint.provenance |= {key: before[key] for key in ("val_score", "val_loss", "best_epoch", "members", "cells")
                               if key in before}
@@ -428,6 +427,21 @@ def final_fit(train_data: Dataset, val_data: Dataset, validated: TrainResult, mo
                                           f"{task.metric}_on_all": own, "kept": kept}
     checkpoint.save(folder / "model.pt")
     return TrainResult(checkpoint, validated.history, validated.best_epoch)
+
+
+BESIDE = "fit and validated"  # final_fit's kept model: the refitted fold beside the validated one, their mean
+
+
+def final_kept(model: ModelConfig) -> str:
+    """What final_fit keeps of a fit that learned: the fit beside the validated model, or the fit alone for a
+    bidirectional stack (it does not fold)."""
+    return "fit" if model.bidirectional else BESIDE
+
+
+def final_width(hidden: int, kept: str) -> int:
+    """The hidden size final_fit leaves of a model `hidden` wide, `kept` as its provenance says: twice it beside
+    the validated model."""
+    return 2 * hidden if kept == BESIDE else hidden
 
 
 def copy_run(source: Path, target: Path, names: tuple[str, ...]) -> None:
