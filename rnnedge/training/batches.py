@@ -61,7 +61,7 @@ def speed_factor(rng: np.random.Generator, speed: float) -> float:
 def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str, lanes: int, chunk_len: int,
                     rng: np.random.Generator, horizon: int = 1, rotate_deg: float = 0.0,
                     groups: list[list[int]] | None = None, carry_state: bool = False,
-                    speed: float = 0.0) -> Iterator[Chunk]:
+                    speed: float = 0.0, shift: float = 0.0) -> Iterator[Chunk]:
     """One epoch of chunks over all recordings, in a random packing (random order and start offset), each
     recording rotated by a random angle in [-rotate_deg, rotate_deg] when augmentation is on. `carry_state`:
     a lane's state is zeroed only where the lane starts, so it streams its recordings back to back."""
@@ -81,6 +81,8 @@ def stateful_chunks(recordings: list[Recording], norm: Normalization, task: str,
         if rotate_deg and groups:
             signals = rotate(signals, groups, rng.uniform(-rotate_deg, rotate_deg))
         x = norm.apply(signals)
+        if shift:
+            x = x + rng.uniform(-shift, shift, (1, x.shape[1])).astype(x.dtype)
         target, valid = spec.targets(x, labels, horizon, missing)
         lane = int(np.argmin(lane_len))
         lane_items[lane].append((x, target, valid))

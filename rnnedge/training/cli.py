@@ -99,6 +99,10 @@ def train_command(
         None, min=0.0, max=1.0, show_default=False,
         help="classify: augment by adding Gaussian noise of this std (in normalized units) to every training sample "
              "[default: 0]."),
+    shift: float | None = typer.Option(
+        None, min=0.0, max=10.0, show_default=False,
+        help="tag/forecast: augment by moving each training recording's level by a random offset up to this (in "
+             "normalized units) [default: 0]."),
     final_fit: bool | None = typer.Option(
         None, show_default=False, help="Train the kept model again on the training and validation data together, "
         "each member for the epochs its validated run kept [default: classify below 100,000 training samples with "
@@ -121,7 +125,7 @@ def train_command(
                     TaskName(task).value, bidirectional, horizon, dropout,
                     {"lanes": lanes, "chunk_len": chunk_len, "hidden": hidden, "layers": layers, "epochs": epochs,
                      "patience": patience, "members": members, "spread_limit": spread_limit, "rotate_deg": rotate_deg,
-                     "speed": speed, "jitter": jitter, "final_fit": final_fit}, window_len, residual)
+                     "speed": speed, "jitter": jitter, "shift": shift, "final_fit": final_fit}, window_len, residual)
     recipe, part, model_config = run.recipe, run.part, run.model
     config = run.train_config(window_len=window_len, lr=lr, seed=seed, max_minutes=max_minutes, threads=threads,
                               carry_state=carry_state, state_penalty=state_penalty, average_epochs=average_epochs,

@@ -93,6 +93,8 @@ class TrainConfig:
     speed: float = 0.0  # augmentation: each training recording (classify: series) played up to (1 + speed) times
     # faster or slower (log-uniform; 0 = off)
     jitter: float = 0.0  # classify augmentation: Gaussian noise of this std (normalized units) on every sample
+    shift: float = 0.0  # tag/forecast augmentation: each recording's level moved by a random offset up to this
+    # (normalized units; 0 = off): a forecast's residual head then learns changes that hold at any level
     seed: int = 0
     threads: int = 1  # torch intra-op threads (0 = torch's default): small recurrent models train fastest on one,
     # and torch's default on a busy 2-core machine was measured 20-50x slower per epoch

@@ -56,7 +56,7 @@ def _epoch_stateful(model, optimizer, loss_fn, train: Dataset, norm, cfg: TrainC
     state = None
     chunks = list(stateful_chunks(train.recordings, norm, model.config.task, cfg.batch_size, cfg.chunk_len, rng,
                                   model.config.horizon, cfg.rotate_deg, vector_groups(train.channels),
-                                  cfg.carry_state, cfg.speed))
+                                  cfg.carry_state, cfg.speed, cfg.shift))
     progress.update(task_id, total=len(chunks), completed=0)
     average.steps_per_epoch = len(chunks)
     for chunk in chunks:

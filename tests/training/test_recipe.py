@@ -97,11 +97,13 @@ def test_augmentation_is_given_or_the_data_sets_own_and_said():
     assert size_recipe(dataset(40, 150), "classify", {}).augment == dict.fromkeys(AUGMENTS, 0.0)
     assert "augmentation none" in size_recipe(dataset(6, 90), "forecast", {}).describe()
     bundled = size_recipe(hapt_split("train"), "tag", {})
-    assert bundled.augment == {"rotate_deg": 180.0, "speed": 0.25, "jitter": 0.0}
+    assert bundled.augment == {"rotate_deg": 180.0, "speed": 0.25, "jitter": 0.0, "shift": 0.0}
     assert "rotate_deg 180 (the data set's own), speed 0.25 (the data set's own)" in bundled.describe()
     given = size_recipe(dataset(40, 150), "classify", {"jitter": 0.05, "speed": 0.2})
-    assert given.augment == {"rotate_deg": 0.0, "speed": 0.2, "jitter": 0.05}
+    assert given.augment == {"rotate_deg": 0.0, "speed": 0.2, "jitter": 0.05, "shift": 0.0}
     assert "speed 0.2 (given), jitter 0.05 (given)" in given.describe()
+    shifted = size_recipe(dataset(6, 90), "forecast", {"shift": 2.0})
+    assert shifted.augment["shift"] == 2.0 and "augmentation shift 2 (given)" in shifted.describe()
     kept = size_recipe(hapt_split("train"), "tag", {"speed": 0.0})
     assert kept.augment["speed"] == 0.0 and "speed" not in kept.describe().split("augmentation")[1]
 

@@ -178,6 +178,28 @@ def test_forecast_beats_persistence():
     assert min(h["val_score"] for h in result.history) < 0.3 * persistence
 
 
+
+def test_level_shift_moves_each_recording_and_its_targets_alike():
+    """The level shift adds one offset per recording and channel, within the bound, to inputs and targets alike
+    (the targets are the shifted inputs' next values), and changes nothing else."""
+    from rnnedge.data.recording import Normalization
+
+    data = synthetic("forecast", 1, 0)
+    norm = Normalization.fit(data.recordings)
+
+    def chunks(shift: float) -> list:
+        return list(stateful_chunks(data.recordings, norm, "forecast", 1, 500, np.random.default_rng(3),
+                                    shift=shift))
+
+    (plain,), (moved,) = chunks(0.0), chunks(2.0)
+    offset = moved.x[0, 0, 0] - plain.x[0, 0, 0]
+    assert 0.0 < abs(offset) <= 2.0 and np.array_equal(moved.mask, plain.mask)
+    real = plain.mask[0]
+    samples = int(real.sum()) + 1  # the last sample has no next value to forecast
+    np.testing.assert_allclose(moved.x[0, :samples] - plain.x[0, :samples], offset, atol=1e-5)
+    np.testing.assert_allclose(moved.target[0, real] - plain.target[0, real], offset, atol=1e-5)
+
+
 def test_early_stopping_keeps_the_best_epoch(hapt_small_train, hapt_small_val):
     """Stops `patience` epochs after the best, and the checkpoint is the best epoch's model (its score on the
     validation data is the best one in the history, not the last)."""
