@@ -238,6 +238,28 @@ def test_where_the_recipe_fits_its_model_again_so_does_tune_its_pick(tmp_path):
         (run / "cells" / taken["best"].split("-")[0] / "model.pt").read_bytes()
 
 
+
+def test_the_reserve_holds_only_the_fits_of_what_could_be_picked():
+    """Coffee: the recipe's GRU tied below its LSTM (fitted already by `rnnedge train`) held 8.7 of 10 minutes for
+    a fit that never came. Only the recipe's best so far and rows ranked above it are contenders; before any of
+    the recipe's rows is ranked, every row is."""
+    from rnnedge.devices.tune import contenders
+    from rnnedge.tasks import get_task
+
+    def row(name: str, score: float, fit: float, status: str = "trained") -> dict:
+        return {"name": name, "status": status, "fits": True, "val_score": score, "val_loss": 0.1,
+                "fit_minutes": fit}
+
+    task, recipe = get_task("classify"), ["lstm", "gru"]
+    done = {r["name"]: r for r in (row("lstm", 1.0, 0.0), row("gru", 1.0, 8.7), row("small", 0.9, 3.0))}
+    assert [r["name"] for r in contenders(done, recipe, task, 0.7)] == ["lstm"]
+    done["wide"] = row("wide", 1.0 + 1e-9, 2.0)  # ranked above the recipe's best: it could be picked
+    assert [r["name"] for r in contenders(done, recipe, task, 0.7)] == ["lstm", "wide"]
+    unranked = {"lstm": row("lstm", 1.0, 1.0, "does not fit the device")}
+    assert contenders(unranked, recipe, task, 0.7) == list(unranked.values())
+    forecast = {r["name"]: r for r in (row("lstm", 5.0, 1.0), row("values", 4.0, 2.0), row("chunk", 6.0, 9.0))}
+    assert [r["name"] for r in contenders(forecast, ["lstm"], get_task("forecast"), 1.0)] == ["lstm", "values"]
+
 def test_the_final_fit_is_kept_aside_from_the_budget(tmp_path):
     """Where the pick is fitted again after the search (`final`), the search shares the budget less the longest fit
     a trained candidate would need (its members' minutes to their kept epochs, times the data the fit adds), and
