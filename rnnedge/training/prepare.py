@@ -37,9 +37,13 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
     """Load the data, make its splits, size the recipe (given settings kept) and shape the model (the recipe's
     first cell unless `cell` is given; a forecast predicts changes from the latest value unless `residual` is
     False)."""
+    spec = get_task(task)
+    unused = "shift" if spec.per_series else "jitter"  # classify's series batches jitter; the stateful chunks shift
+    if given.get(unused):
+        raise RnnedgeError(f"--{unused}: {task} training does not use it (--jitter is for classify, --shift for tag "
+                           "and forecast)")
     source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
     dataset = source.load()
-    spec = get_task(task)
     splits = make_splits(dataset, source, val, test, stratify=spec.per_series)
     classes = len(dataset.label_names) - 1
     if spec.classes and classes < 2:

@@ -14,6 +14,8 @@ def rnnedge(*args: str) -> subprocess.CompletedProcess:
     (["train", "--data", "/nonexistent/folder"], "no such file or folder"),
     (["train", "--task", "tag", "--bidirectional", "--epochs", "1"], "need the future"),
     (["train", "--out", "pyproject.toml", "--epochs", "1"], "pyproject.toml: cannot use it as the run folder"),
+    (["train", "--task", "classify", "--shift", "2", "--epochs", "1"], "--shift: classify training does not use it"),
+    (["train", "--task", "forecast", "--jitter", "0.1", "--epochs", "1"], "--jitter: forecast training does not use"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message):
     result = rnnedge(*args)
