@@ -197,6 +197,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     rescaled = wide_channels(channel_spread(train_data.recordings), config.spread_limit).any()
     plan = candidates(base, task.per_series, cells, rescaled)
     recipe, total = plan[:len(cells)], len(plan)
+    recipe_names = [c.name for c in recipe]
     record_path = out_dir / "tune.json"
     done = {row["name"]: row for row in _load(record_path)}
     reserve = Reserve(val_data.num_samples / max(1, train_data.num_samples) + 1.0 if final else 0.0)
@@ -207,7 +208,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     def attempt(number: int, candidate: Candidate, untried: int) -> None:
         """Train (or take from `trained`) one candidate into out_dir/NAME and record its row."""
         left = budget_minutes - sum(row["minutes"] for row in done.values())
-        available = reserve.available(left, contenders(done, [c.name for c in recipe], task, guess))
+        available = reserve.available(left, contenders(done, recipe_names, task, guess))
         shaped, deployed = candidate.shape(model), candidate.deployed(model, final)
         ok, why = fits(deployed, device, train_data.sample_rate_hz)
         row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(deployed)["params"],
@@ -245,7 +246,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     for number, candidate in enumerate(recipe, start=1):
         if candidate.name not in done:
             attempt(number, candidate, 1)
-    own = _ranks(done, [c.name for c in recipe], task, guess)
+    own = _ranks(done, recipe_names, task, guess)
     pick = next(c for c in recipe if c.name == task.best(own)) if own else base
     varied = candidates(pick, task.per_series, cells, rescaled)[len(cells):]  # one change each from the recipe's pick
     for number, candidate in enumerate(varied, start=len(cells) + 1):

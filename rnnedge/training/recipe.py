@@ -143,7 +143,8 @@ def _augmentation(train: Dataset, given: dict[str, Any], why: list[str]) -> dict
     """Each augmentation setting: given, else the data set's own (its meta's augment_NAME: the bundled set's
     rotation and speed), else 0; one line on it. No rule turns it on: noise (jitter 0.03) and stretching (speed
     0.1) on the benchmark's small classify sets cost the worst seed (Coffee 0.96 -> 0.54, BasicMotions 0.975 ->
-    0.925; docs/design.md); a forecast's level shift is measured on one seed only so far (docs/design.md)."""
+    0.925; docs/design.md); a forecast's level shift helped Airline on every seed but one shifted Lynx model
+    failed its fp32 export's parity check (docs/design.md)."""
     augment, said = {}, []
     for name in AUGMENTS:
         own = train.meta.get(f"augment_{name}")

@@ -178,7 +178,6 @@ def test_forecast_beats_persistence():
     assert min(h["val_score"] for h in result.history) < 0.3 * persistence
 
 
-
 def test_level_shift_moves_each_recording_and_its_targets_alike():
     """The level shift adds one offset per recording and channel, within the bound, to inputs and targets alike
     (the targets are the shifted inputs' next values), and changes nothing else."""
