@@ -4,6 +4,7 @@ stream files are written by hand from the same weights (onnx_stream, tflite_stre
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +32,18 @@ class _Normalized(nn.Module):
     def to_units(self, y: torch.Tensor) -> torch.Tensor:
         """Forecasts leave the graph in the data's units; logits as they are."""
         return y * self.out_std + self.out_mean if self.forecast else y
+
+
+def output_levels(checkpoint: Checkpoint) -> np.ndarray | None:
+    """Per output, the level in the data's units a forecast is computed from (|mean| + std of its channel: the
+    graph adds std * z to the mean or to the raw input), so its float32 rounding follows that, not the forecast's
+    own size; None for logits."""
+    config = checkpoint.config
+    if get_task(config.task).classes:
+        return None
+    level = np.abs(np.asarray(checkpoint.normalization.mean, np.float64)) + np.asarray(
+        checkpoint.normalization.std, np.float64)
+    return np.tile(level, config.horizon)
 
 
 class StreamGraph(_Normalized):

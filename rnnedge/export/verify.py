@@ -7,11 +7,15 @@ run with the file's own carried state is measured too: against the file's own wh
 file takes any length (ONNX: must be equal), else against torch (reported; it includes that drift).
 
 The bound for each vector (one step's outputs, or the h or c part of one stream's state) is
-tolerance * (1 + 0.4 * its largest |value|) + 40 * (how far torch fp32 itself is from the same model in float64
-there), the second scaled like the first by a tolerance other than 1e-5. The first term is the fixed target; the
-second is the model's own float32 noise floor: some trained models amplify rounding so much within one chunk
-(measured: h off by 3.8e-5 between torch fp32 and fp64 after 50 steps) that no float32 implementation can hold
-1e-5, while a conversion bug is off by orders of magnitude.
+tolerance * (1 + 0.4 * its magnitude) + 40 * (how far torch fp32 itself is from the same model in float64
+there), the second scaled like the first by a tolerance other than 1e-5. The magnitude is the vector's largest
+|value|, and for a forecast at least its channel's level (|mean| + std, in the data's units): the graph computes
+a forecast as std * z + mean (or + the raw input), so its rounding follows those terms, not their sum (measured:
+a Lynx model, mean 1,351 and std 1,479, forecast near 0 where torch and ONNX Runtime were 1.5e-3 apart, 1.56x a
+bound sized by the forecast alone). The first term is the fixed target; the second is the model's own float32
+noise floor: some trained models amplify rounding so much within one chunk (measured: h off by 3.8e-5 between
+torch fp32 and fp64 after 50 steps) that no float32 implementation can hold 1e-5, while a conversion bug is off
+by orders of magnitude.
 """
 
 from __future__ import annotations
@@ -48,15 +52,17 @@ class Expected:
     y_exact: np.ndarray | None = None
     states_exact: np.ndarray | None = None  # [chunks + 1, n, state_size]
     y_carried_exact: np.ndarray | None = None
+    levels: np.ndarray | None = None  # [outputs]: the least magnitude each output's rounding follows (forecasts)
 
 
 def expected_from(reference: FileRunner, x: np.ndarray, state_size: int | None, chunk: int,
-                  logits: bool, parts: int = 1, exact: FileRunner | None = None) -> Expected:
+                  logits: bool, parts: int = 1, exact: FileRunner | None = None,
+                  levels: np.ndarray | None = None) -> Expected:
     """Run the torch reference over x chunk by chunk (state carried), keeping the state at each boundary;
-    with `exact` (the model in float64), run that from the same states too."""
+    with `exact` (the model in float64), run that from the same states too. `levels`: see Expected."""
     if state_size is None:
         return Expected(x, windows(reference, x), None, chunk, logits,
-                        y_exact=windows(exact, x) if exact else None)
+                        y_exact=windows(exact, x) if exact else None, levels=levels)
     states = [np.zeros((len(x), state_size), np.float32)]
     ys, ys_exact, states_exact = [], [], [states[0].astype(np.float64)]
     for start in range(0, x.shape[1], chunk):
@@ -69,10 +75,10 @@ def expected_from(reference: FileRunner, x: np.ndarray, state_size: int | None, 
         ys.append(y)
         states.append(state)
     if exact is None:
-        return Expected(x, np.concatenate(ys, axis=1), np.stack(states), chunk, logits, parts)
+        return Expected(x, np.concatenate(ys, axis=1), np.stack(states), chunk, logits, parts, levels=levels)
     carried_exact = stream(exact, x, states_exact[0], chunk)[0]
     return Expected(x, np.concatenate(ys, axis=1), np.stack(states), chunk, logits, parts,
-                    np.concatenate(ys_exact, axis=1), np.stack(states_exact), carried_exact)
+                    np.concatenate(ys_exact, axis=1), np.stack(states_exact), carried_exact, levels)
 
 
 def float32_noise(expected: Expected) -> tuple[float | None, float | None]:
@@ -92,12 +98,15 @@ def _noise(fp32: np.ndarray, exact: np.ndarray | None) -> np.ndarray | None:
 
 
 def _violation(a: np.ndarray, b: np.ndarray, tolerance: float, parts: int = 1,
-               noise: np.ndarray | None = None) -> float:
-    """> 1 where |a - b| exceeds tolerance * (1 + RELATIVE * largest |b|) + NOISE * (tolerance / FP32_TOLERANCE) *
-    largest noise in the same vector (one step's outputs, or one part (h or c) of one stream's state). NaN is a
-    violation."""
-    a, b = a.reshape(*a.shape[:-1], parts, -1), b.reshape(*b.shape[:-1], parts, -1).astype(np.float64)
-    scale = tolerance * (1 + RELATIVE * np.abs(b).max(axis=-1, keepdims=True))
+               noise: np.ndarray | None = None, levels: np.ndarray | None = None) -> float:
+    """> 1 where |a - b| exceeds tolerance * (1 + RELATIVE * magnitude) + NOISE * (tolerance / FP32_TOLERANCE) *
+    largest noise in the same vector (one step's outputs, or one part (h or c) of one stream's state); the magnitude
+    is the largest |b| there, or of `levels` (one per last-axis value) where larger. NaN is a violation."""
+    b = np.asarray(b, np.float64)
+    magnitude = np.abs(b) if levels is None else np.maximum(np.abs(b), levels)
+    a, b = a.reshape(*a.shape[:-1], parts, -1), b.reshape(*b.shape[:-1], parts, -1)
+    magnitude = magnitude.reshape(b.shape)
+    scale = tolerance * (1 + RELATIVE * magnitude.max(axis=-1, keepdims=True))
     if noise is not None:  # a tolerance other than the default scales the noise allowance alike
         scale = scale + NOISE * tolerance / FP32_TOLERANCE * noise.reshape(b.shape).max(axis=-1, keepdims=True)
     excess = np.abs(a - b) / scale
@@ -113,7 +122,8 @@ def measure(runner: FileRunner, expected: Expected, tolerance: float | None = No
         parity = Parity(samples=len(expected.x) * expected.x.shape[1], max_abs_diff_output=_max_diff(y, expected.y),
                         argmax_agreement=_agreement(y, expected), tolerance=tolerance)
         if tolerance is not None:
-            checks["outputs"] = _violation(y, expected.y, tolerance, noise=_noise(expected.y, expected.y_exact))
+            checks["outputs"] = _violation(y, expected.y, tolerance, noise=_noise(expected.y, expected.y_exact),
+                                           levels=expected.levels)
         return parity, _failed(checks, tolerance)
     out_diff, state_diff = 0.0, None  # None: no chunk filled the file's fixed length (nothing to compare)
     y_noise = _noise(expected.y, expected.y_exact)
@@ -124,7 +134,8 @@ def measure(runner: FileRunner, expected: Expected, tolerance: float | None = No
         out_diff = max(out_diff, _max_diff(y, expected.y[:, window]))
         if tolerance is not None:
             checks["outputs"] = max(checks.get("outputs", 0.0), _violation(
-                y, expected.y[:, window], tolerance, noise=None if y_noise is None else y_noise[:, window]))
+                y, expected.y[:, window], tolerance, noise=None if y_noise is None else y_noise[:, window],
+                levels=expected.levels))
         # A fixed-length file pads a chunk shorter than its length (a slice shorter than the file's T): the
         # outputs before the padding are exact, but the state then includes the padded steps: not comparable.
         if runner.time is not None and y.shape[1] % runner.time:
@@ -138,8 +149,8 @@ def measure(runner: FileRunner, expected: Expected, tolerance: float | None = No
     carried = streamed(runner, expected.x, zeros.shape[-1])
     whole = stream(runner, expected.x, zeros)[0] if runner.time is None else expected.y
     if tolerance is not None and runner.time is None:  # noise: torch fp32 vs float64, both carried all along
-        checks["step-by-step vs whole sequence"] = _violation(carried, whole, tolerance,
-                                                              noise=_noise(expected.y, expected.y_carried_exact))
+        checks["step-by-step vs whole sequence"] = _violation(
+            carried, whole, tolerance, noise=_noise(expected.y, expected.y_carried_exact), levels=expected.levels)
     parity = Parity(samples=int(np.prod(expected.x.shape[:2])), max_abs_diff_output=out_diff,
                     max_abs_diff_state=state_diff, streaming_max_abs_diff=_max_diff(carried, whole),
                     streamed_max_abs_diff=_max_diff(carried, expected.y),

@@ -22,3 +22,12 @@ def test_state_parts_get_their_own_magnitude():
     h_and_c = np.array([[0.1, 0.2, 500.0, -300.0]])  # parts (h, c): h must not inherit c's magnitude
     assert _violation(h_and_c + np.array([[1e-3, 0, 0, 0]]), h_and_c, 1e-5, parts=2) > 1.0
     assert _violation(h_and_c + np.array([[0, 0, 1e-3, 0]]), h_and_c, 1e-5, parts=2) <= 1.0
+
+
+def test_a_forecast_is_held_to_its_channels_level_not_its_own_size():
+    # std * z + mean with mean 1,351, std 1,479: a forecast near 0 rounds like the terms summed, not the sum
+    near_zero = np.array([[2.0]])
+    levels = np.array([1351.0 + 1479.0])
+    assert _violation(near_zero + 1.5e-3, near_zero, 1e-5) > 1.0  # the measured Lynx gap, sized by 2.0 alone
+    assert _violation(near_zero + 1.5e-3, near_zero, 1e-5, levels=levels) <= 1.0
+    assert _violation(near_zero + 1.0, near_zero, 1e-5, levels=levels) > 1.0  # a conversion error is still caught
