@@ -4,7 +4,7 @@ every setting given is kept."""
 import numpy as np
 
 from rnnedge.data.recording import Dataset, Recording
-from rnnedge.training.recipe import AUGMENTS, MIN_STEPS, PATIENCE_STEPS, size_recipe
+from rnnedge.training.recipe import AUGMENTS, LEVEL_SHIFT, MIN_STEPS, PATIENCE_STEPS, size_recipe
 from tests.conftest import hapt_split
 
 
@@ -93,9 +93,14 @@ def test_the_recipe_says_how_each_channel_is_normalized():
 
 
 def test_augmentation_is_given_or_the_data_sets_own_and_said():
-    """No rule turns it on (noise and stretching cost the benchmark's small sets their worst seed: recipe.py)."""
+    """No rule turns it on but a forecast's level shift (noise and stretching cost the benchmark's small sets their
+    worst seed: recipe.py)."""
     assert size_recipe(dataset(40, 150), "classify", {}).augment == dict.fromkeys(AUGMENTS, 0.0)
-    assert "augmentation none" in size_recipe(dataset(6, 90), "forecast", {}).describe()
+    forecast = size_recipe(dataset(6, 90), "forecast", {})  # the one rule: a forecast's level shift
+    assert forecast.augment == dict.fromkeys(AUGMENTS, 0.0) | {"shift": LEVEL_SHIFT}
+    assert f"augmentation shift {LEVEL_SHIFT:g} (a forecast: any level" in forecast.describe()
+    assert size_recipe(dataset(6, 90), "forecast", {"shift": 0.0}).augment["shift"] == 0.0
+    assert "augmentation none" in size_recipe(hapt_split("train"), "tag", {"rotate_deg": 0, "speed": 0}).describe()
     bundled = size_recipe(hapt_split("train"), "tag", {})
     assert bundled.augment == {"rotate_deg": 180.0, "speed": 0.25, "jitter": 0.0, "shift": 0.0}
     assert "rotate_deg 180 (the data set's own), speed 0.25 (the data set's own)" in bundled.describe()
