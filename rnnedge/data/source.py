@@ -22,6 +22,11 @@ UNLABELLED_NAME = "UNLABELED"  # label 0 of a Dataset: streamed through, never s
 BUNDLED = "hapt"  # the name of the data set the package ships (`rnnedge data` describes it)
 
 
+def is_csv(data: str) -> bool:
+    """Whether the CLI's data words name CSV data (else the bundled set or an .npz file)."""
+    return data != BUNDLED and Path(data).suffix != ".npz"
+
+
 @dataclass(frozen=True)
 class DataSource:
     """How to load a data set: `kind` hapt (bundled), csv (a file or a folder of files, one per recording) or npz."""
@@ -36,14 +41,18 @@ class DataSource:
     @staticmethod
     def parse(data: str, channels: str | None = None, label_column: str | None = None,
               sample_rate_hz: float | None = None, unlabelled: str | None = None) -> DataSource:
-        """From the CLI's words: 'hapt', an .npz file, or a CSV file / folder of CSV files."""
-        if data == BUNDLED:
-            return DataSource(BUNDLED)
+        """From the CLI's words: 'hapt', an .npz file, or a CSV file / folder of CSV files. The CSV options are
+        refused for the other two (they carry their own channels, labels and rate), not silently ignored."""
         path = Path(data)
-        if not path.exists():
+        if data != BUNDLED and not path.exists():
             raise DataError(f"{data}: no such file or folder")
-        if path.suffix == ".npz":
-            return DataSource("npz", str(path.resolve()))
+        if not is_csv(data):
+            given = [flag for flag, value in (("--channels", channels), ("--label-column", label_column),
+                                              ("--sample-rate", sample_rate_hz), ("--unlabelled", unlabelled)) if value]
+            if given:
+                raise DataError(f"{data}: {', '.join(given)} for CSV data only: "
+                                f"{'the bundled set' if data == BUNDLED else 'an .npz file'} has its own")
+            return DataSource(BUNDLED) if data == BUNDLED else DataSource("npz", str(path.resolve()))
         names = tuple(c.strip() for c in (channels or "").split(",") if c.strip())
         if not names or not sample_rate_hz:
             raise DataError(f"{data}: CSV data needs --channels (comma-separated column names) and --sample-rate")
@@ -257,8 +266,10 @@ def read_like_training(provenance: dict, path: str, channels: list[str], sample_
     recorded = data.get("source") if isinstance(data, dict) else None
     if recorded:
         source = DataSource.from_dict(recorded).like(path)
-    else:
+    elif is_csv(path):
         source = DataSource.parse(path, ",".join(channels), label_column, sample_rate_hz, unlabelled)
+    else:
+        source = DataSource.parse(path)
     if label_column is not None or unlabelled is not None:
         source = DataSource(source.kind, source.path, source.channels, label_column or source.label_column,
                             source.sample_rate_hz, unlabelled if unlabelled is not None else source.unlabelled)

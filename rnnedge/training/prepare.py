@@ -9,9 +9,10 @@ from typing import Any
 from rnnedge.data.recording import Dataset
 from rnnedge.data.source import DataSource, make_splits, split_record
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import get_task
+from rnnedge.tasks import TASKS, get_task
+from rnnedge.training.batches import vector_groups
 from rnnedge.training.config import ModelConfig, TrainConfig
-from rnnedge.training.recipe import Recipe, size_recipe
+from rnnedge.training.recipe import Recipe, size_recipe, unused_augmentations
 
 
 @dataclass
@@ -38,12 +39,16 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
     first cell unless `cell` is given; a forecast predicts changes from the latest value unless `residual` is
     False)."""
     spec = get_task(task)
-    unused = "shift" if spec.per_series else "jitter"  # classify's series batches jitter; the stateful chunks shift
-    if given.get(unused):
-        raise RnnedgeError(f"--{unused}: {task} training does not use it (--jitter is for classify, --shift for tag "
-                           "and forecast)")
+    for name in unused_augmentations(spec.per_series):
+        if given.get(name):
+            users = [other for other, t in TASKS.items() if name not in unused_augmentations(t.per_series)]
+            raise RnnedgeError(f"--{name.replace('_', '-')}: {task} training does not use it (it is for "
+                               f"{' and '.join(users)})")
     source = DataSource.parse(data, channels, label_column, sample_rate, unlabelled)
     dataset = source.load()
+    if given.get("rotate_deg") and not vector_groups(dataset.channels):
+        raise RnnedgeError(f"--rotate-deg: no 3-axis sensor among the channels ({', '.join(dataset.channels)}) to "
+                           "rotate: it rotates each channel triple named NAME-x, NAME-y, NAME-z")
     splits = make_splits(dataset, source, val, test, stratify=spec.per_series)
     classes = len(dataset.label_names) - 1
     if spec.classes and classes < 2:

@@ -16,6 +16,11 @@ def rnnedge(*args: str) -> subprocess.CompletedProcess:
     (["train", "--out", "pyproject.toml", "--epochs", "1"], "pyproject.toml: cannot use it as the run folder"),
     (["train", "--task", "classify", "--shift", "2", "--epochs", "1"], "--shift: classify training does not use it"),
     (["train", "--task", "forecast", "--jitter", "0.1", "--epochs", "1"], "--jitter: forecast training does not use"),
+    (["train", "--task", "classify", "--rotate-deg", "30", "--epochs", "1"],
+     "--rotate-deg: classify training does not use it (it is for tag and forecast)"),
+    (["train", "--data", "examples/data/basicmotions/train", "--channels", "acc-x,acc-y", "--label-column", "label",
+      "--sample-rate", "10", "--rotate-deg", "30", "--epochs", "1"], "no 3-axis sensor among the channels (acc-x"),
+    (["train", "--channels", "acc-x", "--epochs", "1"], "hapt: --channels for CSV data only"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message):
     result = rnnedge(*args)
