@@ -171,3 +171,19 @@ def test_a_channel_a_few_huge_recordings_dominate_is_normalized_nearer_the_typic
     assert exported.returncode == 0, exported.stderr
     assert read_manifest(tmp_path / "bundle").input.normalization.std[0] == pytest.approx(
         float(kept.normalization.std[0]), rel=1e-6)
+
+
+def test_a_forecast_prints_its_test_score_beside_persistence(tmp_path):
+    """One series, split in time: the test line names persistence's MSE (what a forecast must beat) and says when
+    the model does not beat it, whichever way two epochs land."""
+    rng = np.random.default_rng(0)
+    values = np.sin(np.arange(600) / 8) + rng.normal(0, 0.1, 600)
+    (tmp_path / "series.csv").write_text("t,value\n" + "".join(f"{i},{v:.5f}\n" for i, v in enumerate(values)))
+    train = rnnedge("train", "--data", str(tmp_path / "series.csv"), "--channels", "value", "--sample-rate", "1",
+                    "--task", "forecast", "--members", "1", "--hidden", "8", "--epochs", "2",
+                    "--out", str(tmp_path / "run"))
+    assert train.returncode == 0, train.stderr
+    report = json.loads((tmp_path / "run" / "test_report.json").read_text())
+    line = next(line for line in train.stdout.splitlines() if line.startswith("test (1 recordings): mse"))
+    assert f"(persistence {report['persistence_mse']:.4f}" in line
+    assert ("not beaten" in line) == (report["value"] >= report["persistence_mse"])

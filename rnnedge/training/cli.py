@@ -144,8 +144,18 @@ def train_command(
                              result.checkpoint.normalization, result.checkpoint.labels, window_len or None)
         write_text_atomic(out / "test_report.json", json.dumps(test_report, indent=1))
         print_confusion(test_report)
-        typer.echo(f"test ({len(part['test'].recordings)} recordings): {metric} {test_report['value']:.4f}")
+        typer.echo(f"test ({len(part['test'].recordings)} recordings): {metric} {test_report['value']:.4f}"
+                   f"{_against_persistence(test_report)}")
     typer.echo(f"checkpoint: {out / 'model.pt'}")
+
+
+def _against_persistence(test: dict) -> str:
+    """A forecast's baseline beside its score: a forecast that does not beat repeating the latest value is worth
+    nothing, and says so."""
+    if "persistence_mse" not in test:
+        return ""
+    beaten = "" if test["value"] < test["persistence_mse"] else ": not beaten, no better than the latest value"
+    return f" (persistence {test['persistence_mse']:.4f}{beaten})"
 
 
 def print_confusion(test: dict) -> None:

@@ -5,7 +5,7 @@ the levels it trained on (the level shift, docs/design.md), on data no benchmark
     rnnedge train --data artifacts/trends/monthly.csv --channels value --sample-rate 1 --task forecast --seed 0 \
         --out artifacts/trends/monthly-run            # add --shift 0 to train without the level shift
 
-`rnnedge train` prints the test split's MSE; `rnnedge evaluate RUN/model.pt` prints persistence's beside it.
+`rnnedge train` prints the test split's MSE beside persistence's.
 """
 
 from __future__ import annotations
