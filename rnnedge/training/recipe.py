@@ -58,6 +58,7 @@ MAX_EPOCHS = 3000
 BASE = {"epochs": 60, "patience": 15, "chunk_len": 250, "hidden": 64}
 LARGE_SAMPLES = 100_000
 TINY_SAMPLES = 2_000
+LEVEL_SHIFT = 2.0  # a forecast's training recordings each moved by up to this many training stds
 # Each augmentation and the batches that do it: classify's whole series (per_series), or the stateful chunks of tag
 # and forecast. One given to a task whose batches do not do it is refused (prepare.prepared), not silently ignored.
 SERIES, CHUNKS = "series", "chunks"
@@ -69,7 +70,6 @@ def unused_augmentations(per_series: bool) -> list[str]:
     """The augmentations a task's batches do not do."""
     batches = SERIES if per_series else CHUNKS
     return [name for name, used_by in AUGMENTS.items() if batches not in used_by]
-LEVEL_SHIFT = 2.0  # a forecast's training recordings each moved by up to this many training stds
 
 
 @dataclass(frozen=True)
@@ -157,9 +157,9 @@ def _augmentation(train: Dataset, given: dict[str, Any], why: list[str], task: s
                   ) -> dict[str, float]:
     """Each augmentation setting: given, else the data set's own (its meta's augment_NAME: the bundled set's
     rotation and speed), else the task's rule, else 0 (always 0 where the task's batches do not do it); one line
-    on it. A forecast's rule is the level shift
-    (LEVEL_SHIFT); no rule turns on noise (jitter 0.03) or stretching (speed 0.1): on the benchmark's small
-    classify sets they cost the worst seed (Coffee 0.96 -> 0.54, BasicMotions 0.975 -> 0.925; docs/design.md)."""
+    on it. A forecast's rule is the level shift (LEVEL_SHIFT); no rule turns on noise (jitter 0.03) or stretching
+    (speed 0.1): on the benchmark's small classify sets they cost the worst seed (Coffee 0.96 -> 0.54, BasicMotions
+    0.975 -> 0.925; docs/design.md)."""
     rules = {"shift": (LEVEL_SHIFT, "a forecast: any level, a trend's included")} if task == "forecast" else {}
     unused, augment, said = unused_augmentations(per_series), {}, []
     for name in AUGMENTS:
