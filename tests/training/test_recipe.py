@@ -104,6 +104,8 @@ def test_augmentation_is_given_or_the_data_sets_own_and_said():
     bundled = size_recipe(hapt_split("train"), "tag", {})
     assert bundled.augment == {"rotate_deg": 180.0, "speed": 0.25, "jitter": 0.0, "shift": 0.0}
     assert "rotate_deg 180 (the data set's own), speed 0.25 (the data set's own)" in bundled.describe()
+    classified = size_recipe(hapt_split("train"), "classify", {})  # series batches do not rotate: its own 180 unused
+    assert classified.augment["rotate_deg"] == 0.0 and "rotate_deg" not in classified.describe()
     given = size_recipe(dataset(40, 150), "classify", {"jitter": 0.05, "speed": 0.2})
     assert given.augment == {"rotate_deg": 0.0, "speed": 0.2, "jitter": 0.05, "shift": 0.0}
     assert "speed 0.2 (given), jitter 0.05 (given)" in given.describe()
