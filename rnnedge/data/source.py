@@ -22,9 +22,9 @@ UNLABELLED_NAME = "UNLABELED"  # label 0 of a Dataset: streamed through, never s
 BUNDLED = "hapt"  # the name of the data set the package ships (`rnnedge data` describes it)
 
 
-def is_csv(data: str) -> bool:
-    """Whether the CLI's data words name CSV data (else the bundled set or an .npz file)."""
-    return data != BUNDLED and Path(data).suffix != ".npz"
+def kind_of(data: str) -> str:
+    """What the CLI's data words name: the bundled set, an .npz file or CSV data (a DataSource's kind)."""
+    return BUNDLED if data == BUNDLED else "npz" if Path(data).suffix == ".npz" else "csv"
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,16 @@ class DataSource:
               sample_rate_hz: float | None = None, unlabelled: str | None = None) -> DataSource:
         """From the CLI's words: 'hapt', an .npz file, or a CSV file / folder of CSV files. The CSV options are
         refused for the other two (they carry their own channels, labels and rate), not silently ignored."""
-        path = Path(data)
-        if data != BUNDLED and not path.exists():
+        path, kind = Path(data), kind_of(data)
+        if kind != BUNDLED and not path.exists():
             raise DataError(f"{data}: no such file or folder")
-        if not is_csv(data):
+        if kind != "csv":
             given = [flag for flag, value in (("--channels", channels), ("--label-column", label_column),
                                               ("--sample-rate", sample_rate_hz), ("--unlabelled", unlabelled)) if value]
             if given:
                 raise DataError(f"{data}: {', '.join(given)} for CSV data only: "
-                                f"{'the bundled set' if data == BUNDLED else 'an .npz file'} has its own")
-            return DataSource(BUNDLED) if data == BUNDLED else DataSource("npz", str(path.resolve()))
+                                f"{'the bundled set' if kind == BUNDLED else 'an .npz file'} has its own")
+            return DataSource(kind, "" if kind == BUNDLED else str(path.resolve()))
         names = tuple(c.strip() for c in (channels or "").split(",") if c.strip())
         if not names or not sample_rate_hz:
             raise DataError(f"{data}: CSV data needs --channels (comma-separated column names) and --sample-rate")
@@ -266,7 +266,7 @@ def read_like_training(provenance: dict, path: str, channels: list[str], sample_
     recorded = data.get("source") if isinstance(data, dict) else None
     if recorded:
         source = DataSource.from_dict(recorded).like(path)
-    elif is_csv(path):
+    elif kind_of(path) == "csv":
         source = DataSource.parse(path, ",".join(channels), label_column, sample_rate_hz, unlabelled)
     else:
         source = DataSource.parse(path)

@@ -45,7 +45,7 @@ from rnnedge.bundle import (
 from rnnedge.data.recording import Dataset, Recording
 from rnnedge.errors import ExportError
 from rnnedge.export import integer, mcu, onnx_weights, tflite_export
-from rnnedge.export.graphs import build_graph, default_graphs, example_inputs, output_levels
+from rnnedge.export.graphs import build_graph, default_graphs, example_inputs
 from rnnedge.export.heldout import (
     EvalSet,
     calibration_recordings,
@@ -134,7 +134,7 @@ def export_bundle(checkpoint: str | Path | Checkpoint, out_dir: str | Path,
     expected = {g: expected_from(torch_runner(m), x_ref, config.state_size if g == "stream" else None,
                                  min(chunk_len, x_ref.shape[1]), task.classes,
                                  len(config.state_tensors), exact=torch_runner(m, float64=True),
-                                 levels=output_levels(ckpt))
+                                 levels=m.output_levels())
                 for g, m in modules.items()}
     work = _Work(ckpt, modules, data, expected)
 

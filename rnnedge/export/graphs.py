@@ -33,17 +33,11 @@ class _Normalized(nn.Module):
         """Forecasts leave the graph in the data's units; logits as they are."""
         return y * self.out_std + self.out_mean if self.forecast else y
 
-
-def output_levels(checkpoint: Checkpoint) -> np.ndarray | None:
-    """Per output, the level in the data's units a forecast is computed from (|mean| + std of its channel: the
-    graph adds std * z to the mean or to the raw input), so its float32 rounding follows that, not the forecast's
-    own size; None for logits."""
-    config = checkpoint.config
-    if get_task(config.task).classes:
-        return None
-    level = np.abs(np.asarray(checkpoint.normalization.mean, np.float64)) + np.asarray(
-        checkpoint.normalization.std, np.float64)
-    return np.tile(level, config.horizon)
+    def output_levels(self) -> np.ndarray | None:
+        """Per output, the level in the data's units a forecast is computed from (|mean| + std of its channel:
+        to_units adds std * z to the mean, or a residual forecast to the raw input), so its float32 rounding
+        follows that, not the forecast's own size; None for logits."""
+        return (self.out_mean.abs() + self.out_std).double().numpy() if self.forecast else None
 
 
 class StreamGraph(_Normalized):

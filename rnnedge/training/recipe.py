@@ -136,7 +136,7 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
     spread_limit = given.get("spread_limit")
     spread_limit = SPREAD_LIMIT if spread_limit is None else float(spread_limit)
     why.append(_normalization(train, spread_limit, "given" if given.get("spread_limit") is not None else "default"))
-    augment = _augmentation(train, given, why, task, spec.per_series)
+    augment = _augmentation(train, given, why, task)
     final_fit = pick("final_fit", *_final_fit(spec.per_series, samples, tested, task))
     return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit, augment,
                   final_fit, tuple(why))
@@ -153,15 +153,14 @@ def _final_fit(per_series: bool, samples: int, tested: bool, task: str) -> tuple
     return True, "training + validation series, a small classify set; beside the validated model, twice the width"
 
 
-def _augmentation(train: Dataset, given: dict[str, Any], why: list[str], task: str, per_series: bool
-                  ) -> dict[str, float]:
+def _augmentation(train: Dataset, given: dict[str, Any], why: list[str], task: str) -> dict[str, float]:
     """Each augmentation setting: given, else the data set's own (its meta's augment_NAME: the bundled set's
     rotation and speed), else the task's rule, else 0 (always 0 where the task's batches do not do it); one line
     on it. A forecast's rule is the level shift (LEVEL_SHIFT); no rule turns on noise (jitter 0.03) or stretching
     (speed 0.1): on the benchmark's small classify sets they cost the worst seed (Coffee 0.96 -> 0.54, BasicMotions
     0.975 -> 0.925; docs/design.md)."""
     rules = {"shift": (LEVEL_SHIFT, "a forecast: any level, a trend's included")} if task == "forecast" else {}
-    unused, augment, said = unused_augmentations(per_series), {}, []
+    unused, augment, said = unused_augmentations(get_task(task).per_series), {}, []
     for name in AUGMENTS:
         if name in unused:
             augment[name] = 0.0
