@@ -102,6 +102,8 @@ class StateSpec(_Strict, kw_only=True):
     layers: Annotated[int, msgspec.Meta(ge=1, le=1024)]
     directions: Literal[1, 2]
     hidden_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_STATE)]
+    previous: Annotated[int, msgspec.Meta(ge=0, le=MAX_STATE)] = 0  # after the parts: a forecast with the change
+    # input keeps its last sample (normalized) and a seen flag per channel (1 once a sample was seen)
     dtype: Literal["float32"] = "float32"
 
 
@@ -324,9 +326,11 @@ def _check_consistency(m: Manifest, where: str) -> None:
         problems.append(f"{len(m.output.labels)} labels for {m.output.size} outputs")
     s = m.state
     if len(set(s.parts)) != len(s.parts) or s.parts[:1] != ["h"] or \
-            s.size != len(s.parts) * s.layers * s.directions * s.hidden_size:
+            s.size != len(s.parts) * s.layers * s.directions * s.hidden_size + s.previous or \
+            s.previous not in (0, 2 * channels):
         problems.append(f"state size {s.size} is not parts {s.parts} x {s.layers} layers x {s.directions} "
-                        f"directions x {s.hidden_size} hidden")
+                        f"directions x {s.hidden_size} hidden + previous {s.previous} (0, or 2 x {channels} "
+                        "channels)")
     for f in m.files:
         if f.format == "tflite" and f.graph == "stream" and f.chunk_len is None:
             problems.append(f"{f.path}: a TFLite stream file needs its chunk_len")

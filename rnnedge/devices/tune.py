@@ -40,7 +40,7 @@ from rnnedge.devices.mcu import McuProfile, step_instructions
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task
 from rnnedge.training.checkpoint import Checkpoint
-from rnnedge.training.config import ModelConfig, TrainConfig
+from rnnedge.training.config import CHANGE, ModelConfig, TrainConfig, with_variant
 from rnnedge.training.ensemble import member_seeds
 from rnnedge.training.scoring import clearly_better, scored_count
 from rnnedge.training.train import (
@@ -82,7 +82,7 @@ class Candidate:
 
     def shape(self, model: ModelConfig) -> ModelConfig:
         """`model` with this candidate's cell, size, layers and (forecast) outputs: one member's shape."""
-        return replace(model, cell=self.cell, hidden_size=self.hidden, num_layers=self.layers,
+        return replace(with_variant(model, self.cell), hidden_size=self.hidden, num_layers=self.layers,
                        residual=model.residual if self.residual is None else self.residual)
 
     def deployed(self, model: ModelConfig, final: bool = False) -> ModelConfig:
@@ -131,7 +131,9 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
     the recipe normalized some channel nearer its median recording (Normalization.fit), so normalizing by all
     samples is a change too."""
     recipe = [replace(base, cell=cell) for cell in cells]
-    other_layers, other_cell = (1 if base.layers > 1 else 2), ("lstm" if base.cell == "gru" else "gru")
+    kind = CHANGE if base.cell.endswith(CHANGE) else ""  # the other cell keeps the input (a forecast's change)
+    other_layers = 1 if base.layers > 1 else 2
+    other_cell = ("lstm" if base.cell.startswith("gru") else "gru") + kind
     changes = [replace(base, cell=other_cell), replace(base, hidden=max(8, base.hidden // 2)),
                replace(base, layers=other_layers), replace(base, lr=base.lr / 3),
                replace(base, hidden=base.hidden * 2)]
@@ -153,7 +155,7 @@ def footprint(config: ModelConfig) -> dict:
     instructions of a step on a Cortex-M (devices/mcu.step_instructions) of a model."""
     gates = {"lstm": 4, "gru": 3}.get(config.cell, 1) * config.hidden_size
     weights = biases = 0
-    inputs = config.input_size
+    inputs = config.input_size * (2 if config.change_input else 1)  # the change input: the sample before too
     for _ in range(config.num_layers):
         weights += config.directions * gates * (inputs + config.hidden_size)
         biases += config.directions * gates * 2
@@ -192,7 +194,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     so that the whole budget goes to the variations. `final`: the recipe fits its kept model again on training +
     validation (train.final_fit); so is the pick, after the search, unless `rnnedge train` did already."""
     task = get_task(model.task)
-    base = Candidate(model.cell, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
+    base = Candidate(model.variant, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None, members)
     rescaled = wide_channels(channel_spread(train_data.recordings), config.spread_limit).any()
     plan = candidates(base, task.per_series, cells, rescaled)
@@ -330,8 +332,9 @@ def recipe_model(path: Path, shape: ModelConfig, config: TrainConfig, members: i
     if json.dumps(provenance.get("data"), sort_keys=True) != json.dumps(data_record, sort_keys=True):
         differs.insert(0, "other data or splits")
     if checkpoint.config != shape:
-        differs.append(f"model {checkpoint.config.cell} {checkpoint.config.num_layers}x{checkpoint.config.hidden_size}"
-                       f" (the recipe's: {shape.cell} {shape.num_layers}x{shape.hidden_size})")
+        differs.append(f"model {checkpoint.config.variant} {checkpoint.config.num_layers}x"
+                       f"{checkpoint.config.hidden_size} (the recipe's: {shape.variant} {shape.num_layers}x"
+                       f"{shape.hidden_size})")
     seeds = [m.get("seed") for m in provenance.get("members", [])] or [recorded.get("seed")]
     wanted_seeds = member_seeds(config.seed, members)
     if len(seeds) != len(wanted_seeds) or any(seed not in (own, refit_seed(own))  # a member trained again

@@ -1,7 +1,9 @@
 """The stream graphs' weights, read from a checkpoint once for both hand-written graphs (ONNX and TFLite).
 
 Input normalization is folded into the first layer: W (x - mean) / std + b == (W / std) x + (b - W mean / std),
-so the files take raw sensor units and spend no node on normalizing; a forecast head folds the inverse in.
+so the files take raw sensor units and spend no node on normalizing; a forecast head folds the inverse in. A
+forecast with the change input (ModelConfig.change_input) has layer 0 take [x, the sample before], both normalized
+by the graph (its state keeps the sample normalized).
 Gate blocks stay in torch order (LSTM i,f,g,o; GRU r,z,n); each graph writer reorders them for its own ops.
 """
 
@@ -32,10 +34,23 @@ def folded_layers(checkpoint: Checkpoint) -> list[Layer]:
         if i == 0:
             mean = np.asarray(checkpoint.normalization.mean, np.float64)
             std = np.asarray(checkpoint.normalization.std, np.float64)
-            b_ih = b_ih - w_ih @ (mean / std)
-            w_ih = w_ih / std
+            if checkpoint.config.change_input:
+                w_ih = _change_input(checkpoint, w_ih, sd)
+            else:
+                b_ih = b_ih - w_ih @ (mean / std)
+                w_ih = w_ih / std
         layers.append(Layer(w_ih, sd[f"rnn.weight_hh_l{i}"], b_ih, sd[f"rnn.bias_hh_l{i}"]))
     return layers
+
+
+def _change_input(checkpoint: Checkpoint, w_ih: np.ndarray, sd: dict) -> np.ndarray:
+    """Layer 0's weight with the change input, on [the sample, the sample before], both normalized:
+    [W1 | W2] [x, k (x - b)] == [W1 + W2 k | -W2 k] [x, b], so a graph computes no change. Not folded with the
+    normalization: the sample before is normalized in the state, and a weight on raw units beside it would sit at
+    1/std of its scale (one int8 scale per tensor: Airline's raw columns quantized to nothing)."""
+    channels = checkpoint.config.input_size
+    on_change = w_ih[:, channels:] * sd["change_scale"]
+    return np.concatenate([w_ih[:, :channels] + on_change, -on_change], axis=1)
 
 
 def head(checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,40 @@ def _onnx_weights(layer: Layer, cell: str) -> dict[str, np.ndarray]:
     return {k: v.astype(np.float32) for k, v in arrays.items()}
 
 
+def _changes(checkpoint: Checkpoint, node, const) -> tuple[str, list[str]]:
+    """The change input's nodes (training.model._with_changes; the weights on the sample before are folded, so
+    no change is computed here): seq_before [T, B, 2C] = [x, the sample before], normalized, the state's
+    recurrent part, and the state's new tail (the last sample normalized, seen flags of 1)."""
+    config, channels = checkpoint.config, checkpoint.config.input_size
+    norm = checkpoint.normalization
+    size, recurrent = config.state_size, config.state_size - config.previous_size
+
+    def part(source: str, start: int, end: int, axis: int, name: str) -> str:
+        bounds = [const(f"{name}_{k}", np.array([v], np.int64)) for k, v in (("start", start), ("end", end),
+                                                                               ("axis", axis))]
+        node("Slice", [source, *bounds], [name])
+        return name
+
+    node("Sub", ["x", const("norm_mean", np.asarray(norm.mean, np.float32))], ["x_centred"])
+    node("Mul", ["x_centred", const("norm_inv_std", (1.0 / np.asarray(norm.std, np.float64)).astype(np.float32))],
+         ["x_norm"])
+    last, seen = part("state", recurrent, size - channels, 1, "last"), part("state", size - channels, size, 1, "seen")
+    first = part("x_norm", 0, 1, 1, "first")  # [B, 1, C]
+    axis1 = const("axis1_changes", np.array([1], np.int64))
+    node("Unsqueeze", [last, axis1], ["last3"])
+    node("Unsqueeze", [seen, axis1], ["seen3"])
+    node("Sub", ["last3", first], ["to_last"])
+    node("Mul", ["seen3", "to_last"], ["seen_to_last"])
+    node("Add", [first, "seen_to_last"], ["start"])  # the state's sample, or the first where it has seen none
+    node("Concat", ["start", part("x_norm", 0, -1, 1, "earlier")], ["before"], axis=1)
+    node("Concat", ["x_norm", "before"], ["x_before"], axis=2)
+    node("Transpose", ["x_before"], ["seq_before"], perm=[1, 0, 2])
+    node("Max", [seen, const("one", np.ones(channels, np.float32))], ["seen_out"])  # 1, whatever it was
+    newest = part("x_norm", -1, np.iinfo(np.int64).max, 1, "newest")
+    node("Squeeze", [newest, const("axis1_newest", np.array([1], np.int64))], ["newest2"])
+    return part("state", 0, recurrent, 1, "recurrent"), ["newest2", "seen_out"]
+
+
 def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.ModelProto:
     """The streaming graph: x [batch, time, channels] raw, state [batch, S] -> y [batch, time, O], state_out."""
     config = checkpoint.config
@@ -50,12 +84,15 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
         nodes.append(helper.make_node(op, inputs, outputs, **attrs))
 
     node("Transpose", ["x"], ["seq"], perm=[1, 0, 2])  # ONNX recurrent ops want [time, batch, features]
-    node("Reshape", ["state", const("pieces_shape", np.array([0, pieces, hidden], np.int64))], ["pieces"])
+    recurrent = "state"
+    if config.change_input:
+        recurrent, remembered = _changes(checkpoint, node, const)
+    node("Reshape", [recurrent, const("pieces_shape", np.array([0, pieces, hidden], np.int64))], ["pieces"])
     node("Transpose", ["pieces"], ["pieces_t"], perm=[1, 0, 2])
     initial = [f"init{i}" for i in range(pieces)]  # index = part * layers + layer
     node("Split", ["pieces_t"], initial, axis=0)  # equal pieces [1, batch, hidden]
     h_out, c_out = [], []
-    sequence = "seq"
+    sequence = "seq_before" if config.change_input else "seq"
     for layer, folded in enumerate(folded_layers(checkpoint)):
         weights = {k: const(f"{k}{layer}", v) for k, v in _onnx_weights(folded, config.cell).items()}
         inputs = [sequence, weights["W"], weights["R"], weights["B"], "", initial[layer]]
@@ -83,7 +120,11 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
     node("Transpose", ["y_change" if config.residual else "y_tb"], ["y"], perm=[1, 0, 2])
     node("Concat", h_out + c_out, ["final"], axis=0)  # [P*L, batch, hidden]
     node("Transpose", ["final"], ["final_t"], perm=[1, 0, 2])
-    node("Reshape", ["final_t", const("state_shape", np.array([0, config.state_size], np.int64))], ["state_out"])
+    recurrent_size = config.state_size - config.previous_size
+    final = "state_out" if not config.change_input else "recurrent_out"
+    node("Reshape", ["final_t", const("state_shape", np.array([0, recurrent_size], np.int64))], [final])
+    if config.change_input:
+        node("Concat", [final, *remembered], ["state_out"], axis=1)
 
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(

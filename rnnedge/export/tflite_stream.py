@@ -40,6 +40,10 @@ class UnrolledStream(nn.Module):
         self.head_w = nn.Parameter(_tensor(head_w.T), requires_grad=False)
         self.head_b = nn.Parameter(_tensor(head_b), requires_grad=False)
         self.residual = config.horizon if config.residual else 0  # copies of x added to y (folded.head)
+        self.channels = config.input_size if config.change_input else 0  # layer 0 also takes the sample before
+        norm = checkpoint.normalization
+        self.norm_mean = nn.Parameter(_tensor(np.asarray(norm.mean)), requires_grad=False)
+        self.norm_inv_std = nn.Parameter(_tensor(1.0 / np.asarray(norm.std, np.float64)), requires_grad=False)
 
     def _weights(self, layer: Layer) -> tuple[np.ndarray, ...]:
         """(input weight [in, G*H], input bias, recurrent weight [H, G*H], recurrent bias) in this graph's
@@ -55,9 +59,11 @@ class UnrolledStream(nn.Module):
         return w_ih.T, b_ih + b_hh, w_hh.T, b_h
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
+        sequence, tail = x, []
+        if self.channels:
+            sequence, state, tail = self._changes(x, state)
         parts = state.reshape(state.shape[0], self.parts, self.layers, self.hidden)
         finals: list[list[torch.Tensor]] = [[] for _ in range(self.parts)]
-        sequence = x
         for layer in range(self.layers):
             projected = sequence @ self.w_x[layer] + self.b_x[layer]  # [batch, T, G*H]: all steps at once
             carried = [parts[:, p, layer] for p in range(self.parts)]
@@ -72,7 +78,19 @@ class UnrolledStream(nn.Module):
         if self.residual:
             y = y + (torch.cat([x] * self.residual, -1) if self.residual > 1 else x)
         state_out = torch.stack([t for part in finals for t in part], 1).reshape(state.shape[0], -1)
-        return {"y": y, "state_out": state_out}
+        return {"y": y, "state_out": torch.cat([state_out, *tail], 1) if tail else state_out}
+
+    def _changes(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """The change input (training.model._with_changes, its weights folded: onnx_stream._changes): layer 0's
+        input [x, the sample before], normalized, the state's recurrent part, and the state's new tail."""
+        n, width = self.channels, state.shape[1]
+        normalized = (x - self.norm_mean) * self.norm_inv_std
+        last, seen = state[:, width - 2 * n:width - n], state[:, width - n:]
+        first = normalized[:, 0]
+        start = first + seen * (last - first)  # the state's sample, or the first where it has seen none
+        before = torch.cat([start[:, None], normalized[:, :-1]], 1)
+        seen_out = seen + (1.0 - seen)  # 1, whatever it was, from ops every integer kernel has
+        return torch.cat([normalized, before], 2), state[:, :width - 2 * n], [normalized[:, -1], seen_out]
 
     def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], layer: int) -> list[torch.Tensor]:
         h, n = carried[0], self.hidden

@@ -23,10 +23,12 @@ _SLACK = 1.01  # float32 rounding, quantized states
 
 class StateCheck:
     def __init__(self, spec: StateSpec, cell: object) -> None:
-        width = spec.size // max(len(spec.parts), 1)
+        width = (spec.size - spec.previous) // max(len(spec.parts), 1)
         bounded = cell in TANH_BOUNDED
         self.parts = [(slice(i * width, (i + 1) * width), width * _SLACK if bounded and part == "h" else _NO_BOUND)
                       for i, part in enumerate(spec.parts)]
+        if spec.previous:  # a forecast's last sample and seen flags: finite is all they must be
+            self.parts.append((slice(spec.size - spec.previous, spec.size), _NO_BOUND))
 
     def bind(self, state: np.ndarray) -> Callable[[], bool]:
         """A check of this 1-D state buffer (views made once: slicing would cost as much as the dot)."""

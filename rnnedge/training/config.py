@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 from rnnedge.data.recording import SPREAD_LIMIT
@@ -10,6 +10,7 @@ from rnnedge.tasks import TASKS
 
 Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
 CELLS: tuple[str, ...] = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+CHANGE = "+change"  # a forecast's cell fed the change since the last sample beside the level (ModelConfig.variant)
 
 
 @dataclass
@@ -24,6 +25,8 @@ class ModelConfig:
     task: str = "tag"  # a key of rnnedge.tasks.TASKS
     horizon: int = 1  # forecast: values predicted per step
     residual: bool = False  # forecast: each output is the latest input plus the head's change (0: persistence)
+    change_input: bool = False  # forecast: the first layer also sees each channel's change since the last sample
+    # (the state then carries that sample: `previous_size`)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -38,6 +41,8 @@ class ModelConfig:
             raise ValueError(f"bidirectional models need the future: use them for classify, not {self.task!r}")
         if self.residual and self.task != "forecast":
             raise ValueError(f"residual outputs add the latest input to a forecast, not to {self.task!r} outputs")
+        if self.change_input and self.task != "forecast":
+            raise ValueError(f"the change input is a forecast's, not a {self.task!r} model's")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -51,9 +56,20 @@ class ModelConfig:
         return ("h", "c") if self.cell == "lstm" else ("h",)
 
     @property
+    def previous_size(self) -> int:
+        """State after the recurrent parts for `change_input`: the last sample (normalized), then per channel 1
+        once a sample was seen (a fresh state's first change is 0, not the level)."""
+        return 2 * self.input_size if self.change_input else 0
+
+    @property
     def state_size(self) -> int:
-        """Length of the flat per-stream state vector: parts x layers x directions x hidden."""
-        return len(self.state_tensors) * self.num_layers * self.directions * self.hidden_size
+        """Length of the flat per-stream state vector: parts x layers x directions x hidden (+ previous_size)."""
+        return len(self.state_tensors) * self.num_layers * self.directions * self.hidden_size + self.previous_size
+
+    @property
+    def variant(self) -> str:
+        """The cell's name as the recipe and tune name a model: the cell, + CHANGE with the change input."""
+        return self.cell + (CHANGE if self.change_input else "")
 
     @property
     def streamable(self) -> bool:
@@ -66,6 +82,12 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def with_variant(model: ModelConfig, variant: str) -> ModelConfig:
+    """`model` as the recipe's `variant` names it: a cell, or a cell + CHANGE (`ModelConfig.variant`)."""
+    cell = variant.removesuffix(CHANGE)
+    return replace(model, cell=cell, change_input=cell != variant)
 
 
 @dataclass

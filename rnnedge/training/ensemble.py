@@ -45,6 +45,8 @@ def fold(members: list[Checkpoint]) -> Checkpoint:
             folded[name] = torch.cat(parts, dim=1) / count
         elif name == "head.bias":
             folded[name] = torch.stack(parts).mean(0)
+        elif name == "change_scale":  # fitted from the data the members share
+            folded[name] = parts[0]
         else:
             own_inputs = not name.startswith("rnn.weight_ih_l0")  # layer 0's input is the data, shared by all
             folded[name] = _stack_gates(parts, gates, hidden, own_inputs)

@@ -3,11 +3,13 @@
 The recurrent state travels as ONE flat float tensor per stream, shape [batch, state_size]. Training,
 export and the runtime all use this layout, so a streaming call has exactly two inputs (x, state) and two
 outputs (y, state) whatever the cell, and the state is trivially saved, batched and reset.
-Layout: state.view(batch, parts, layers * directions, hidden), parts = (h, c) for LSTM, (h,) otherwise.
+Layout: state.view(batch, parts, layers * directions, hidden), parts = (h, c) for LSTM, (h,) otherwise; a
+forecast with the change input (ModelConfig.change_input) then carries the last sample and a seen flag per channel.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,13 +25,25 @@ class RecurrentModel(nn.Module):
         self.config = config
         kwargs = {"nonlinearity": config.cell.removeprefix("rnn_")} if config.cell.startswith("rnn_") else {}
         self.rnn = _RNN_CLASSES[config.cell](
-            config.input_size, config.hidden_size, num_layers=config.num_layers, batch_first=True,
+            config.input_size * (2 if config.change_input else 1), config.hidden_size, num_layers=config.num_layers,
+            batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             bidirectional=config.bidirectional, **kwargs,
         )
         self.head = nn.Linear(config.hidden_size * config.directions, config.output_size)
         if config.cell == "lstm" and TASKS[config.task].per_series:
             self._remember_at_start()
+        if config.change_input:  # set from the training data (`fit_change_scale`), saved with the weights
+            self.register_buffer("change_scale", torch.ones(config.input_size))
+
+    @torch.no_grad()
+    def fit_change_scale(self, normalized: list[np.ndarray]) -> None:
+        """Each channel's changes from one sample to the next brought to unit scale, as normalization brings its
+        level: a trend's normalized changes are small beside its level (a weekly series: 0.06 of the level's
+        spread), and the noise a forecast must see through reached the model at that scale and went unlearned."""
+        changes = np.concatenate([np.diff(x, axis=0) for x in normalized if len(x) > 1])
+        spread = changes.std(axis=0) if len(changes) > 1 else np.ones(self.config.input_size)
+        self.change_scale.copy_(torch.from_numpy(np.where(spread > 1e-6, 1.0 / np.maximum(spread, 1e-6), 1.0)))
 
     @torch.no_grad()
     def _remember_at_start(self) -> None:
@@ -51,6 +65,7 @@ class RecurrentModel(nn.Module):
 
     def _unpack(self, state: torch.Tensor):
         c = self.config
+        state = state[:, :c.state_size - c.previous_size]
         parts = state.reshape(state.shape[0], len(c.state_tensors), c.num_layers * c.directions, c.hidden_size)
         parts = parts.permute(1, 2, 0, 3).contiguous()  # [parts, layers*dirs, batch, hidden]
         return (parts[0], parts[1]) if c.cell == "lstm" else parts[0]
@@ -64,11 +79,25 @@ class RecurrentModel(nn.Module):
         """x [batch, time, input] (normalized) -> (per-step outputs [batch, time, output], new state)."""
         if state is None:
             state = self.initial_state(x.shape[0]).to(x)
-        features, new_state = self.rnn(x, self._unpack(state))
+        features, new_state = self.rnn(self._with_changes(x, state), self._unpack(state))
         y = self.head(features)
         if self.config.residual:  # the forecast is a change from the latest value (forecasts and inputs share units)
             y = y + x.repeat(1, 1, self.config.horizon)
-        return y, self._pack(new_state)
+        packed = self._pack(new_state)
+        if self.config.change_input:
+            packed = torch.cat([packed, x[:, -1], torch.ones_like(x[:, -1])], dim=-1)
+        return y, packed
+
+    def _with_changes(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """x, or with the change input [x, scale * (x - the sample before)]; the sample before the first is the
+        state's, or the first itself where the state has seen none (a fresh stream's first change is 0)."""
+        if not self.config.change_input:
+            return x
+        channels = self.config.input_size
+        last, seen = state[:, -2 * channels:-channels], state[:, -channels:]
+        first = x[:, 0]
+        before = torch.cat([(first + seen * (last - first))[:, None], x[:, :-1]], dim=1)
+        return torch.cat([x, self.change_scale * (x - before)], dim=-1)
 
     def window_logits(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Window tasks: one output per window. Unidirectional: the last step's output (with `lengths`, each

@@ -11,7 +11,7 @@ from rnnedge.data.source import DataSource, make_splits, split_record
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import TASKS, get_task
 from rnnedge.training.batches import vector_groups
-from rnnedge.training.config import ModelConfig, TrainConfig
+from rnnedge.training.config import ModelConfig, TrainConfig, with_variant
 from rnnedge.training.recipe import Recipe, size_recipe, unused_augmentations
 
 
@@ -64,11 +64,11 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
         raise RnnedgeError("--members: bidirectional models do not fold into one (their layers interleave the two "
                            "directions); train one with --members 1")
     try:
-        model = ModelConfig(cell=recipe.cells[0], input_size=len(dataset.channels), hidden_size=recipe.hidden,
-                            num_layers=recipe.layers, output_size=spec.output_size(classes, len(dataset.channels),
-                                                                                    horizon),
-                            dropout=dropout, bidirectional=bidirectional, task=task, horizon=horizon,
+        shape = ModelConfig(input_size=len(dataset.channels), hidden_size=recipe.hidden, num_layers=recipe.layers,
+                            output_size=spec.output_size(classes, len(dataset.channels), horizon), dropout=dropout,
+                            bidirectional=bidirectional, task=task, horizon=horizon,
                             residual=residual and task == "forecast")
+        model = with_variant(shape, recipe.cells[0])
     except ValueError as exc:
         raise RnnedgeError(str(exc)) from None
     return Run(part, {"source": source.to_dict(), "splits": split_record(splits)}, recipe, model)

@@ -50,7 +50,7 @@ import numpy as np
 
 from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_spread, wide_channels
 from rnnedge.tasks import get_task
-from rnnedge.training.config import TrainConfig
+from rnnedge.training.config import CHANGE, TrainConfig
 
 MIN_STEPS = 3000
 PATIENCE_STEPS = 1000
@@ -110,8 +110,8 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
         why.append(f"{name} {_words(rule)} ({reason})")
         return rule
 
-    cells = pick("cells", ("lstm", "gru") if spec.per_series else ("lstm",),
-                 "the better on validation" if spec.per_series else "default")
+    cells = pick("cells", ("lstm", "gru") if spec.per_series else ("lstm", "lstm" + CHANGE) if task == "forecast"
+                 else ("lstm",), "default" if spec.classes and not spec.per_series else "the better on validation")
     if spec.per_series:
         lanes = pick("lanes", min(16, max(4, series // 5)), f"{series} series")
         chunk_len = int(given.get("chunk_len") or BASE["chunk_len"])  # classify reads whole series

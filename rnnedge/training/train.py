@@ -25,7 +25,7 @@ from rnnedge.data.recording import Dataset, Normalization
 from rnnedge.tasks import IGNORE, Task, classify_series, get_task, tag_targets
 from rnnedge.training.batches import series_batches, stateful_chunks, vector_groups
 from rnnedge.training.checkpoint import Checkpoint
-from rnnedge.training.config import ModelConfig, TrainConfig
+from rnnedge.training.config import ModelConfig, TrainConfig, with_variant
 from rnnedge.training.ensemble import fold, member_seeds
 from rnnedge.training.model import RecurrentModel
 from rnnedge.training.recipe import PATIENCE_STEPS
@@ -173,6 +173,8 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     norm = Normalization.fit(train_data.recordings, cfg.spread_limit)
     scored_labels = train_data.label_names[1:]  # label 0 is 'unlabelled': streamed through, never a class
     model = RecurrentModel(model_config)
+    if model_config.change_input:
+        model.fit_change_scale([norm.apply(r.signals) for r in train_data.recordings])
     weights = None
     if task.classes:
         train_labels = [r.labels[-1:] if task.per_series else r.labels for r in train_data.recordings]
@@ -236,7 +238,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     if out_dir:
         checkpoint.save(Path(out_dir) / "model.pt")
         plot_history({"": (history, best[1])}, Path(out_dir) / "training_curve.png",
-                     f"{model_config.cell} {model_config.num_layers}x{model_config.hidden_size}, {task.name} on "
+                     f"{model_config.variant} {model_config.num_layers}x{model_config.hidden_size}, {task.name} on "
                      f"{train_data.source}", task.metric, "cross-entropy" if task.classes else "MSE")
     return TrainResult(checkpoint, history, best[1])
 
@@ -327,7 +329,7 @@ def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     if not quiet:
         said = ", ".join(f"seed {seed} {r.checkpoint.provenance['val_score']:.4f} (epoch {r.best_epoch})"
                          for seed, r in runs)
-        print(f"members (validation {task.metric}): {said}; folded into one {model_config.cell} "
+        print(f"members (validation {task.metric}): {said}; folded into one {model_config.variant} "
               f"{model_config.num_layers}x{folded.config.hidden_size}: {checked['value']:.4f}", file=sys.stderr,
               flush=True)
     folded.save(out_dir / "model.pt")
@@ -335,7 +337,7 @@ def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     write_text_atomic(out_dir / "metrics.json", json.dumps({"members": histories, "val_score": checked["value"],
                                                             "val_loss": checked.get("loss")}, indent=1))
     plot_history({f"seed {seed} ": (r.history, r.best_epoch) for seed, r in runs},
-                 out_dir / "training_curve.png", f"{members} x {model_config.cell} {model_config.num_layers}x"
+                 out_dir / "training_curve.png", f"{members} x {model_config.variant} {model_config.num_layers}x"
                  f"{model_config.hidden_size}, folded into one, {task.name} on {train_data.source}", task.metric,
                  "cross-entropy" if task.classes else "MSE")
     return TrainResult(folded, [], 0)
@@ -352,7 +354,7 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     for number, cell in enumerate(cells, start=1):
         if len(cells) > 1:
             print(f"cell {number} of {len(cells)}: {cell}", file=sys.stderr, flush=True)
-        results[cell] = train_model(train_data, val_data, replace(model_config, cell=cell), cfg, members,
+        results[cell] = train_model(train_data, val_data, with_variant(model_config, cell), cfg, members,
                                     cell_folder(out_dir, cell, cells), data_record)
     kept = cells[0]
     if len(cells) > 1:
@@ -366,7 +368,7 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
         results[kept].checkpoint.provenance["cells"] = {cell: p["val_score"] for cell, p in provenances.items()}
     result = results[kept]
     if final:
-        result = final_fit(train_data, val_data, result, replace(model_config, cell=kept), cfg,
+        result = final_fit(train_data, val_data, result, with_variant(model_config, kept), cfg,
                            cell_folder(out_dir, kept, cells), data_record)
     if len(cells) > 1:
         result.checkpoint.save(out_dir / "model.pt")
