@@ -146,7 +146,8 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
     if rescaled:  # where the magnitude is the class (Covid3MonthDiscrete), the large recordings' detail may count
         changes.append(replace(base, spread_limit=0.0))
     varied = [c for c in dict.fromkeys(changes) if c not in recipe]
-    size = {c: footprint(replace(c, residual=None).deployed(ModelConfig()))["params"] for c in varied}
+    sizes = ModelConfig(task="forecast")  # only the sizes count here; a forecast's takes any cell and input
+    size = {c: footprint(replace(c, residual=None).deployed(sizes))["params"] for c in varied}
     return recipe + sorted(varied, key=size.__getitem__)
 
 

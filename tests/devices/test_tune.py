@@ -36,6 +36,10 @@ def test_footprint_counts_the_torch_models_parameters(cell, layers, bidirectiona
                          bidirectional=bidirectional, task="classify")
     torch.manual_seed(0)
     assert footprint(config)["params"] == sum(p.numel() for p in RecurrentModel(config).parameters())
+    changes = ModelConfig(cell=cell, input_size=3, hidden_size=24, num_layers=layers, output_size=6,
+                          task="forecast", horizon=2, change_input=True)  # the sample before is an input too
+    if not bidirectional:
+        assert footprint(changes)["params"] == sum(p.numel() for p in RecurrentModel(changes).parameters())
 
 
 def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
@@ -57,6 +61,11 @@ def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
     one = next(c for c in folded if c.members == 1)  # a single model: half the device's work
     assert footprint(folded[0].deployed(ModelConfig()))["params"] > footprint(one.deployed(ModelConfig()))["params"]
     assert folded[0].deployed(ModelConfig()).hidden_size == 128 and folded[0].shape(ModelConfig()).hidden_size == 64
+    changes = candidates(Candidate("lstm+change", 64, 1, 3e-3, 250, residual=True), per_series=False,
+                         cells=("lstm", "lstm+change"))
+    assert [c.cell for c in changes[:2]] == ["lstm", "lstm+change"]
+    other = next(c for c in changes if c.cell.startswith("gru"))
+    assert other.cell == "gru+change" and other.shape(ModelConfig(task="forecast")).change_input  # keeps the input
     rescaled = candidates(Candidate("lstm", 64, 1, 3e-3, 250), per_series=True, rescaled=True)
     assert [c.name for c in rescaled if c.spread_limit == 0] == ["lstm-1x64-lr0.003-chunk250-scaleall"]
 

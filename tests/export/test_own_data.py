@@ -87,6 +87,30 @@ def test_forecast_outputs_are_in_the_data_units_and_gated_by_mse(hapt_small_trai
         assert get_task("forecast").gate(manifest.evaluation.torch_score, f.score, f.precision) is None
 
 
+@pytest.mark.slow
+def test_a_change_input_forecast_exports_and_streams_its_last_sample_in_the_state(hapt_small_train, hapt_small_val,
+                                                                                 tmp_path):
+    """The change input (training/model.py): every stream file carries the last sample, normalized, and a seen flag
+    per channel in its state, and streams in any chunks as torch does from a fresh state."""
+    checkpoint = make_checkpoint(hapt_small_train, "lstm", layers=2, hidden=8, task="forecast", horizon=2,
+                                 change_input=True)
+    assert float(checkpoint.state_dict["change_scale"].min()) > 1.5  # 50 Hz: changes are small beside the level
+    manifest = export_bundle(checkpoint, tmp_path / "b", formats=("onnx", "tflite"), precisions=("fp32", "int8"),
+                             eval_data=hapt_small_val)
+    assert manifest.state.previous == 12 and manifest.state.size == 2 * 2 * 8 + 12
+    assert {(f.format, f.precision) for f in manifest.files} >= {("onnx", "fp32"), ("tflite", "fp32")}
+    x = hapt_small_val.recordings[0].signals[:120]
+    model = checkpoint.build_model()
+    expected, state = model(torch.from_numpy(checkpoint.normalization.apply(x)[None]))
+    expected = expected[0].detach().numpy() * np.tile(checkpoint.normalization.std, 2) \
+        + np.tile(checkpoint.normalization.mean, 2)
+    for backend in ("onnxruntime", "litert"):
+        stream = rt.load(tmp_path / "b", backend=backend, precision="fp32").stream()
+        got = np.concatenate([stream.feed(x[a:b]) for a, b in ((0, 1), (1, 50), (50, 120))])
+        np.testing.assert_allclose(got, expected, atol=1e-4 * (1 + np.abs(expected).max()))
+        np.testing.assert_allclose(stream.state[-12:], state[0, -12:].detach().numpy(), atol=1e-5)
+
+
 def test_forecast_gate_rejects_a_few_percent_worse_mse():
     task = get_task("forecast")
     assert task.gate(1.0, 1.04, "int8") is None

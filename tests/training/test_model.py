@@ -1,7 +1,8 @@
+import numpy as np
 import pytest
 import torch
 
-from rnnedge.training.config import CELLS, ModelConfig
+from rnnedge.training.config import CELLS, ModelConfig, with_variant
 from rnnedge.training.model import RecurrentModel
 
 
@@ -74,3 +75,41 @@ def test_a_classify_lstm_starts_with_its_forget_gates_open(task, bias):
                 assert total.abs().max() < 2 / h ** 0.5 and total.std() > 0  # uniform(-1/sqrt(h), 1/sqrt(h)) twice
             else:
                 assert torch.equal(total, torch.full((h,), bias))
+
+
+def _change_forecaster(channels: int = 2) -> RecurrentModel:
+    torch.manual_seed(0)
+    return RecurrentModel(ModelConfig(cell="lstm", input_size=channels, hidden_size=8, num_layers=2,
+                                      output_size=2 * channels, task="forecast", horizon=2, residual=True,
+                                      change_input=True)).eval()
+
+
+def test_the_change_input_streams_in_any_chunks_and_a_fresh_stream_starts_with_no_change():
+    """The change since the last sample: the state carries that sample (normalized) and a seen flag per channel;
+    a fresh state's first change is 0, not the level (a spike at every cold start otherwise)."""
+    model = _change_forecaster()
+    series = np.random.default_rng(0).standard_normal((300, 2)).cumsum(0)
+    model.fit_change_scale([series])
+    np.testing.assert_allclose(model.change_scale.numpy(), 1 / np.diff(series, axis=0).std(0), rtol=1e-5)
+    x = torch.from_numpy(series[None, :60].astype(np.float32))
+    full, full_state = model(x)
+    state, outputs = None, []
+    for start, end in ((0, 1), (1, 18), (18, 19), (19, 60)):
+        y, state = model(x[:, start:end], state)
+        outputs.append(y)
+    torch.testing.assert_close(torch.cat(outputs, 1), full, atol=1e-5, rtol=0)
+    torch.testing.assert_close(state, full_state, atol=1e-5, rtol=0)
+    assert state.shape == (1, model.config.state_size) and model.config.previous_size == 4
+    torch.testing.assert_close(state[0, -4:], torch.cat([x[0, -1], torch.ones(2)]))
+    seen_first = torch.cat([torch.zeros(1, model.config.state_size - 4), x[:, 0], torch.ones(1, 2)], 1)
+    torch.testing.assert_close(model(x[:, :1])[0], model(x[:, :1], seen_first)[0])  # as if x0 came before x0
+    moved = model(x[:, :1], torch.cat([seen_first[:, :-4], x[:, 0] - 1, torch.ones(1, 2)], 1))[0]
+    assert not torch.allclose(moved, model(x[:, :1])[0])  # a seen sample before it is a change
+
+
+def test_the_change_input_is_a_forecasts_and_named_by_its_variant():
+    assert with_variant(ModelConfig(task="forecast"), "gru+change").change_input
+    assert with_variant(ModelConfig(task="forecast"), "gru+change").variant == "gru+change"
+    assert not with_variant(ModelConfig(task="forecast"), "lstm").change_input
+    with pytest.raises(ValueError, match="change input is a forecast's"):
+        with_variant(ModelConfig(task="tag"), "lstm+change")

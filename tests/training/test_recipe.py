@@ -46,7 +46,9 @@ def test_classify_tries_both_gated_cells_unless_one_is_given():
     """Trace: an LSTM never learnt it, a GRU did; BasicMotions the other way round (recipe.py)."""
     assert size_recipe(dataset(40, 150), "classify", {}).cells == ("lstm", "gru")
     assert size_recipe(dataset(40, 150), "classify", {"cells": ("gru",)}).cells == ("gru",)
-    assert size_recipe(dataset(6, 90), "forecast", {}).cells == ("lstm",)
+    assert size_recipe(dataset(6, 90), "forecast", {}).cells == ("lstm", "lstm+change")
+    assert size_recipe(dataset(6, 90), "forecast", {"cells": ("gru",)}).cells == ("gru",)
+    assert size_recipe(dataset(6, 90), "tag", {}).cells == ("lstm",)
     assert "cells lstm or gru (the better on validation)" in size_recipe(dataset(40, 150), "classify", {}).describe()
 
 
