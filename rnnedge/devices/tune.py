@@ -50,6 +50,7 @@ from rnnedge.training.train import (
     final_kept,
     final_width,
     guess_loss,
+    kept_cell,
     ranked,
     refit_seed,
     train_model,
@@ -249,8 +250,10 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     for number, candidate in enumerate(recipe, start=1):
         if candidate.name not in done:
             attempt(number, candidate, 1)
+    count = scored_count(task, val_data, config.window_len)
     own = _ranks(done, recipe_names, task, guess)
-    pick = next(c for c in recipe if c.name == task.best(own)) if own else base
+    own_best = kept_cell(task, {name: done[name]["val_score"] for name in own}, own, count) if own else None
+    pick = next(c for c in recipe if c.name == own_best) if own else base
     varied = candidates(pick, task.per_series, cells, rescaled)[len(cells):]  # one change each from the recipe's pick
     for number, candidate in enumerate(varied, start=len(cells) + 1):
         if candidate.name not in done:
@@ -259,11 +262,9 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     if not rank:
         return {"rows": list(done.values()), "best": None}
     best = done[task.best(rank)]
-    if own and best["name"] not in own:
-        recipe_best = done[task.best(own)]
-        if not clearly_better(task, best["val_score"], recipe_best["val_score"],
-                              scored_count(task, val_data, config.window_len)):
-            best = recipe_best
+    if own and (best["name"] in own or not clearly_better(task, best["val_score"], done[own_best]["val_score"],
+                                                          count)):
+        best = done[own_best]  # the recipe's pick, as `rnnedge train` keeps it, unless a variation clearly won
     if final:
         best["final_fit_minutes"] = _fit_again(train_data, val_data, model, config, Candidate(**best["candidate"]),
                                                out_dir / best["name"], data_record, say,
