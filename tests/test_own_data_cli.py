@@ -14,6 +14,7 @@ import pytest
 
 import rnnedge.runtime as rt
 from rnnedge.bundle import read_manifest
+from rnnedge.tasks import shown
 from rnnedge.training.config import TrainConfig
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data"
@@ -185,5 +186,5 @@ def test_a_forecast_prints_its_test_score_beside_persistence(tmp_path):
     assert train.returncode == 0, train.stderr
     report = json.loads((tmp_path / "run" / "test_report.json").read_text())
     line = next(line for line in train.stdout.splitlines() if line.startswith("test (1 recordings): mse"))
-    assert f"(persistence {report['persistence_mse']:.4f}" in line
+    assert f"(persistence {shown(report['persistence_mse'])}" in line  # 4 significant digits below 0.1
     assert ("not beaten" in line) == (report["value"] >= report["persistence_mse"])

@@ -14,7 +14,7 @@ from rnnedge.atomic import write_text_atomic
 from rnnedge.console import table_console
 from rnnedge.data.source import BUNDLED
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import TASKS
+from rnnedge.tasks import TASKS, shown
 from rnnedge.training.config import CELLS, CHANGE, TrainConfig
 
 # typer lists an Enum's values in --help and refuses others with the list
@@ -139,14 +139,14 @@ def train_command(
     kept = result.checkpoint.provenance
     epoch = f"best epoch {result.best_epoch}: " if result.best_epoch else ""
     refitted = " (before the final fit on training + validation)" if "final_fit" in kept else ""
-    typer.echo(f"{epoch}validation {kept['val_metric']} {kept['val_score']:.4f}{refitted}")
+    typer.echo(f"{epoch}validation {kept['val_metric']} {shown(kept['val_score'])}{refitted}")
     metric = kept["val_metric"]
     if "test" in part:
         test_report = report(result.checkpoint.build_model(), part["test"].recordings,
                              result.checkpoint.normalization, result.checkpoint.labels, window_len or None)
         write_text_atomic(out / "test_report.json", json.dumps(test_report, indent=1))
         print_confusion(test_report)
-        typer.echo(f"test ({len(part['test'].recordings)} recordings): {metric} {test_report['value']:.4f}"
+        typer.echo(f"test ({len(part['test'].recordings)} recordings): {metric} {shown(test_report['value'])}"
                    f"{_against_persistence(test_report)}")
     typer.echo(f"checkpoint: {out / 'model.pt'}")
 
@@ -157,7 +157,7 @@ def _against_persistence(test: dict) -> str:
     if "persistence_mse" not in test:
         return ""
     beaten = "" if test["value"] < test["persistence_mse"] else ": not beaten, no better than the latest value"
-    return f" (persistence {test['persistence_mse']:.4f}{beaten})"
+    return f" (persistence {shown(test['persistence_mse'])}{beaten})"
 
 
 def print_confusion(test: dict) -> None:

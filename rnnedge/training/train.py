@@ -22,7 +22,7 @@ from torch import nn
 
 from rnnedge.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from rnnedge.data.recording import Dataset, Normalization
-from rnnedge.tasks import IGNORE, Task, classify_series, get_task, tag_targets
+from rnnedge.tasks import IGNORE, Task, classify_series, get_task, shown, tag_targets
 from rnnedge.training.batches import series_batches, stateful_chunks, vector_groups
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig, with_variant
@@ -212,7 +212,7 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
                 # training)
                 if best[1] == 0 or not task.better(best[0], val):
                     best = (val, epoch, {k: v.clone() for k, v in average.weights.items()}, checked.get("loss"))
-                said = f"val {task.metric} {val:.4f} (best {best[0]:.4f} at epoch {best[1]})"
+                said = f"val {task.metric} {shown(val)} (best {shown(best[0])} at epoch {best[1]})"
             history.append(row)
             progress.update(task_id, info=f"loss {train_loss:.4f}  {said}")
             if lines:
@@ -327,10 +327,10 @@ def train_model(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
     folded.provenance |= {"val_score": checked["value"], "val_loss": checked.get("loss"), "best_epoch": None}
     task = get_task(model_config.task)
     if not quiet:
-        said = ", ".join(f"seed {seed} {r.checkpoint.provenance['val_score']:.4f} (epoch {r.best_epoch})"
+        said = ", ".join(f"seed {seed} {shown(r.checkpoint.provenance['val_score'])} (epoch {r.best_epoch})"
                          for seed, r in runs)
         print(f"members (validation {task.metric}): {said}; folded into one {model_config.variant} "
-              f"{model_config.num_layers}x{folded.config.hidden_size}: {checked['value']:.4f}", file=sys.stderr,
+              f"{model_config.num_layers}x{folded.config.hidden_size}: {shown(checked['value'])}", file=sys.stderr,
               flush=True)
     folded.save(out_dir / "model.pt")
     histories = {f"seed {seed}": r.history for seed, r in runs}
@@ -363,7 +363,7 @@ def train_cells(train_data: Dataset, val_data: Dataset, model_config: ModelConfi
         ranks = {cell: ranked(task, p["val_score"], p.get("val_loss"), guess) for cell, p in provenances.items()}
         kept = kept_cell(task, {cell: p["val_score"] for cell, p in provenances.items()}, ranks,
                          scored_count(task, val_data, cfg.window_len))
-        said = [f"{cell} {p['val_score']:.4f}" + (f" (loss {p['val_loss']:.4f})" if p.get("val_loss") is not None
+        said = [f"{cell} {shown(p['val_score'])}" + (f" (loss {p['val_loss']:.4f})" if p.get("val_loss") is not None
                                                     else "") for cell, p in provenances.items()]
         print(f"cells (validation {task.metric}): {', '.join(said)}; kept {kept}", file=sys.stderr, flush=True)
         results[kept].checkpoint.provenance["cells"] = {cell: p["val_score"] for cell, p in provenances.items()}

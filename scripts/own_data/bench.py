@@ -193,7 +193,8 @@ def int8_score(checkpoint: Path, folder: Path, log: Path) -> dict:
     kept = training.get("final_fit", {}).get("kept")
     folded += {"fit and validated": ", final fit beside the validated",
                "validated": ", the validated (its final fit dropped)"}.get(kept, "")
-    said = {"shape": f"{shape['cell']} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
+    cell = shape["cell"] + ("+change" if shape.get("change_input") else "")  # as the recipe names it (config.CHANGE)
+    said = {"shape": f"{cell} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
     scored = [r for r in rows if r["model"] == "onnx int8"]
     if scored:
         return scored[0] | said
