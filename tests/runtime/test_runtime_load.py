@@ -69,6 +69,7 @@ def test_model_describes_itself(bundle):
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda m: m["state"].update(size="256"), r"invalid manifest: Expected `int`, got `str` - at `\$.state.size`"),
     (lambda m: m.update(colour="red"), r"invalid manifest: Object contains unknown field `colour`"),
+    (lambda m: m["state"].update(previous=2), r"state size \d+ is not parts .* \+ previous 2 \(0, or 2 x 6 channels\)"),
     (lambda m: m["input"].update(sample_rate_hz=0), r"Expected `float` > 0\.0 - at `\$.input.sample_rate_hz`"),
     (lambda m: m["files"][0].pop("sha256"), r"missing required field `sha256` - at `\$.files\[0\]`"),
     (lambda m: m.update(schema_version=99), r"schema_version 99 is not supported \(this rnnedge reads \d+\)"),
