@@ -254,7 +254,7 @@ def test_train_cells_keeps_the_better_and_ties_keep_the_first(tmp_path):
 
 
 def test_a_forecasts_change_input_is_kept_only_when_clearly_better():
-    """Lynx (seed 1, 17 validation years): the change input 2.5 % lower on validation, 1.71x the MSE on test. A
+    """Lynx (seed 1, 16 validation years): the change input 2.5 % lower on validation, 1.71x the MSE on test. A
     forecast keeps its first model unless the second beats it by more than luck (`clearly_better`); classify cells
     compare as before."""
     from rnnedge.tasks import get_task
@@ -264,7 +264,7 @@ def test_a_forecasts_change_input_is_kept_only_when_clearly_better():
     def kept(task, scores, count):
         return kept_cell(task, scores, {c: ranked(task, v, None, 1.0) for c, v in scores.items()}, count)
 
-    assert kept(forecast, {"lstm": 1_699_112.5, "lstm+change": 1_657_090.8}, 17) == "lstm"
+    assert kept(forecast, {"lstm": 1_699_112.5, "lstm+change": 1_657_090.8}, 16) == "lstm"
     assert kept(forecast, {"lstm": 0.9087, "lstm+change": 0.1388}, 78) == "lstm+change"
     assert kept(forecast, {"lstm": 0.5, "lstm+change": 0.52}, 330) == "lstm"
     assert kept(classify, {"lstm": 0.80, "gru": 0.81}, 100) == "gru"
