@@ -41,9 +41,10 @@ class UnrolledStream(nn.Module):
         self.head_b = nn.Parameter(_tensor(head_b), requires_grad=False)
         self.residual = config.horizon if config.residual else 0  # copies of x added to y (folded.head)
         self.channels = config.input_size if config.change_input else 0  # layer 0 also takes the sample before
-        norm = checkpoint.normalization
-        self.norm_mean = nn.Parameter(_tensor(np.asarray(norm.mean)), requires_grad=False)
-        self.norm_inv_std = nn.Parameter(_tensor(1.0 / np.asarray(norm.std, np.float64)), requires_grad=False)
+        if self.channels:  # which the state keeps normalized, so the graph normalizes (folded.py)
+            norm = checkpoint.normalization
+            self.norm_mean = nn.Parameter(_tensor(np.asarray(norm.mean)), requires_grad=False)
+            self.norm_inv_std = nn.Parameter(_tensor(1.0 / np.asarray(norm.std, np.float64)), requires_grad=False)
 
     def _weights(self, layer: Layer) -> tuple[np.ndarray, ...]:
         """(input weight [in, G*H], input bias, recurrent weight [H, G*H], recurrent bias) in this graph's

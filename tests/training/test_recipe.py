@@ -50,6 +50,8 @@ def test_classify_tries_both_gated_cells_unless_one_is_given():
     assert size_recipe(dataset(6, 90), "forecast", {"cells": ("gru",)}).cells == ("gru",)
     assert size_recipe(dataset(6, 90), "tag", {}).cells == ("lstm",)
     assert "cells lstm or gru (the better on validation)" in size_recipe(dataset(40, 150), "classify", {}).describe()
+    assert "cells lstm or lstm+change (the second only when clearly better on validation)" in \
+        size_recipe(dataset(6, 90), "forecast", {}).describe()
 
 
 def test_small_sets_fold_several_seeds_large_or_bidirectional_ones_train_one():
