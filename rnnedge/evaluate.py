@@ -21,7 +21,7 @@ from rnnedge.console import table_console
 from rnnedge.data.recording import Dataset
 from rnnedge.data.source import held_out_data, read_like_training
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import get_task, score, trained_window_len
+from rnnedge.tasks import get_task, score, shown, trained_window_len
 
 BACKEND_FOR = {"onnx": "onnxruntime", "tflite": "litert"}
 FileBackend = choice("FileBackend", tuple(BACKEND_FOR.values()))
@@ -104,8 +104,8 @@ def evaluate_command(
         table.add_column(column)
     for row in rows:
         scored = next((v for k, v in row.items() if k.startswith("scored_")), "-")
-        value = f"{row['value']:.4f}" if "value" in row else f"[red]{row['error']}[/]"
-        naive = [f"{row['persistence_mse']:.4f}" if "persistence_mse" in row else "-"] if baseline else []
+        value = shown(row['value']) if "value" in row else f"[red]{row['error']}[/]"
+        naive = [shown(row['persistence_mse']) if "persistence_mse" in row else "-"] if baseline else []
         table.add_row(row["model"], row["backend"], value, *naive, str(scored), row.get("data", ""))
     table_console().print(table)
     if out is not None:

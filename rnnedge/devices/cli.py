@@ -13,7 +13,7 @@ from rnnedge.console import table_console
 from rnnedge.devices.cortexm import TARGETS
 from rnnedge.devices.profiles import Budget, Recommendation, recommend
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import get_task
+from rnnedge.tasks import get_task, shown
 from rnnedge.training.cli import BUNDLED, CSV_OPTIONS, DATA_HELP, TaskName, writable_run_folder
 from rnnedge.training.config import TrainConfig
 
@@ -275,7 +275,7 @@ def tune_command(
     scored = sorted((r for r in record["rows"] if r["val_score"] is not None),
                     key=lambda r: -r["val_score"] if get.higher_is_better else r["val_score"])
     for row in scored + [r for r in record["rows"] if r["val_score"] is None]:
-        value = "-" if row["val_score"] is None else f"{row['val_score']:.4f}"
+        value = "-" if row["val_score"] is None else shown(row['val_score'])
         table.add_row(row["name"] + (" (kept)" if row["name"] == record["best"] else ""), row["status"], value,
                       f"{row['minutes']:.1f}", str(row["params"]), row["footprint"])
     table_console().print(table)

@@ -38,7 +38,7 @@ from rnnedge.atomic import write_text_atomic
 from rnnedge.data.recording import Dataset, channel_spread, wide_channels
 from rnnedge.devices.mcu import McuProfile, step_instructions
 from rnnedge.errors import RnnedgeError
-from rnnedge.tasks import Task, get_task
+from rnnedge.tasks import Task, get_task, shown
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import CHANGE, ModelConfig, TrainConfig, with_variant
 from rnnedge.training.ensemble import member_seeds
@@ -242,7 +242,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
                     "fit_minutes": reserve.minutes(kept, out_dir / candidate.name / "metrics.json")}
         done[candidate.name] = row
         _save(record_path, done, task.metric)
-        score = "-" if row["val_score"] is None else f"{row['val_score']:.4f}"
+        score = "-" if row["val_score"] is None else shown(row['val_score'])
         say(f"[{number}/{total}] {candidate.name}: {row['status']}, validation {task.metric} {score}, "
             f"{row['minutes']:.1f} min, {row['params']} parameters ({why}); "
             f"{max(0.0, left - row['minutes']):.1f} min left")
