@@ -114,8 +114,8 @@ TASKS = {
 
 
 def shown(score: float) -> str:
-    """A score as training, tune and evaluate print it: 4 decimals, or 4 significant digits below 0.1 (a forecast's MSE in small
-    units: solar's 0.0004 and 0.0003 were both printed as 4 decimals)."""
+    """A score as training, tune and evaluate print it: 4 decimals, or 4 significant digits below 0.1 (a
+    forecast's MSE in small units: solar's 0.0004 and 0.0003 were both printed as 4 decimals)."""
     return f"{score:.4f}" if abs(score) >= 0.1 or score == 0 else f"{score:.4g}"
 
 
