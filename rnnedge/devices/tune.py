@@ -40,7 +40,7 @@ from rnnedge.devices.mcu import McuProfile, step_instructions
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task, shown
 from rnnedge.training.checkpoint import Checkpoint
-from rnnedge.training.config import CHANGE, ModelConfig, TrainConfig, with_variant
+from rnnedge.training.config import ModelConfig, TrainConfig, with_variant
 from rnnedge.training.ensemble import member_seeds
 from rnnedge.training.scoring import clearly_better, scored_count
 from rnnedge.training.train import (
@@ -132,9 +132,10 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
     the recipe normalized some channel nearer its median recording (Normalization.fit), so normalizing by all
     samples is a change too."""
     recipe = [replace(base, cell=cell) for cell in cells]
-    kind = CHANGE if base.cell.endswith(CHANGE) else ""  # the other cell keeps the input (a forecast's change)
+    sizes = ModelConfig(task="forecast")  # only the sizes count here; a forecast's takes any cell and input
+    picked = with_variant(sizes, base.cell)
+    other_cell = replace(picked, cell="lstm" if picked.cell == "gru" else "gru").variant  # its input kept
     other_layers = 1 if base.layers > 1 else 2
-    other_cell = ("lstm" if base.cell.startswith("gru") else "gru") + kind
     changes = [replace(base, cell=other_cell), replace(base, hidden=max(8, base.hidden // 2)),
                replace(base, layers=other_layers), replace(base, lr=base.lr / 3),
                replace(base, hidden=base.hidden * 2)]
@@ -147,7 +148,6 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
     if rescaled:  # where the magnitude is the class (Covid3MonthDiscrete), the large recordings' detail may count
         changes.append(replace(base, spread_limit=0.0))
     varied = [c for c in dict.fromkeys(changes) if c not in recipe]
-    sizes = ModelConfig(task="forecast")  # only the sizes count here; a forecast's takes any cell and input
     size = {c: footprint(replace(c, residual=None).deployed(sizes))["params"] for c in varied}
     return recipe + sorted(varied, key=size.__getitem__)
 

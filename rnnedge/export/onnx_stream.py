@@ -41,7 +41,7 @@ def _changes(checkpoint: Checkpoint, node, const) -> tuple[str, list[str]]:
     recurrent part, and the state's new tail (the last sample normalized, seen flags of 1)."""
     config, channels = checkpoint.config, checkpoint.config.input_size
     norm = checkpoint.normalization
-    size, recurrent = config.state_size, config.state_size - config.previous_size
+    recurrent, last_at, seen_at = config.state_parts
 
     def part(source: str, start: int, end: int, axis: int, name: str) -> str:
         bounds = [const(f"{name}_{k}", np.array([v], np.int64)) for k, v in (("start", start), ("end", end),
@@ -52,7 +52,8 @@ def _changes(checkpoint: Checkpoint, node, const) -> tuple[str, list[str]]:
     node("Sub", ["x", const("norm_mean", np.asarray(norm.mean, np.float32))], ["x_centred"])
     node("Mul", ["x_centred", const("norm_inv_std", (1.0 / np.asarray(norm.std, np.float64)).astype(np.float32))],
          ["x_norm"])
-    last, seen = part("state", recurrent, size - channels, 1, "last"), part("state", size - channels, size, 1, "seen")
+    last = part("state", last_at.start, last_at.stop, 1, "last")
+    seen = part("state", seen_at.start, seen_at.stop, 1, "seen")
     first = part("x_norm", 0, 1, 1, "first")  # [B, 1, C]
     axis1 = const("axis1_changes", np.array([1], np.int64))
     node("Unsqueeze", [last, axis1], ["last3"])
@@ -66,7 +67,7 @@ def _changes(checkpoint: Checkpoint, node, const) -> tuple[str, list[str]]:
     node("Max", [seen, const("one", np.ones(channels, np.float32))], ["seen_out"])  # 1, whatever it was
     newest = part("x_norm", -1, np.iinfo(np.int64).max, 1, "newest")
     node("Squeeze", [newest, const("axis1_newest", np.array([1], np.int64))], ["newest2"])
-    return part("state", 0, recurrent, 1, "recurrent"), ["newest2", "seen_out"]
+    return part("state", 0, recurrent.stop, 1, "recurrent"), ["newest2", "seen_out"]
 
 
 def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.ModelProto:
@@ -83,7 +84,8 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
     def node(op: str, inputs: list[str], outputs: list[str], **attrs) -> None:
         nodes.append(helper.make_node(op, inputs, outputs, **attrs))
 
-    node("Transpose", ["x"], ["seq"], perm=[1, 0, 2])  # ONNX recurrent ops want [time, batch, features]
+    if config.residual or not config.change_input:  # the residual's latest inputs, or layer 0's own
+        node("Transpose", ["x"], ["seq"], perm=[1, 0, 2])  # ONNX recurrent ops want [time, batch, features]
     recurrent = "state"
     if config.change_input:
         recurrent, remembered = _changes(checkpoint, node, const)
@@ -120,9 +122,8 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
     node("Transpose", ["y_change" if config.residual else "y_tb"], ["y"], perm=[1, 0, 2])
     node("Concat", h_out + c_out, ["final"], axis=0)  # [P*L, batch, hidden]
     node("Transpose", ["final"], ["final_t"], perm=[1, 0, 2])
-    recurrent_size = config.state_size - config.previous_size
     final = "state_out" if not config.change_input else "recurrent_out"
-    node("Reshape", ["final_t", const("state_shape", np.array([0, recurrent_size], np.int64))], [final])
+    node("Reshape", ["final_t", const("state_shape", np.array([0, config.state_parts[0].stop], np.int64))], [final])
     if config.change_input:
         node("Concat", [final, *remembered], ["state_out"], axis=1)
 

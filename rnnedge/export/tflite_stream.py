@@ -41,6 +41,7 @@ class UnrolledStream(nn.Module):
         self.head_b = nn.Parameter(_tensor(head_b), requires_grad=False)
         self.residual = config.horizon if config.residual else 0  # copies of x added to y (folded.head)
         self.channels = config.input_size if config.change_input else 0  # layer 0 also takes the sample before
+        self.state_parts = config.state_parts
         if self.channels:  # which the state keeps normalized, so the graph normalizes (folded.py)
             norm = checkpoint.normalization
             self.norm_mean = nn.Parameter(_tensor(np.asarray(norm.mean)), requires_grad=False)
@@ -84,14 +85,14 @@ class UnrolledStream(nn.Module):
     def _changes(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
         """The change input (training.model._with_changes, its weights folded: onnx_stream._changes): layer 0's
         input [x, the sample before], normalized, the state's recurrent part, and the state's new tail."""
-        n, width = self.channels, state.shape[1]
+        recurrent, last_at, seen_at = self.state_parts
         normalized = (x - self.norm_mean) * self.norm_inv_std
-        last, seen = state[:, width - 2 * n:width - n], state[:, width - n:]
+        last, seen = state[:, last_at], state[:, seen_at]
         first = normalized[:, 0]
         start = first + seen * (last - first)  # the state's sample, or the first where it has seen none
         before = torch.cat([start[:, None], normalized[:, :-1]], 1)
         seen_out = seen + (1.0 - seen)  # 1, whatever it was, from ops every integer kernel has
-        return torch.cat([normalized, before], 2), state[:, :width - 2 * n], [normalized[:, -1], seen_out]
+        return torch.cat([normalized, before], 2), state[:, recurrent], [normalized[:, -1], seen_out]
 
     def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], layer: int) -> list[torch.Tensor]:
         h, n = carried[0], self.hidden

@@ -67,6 +67,14 @@ class ModelConfig:
         return len(self.state_tensors) * self.num_layers * self.directions * self.hidden_size + self.previous_size
 
     @property
+    def state_parts(self) -> tuple[slice, slice, slice]:
+        """Where the flat state holds the recurrent parts, the last sample and the seen flags (the last two empty
+        without the change input): torch, the ONNX graph and the TFLite stream slice it alike."""
+        recurrent = self.state_size - self.previous_size
+        last = recurrent + self.previous_size // 2
+        return slice(0, recurrent), slice(recurrent, last), slice(last, self.state_size)
+
+    @property
     def variant(self) -> str:
         """The cell's name as the recipe and tune name a model: the cell, + CHANGE with the change input."""
         return self.cell + (CHANGE if self.change_input else "")

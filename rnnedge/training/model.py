@@ -65,7 +65,7 @@ class RecurrentModel(nn.Module):
 
     def _unpack(self, state: torch.Tensor):
         c = self.config
-        state = state[:, :c.state_size - c.previous_size]
+        state = state[:, c.state_parts[0]]
         parts = state.reshape(state.shape[0], len(c.state_tensors), c.num_layers * c.directions, c.hidden_size)
         parts = parts.permute(1, 2, 0, 3).contiguous()  # [parts, layers*dirs, batch, hidden]
         return (parts[0], parts[1]) if c.cell == "lstm" else parts[0]
@@ -93,8 +93,8 @@ class RecurrentModel(nn.Module):
         state's, or the first itself where the state has seen none (a fresh stream's first change is 0)."""
         if not self.config.change_input:
             return x
-        channels = self.config.input_size
-        last, seen = state[:, -2 * channels:-channels], state[:, -channels:]
+        _, last_at, seen_at = self.config.state_parts
+        last, seen = state[:, last_at], state[:, seen_at]
         first = x[:, 0]
         before = torch.cat([(first + seen * (last - first))[:, None], x[:, :-1]], dim=1)
         return torch.cat([x, self.change_scale * (x - before)], dim=-1)

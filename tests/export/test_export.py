@@ -1,5 +1,6 @@
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -10,6 +11,7 @@ import rnnedge.runtime as rt
 from rnnedge.bundle import read_manifest, verify_file
 from rnnedge.errors import BundleError, ExportError
 from rnnedge.export import export_bundle
+from rnnedge.export.onnx_stream import build_stream_onnx
 from rnnedge.training.config import CELLS
 from tests.export.conftest import make_checkpoint
 
@@ -35,6 +37,18 @@ def test_every_cell_exports_with_parity(cell, layers, hapt_small_train, hapt_sma
     assert len(ops) == 10 + 2 * layers and not {"Shape", "Gather", "Unsqueeze"} & set(ops)
     signature = Interpreter(model_path=str(tmp_path / "b" / "stream_t5_fp32.tflite")).get_signature_list()
     assert signature == {"serving_default": {"inputs": ["state", "x"], "outputs": ["state_out", "y"]}}
+
+
+@pytest.mark.parametrize("task, change_input, residual", [("tag", False, False), ("forecast", False, True),
+                                                        ("forecast", True, True), ("forecast", True, False)])
+def test_stream_graphs_compute_nothing_unread(task, change_input, residual, hapt_small_train):
+    checkpoint = make_checkpoint(hapt_small_train, "lstm", task=task, change_input=change_input)
+    checkpoint = replace(checkpoint, config=replace(checkpoint.config, residual=residual))
+    model = build_stream_onnx(checkpoint, {})
+    onnx.checker.check_model(model, full_check=True)
+    graph = model.graph
+    read = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+    assert [o for n in graph.node for o in n.output if o not in read] == []
 
 
 @pytest.mark.slow

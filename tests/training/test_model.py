@@ -100,7 +100,11 @@ def test_the_change_input_streams_in_any_chunks_and_a_fresh_stream_starts_with_n
     torch.testing.assert_close(torch.cat(outputs, 1), full, atol=1e-5, rtol=0)
     torch.testing.assert_close(state, full_state, atol=1e-5, rtol=0)
     assert state.shape == (1, model.config.state_size) and model.config.previous_size == 4
-    torch.testing.assert_close(state[0, -4:], torch.cat([x[0, -1], torch.ones(2)]))
+    recurrent, last, seen = model.config.state_parts  # the layout every exporter slices alike
+    assert (recurrent.stop, last.stop, seen.stop) == (model.config.state_size - 4, model.config.state_size - 2,
+                                                      model.config.state_size)
+    torch.testing.assert_close(state[0, last], x[0, -1])
+    torch.testing.assert_close(state[0, seen], torch.ones(2))
     seen_first = torch.cat([torch.zeros(1, model.config.state_size - 4), x[:, 0], torch.ones(1, 2)], 1)
     torch.testing.assert_close(model(x[:, :1])[0], model(x[:, :1], seen_first)[0])  # as if x0 came before x0
     moved = model(x[:, :1], torch.cat([seen_first[:, :-4], x[:, 0] - 1, torch.ones(1, 2)], 1))[0]
@@ -111,5 +115,7 @@ def test_the_change_input_is_a_forecasts_and_named_by_its_variant():
     assert with_variant(ModelConfig(task="forecast"), "gru+change").change_input
     assert with_variant(ModelConfig(task="forecast"), "gru+change").variant == "gru+change"
     assert not with_variant(ModelConfig(task="forecast"), "lstm").change_input
+    recurrent, last, seen = ModelConfig(task="forecast").state_parts  # no change input: the state is recurrent
+    assert recurrent.stop == last.stop == seen.stop == ModelConfig(task="forecast").state_size
     with pytest.raises(ValueError, match="change input is a forecast's"):
         with_variant(ModelConfig(task="tag"), "lstm+change")
