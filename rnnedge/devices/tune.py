@@ -132,7 +132,7 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
     the recipe normalized some channel nearer its median recording (Normalization.fit), so normalizing by all
     samples is a change too."""
     recipe = [replace(base, cell=cell) for cell in cells]
-    sizes = ModelConfig(task="forecast")  # only the sizes count here; a forecast's takes any cell and input
+    sizes = ModelConfig(task="forecast")  # only the cell, input and sizes count here; a forecast's takes any
     picked = with_variant(sizes, base.cell)
     other_cell = replace(picked, cell="lstm" if picked.cell == "gru" else "gru").variant  # its input kept
     other_layers = 1 if base.layers > 1 else 2

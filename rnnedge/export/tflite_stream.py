@@ -40,9 +40,9 @@ class UnrolledStream(nn.Module):
         self.head_w = nn.Parameter(_tensor(head_w.T), requires_grad=False)
         self.head_b = nn.Parameter(_tensor(head_b), requires_grad=False)
         self.residual = config.horizon if config.residual else 0  # copies of x added to y (folded.head)
-        self.channels = config.input_size if config.change_input else 0  # layer 0 also takes the sample before
+        self.change_input = config.change_input  # layer 0 also takes the sample before
         self.state_parts = config.state_parts
-        if self.channels:  # which the state keeps normalized, so the graph normalizes (folded.py)
+        if self.change_input:  # which the state keeps normalized, so the graph normalizes (folded.py)
             norm = checkpoint.normalization
             self.norm_mean = nn.Parameter(_tensor(np.asarray(norm.mean)), requires_grad=False)
             self.norm_inv_std = nn.Parameter(_tensor(1.0 / np.asarray(norm.std, np.float64)), requires_grad=False)
@@ -62,7 +62,7 @@ class UnrolledStream(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> dict[str, torch.Tensor]:
         sequence, tail = x, []
-        if self.channels:
+        if self.change_input:
             sequence, state, tail = self._changes(x, state)
         parts = state.reshape(state.shape[0], self.parts, self.layers, self.hidden)
         finals: list[list[torch.Tensor]] = [[] for _ in range(self.parts)]

@@ -110,10 +110,13 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
         why.append(f"{name} {_words(rule)} ({reason})")
         return rule
 
-    forecast = task == "forecast"  # the change input kept only when clearly better (train.kept_cell)
-    cells = pick("cells", ("lstm", "gru") if spec.per_series else ("lstm", "lstm" + CHANGE) if forecast else ("lstm",),
-                 "the better on validation" if spec.per_series else "the second only when clearly better on "
-                 "validation" if forecast else "default")
+    if spec.per_series:
+        default_cells, reason = ("lstm", "gru"), "the better on validation"
+    elif task == "forecast":  # the change input kept only when clearly better (train.kept_cell)
+        default_cells, reason = ("lstm", "lstm" + CHANGE), "the second only when clearly better on validation"
+    else:
+        default_cells, reason = ("lstm",), "default"
+    cells = pick("cells", default_cells, reason)
     if spec.per_series:
         lanes = pick("lanes", min(16, max(4, series // 5)), f"{series} series")
         chunk_len = int(given.get("chunk_len") or BASE["chunk_len"])  # classify reads whole series
