@@ -266,9 +266,9 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
                                                           count)):
         best = done[own_best]  # the recipe's pick, as `rnnedge train` keeps it, unless a variation clearly won
     if final:
-        best["final_fit_minutes"] = _fit_again(train_data, val_data, model, config, Candidate(**best["candidate"]),
-                                               out_dir / best["name"], data_record, say,
-                                               best.get("fit_minutes", 0.0)) or best.get("final_fit_minutes", 0.0)
+        minutes = _fit_again(train_data, val_data, model, config, Candidate(**best["candidate"]),
+                             out_dir / best["name"], data_record, say, best.get("fit_minutes", 0.0))
+        best["final_fit_minutes"] = best.get("final_fit_minutes", 0.0) if minutes is None else minutes
     shutil.copyfile(out_dir / best["name"] / "model.pt", out_dir / "model.pt.tmp")
     (out_dir / "model.pt.tmp").replace(out_dir / "model.pt")
     record = _save(record_path, done, task.metric, best["name"])
@@ -277,15 +277,16 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
 
 def _fit_again(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: TrainConfig,
                candidate: Candidate, folder: Path, data_record: dict | None, say: Callable[[str], None],
-               estimate: float) -> float:
+               estimate: float) -> float | None:
     """The pick in `folder` trained again on training + validation (train.final_fit), as `rnnedge train` does the
     recipe's kept model; nothing to do where that happened already (`rnnedge train`'s model, a resumed search).
     Its own settings, without a time limit: each member trains exactly the epochs its validated run kept. Returns
-    the minutes it took (0: nothing done); `estimate`: what the search kept aside for it (`Reserve`)."""
+    the minutes it took (None: nothing done; a fit of a few seconds is not 0); `estimate`: what the search kept
+    aside for it (`Reserve`)."""
     checkpoint = Checkpoint.load(folder / "model.pt")
     kept = checkpoint.provenance
     if "final_fit" in kept:
-        return 0.0
+        return None
     say(f"tune: {candidate.name} trained again on training + validation (the recipe's final fit, "
         f"~{estimate * 60:.0f} s kept for it)")
     started = time.monotonic()
@@ -293,7 +294,7 @@ def _fit_again(train_data: Dataset, val_data: Dataset, model: ModelConfig, confi
               candidate.settings(config), folder, data_record)
     seconds = time.monotonic() - started
     say(f"tune: final fit {seconds:.0f} s")
-    return round(seconds / 60, 2)
+    return round(seconds / 60, 4)
 
 
 def contenders(done: dict[str, dict], recipe: list[str], task: Task, guess: float) -> list[dict]:
