@@ -1,5 +1,17 @@
 """Typed exceptions. Every user-facing failure is one of these, with a one-line message."""
 
+from __future__ import annotations
+
+
+def brief(value: object, limit: int = 160) -> str:
+    """`value`'s repr for a one-line message, at most `limit` characters: a longer one keeps its start and its end
+    (an id is often a path, and a path's end is what tells it apart), joined by '...'."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) // 2
+    return text[:head] + "..." + text[len(text) - (limit - 3 - head):]
+
 
 class RnnedgeError(Exception):
     """Base class: the CLI prints the message on one line and exits with code 2."""

@@ -78,7 +78,7 @@ import msgspec
 import numpy as np
 
 from rnnedge.atomic import check_file_target, write_text_atomic
-from rnnedge.errors import RnnedgeError
+from rnnedge.errors import RnnedgeError, brief
 from rnnedge.monitor.errors import MonitorError
 from rnnedge.monitor.frame import DEFAULT_ATTACH
 from rnnedge.monitor.operating_point import OperatingPoint
@@ -218,8 +218,8 @@ class Monitor:
             if state["model_sha256"] != self.model.sha256:
                 raise MonitorError(f"{self.snapshot}: snapshot of another model; delete it to start afresh")
             if state["stream_id"] != self.stream_id:
-                raise MonitorError(f"{self.snapshot}: snapshot of stream {state['stream_id']!r:.80}, this monitor "
-                                   f"is {self.stream_id!r:.80}: each bed needs its own snapshot path")
+                raise MonitorError(f"{self.snapshot}: snapshot of stream {brief(state['stream_id'])}, this monitor "
+                                   f"is {brief(self.stream_id)}: each bed needs its own snapshot path")
             self.stream_file = self.snapshot.with_name(state["stream"])
             self.ward.load_parts(self.stream_id, state)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError,

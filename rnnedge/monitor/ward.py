@@ -30,7 +30,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import numpy as np
 
-from rnnedge.errors import RnnedgeError
+from rnnedge.errors import RnnedgeError, brief
 from rnnedge.monitor.alarm import AlarmRows
 from rnnedge.monitor.errors import MonitorError, bounded
 from rnnedge.monitor.faults import FaultRows
@@ -135,7 +135,7 @@ class Ward:
     # -- beds ----------------------------------------------------------------------------------------------------
     def add(self, bed_id: Hashable) -> Bed:
         if bed_id in self.beds:
-            raise MonitorError(f"bed {bed_id!r:.80} is already in the ward")
+            raise MonitorError(f"bed {brief(bed_id)} is already in the ward")
         if len(self.beds) == self.capacity:
             raise MonitorError(f"the ward is full ({self.capacity} beds)")
         self.pool.add(bed_id)
@@ -163,7 +163,7 @@ class Ward:
         try:
             return self.beds[bed_id]
         except (KeyError, TypeError):
-            raise MonitorError(f"no bed {bed_id!r:.80} in the ward") from None
+            raise MonitorError(f"no bed {brief(bed_id)} in the ward") from None
 
     def _parts(self) -> list:
         return [self.score, self.alarm, self.faults, *([self.frame] if self.frame else [])]

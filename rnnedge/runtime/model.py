@@ -205,4 +205,5 @@ def _check_io(bundle: Path, manifest: Manifest, engine: Engine) -> None:
                 problems.append(f"{file}: {role} is {got}{'' if usable else ' of an unusable type'}, "
                                 f"the manifest says {wanted}")
     if problems:
-        raise BundleError(f"{bundle}: the manifest does not match its model file: {'; '.join(problems[:4])}")
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BundleError(f"{bundle}: the manifest does not match its model file: {problems[0]}{more}")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rnnedge.errors import BundleError, InputError, PoolError, UnknownStreamError
+from rnnedge.errors import BundleError, InputError, PoolError, UnknownStreamError, brief
 from rnnedge.runtime.inputs import as_samples, check_policy, positive_int
 from rnnedge.runtime.snapshot import Snapshot
 
@@ -181,7 +181,7 @@ class Pool:
         try:
             return self._rows[stream_id]
         except (KeyError, TypeError):
-            raise UnknownStreamError(f"no stream {stream_id!r:.60} in the pool") from None
+            raise UnknownStreamError(f"no stream {brief(stream_id)} in the pool") from None
 
     def _clear(self, row: int) -> None:
         self._states[self._current, row] = 0.0
