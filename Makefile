@@ -12,6 +12,8 @@ TRAIN_FLAGS ?=
 TUNE ?= 0
 SEEDS ?= 0
 SETS ?=
+# make test: pytest-xdist workers, each taking whole test files (a file's fixtures are built once); one per core
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 # The fleet (rnnedge fleet, Apache Flink) in its own virtualenv: apache-flink 2.3.0 pins numpy < 2.2 (via
 # apache-beam 2.61) and pandas < 2.3, below the main environment's numpy. Flink also needs Java 17.
@@ -124,7 +126,7 @@ system-deps:
 # the fleet tests run the fleet environment's `rnnedge fleet` (tests/fleet)
 test: install lint fleet-env system-deps
 	RNNEDGE_FLEET_VENV=$(FLEET_VENV) RNNEDGE_FLEET_REQUIRED=1 RNNEDGE_BROWSER_REQUIRED=1 RNNEDGE_MCU_REQUIRED=1 \
-		$(BIN)/python -m pytest -q --durations=15
+		$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 clean:
 	rm -rf $(ART) .pytest_cache
