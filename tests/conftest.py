@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from rnnedge.data.hapt import hapt_split, load_hapt
-from rnnedge.data.recording import Dataset, Recording
+# One thread per test process, set before any library starts its pools: `make test` runs a pytest-xdist worker per
+# core, and libraries that start a thread per core in every worker (torch, TensorFlow's converter) make the workers
+# fight over the cores. Subprocesses inherit it; a test that wants more threads asks for them.
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+              "TF_NUM_INTEROP_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import pytest  # noqa: E402
+
+from rnnedge.data.hapt import hapt_split, load_hapt  # noqa: E402
+from rnnedge.data.recording import Dataset, Recording  # noqa: E402
 
 
 def short(dataset: Dataset, samples: int, count: int) -> Dataset:
