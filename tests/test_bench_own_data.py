@@ -68,3 +68,15 @@ def test_the_table_shows_the_worst_seed_first_then_every_seed():
     row = next(line for line in bench.table([refused], {"cpu": "x", "cpus": 2, "platform": "p"}).splitlines()
                if line.startswith("| C"))
     assert "seed 0: the int8 file export refused, scored there)" in row
+
+
+def test_a_set_the_archive_publishes_is_judged_against_its_published_dtw():
+    """dtw.c on the raw files is not the archive's figure (PigCVP: 0.3269 raw, 0.1538 published, z-normalized)."""
+    run = {"seed": 0, "int8_accuracy": 0.0769, "shape": "lstm 2x64", "train_seconds": 10.0}
+    pig = {"set": "PigCVP", "task": "classify", "train_series": 104, "test_series": 208, "length": [2000, 2000],
+           "channels": 1, "classes": 52, "dtw_1nn_accuracy": 0.3269, **bench.seeded_summary([run], "accuracy")}
+    own = {**pig, "set": "Own", "dtw_1nn_accuracy": 0.1}
+    rows = [line for line in bench.table([pig, own], {"cpu": "x", "cpus": 2, "platform": "p"}).splitlines()
+            if line.startswith("| PigCVP") or line.startswith("| Own")]
+    assert "| 0.3269 / 0.1538 | 0.9341 | -7.7 pts |" in rows[0]
+    assert "| 0.1000 / - | - | -2.3 pts |" in rows[1]
