@@ -35,6 +35,18 @@ def channel_spread(recordings: list[Recording]) -> np.ndarray:
     return _spread(overall, typical)
 
 
+def constant_channels(recordings: list[Recording]) -> np.ndarray:
+    """Per channel: does every training sample hold one value? Such a channel is centred and not scaled
+    (Normalization.fit): scaled by a floor on its std, a reading that later moves would reach the model a million
+    times larger than anything it trained on."""
+    mean, std, _, _ = _statistics(recordings)
+    return _constant(mean, std)
+
+
+def _constant(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return std <= np.finfo(np.float32).eps * np.abs(mean)  # 0, or the rounding of float32 samples
+
+
 def wide_channels(spread: np.ndarray, spread_limit: float) -> np.ndarray:
     """Per channel: is its `channel_spread` above `spread_limit` (0: never), with a median recording that moves?"""
     return np.isfinite(spread) & (spread > spread_limit) if spread_limit else np.zeros(spread.shape, bool)
@@ -70,9 +82,11 @@ class Normalization:
         median recording's (0.15 A) 0.69 but Covid3MonthDiscrete's GRUs and LSTMs fell from 0.66 to 0.58 (mean
         over 4 seeds; its magnitudes are its classes); halfway, PLAID 0.65 and Covid 0.65."""
         mean, std, typical_mean, typical_std = _statistics(recordings)
+        constant = _constant(mean, std)
         wide = wide_channels(_spread(std, typical_std), spread_limit)
         mean, std = np.where(wide, typical_mean, mean), np.where(wide, np.sqrt(typical_std * std), std)
-        return Normalization(mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32))
+        std = np.where(constant, 1.0, np.maximum(std, 1e-6))
+        return Normalization(mean.astype(np.float32), std.astype(np.float32))
 
     def apply(self, signals: np.ndarray) -> np.ndarray:
         return ((signals - self.mean) / self.std).astype(np.float32)

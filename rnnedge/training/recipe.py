@@ -23,7 +23,8 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
   patience    15 epochs, or as many as make PATIENCE_STEPS steps
   spread_limit  10: a channel whose std over all training samples is above 10x the median recording's is
               centred on the median recording and scaled by the geometric mean of the two stds
-              (Normalization.fit: PLAID 0.47 -> 0.65), every other by all samples
+              (Normalization.fit: PLAID 0.47 -> 0.65), every other by all samples; one constant in every training
+              sample is centred and not scaled (its int8 weights, folded with a floor std, fell to chance)
   augmentation  given, else the data set's own (the bundled set's rotation and speed), else for a forecast the
               level shift (each training recording moved by up to LEVEL_SHIFT training stds: a trend's later
               levels are ones training never saw; Airline's worst of seeds 0-2 2320 -> 590), else none
@@ -48,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_spread, wide_channels
+from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_spread, constant_channels, wide_channels
 from rnnedge.tasks import get_task
 from rnnedge.training.config import CHANGE, TrainConfig
 
@@ -187,12 +188,14 @@ def _normalization(train: Dataset, spread_limit: float, source: str) -> str:
     spread = channel_spread(train.recordings)
     wide = wide_channels(spread, spread_limit)
     limit = f"spread limit {spread_limit:g} ({source})"
+    constant = [name for name, c in zip(train.channels, constant_channels(train.recordings), strict=True) if c]
+    flat = f"; constant in every training sample, centred and not scaled: {', '.join(constant)}" if constant else ""
     if not wide.any():
         finite = spread[np.isfinite(spread)]
         widest = f"channel spread at most {finite.max():.3g}x" if finite.size else "the median recording constant"
-        return f"normalization by all samples ({widest}; {limit})"
+        return f"normalization by all samples ({widest}; {limit}){flat}"
     said = ", ".join(f"{name} {value:.3g}x" for name, value, w in zip(train.channels, spread, wide, strict=True) if w)
-    return f"normalization nearer the median recording for {said}, by all samples for the rest ({limit})"
+    return f"normalization nearer the median recording for {said}, by all samples for the rest ({limit}){flat}"
 
 
 def _words(value: int | bool | tuple[str, ...]) -> str:

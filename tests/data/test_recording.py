@@ -1,10 +1,12 @@
 """Normalization fit on training recordings (issue 26): by all samples when recordings are alike, by the median
-recording where a few huge ones would set the scale (PLAID's currents: 0.1 A to 460 A)."""
+recording where a few huge ones would set the scale (PLAID's currents: 0.1 A to 460 A), and a channel that never
+moved centred only."""
 
 import numpy as np
 import pytest
 
-from rnnedge.data.recording import Normalization, Recording, channel_spread
+from rnnedge.data.recording import Dataset, Normalization, Recording, channel_spread, constant_channels
+from rnnedge.training.recipe import size_recipe
 
 
 def recordings(scales: list[float], offset: float = 0.0) -> list[Recording]:
@@ -46,3 +48,19 @@ def test_mostly_constant_recordings_keep_the_scale_of_all_samples():
     assert not np.isfinite(channel_spread(data)[0])
     stacked = np.concatenate([r.signals for r in data]).astype(np.float64)
     assert Normalization.fit(data).std[0] == pytest.approx(stacked[:, 0].std(), rel=1e-5)
+
+
+def test_a_channel_constant_in_every_training_sample_is_centred_and_not_scaled():
+    """Scaled by a floor on its std (0), a reading that later moved by 0.01 would reach the model as 10,000."""
+    data = recordings([1.0, 2.0, 3.0])
+    for r in data:
+        r.signals[:, 0] = 9.81  # a sensor axis that never moved while training data was recorded
+    assert constant_channels(data).tolist() == [True, False]
+    norm = Normalization.fit(data)
+    assert norm.mean[0] == pytest.approx(9.81) and norm.std[0] == 1.0
+    moved = np.array([[9.82, 0.0]], np.float32)
+    assert norm.apply(moved)[0, 0] == pytest.approx(0.01, abs=1e-5)
+    assert not constant_channels(recordings([1e-9, 2e-9])).any()  # small units are not constant
+    dataset = Dataset(data, ["a", "b"], ["none", "x"], 50.0, "test")
+    line = size_recipe(dataset, "classify", {}).describe()
+    assert "constant in every training sample, centred and not scaled: a" in line
