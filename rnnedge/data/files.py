@@ -25,6 +25,9 @@ import numpy as np
 from rnnedge.data.recording import UNLABELED, Dataset, Recording
 from rnnedge.errors import DataError
 
+MISSING_HINT = " (a missing sample is an empty cell)"  # R writes NA, pandas can write nan: both refused, not guessed
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def _decode(path: Path) -> str:
     """The file's text: UTF-8 with or without a byte-order mark; anything else is one DataError line."""
@@ -78,9 +81,14 @@ def _read_csv(
                 try:
                     value = float(row[i])
                 except ValueError:
-                    raise DataError(f"{path}: row {row_number}, column {name}: not a number: {row[i]!r}") from None
+                    raise DataError(f"{path}: row {row_number}, column {name}: not a number: {row[i]!r}"
+                                    f"{MISSING_HINT}") from None
                 if not math.isfinite(value):
-                    raise DataError(f"{path}: row {row_number}, column {name}: non-finite value {row[i]!r}")
+                    raise DataError(f"{path}: row {row_number}, column {name}: non-finite value {row[i]!r}"
+                                    f"{MISSING_HINT}")
+                if abs(value) > FLOAT32_MAX:  # it would become inf in the float32 the model reads
+                    raise DataError(f"{path}: row {row_number}, column {name}: {row[i]!r} is beyond float32's "
+                                    f"range (+-{FLOAT32_MAX:.3g})")
                 values.append(value)
             rows.append(values)
             if label_index is not None:

@@ -31,7 +31,9 @@ def test_csv_loads_channels_by_name_and_labels(tmp_path):
     ("ax,az\n1,2\n", "missing column(s) ay"),
     ("ax,ay\n1,2\n3,oops\n", "row 3, column ay: not a number: 'oops'"),
     ("ax,ay\n1,2\n3\n", "row 3 has 1 cells, header has 2"),
-    ("ax,ay\n1,nan\n", "row 2, column ay: non-finite value"),
+    ("ax,ay\n1,nan\n", "row 2, column ay: non-finite value 'nan' (a missing sample is an empty cell)"),
+    ("ax,ay\n1,NA\n", "row 2, column ay: not a number: 'NA' (a missing sample is an empty cell)"),
+    ("ax,ay\n1,1e39\n", "row 2, column ay: '1e39' is beyond float32's range (+-3.4e+38)"),
     ("ax,ay\n1,\n2, \n", "column(s) ay have no values (every cell empty)"),
 ])
 def test_csv_errors_name_file_row_and_column(tmp_path, text, expected):
