@@ -33,7 +33,7 @@ import msgspec
 
 from rnnedge.atomic import write_bytes_atomic, write_text_atomic
 from rnnedge.digest import sha256_bytes, sha256_file
-from rnnedge.errors import BundleError
+from rnnedge.errors import BundleError, brief
 
 if TYPE_CHECKING:
     import numpy as np
@@ -344,7 +344,7 @@ def verify_file(bundle: str | Path, entry: ModelFile | str, sha256: str | None =
     rel, expected = (entry.path, entry.sha256) if isinstance(entry, ModelFile) else (entry, sha256)
     path = Path(bundle) / rel
     if "/" in rel or "\\" in rel or rel in ("", ".", "..") or Path(rel).is_absolute():
-        raise BundleError(f"{bundle}: file name {rel!r:.80} is not a plain name inside the bundle; refused")
+        raise BundleError(f"{bundle}: file name {brief(rel)} is not a plain name inside the bundle; refused")
     if not path.is_file():
         raise BundleError(f"{path}: listed in the manifest but missing")
     _inside(Path(bundle), path)
