@@ -50,3 +50,15 @@ def test_data_command_describes_hapt():
     assert result.returncode == 0
     assert "61 recordings" in result.stdout and "LIE_TO_STAND" in result.stdout
     assert "test  subjects: 2, 4, 9, 10, 12, 13, 18, 20, 24" in result.stdout
+
+
+def test_a_class_whose_only_series_validates_leaves_training_one_class_and_is_refused(tmp_path):
+    """One series a class: the validation split takes one, and a model trained on the other's class alone learns
+    nothing (it trained, validated 0.0 and wrote a checkpoint)."""
+    for name, label in (("a.csv", "sit"), ("b.csv", "walk")):
+        (tmp_path / name).write_text("ax,label\n" + "".join(f"{i % 3},{label}\n" for i in range(20)))
+    result = rnnedge("train", "--data", str(tmp_path), "--channels", "ax", "--label-column", "label",
+                     "--sample-rate", "50", "--task", "classify", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the training split holds 1 class(es) of 2 after validation took its share" in result.stderr
+    assert not (tmp_path / "run" / "model.pt").exists()
