@@ -43,6 +43,9 @@ def test_the_benchmark_never_touches_the_held_out_sets():
     members = " ".join(s.member for s in bench.CLASSIFICATION + bench.FORECASTS)
     assert not names & bench.HELD_OUT and not any(h in members for h in bench.HELD_OUT)
     assert len(bench.CLASSIFICATION) >= 9 and len(bench.FORECASTS) >= 3
+    # their published figures are there for the independent check's table; accuracies, not error rates
+    assert bench.HELD_OUT - {"co2", "sunspots"} <= set(bench.PUBLISHED)
+    assert all(0 <= a <= 1 and 0 <= r <= 1 for a, r in bench.PUBLISHED.values())
 
 
 def test_every_wheel_the_benchmark_reads_is_pinned_by_sha256():
