@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "own_data" / "bench.py"
 spec = importlib.util.spec_from_file_location("own_data_bench", SCRIPT)
@@ -38,20 +39,30 @@ def test_nearest_neighbour_under_dtw_matches_numpy(tmp_path):
     assert found.tolist() == expected and found[-1] == 7
 
 
-def test_the_benchmark_never_touches_the_held_out_sets():
+def test_the_benchmark_never_touches_the_held_out_sets_unless_told_to_run_only_them():
     names = {s.name for s in bench.CLASSIFICATION + bench.FORECASTS}
     members = " ".join(s.member for s in bench.CLASSIFICATION + bench.FORECASTS)
     assert not names & bench.HELD_OUT and not any(h in members for h in bench.HELD_OUT)
+    assert not {s.name for s in bench.chosen_sets(set(), independent_check=False)} & bench.HELD_OUT
+    assert {s.name for s in bench.chosen_sets(set(), independent_check=True)} == bench.HELD_OUT
+    with pytest.raises(SystemExit, match="held out: --independent-check runs them"):
+        bench.chosen_sets({"GunPoint"}, independent_check=False)
+    with pytest.raises(SystemExit, match="unknown set"):
+        bench.chosen_sets({"Coffee"}, independent_check=True)
     assert len(bench.CLASSIFICATION) >= 9 and len(bench.FORECASTS) >= 3
     # their published figures are there for the independent check's table; accuracies, not error rates
     assert bench.HELD_OUT - {"co2", "sunspots"} <= set(bench.PUBLISHED)
     assert all(0 <= a <= 1 and 0 <= r <= 1 for a, r in bench.PUBLISHED.values())
 
 
-def test_every_wheel_the_benchmark_reads_is_pinned_by_sha256():
-    """One set is a pickle read from its wheel: the wheel is checked first."""
-    wheels = {s.wheel for s in bench.CLASSIFICATION + bench.FORECASTS}
-    assert wheels <= set(bench.WHEEL_SHA256) and all(len(h) == 64 for h in bench.WHEEL_SHA256.values())
+def test_every_file_the_benchmark_reads_is_pinned_by_sha256():
+    """One set is a pickle read from its wheel: the wheel is checked first. A package with no pure-Python wheel
+    (statsmodels) has the files read from it pinned instead."""
+    sets = bench.CLASSIFICATION + bench.FORECASTS + bench.HELD_OUT_SETS
+    for s in sets:
+        members = [s.member.format(split=split) for split in ("TRAIN", "TEST")] if "{split}" in s.member else [s.member]
+        assert s.wheel in bench.WHEEL_SHA256 or all((s.wheel, m) in bench.MEMBER_SHA256 for m in members), s.name
+    assert all(len(h) == 64 for h in [*bench.WHEEL_SHA256.values(), *bench.MEMBER_SHA256.values()])
 
 
 def test_the_table_shows_the_worst_seed_first_then_every_seed():

