@@ -1,6 +1,7 @@
 """The plain C library of an integer-only file (rnnedge.export.cgen), compiled for this machine: the same integers
 as TFLite Micro's reference kernels, call by call, over a real recording, for each cell and for tag and forecast
-models; and the state carried the way the generated step carries it."""
+models and members folded into one (block-diagonal weights, multiplied by block); and the state carried the way the
+generated step carries it."""
 
 from __future__ import annotations
 
@@ -20,18 +21,21 @@ from rnnedge.export.tflite_export import convert_tflite
 from rnnedge.export.tflite_stream import UnrolledStream
 from rnnedge.runtime import fixed_point
 from rnnedge.runtime.tflm import interpreter_module
+from rnnedge.training.ensemble import fold
 from tests.export.conftest import make_checkpoint
 
 pytestmark = pytest.mark.slow  # three litert-torch conversions and calibrations: ~40 s
 
-MODELS = [("lstm", "tag", 2), ("gru", "forecast", 1), ("rnn_tanh", "tag", 2)]
+MODELS = [("lstm", "tag", 2, 1), ("gru", "forecast", 1, 1), ("rnn_tanh", "tag", 2, 1), ("lstm", "tag", 1, 3)]
 
 
-@pytest.fixture(scope="module", params=MODELS, ids=lambda m: f"{m[0]}-{m[1]}")
+@pytest.fixture(scope="module", params=MODELS, ids=lambda m: f"{m[0]}-{m[1]}" + (f"-{m[3]}-folded" if m[3] > 1 else ""))
 def a16w8(request, hapt_small_train) -> bytes:
     torch.set_num_threads(1)
-    cell, task, layers = request.param
-    checkpoint = make_checkpoint(hapt_small_train, cell, layers=layers, hidden=16, task=task, seed=4)
+    cell, task, layers, members = request.param
+    checkpoint = fold([make_checkpoint(hapt_small_train, cell, layers=layers, hidden=16, task=task, seed=4 + m)
+                       for m in range(members)]) if members > 1 else \
+        make_checkpoint(hapt_small_train, cell, layers=layers, hidden=16, task=task, seed=4)
     fp32 = convert_tflite(UnrolledStream(checkpoint).eval(), example_inputs(checkpoint, "stream", 1))
     return integer.integer_tflite(checkpoint, fp32, "a16w8", hapt_small_train.recordings, 1, {})
 
@@ -101,3 +105,23 @@ def test_a_float_file_is_refused_with_its_reason(hapt_small_train):
     fp32 = convert_tflite(UnrolledStream(checkpoint).eval(), example_inputs(checkpoint, "stream", 1))
     with pytest.raises(BundleError, match="FLOAT32; the C generator computes integer-only files"):
         cgen.generate(fp32, "m", [], "fp32.tflite")
+
+
+def test_folded_members_weights_are_stored_and_multiplied_by_block(hapt_small_train):
+    """Three members of 16 folded into one LSTM of 48: each gate's rows of a member read only its own 16 state
+    columns, so the recurrent matrix is stored as 12 blocks of 16 x 16, a third of 192 x 48."""
+    torch.set_num_threads(1)
+    checkpoint = fold([make_checkpoint(hapt_small_train, "lstm", hidden=16, task="tag", seed=s) for s in (1, 2, 3)])
+    fp32 = convert_tflite(UnrolledStream(checkpoint).eval(), example_inputs(checkpoint, "stream", 1))
+    model = integer.integer_tflite(checkpoint, fp32, "a16w8", hapt_small_train.recordings, 1, {})
+    graph = cgen.read_graph(model, "test")
+    shapes = [graph.tensors[op.inputs[1]].shape for op in graph.ops if op.kind == "FULLY_CONNECTED"]
+    recurrent = next(k for k, op in enumerate(graph.ops) if op.kind == "FULLY_CONNECTED"
+                     and graph.tensors[op.inputs[1]].shape == (192, 48))
+    source = cgen.generate(model, "m", ["a"], "test")["m.c"]
+    assert (192, 48) in [tuple(s) for s in shapes]
+    assert f"static const int8_t fc{recurrent}_w[{12 * 16 * 16}]" in source
+    assert source.count(f"fc{recurrent}_mult") == 13  # the constant, then one call per block
+    blocks = cgen.weight_blocks(np.eye(4, dtype=np.int8).repeat(2, axis=0))  # rows 0-1 read column 0, ...
+    assert blocks == [(0, 2, 0, 1), (2, 2, 1, 1), (4, 2, 2, 1), (6, 2, 3, 1)]
+    assert cgen.weight_blocks(np.ones((3, 5), np.int8)) == [(0, 3, 0, 5)]
