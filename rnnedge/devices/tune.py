@@ -92,6 +92,10 @@ class Candidate:
         kept = final_kept(model) if final else ""
         return replace(self.shape(model), hidden_size=final_width(self.hidden * self.members, kept))
 
+    def blocks(self, model: ModelConfig, final: bool = False) -> int:
+        """How many models `deployed` folds side by side (footprint's blocks)."""
+        return final_width(self.members, final_kept(model) if final else "")
+
 
 @dataclass(frozen=True)
 class Reserve:
@@ -152,30 +156,37 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
     return recipe + sorted(varied, key=size.__getitem__)
 
 
-def footprint(config: ModelConfig) -> dict:
-    """Parameters, int8 weight bytes (one byte a weight, 4 a bias), state bytes (int16, in and out) and the
-    instructions of a step on a Cortex-M (devices/mcu.step_instructions) of a model."""
+def footprint(config: ModelConfig, blocks: int = 1) -> dict:
+    """Parameters; the int8 weights the generated C stores and their bytes (one a weight, 4 a bias); state bytes
+    (int16, in and out); and the instructions of a step on a Cortex-M (devices/mcu.step_instructions) of a model.
+    `blocks`: members folded into it (Candidate.blocks): each layer's weights from a member's state to its own
+    gates are blocks of a block-diagonal matrix, and the generated C stores and multiplies the blocks alone
+    (export/cgen.weight_blocks); the first layer's input weights and the head are dense."""
     gates = {"lstm": 4, "gru": 3}.get(config.cell, 1) * config.hidden_size
-    weights = biases = 0
+    weights = stored = biases = 0
     inputs = config.input_size * (2 if config.change_input else 1)  # the change input: the sample before too
-    for _ in range(config.num_layers):
+    for layer in range(config.num_layers):
         weights += config.directions * gates * (inputs + config.hidden_size)
+        stored += config.directions * gates * ((inputs if layer == 0 else inputs // blocks)
+                                               + config.hidden_size // blocks)
         biases += config.directions * gates * 2
         inputs = config.hidden_size * config.directions
     weights += inputs * config.output_size
+    stored += inputs * config.output_size
     biases += config.output_size
     gate_elements = config.directions * gates * config.num_layers
-    return {"params": weights + biases, "int8_bytes": weights + 4 * biases, "state_bytes": 2 * 2 * config.state_size,
-            "step_instructions": step_instructions(weights + biases, gate_elements)}
+    return {"params": weights + biases, "weights": stored, "int8_bytes": stored + 4 * biases,
+            "state_bytes": 2 * 2 * config.state_size, "step_instructions": step_instructions(stored + biases,
+                                                                                            gate_elements)}
 
 
-def fits(config: ModelConfig, device: McuProfile | None, sample_rate_hz: float) -> tuple[bool, str]:
+def fits(config: ModelConfig, device: McuProfile | None, sample_rate_hz: float, blocks: int = 1) -> tuple[bool, str]:
     """Whether the model's int8 weights fit the device's flash, its state its RAM and its step (estimated from its
     shape) the sample period, with the same reserve for firmware, TFLite Micro and stacks as `rnnedge mcu`
-    (devices/mcu.py)."""
+    (devices/mcu.py); `blocks` as footprint's."""
     if device is None:
         return True, "no device budget"
-    size = footprint(config)
+    size = footprint(config, blocks)
     flash, ram = device.budgets
     step_ms, allowed_ms = device.step_ms(size["step_instructions"]), device.step_budget_ms(sample_rate_hz)
     ok = size["int8_bytes"] <= flash and size["state_bytes"] <= ram and step_ms <= allowed_ms
@@ -214,7 +225,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
         left = budget_minutes - sum(row["minutes"] for row in done.values())
         available = reserve.available(left, contenders(done, recipe_names, task, guess))
         shaped, deployed = candidate.shape(model), candidate.deployed(model, final)
-        ok, why = fits(deployed, device, train_data.sample_rate_hz)
+        ok, why = fits(deployed, device, train_data.sample_rate_hz, candidate.blocks(model, final))
         row = {"name": candidate.name, "candidate": asdict(candidate), "params": footprint(deployed)["params"],
                "fits": ok, "footprint": why, "minutes": 0.0, "val_score": None, "val_loss": None, "best_epoch": None,
                "fit_minutes": 0.0}

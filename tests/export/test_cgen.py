@@ -6,6 +6,7 @@ generated step carries it."""
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnedge.devices.tune import footprint
 from rnnedge.errors import BundleError
 from rnnedge.export import cgen, integer
 from rnnedge.export.graphs import example_inputs
@@ -122,6 +124,8 @@ def test_folded_members_weights_are_stored_and_multiplied_by_block(hapt_small_tr
     assert (192, 48) in [tuple(s) for s in shapes]
     assert f"static const int8_t fc{recurrent}_w[{12 * 16 * 16}]" in source
     assert source.count(f"fc{recurrent}_mult") == 13  # the constant, then one call per block
+    stored = sum(int(n) for n in re.findall(r"static const int8_t fc\d+_w\[(\d+)\]", source))
+    assert stored == footprint(checkpoint.config, blocks=3)["weights"]  # what tune's device budget counts
     blocks = cgen.weight_blocks(np.eye(4, dtype=np.int8).repeat(2, axis=0))  # rows 0-1 read column 0, ...
     assert blocks == [(0, 2, 0, 1), (2, 2, 1, 1), (4, 2, 2, 1), (6, 2, 3, 1)]
     assert cgen.weight_blocks(np.ones((3, 5), np.int8)) == [(0, 3, 0, 5)]
