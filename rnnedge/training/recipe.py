@@ -126,7 +126,7 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
         batches = TrainConfig.windows_per_epoch if changing and not window_len else series
         steps = max(1, math.ceil(batches / lanes))
     else:
-        lanes = pick("lanes", min(16, max(1, series // 2)), f"{series} recordings")
+        lanes = pick("lanes", min(16, max(1, series // 2)), f"{series} recording{'s' * (series != 1)}")
         median = int(np.median(lengths))
         chunk_len = pick("chunk_len", min(BASE["chunk_len"], max(2, median)), f"median recording {median} samples")
         per_lane = samples / max(1, min(lanes, series))
