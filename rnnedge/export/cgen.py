@@ -313,7 +313,8 @@ def weight_blocks(weights: np.ndarray) -> list[tuple[int, int, int, int]]:
         used = np.flatnonzero(row)
         lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
         if blocks:
-            r0, rows, c0, c1 = blocks[-1][0], blocks[-1][1], blocks[-1][2], blocks[-1][2] + blocks[-1][3]
+            r0, rows, c0, cols = blocks[-1]
+            c1 = c0 + cols
             if not used.size or (lo < c1 and hi > c0):  # an empty row, or columns the run already reads
                 c0, c1 = (c0, c1) if not used.size else (min(c0, lo), max(c1, hi))
                 blocks[-1] = (r0, rows + 1, c0, c1 - c0)
