@@ -57,11 +57,12 @@ def prepared(data: str, val: str | None, test: str | None, channels: str | None,
         raise RnnedgeError(f"{source.description}: {classes} class(es) found; a {task} model needs at least 2 "
                            "(is --label-column right?)")
     part = {name: _dataset(dataset, split.recordings) for name, split in splits.items()}
-    trained = {int(c) for r in part["train"].recordings for c in np.unique(r.labels[r.labels > 0])}
-    if spec.classes and len(trained) < 2:  # e.g. one series a class: the validation split took one class's only one
-        raise RnnedgeError(f"{source.description}: the training split holds {len(trained)} class(es) of {classes} "
-                           "after validation took its share; give each class at least two series, or --val other "
-                           "files")
+    if spec.classes:  # e.g. one series a class: the validation split took one class's only one
+        trained = {int(c) for r in part["train"].recordings for c in np.unique(r.labels[r.labels > 0])}
+        if len(trained) < 2:
+            raise RnnedgeError(f"{source.description}: the training split holds {len(trained)} class(es) of "
+                               f"{classes} after validation took its share; give each class at least two series, or "
+                               "--val other files")
     recipe = size_recipe(part["train"], task, given | {"cells": (cell,) if cell else None}, window_len, bidirectional,
                          tested="test" in part)
     if recipe.final_fit and "test" not in part:
