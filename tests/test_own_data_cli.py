@@ -149,7 +149,7 @@ def test_a_channel_a_few_huge_recordings_dominate_is_normalized_nearer_the_typic
         (data / f"r{i}.csv").write_text("\n".join(rows) + "\n")
     words = ["train", "--data", str(data), "--channels", "amps,volts", "--label-column", "label", "--sample-rate",
              "10", "--task", "classify", "--cell", "gru", "--members", "1", "--hidden", "4", "--epochs", "1"]
-    from rnnedge.data.recording import channel_spread
+    from rnnedge.data.recording import channel_traits
     from rnnedge.data.source import load_split
     from rnnedge.training.checkpoint import Checkpoint
 
@@ -157,7 +157,7 @@ def test_a_channel_a_few_huge_recordings_dominate_is_normalized_nearer_the_typic
     assert near.returncode == 0, near.stderr
     kept = Checkpoint.load(tmp_path / "near" / "model.pt")
     train_split = load_split(kept.provenance["data"]["splits"], "train").recordings
-    spread = channel_spread(train_split)
+    spread = channel_traits(train_split).spread
     assert spread[0] > 10 > spread[1]
     assert f"normalization nearer the median recording for amps {spread[0]:.3g}x" in near.stderr
     stacked = np.concatenate([r.signals for r in train_split]).astype(np.float64)

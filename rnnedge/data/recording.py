@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,19 +29,18 @@ class Recording:
         return len(self.signals)
 
 
-def channel_spread(recordings: list[Recording]) -> np.ndarray:
-    """Per channel: the std over every sample divided by the median recording's own std (about 1 when recordings
-    are alike; inf where the median recording is constant)."""
-    _, overall, _, typical = _statistics(recordings)
-    return _spread(overall, typical)
+class ChannelTraits(NamedTuple):
+    """Per channel, what the normalization rule and the recipe's line read from the training samples."""
+
+    spread: np.ndarray  # std over every sample / the median recording's own std (about 1 when recordings are
+    # alike; inf where the median recording is constant)
+    constant: np.ndarray  # every sample holds one value: centred and not scaled (Normalization.fit), since scaled
+    # by a floor on its std a reading that later moves would reach the model a million times larger than any trained on
 
 
-def constant_channels(recordings: list[Recording]) -> np.ndarray:
-    """Per channel: does every training sample hold one value? Such a channel is centred and not scaled
-    (Normalization.fit): scaled by a floor on its std, a reading that later moves would reach the model a million
-    times larger than anything it trained on."""
-    mean, std, _, _ = _statistics(recordings)
-    return _constant(mean, std)
+def channel_traits(recordings: list[Recording]) -> ChannelTraits:
+    mean, std, _, typical = _statistics(recordings)
+    return ChannelTraits(_spread(std, typical), _constant(mean, std))
 
 
 def _constant(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def _constant(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 def wide_channels(spread: np.ndarray, spread_limit: float) -> np.ndarray:
-    """Per channel: is its `channel_spread` above `spread_limit` (0: never), with a median recording that moves?"""
+    """Per channel: is its spread (`channel_traits`) above `spread_limit` (0: never), with a moving median recording?"""
     return np.isfinite(spread) & (spread > spread_limit) if spread_limit else np.zeros(spread.shape, bool)
 
 

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rnnedge.atomic import write_text_atomic
-from rnnedge.data.recording import Dataset, channel_spread, wide_channels
+from rnnedge.data.recording import Dataset, channel_traits, wide_channels
 from rnnedge.devices.mcu import McuProfile, step_instructions
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task, shown
@@ -209,7 +209,7 @@ def tune(train_data: Dataset, val_data: Dataset, model: ModelConfig, config: Tra
     task = get_task(model.task)
     base = Candidate(model.variant, model.hidden_size, model.num_layers, config.lr, config.chunk_len,
                      model.residual if model.task == "forecast" else None, members)
-    rescaled = wide_channels(channel_spread(train_data.recordings), config.spread_limit).any()
+    rescaled = wide_channels(channel_traits(train_data.recordings).spread, config.spread_limit).any()
     plan = candidates(base, task.per_series, cells, rescaled)
     recipe, total = plan[:len(cells)], len(plan)
     recipe_names = [c.name for c in recipe]

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_spread, constant_channels, wide_channels
+from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_traits, wide_channels
 from rnnedge.tasks import get_task
 from rnnedge.training.config import CHANGE, TrainConfig
 
@@ -186,11 +186,11 @@ def _augmentation(train: Dataset, given: dict[str, Any], why: list[str], task: s
 def _normalization(train: Dataset, spread_limit: float, source: str) -> str:
     """The recipe's line on normalization: which channels are centred on the median recording, with each one's
     spread."""
-    spread = channel_spread(train.recordings)
+    spread, constant = channel_traits(train.recordings)
     wide = wide_channels(spread, spread_limit)
     limit = f"spread limit {spread_limit:g} ({source})"
-    constant = [name for name, c in zip(train.channels, constant_channels(train.recordings), strict=True) if c]
-    flat = f"; constant in every training sample, centred and not scaled: {', '.join(constant)}" if constant else ""
+    names = [name for name, c in zip(train.channels, constant, strict=True) if c]
+    flat = f"; constant in every training sample, centred and not scaled: {', '.join(names)}" if names else ""
     if not wide.any():
         finite = spread[np.isfinite(spread)]
         widest = f"channel spread at most {finite.max():.3g}x" if finite.size else "the median recording constant"

@@ -5,7 +5,7 @@ moved centred only."""
 import numpy as np
 import pytest
 
-from rnnedge.data.recording import Dataset, Normalization, Recording, channel_spread, constant_channels
+from rnnedge.data.recording import Dataset, Normalization, Recording, channel_traits
 from rnnedge.training.recipe import size_recipe
 
 
@@ -27,7 +27,7 @@ def test_alike_recordings_are_normalized_by_all_samples():
 
 def test_a_channel_a_few_huge_recordings_dominate_is_centred_on_the_median_recording_and_scaled_nearer_it():
     data = recordings([1.0, 1.0, 2.0, 1.0, 500.0, 0.5, 800.0], offset=1.0)
-    spread = channel_spread(data)
+    spread = channel_traits(data).spread
     assert spread[0] > 10 and spread[1] == pytest.approx(1.0)
     norm = Normalization.fit(data)
     typical = data[0].signals[:, 0].astype(np.float64)  # the median recording's scale is 1.0
@@ -45,7 +45,7 @@ def test_a_channel_a_few_huge_recordings_dominate_is_centred_on_the_median_recor
 def test_mostly_constant_recordings_keep_the_scale_of_all_samples():
     """A median recording that never moves has no scale to lend: dividing by it would blow every sample up."""
     data = recordings([0.0, 0.0, 0.0, 1.0, 3.0])
-    assert not np.isfinite(channel_spread(data)[0])
+    assert not np.isfinite(channel_traits(data).spread[0])
     stacked = np.concatenate([r.signals for r in data]).astype(np.float64)
     assert Normalization.fit(data).std[0] == pytest.approx(stacked[:, 0].std(), rel=1e-5)
 
@@ -55,12 +55,12 @@ def test_a_channel_constant_in_every_training_sample_is_centred_and_not_scaled()
     data = recordings([1.0, 2.0, 3.0])
     for r in data:
         r.signals[:, 0] = 9.81  # a sensor axis that never moved while training data was recorded
-    assert constant_channels(data).tolist() == [True, False]
+    assert channel_traits(data).constant.tolist() == [True, False]
     norm = Normalization.fit(data)
     assert norm.mean[0] == pytest.approx(9.81) and norm.std[0] == 1.0
     moved = np.array([[9.82, 0.0]], np.float32)
     assert norm.apply(moved)[0, 0] == pytest.approx(0.01, abs=1e-5)
-    assert not constant_channels(recordings([1e-9, 2e-9])).any()  # small units are not constant
+    assert not channel_traits(recordings([1e-9, 2e-9])).constant.any()  # small units are not constant
     dataset = Dataset(data, ["a", "b"], ["none", "x"], 50.0, "test")
     line = size_recipe(dataset, "classify", {}).describe()
     assert "constant in every training sample, centred and not scaled: a" in line
