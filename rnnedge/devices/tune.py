@@ -41,7 +41,7 @@ from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task, shown
 from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig, with_variant
-from rnnedge.training.ensemble import member_seeds
+from rnnedge.training.ensemble import GATES, member_seeds, runs_apart
 from rnnedge.training.scoring import clearly_better, scored_count
 from rnnedge.training.train import (
     TrainResult,
@@ -159,10 +159,12 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
 def footprint(config: ModelConfig, blocks: int = 1) -> dict:
     """Parameters; the int8 weights the generated C stores and their bytes (one a weight, 4 a bias); state bytes
     (int16, in and out); and the instructions of a step on a Cortex-M (devices/mcu.step_instructions) of a model.
-    `blocks`: members folded into it (Candidate.blocks): each layer's weights from a member's state to its own
-    gates are blocks of a block-diagonal matrix, and the generated C stores and multiplies the blocks alone
-    (export/cgen.weight_blocks); the first layer's input weights and the head are dense."""
-    gates = {"lstm": 4, "gru": 3}.get(config.cell, 1) * config.hidden_size
+    `blocks`: members folded into it (Candidate.blocks): every exported file runs members large enough apart
+    (training/ensemble.runs_apart), each layer's weights from a member's state to its own gates alone, the zeros
+    between members left out; the first layer's input weights and the head are dense."""
+    gates = GATES[config.cell] * config.hidden_size
+    if not runs_apart(GATES[config.cell], config.hidden_size, blocks):
+        blocks = 1  # small members stay folded, zeros and all
     weights = stored = biases = 0
     inputs = config.input_size * (2 if config.change_input else 1)  # the change input: the sample before too
     for layer in range(config.num_layers):

@@ -300,34 +300,6 @@ def state_carry_params(graph: Graph) -> tuple[int, int]:
     return carry_params(state_out.scale, state.scale)
 
 
-SPARSE_SHARE = 0.75  # blocks are emitted only when they hold at most this share of the matrix's weights
-
-
-def weight_blocks(weights: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(first row, rows, first column, columns) of each run of consecutive rows whose nonzero columns overlap:
-    one block for a dense matrix. Members folded into one model (training/ensemble.py) make the recurrent weights
-    block-diagonal, each gate's rows of a member reading only its own state; the step then multiplies the blocks
-    alone, the zeros between them neither stored nor read, with the same integers (a zero adds nothing)."""
-    blocks: list[tuple[int, int, int, int]] = []
-    for r, row in enumerate(weights):
-        used = np.flatnonzero(row)
-        lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
-        if blocks:
-            r0, rows, c0, cols = blocks[-1]
-            c1 = c0 + cols
-            if not used.size or (lo < c1 and hi > c0):  # an empty row, or columns the run already reads
-                c0, c1 = (c0, c1) if not used.size else (min(c0, lo), max(c1, hi))
-                blocks[-1] = (r0, rows + 1, c0, c1 - c0)
-                continue
-        blocks.append((r, 1, lo, hi - lo))
-    return blocks
-
-
-def _at(pointer: str, offset: int) -> str:
-    """A C pointer expression `offset` elements on ("0", no bias, stays 0)."""
-    return pointer if offset == 0 or pointer == "0" else f"({pointer}) + {offset}"
-
-
 class Emitter:
     """The step's body: constants, a liveness-planned scratch buffer, and one kernel call per operator."""
 
@@ -404,18 +376,10 @@ class Emitter:
         pairs = [quantize_multiplier(_double(x.scale) * _double(s) / _double(out.scale)) for s in scales]
         m = self.const("int32_t", f"fc{k}_mult", [p[0] for p in pairs])
         sh = self.const("int8_t", f"fc{k}_shift", [p[1] for p in pairs])
-        weights = np.asarray(w.data).reshape(outs, depth)
-        blocks = weight_blocks(weights)
-        if sum(rows * cols for _, rows, _, cols in blocks) > SPARSE_SHARE * outs * depth:
-            blocks = [(0, outs, 0, depth)]  # dense: one call over the whole matrix
-        packed = [weights[r0:r0 + rows, c0:c0 + cols] for r0, rows, c0, cols in blocks]
-        wname = self.const("int8_t", f"fc{k}_w", np.concatenate([block.ravel() for block in packed]))
+        wname = self.const("int8_t", f"fc{k}_w", w.data)
         bname = self.const("int64_t", f"fc{k}_b", bias.data) if bias is not None else "0"
-        x, y, offset = self.buf(op.inputs[0]), self.buf(op.outputs[0]), 0
-        for (r0, rows, c0, cols), block in zip(blocks, packed, strict=True):
-            self.body.append(f"  fc_s16({_at(x, c0)}, {cols}, {_at(wname, offset)}, {_at(bname, r0)}, {rows}, "
-                             f"{_at(m, r0)}, {_at(sh, r0)}, {_at(y, r0)});")
-            offset += block.size
+        self.body.append(f"  fc_s16({self.buf(op.inputs[0])}, {depth}, {wname}, {bname}, {outs}, {m}, {sh}, "
+                         f"{self.buf(op.outputs[0])});")
 
     def _addsub(self, k: int, op: Op, sub: bool) -> None:
         a, b, out = (self.g.tensors[i] for i in (*op.inputs, op.outputs[0]))

@@ -5,6 +5,8 @@ so the files take raw sensor units and spend no node on normalizing; a forecast 
 forecast with the change input (ModelConfig.change_input) has layer 0 take [x, the sample before], both normalized
 by the graph (its state keeps the sample normalized).
 Gate blocks stay in torch order (LSTM i,f,g,o; GRU r,z,n); each graph writer reorders them for its own ops.
+Members folded into one model (training/ensemble.py) come apart again here (`member_layers`), so that a graph runs
+each member's small recurrence instead of the fold's block-diagonal matrices, zeros and all.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from rnnedge.tasks import get_task
 from rnnedge.training.checkpoint import Checkpoint
+from rnnedge.training.ensemble import GATES, runs_apart
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,50 @@ def folded_layers(checkpoint: Checkpoint) -> list[Layer]:
                 w_ih = w_ih / std
         layers.append(Layer(w_ih, sd[f"rnn.weight_hh_l{i}"], b_ih, sd[f"rnn.bias_hh_l{i}"]))
     return layers
+
+
+def member_layers(checkpoint: Checkpoint) -> list[list[Layer]]:
+    """`folded_layers`, each layer split into the members folded side by side (one member for a model trained
+    as one): member k's rows of every gate, and of its recurrent weight (and a deeper layer's input weight) the
+    columns of its own units. Layer 0's input weights read the shared input. Small members stay folded
+    (`runs_apart`)."""
+    layers, gates = folded_layers(checkpoint), GATES[checkpoint.config.cell]
+    count = member_count(layers, gates)
+    if not runs_apart(gates, checkpoint.config.hidden_size, count):
+        count = 1
+    width = checkpoint.config.hidden_size // count
+    split = []
+    for depth, layer in enumerate(layers):
+        members = []
+        for k in range(count):
+            # gate-major, member-minor rows (ensemble.fold): gate g of member k at (g * count + k) * width
+            rows = np.concatenate([np.arange(width) + (g * count + k) * width for g in range(gates)])
+            own = slice(k * width, (k + 1) * width)
+            w_ih = layer.w_ih[rows] if depth == 0 else layer.w_ih[rows][:, own]
+            members.append(Layer(w_ih, layer.w_hh[rows][:, own], layer.b_ih[rows], layer.b_hh[rows]))
+        split.append(members)
+    return split
+
+
+def member_count(layers: list[Layer], gates: int) -> int:
+    """How many members were folded into these layers: the most equal parts their units split into with every
+    weight from one part's units to another's gates exactly zero (a fold's padding; a model trained as one has
+    none, so 1). The finest split: a fold of folds comes apart into all their members."""
+    hidden = layers[0].w_hh.shape[1]
+    own_inputs = [layer.w_hh for layer in layers] + [layer.w_ih for layer in layers[1:]]
+    for count in range(hidden, 1, -1):
+        if hidden % count == 0 and all(_blocked(w, count) for w in own_inputs):
+            return count
+    return 1
+
+
+def _blocked(weight: np.ndarray, count: int) -> bool:
+    """Is `weight` [gates*H, H] zero from each of `count` parts of the H units to every other part's gate rows?"""
+    hidden = weight.shape[1]
+    width = hidden // count
+    row_part = (np.arange(weight.shape[0]) % hidden) // width
+    col_part = np.arange(hidden) // width
+    return not np.any(weight[row_part[:, None] != col_part[None, :]])
 
 
 def _change_input(checkpoint: Checkpoint, w_ih: np.ndarray, sd: dict) -> np.ndarray:

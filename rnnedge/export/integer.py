@@ -65,8 +65,8 @@ class IntegerStream(UnrolledStream):
         super().__init__(checkpoint)
         self.clip = torch.as_tensor(clip, dtype=torch.float32)
 
-    def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], layer: int) -> list[torch.Tensor]:
-        carried = super()._cell(x_t, carried, layer)
+    def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], at: int) -> list[torch.Tensor]:
+        carried = super()._cell(x_t, carried, at)
         if self.cell == "lstm":
             carried[1] = torch.clamp(carried[1], -self.clip, self.clip)
         return carried

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from rnnedge.export.folded import Layer, folded_layers, head, reorder_gates
+from rnnedge.export.folded import Layer, head, member_layers, reorder_gates
 from rnnedge.training.checkpoint import Checkpoint
 
 OPSET = 17
@@ -70,6 +70,14 @@ def _changes(checkpoint: Checkpoint, node, const) -> tuple[str, list[str]]:
     return part("state", 0, recurrent.stop, 1, "recurrent"), ["newest2", "seen_out"]
 
 
+def _joined(names: list[str], joined: str, axis: int, node) -> str:
+    """The members' tensors side by side along `axis` (a single member's as it is)."""
+    if len(names) == 1:
+        return names[0]
+    node("Concat", names, [joined], axis=axis)
+    return joined
+
+
 def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.ModelProto:
     """The streaming graph: x [batch, time, channels] raw, state [batch, S] -> y [batch, time, O], state_out."""
     config = checkpoint.config
@@ -93,25 +101,39 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
     node("Transpose", ["pieces"], ["pieces_t"], perm=[1, 0, 2])
     initial = [f"init{i}" for i in range(pieces)]  # index = part * layers + layer
     node("Split", ["pieces_t"], initial, axis=0)  # equal pieces [1, batch, hidden]
-    h_out, c_out = [], []
-    sequence = "seq_before" if config.change_input else "seq"
-    for layer, folded in enumerate(folded_layers(checkpoint)):
-        weights = {k: const(f"{k}{layer}", v) for k, v in _onnx_weights(folded, config.cell).items()}
-        inputs = [sequence, weights["W"], weights["R"], weights["B"], "", initial[layer]]
-        outputs = [f"y{layer}", f"h{layer}"]
-        attrs = {"hidden_size": hidden}
-        if config.cell == "lstm":
-            inputs.append(initial[layers + layer])
-            outputs.append(f"c{layer}")
-            c_out.append(f"c{layer}")
-        elif config.cell == "gru":
-            attrs["linear_before_reset"] = 1  # torch's GRU applies the reset gate after the recurrent matmul
-        else:
-            attrs["activations"] = ["Relu" if config.cell == "rnn_relu" else "Tanh"]
-        node(_OP[config.cell], inputs, outputs, **attrs)
-        h_out.append(f"h{layer}")
-        node("Squeeze", [f"y{layer}", const(f"axis1_{layer}", np.array([1], np.int64))], [f"seq{layer}"])
-        sequence = f"seq{layer}"  # [time, batch, hidden]: the next layer's input
+    stacks = member_layers(checkpoint)
+    count = len(stacks[0])
+    width = hidden // count
+    mark = [f"_m{k}" if count > 1 else "" for k in range(count)]  # a model trained as one keeps its names
+    if count > 1:  # each piece split again into the members' units
+        for piece in initial:
+            node("Split", [piece], [piece + m for m in mark], axis=2)
+    finals = []  # per part and layer, the members' final states
+    sequences = ["seq_before" if config.change_input else "seq"] * count  # layer 0's input, shared
+    for layer, members in enumerate(stacks):
+        h_out, c_out = [], []
+        for k, member in enumerate(members):
+            name = f"{layer}{mark[k]}"
+            weights = {key: const(f"{key}{name}", v) for key, v in _onnx_weights(member, config.cell).items()}
+            inputs = [sequences[k], weights["W"], weights["R"], weights["B"], "", initial[layer] + mark[k]]
+            outputs = [f"y{name}", f"h{name}"]
+            attrs = {"hidden_size": width}
+            if config.cell == "lstm":
+                inputs.append(initial[layers + layer] + mark[k])
+                outputs.append(f"c{name}")
+                c_out.append(f"c{name}")
+            elif config.cell == "gru":
+                attrs["linear_before_reset"] = 1  # torch's GRU applies the reset gate after the recurrent matmul
+            else:
+                attrs["activations"] = ["Relu" if config.cell == "rnn_relu" else "Tanh"]
+            node(_OP[config.cell], inputs, outputs, **attrs)
+            h_out.append(f"h{name}")
+            node("Squeeze", [f"y{name}", const(f"axis1_{name}", np.array([1], np.int64))], [f"seq{name}"])
+            sequences[k] = f"seq{name}"  # [time, batch, width]: the member's next layer's input
+        finals.append((h_out, c_out))
+    sequence = _joined(sequences, f"seq{layers - 1}", 2, node)  # the members side by side: the head's input
+    h_final = [_joined(h, f"h{layer}", 2, node) for layer, (h, _) in enumerate(finals)]
+    c_final = [_joined(c, f"c{layer}", 2, node) for layer, (_, c) in enumerate(finals) if c]
     head_w, head_b = head(checkpoint)
     node("MatMul", [sequence, const("head_w", head_w.T.astype(np.float32))], ["head_mm"])
     node("Add", ["head_mm", const("head_b", head_b.astype(np.float32))], ["y_tb"])
@@ -120,7 +142,7 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
             node("Concat", ["seq"] * config.horizon, ["seq_h"], axis=2)
         node("Add", ["y_tb", "seq_h" if config.horizon > 1 else "seq"], ["y_change"])
     node("Transpose", ["y_change" if config.residual else "y_tb"], ["y"], perm=[1, 0, 2])
-    node("Concat", h_out + c_out, ["final"], axis=0)  # [P*L, batch, hidden]
+    node("Concat", h_final + c_final, ["final"], axis=0)  # [P*L, batch, hidden]
     node("Transpose", ["final"], ["final_t"], perm=[1, 0, 2])
     final = "state_out" if not config.change_input else "recurrent_out"
     node("Reshape", ["final_t", const("state_shape", np.array([0, config.state_parts[0].stop], np.int64))], [final])

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnedge.export.folded import Layer, folded_layers, head, reorder_gates
+from rnnedge.export.folded import Layer, head, member_layers, reorder_gates
 from rnnedge.training.checkpoint import Checkpoint
 
 _GATE_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn_tanh": (0,), "rnn_relu": (0,)}
@@ -30,12 +30,16 @@ class UnrolledStream(nn.Module):
     def __init__(self, checkpoint: Checkpoint) -> None:
         super().__init__()
         config = checkpoint.config
-        self.cell, self.hidden = config.cell, config.hidden_size
+        stacks = member_layers(checkpoint)
+        self.cell, self.members = config.cell, len(stacks[0])
+        self.width, self.hidden = config.hidden_size, config.hidden_size // self.members  # the fold's, a member's
         self.parts, self.layers = len(config.state_tensors), config.num_layers
-        self.w_x, self.b_x, self.w_h, self.b_h = (nn.ParameterList() for _ in range(4))
-        for layer in folded_layers(checkpoint):
-            for target, value in zip((self.w_x, self.b_x, self.w_h, self.b_h), self._weights(layer), strict=True):
-                target.append(nn.Parameter(_tensor(value), requires_grad=False))
+        self.w_x, self.b_x, self.w_h, self.b_h = (nn.ParameterList() for _ in range(4))  # [layer * members + k]
+        for members in stacks:
+            for member in members:
+                for target, value in zip((self.w_x, self.b_x, self.w_h, self.b_h), self._weights(member),
+                                         strict=True):
+                    target.append(nn.Parameter(_tensor(value), requires_grad=False))
         head_w, head_b = head(checkpoint)
         self.head_w = nn.Parameter(_tensor(head_w.T), requires_grad=False)
         self.head_b = nn.Parameter(_tensor(head_b), requires_grad=False)
@@ -64,23 +68,38 @@ class UnrolledStream(nn.Module):
         sequence, tail = x, []
         if self.change_input:
             sequence, state, tail = self._changes(x, state)
-        parts = state.reshape(state.shape[0], self.parts, self.layers, self.hidden)
+        parts = state.reshape(state.shape[0], self.parts, self.layers, self.width)
         finals: list[list[torch.Tensor]] = [[] for _ in range(self.parts)]
+        sequences = [sequence] * self.members  # layer 0's input, shared
         for layer in range(self.layers):
-            projected = sequence @ self.w_x[layer] + self.b_x[layer]  # [batch, T, G*H]: all steps at once
-            carried = [parts[:, p, layer] for p in range(self.parts)]
-            outputs = []
-            for x_t in projected.unbind(1):
-                carried = self._cell(x_t, carried, layer)
-                outputs.append(carried[0])
-            sequence = torch.stack(outputs, 1)
+            member_finals: list[list[torch.Tensor]] = [[] for _ in range(self.parts)]
+            for k in range(self.members):
+                at = layer * self.members + k
+                projected = sequences[k] @ self.w_x[at] + self.b_x[at]  # [batch, T, G*H]: all steps at once
+                carried = [self._own(parts[:, p, layer], k) for p in range(self.parts)]
+                outputs = []
+                for x_t in projected.unbind(1):
+                    carried = self._cell(x_t, carried, at)
+                    outputs.append(carried[0])
+                sequences[k] = torch.stack(outputs, 1)
+                for p in range(self.parts):
+                    member_finals[p].append(carried[p])
             for p in range(self.parts):
-                finals[p].append(carried[p])
+                finals[p].append(self._joined(member_finals[p]))
+        sequence = self._joined(sequences)
         y = sequence @ self.head_w + self.head_b
         if self.residual:
             y = y + (torch.cat([x] * self.residual, -1) if self.residual > 1 else x)
         state_out = torch.stack([t for part in finals for t in part], 1).reshape(state.shape[0], -1)
         return {"y": y, "state_out": torch.cat([state_out, *tail], 1) if tail else state_out}
+
+    def _own(self, units: torch.Tensor, k: int) -> torch.Tensor:
+        """Member k's units of a fold's [batch, width] (a model trained as one: all of them)."""
+        return units if self.members == 1 else units[:, k * self.hidden:(k + 1) * self.hidden]
+
+    def _joined(self, members: list[torch.Tensor]) -> torch.Tensor:
+        """The members' tensors side by side on the last axis."""
+        return members[0] if self.members == 1 else torch.cat(members, -1)
 
     def _changes(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
         """The change input (training.model._with_changes, its weights folded: onnx_stream._changes): layer 0's
@@ -94,16 +113,17 @@ class UnrolledStream(nn.Module):
         seen_out = seen + (1.0 - seen)  # 1, whatever it was, from ops every integer kernel has
         return torch.cat([normalized, before], 2), state[:, recurrent], [normalized[:, -1], seen_out]
 
-    def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], layer: int) -> list[torch.Tensor]:
+    def _cell(self, x_t: torch.Tensor, carried: list[torch.Tensor], at: int) -> list[torch.Tensor]:
+        """One step of member `at` (layer * members + k)."""
         h, n = carried[0], self.hidden
-        gates = h @ self.w_h[layer]
+        gates = h @ self.w_h[at]
         if self.cell == "lstm":
             gates = gates + x_t
             sig = torch.sigmoid(gates[:, :3 * n])
             c = sig[:, n:2 * n] * carried[1] + sig[:, :n] * torch.tanh(gates[:, 3 * n:])
             return [sig[:, 2 * n:] * torch.tanh(c), c]
         if self.cell == "gru":
-            gates = gates + self.b_h[layer]
+            gates = gates + self.b_h[at]
             r_z = torch.sigmoid(x_t[:, :2 * n] + gates[:, :2 * n])
             new = torch.tanh(x_t[:, 2 * n:] + r_z[:, :n] * gates[:, 2 * n:])
             return [new + r_z[:, n:] * (h - new)]
