@@ -403,7 +403,7 @@ def _tuned(result: dict, key: str, form: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="", help="comma-separated names (default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None, help=f"default: {DEFAULT_OUT.relative_to(ROOT)}")
     parser.add_argument("--tune", type=float, default=0.0, metavar="MINUTES",
                         help="also run `rnnedge tune` with this budget on each set and score its pick")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds; the table shows the worst")
@@ -412,8 +412,8 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(n) for n in args.seeds.split(",") if n.strip()]
     sets = chosen_sets({n for n in args.sets.split(",") if n}, args.independent_check)
-    if args.independent_check and args.out == DEFAULT_OUT:
-        args.out = DEFAULT_OUT.with_name("bench-own-data-held-out")
+    if args.out is None:
+        args.out = DEFAULT_OUT.with_name("bench-own-data-held-out") if args.independent_check else DEFAULT_OUT
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
     done = json.loads(store.read_text()) if store.exists() else {"machine": {}, "results": []}
