@@ -18,8 +18,8 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
               much less (worst pair 0.96). Four narrowed the tiniest sets further (UnitTest, 384 samples: worst of
               seeds 0-2 0.77 -> 0.91) but not those of 3,000-9,400 samples (BasicMotions' worst 0.975 -> 0.95,
               Covid3MonthDiscrete's 0.66 -> 0.57). It multiplies training time, where training takes seconds to
-              minutes, and the deployed width (tune offers one model; the generated C stores and multiplies the
-              members' blocks alone, export/cgen.weight_blocks)
+              minutes, and the deployed weights (tune offers one model; the exported files run each member apart,
+              export/folded.member_layers)
   epochs      60, or as many as make MIN_STEPS optimizer steps (at most MAX_EPOCHS)
   patience    15 epochs, or as many as make PATIENCE_STEPS steps
   spread_limit  10: a channel whose std over all training samples is above 10x the median recording's is
