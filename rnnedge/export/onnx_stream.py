@@ -108,7 +108,7 @@ def build_stream_onnx(checkpoint: Checkpoint, summary: dict[str, str]) -> onnx.M
     if count > 1:  # each piece split again into the members' units
         for piece in initial:
             node("Split", [piece], [piece + m for m in mark], axis=2)
-    finals = []  # per part and layer, the members' final states
+    finals = []  # per layer, the members' final h and c
     sequences = ["seq_before" if config.change_input else "seq"] * count  # layer 0's input, shared
     for layer, members in enumerate(stacks):
         h_out, c_out = [], []
