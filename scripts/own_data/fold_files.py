@@ -1,9 +1,10 @@
 """What running a fold's members apart (export/folded.member_layers) buys: the stream files of a folded checkpoint
 built both ways, their sizes and one call's time in onnxruntime and LiteRT (one thread, batch 1), one sample a call
-(T=1) and a chunk of 50.
+(T=1) and a chunk of 50; with --scores also each way's exported and verified fp32 / int8 files' test scores (ONNX,
+TFLite at T=1: export_bundle on the checkpoint's test split).
 
     make bench-own-data SETS=Coffee SEEDS=0
-    python scripts/own_data/fold_files.py artifacts/bench-own-data/Coffee/seed-0/train/model.pt
+    python scripts/own_data/fold_files.py artifacts/bench-own-data/Coffee/seed-0/train/model.pt [--scores]
 
 "whole" is the fold as the files ran it before 2026-12-07: every member's units in one recurrence, zeros included
 (member_count held at 1 for the run). Times are the mean of a few hundred to a few thousand calls after ten.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,9 +62,17 @@ def files_row(checkpoint, rng: np.random.Generator) -> dict[str, float]:
     return row
 
 
+def scores_row(checkpoint, out: Path) -> dict[str, float]:
+    from rnnedge.export.build import export_bundle
+
+    manifest = export_bundle(checkpoint, out, formats=("onnx", "tflite"), precisions=("fp32", "int8"), chunk_len=1)
+    return {f"{f.format} {f.precision} score": round(f.score, 4) for f in manifest.files}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a folded model.pt (rnnedge train's on a small set)")
+    parser.add_argument("--scores", action="store_true", help="also export both ways and score the files")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from rnnedge.export import folded
@@ -75,7 +85,11 @@ def main() -> None:
     apart = folded.member_count
     for way, count in (("apart", apart), ("whole", lambda layers, gates: 1)):
         folded.member_count = count
-        print(way, json.dumps(files_row(checkpoint, np.random.default_rng(0))), flush=True)
+        row = files_row(checkpoint, np.random.default_rng(0))
+        if args.scores:
+            with tempfile.TemporaryDirectory() as scratch:
+                row |= scores_row(checkpoint, Path(scratch) / "bundle")
+        print(way, json.dumps(row), flush=True)
     folded.member_count = apart
 
 
