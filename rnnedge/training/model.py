@@ -31,8 +31,6 @@ class RecurrentModel(nn.Module):
             bidirectional=config.bidirectional, **kwargs,
         )
         self.head = nn.Linear(config.hidden_size * config.directions, config.output_size)
-        if config.cell == "lstm" and TASKS[config.task].per_series:
-            self._remember_at_start()
         if config.change_input:  # set from the training data (`fit_change_scale`), saved with the weights
             self.register_buffer("change_scale", torch.ones(config.input_size))
 
@@ -46,19 +44,25 @@ class RecurrentModel(nn.Module):
         self.change_scale.copy_(torch.from_numpy(np.where(spread > 1e-6, 1.0 / np.maximum(spread, 1e-6), 1.0)))
 
     @torch.no_grad()
-    def _remember_at_start(self) -> None:
-        """Classify trains from each series' last step back through the whole series: an LSTM whose forget gates
-        start half open (PyTorch's zero bias) forgets, and passes back, about half of its memory a step, and on
-        long series never learned (Coffee, 286 steps: loss stuck at ln 2, test 0.64). A forget-gate bias of 1
-        (Gers et al. 2000; Keras's default) made it learn (0.96); measured on the public-data benchmark, README.
-        The stateful tagger and forecaster (targets at every step, 5 s chunks) keep PyTorch's init, with which
-        the bundled recipe was measured across seeds."""
-        h = self.config.hidden_size
-        for name, bias in self.rnn.named_parameters():  # gates in PyTorch's order: input, forget, cell, output
+    def remember_for(self, steps: int) -> None:
+        """Chrono initialization (Tallec & Ollivier 2018), sized to the data: the LSTM's forget gates (input gates
+        their opposite) and the GRU's update gates start with biases log U(1, steps - 1), so the units keep their
+        state over time scales spread from one step to the longest series. Classify trains from each series' last
+        step back through the whole series; with PyTorch's zero bias a unit forgets about half its memory a step,
+        and with the former fixed forget bias of 1 Coffee's models (286 steps) sat at chance (loss ln 2) for
+        2,500-2,900 of their 3,000 steps, learning only as the learning rate decayed; with this init they left
+        chance after 750-1,200 (one model a seed, seeds 0-2, docs/own-data-benchmark.md). The stateful tagger and
+        forecaster (targets at every step) keep PyTorch's init, with which the bundled recipe was measured."""
+        if self.config.cell not in ("lstm", "gru"):
+            return
+        h, lstm = self.config.hidden_size, self.config.cell == "lstm"
+        gates = slice(0, 2 * h) if lstm else slice(h, 2 * h)  # gates in PyTorch's order: LSTM i, f, g, o; GRU r, z, n
+        for name, bias in self.rnn.named_parameters():
             if name.startswith("bias_ih"):
-                bias[h:2 * h] = 1.0
+                keep = torch.log(1 + torch.rand(h) * max(steps - 2, 0))
+                bias[gates] = torch.cat([-keep, keep]) if lstm else keep  # LSTM: an input gate as shut as f is open
             elif name.startswith("bias_hh"):
-                bias[h:2 * h] = 0.0
+                bias[gates] = 0.0
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.config.state_size)

@@ -173,6 +173,8 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     norm = Normalization.fit(train_data.recordings, cfg.spread_limit)
     scored_labels = train_data.label_names[1:]  # label 0 is 'unlabelled': streamed through, never a class
     model = RecurrentModel(model_config)
+    if task.per_series:  # classify learns from each series' last step back through the whole series
+        model.remember_for(max(len(s) for s in classify_series(train_data.recordings, cfg.window_len or None, 1)))
     if model_config.change_input:
         model.fit_change_scale([norm.apply(r.signals) for r in train_data.recordings])
     weights = None

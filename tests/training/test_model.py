@@ -60,21 +60,35 @@ def test_a_residual_forecast_with_a_silent_head_is_persistence():
         ModelConfig(task="tag", residual=True)
 
 
-@pytest.mark.parametrize("task,bias", [("classify", 1.0), ("tag", None)])
-def test_a_classify_lstm_starts_with_its_forget_gates_open(task, bias):
-    """Classify backpropagates from the last step through whole series: its LSTM starts remembering (forget-gate
-    bias 1 in every layer and direction); the stateful tagger keeps PyTorch's init."""
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_remember_for_spreads_the_kept_gates_time_scales_up_to_the_series_length(cell):
+    """Chrono init: every layer and direction's forget (LSTM) or update (GRU) gate bias is log U(1, steps - 1),
+    the LSTM's input gate its opposite; the other gates keep PyTorch's init."""
     torch.manual_seed(0)
-    config = ModelConfig("lstm", 3, 8, num_layers=2, output_size=4, task=task,
-                         bidirectional=task == "classify")
-    rnn, h = RecurrentModel(config).rnn, config.hidden_size
+    config = ModelConfig(cell, 3, 64, num_layers=2, output_size=4, task="classify", bidirectional=True)
+    model = RecurrentModel(config)
+    before = {name: value.clone() for name, value in model.rnn.named_parameters()}
+    model.remember_for(300)
+    h, rnn = config.hidden_size, model.rnn
     for name, value in rnn.named_parameters():
-        if name.startswith("bias_ih"):
-            total = value[h:2 * h] + getattr(rnn, name.replace("bias_ih", "bias_hh"))[h:2 * h]
-            if bias is None:
-                assert total.abs().max() < 2 / h ** 0.5 and total.std() > 0  # uniform(-1/sqrt(h), 1/sqrt(h)) twice
-            else:
-                assert torch.equal(total, torch.full((h,), bias))
+        if not name.startswith("bias_ih"):
+            continue
+        hh = getattr(rnn, name.replace("bias_ih", "bias_hh"))
+        kept = value[h:2 * h] + hh[h:2 * h]
+        assert kept.min() >= 0 and kept.max() <= np.log(299) + 1e-6 and kept.max() > np.log(100)
+        if cell == "lstm":
+            assert torch.equal(value[:h] + hh[:h], -kept)
+        assert torch.equal(value[2 * h:], before[name][2 * h:])  # LSTM g and o, GRU n: as they were
+        if cell == "gru":
+            assert torch.equal(value[:h], before[name][:h])  # the reset gate: as it was
+
+
+def test_a_vanilla_rnn_has_no_gate_to_keep():
+    torch.manual_seed(0)
+    model = RecurrentModel(ModelConfig("rnn_tanh", 3, 8, output_size=4, task="classify"))
+    before = [value.clone() for value in model.parameters()]
+    model.remember_for(300)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def _change_forecaster(channels: int = 2) -> RecurrentModel:

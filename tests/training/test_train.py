@@ -169,6 +169,22 @@ def test_classify_learns_what_is_known():
     assert val >= 0.8, [h["val_score"] for h in result.history]  # chance: 1/3
 
 
+@pytest.mark.parametrize("task", ["classify", "tag"])
+def test_classify_starts_remembering_as_long_as_its_series_and_tag_keeps_pytorchs_init(task):
+    """With a learning rate of 0 the kept model is its initial one: classify's forget gates span time scales up to
+    the series' 60 steps (chrono init); the stateful tagger's are PyTorch's uniform(-1/sqrt(h), 1/sqrt(h)) twice."""
+    data = synthetic("classify", 12, 0)
+    config = ModelConfig(cell="lstm", input_size=1, hidden_size=32, output_size=3, task=task)
+    result = train(data, synthetic("classify", 6, 1), config,
+                   TrainConfig(epochs=1, batch_size=4, chunk_len=60, lr=0.0, threads=1), quiet=True)
+    weights, h = result.checkpoint.state_dict, config.hidden_size
+    forget = (weights["rnn.bias_ih_l0"] + weights["rnn.bias_hh_l0"])[h:2 * h]
+    if task == "classify":
+        assert forget.min() >= 0 and np.log(20) < forget.max() <= np.log(59) + 1e-6
+    else:
+        assert forget.abs().max() < 2 / h ** 0.5
+
+
 def test_forecast_beats_persistence():
     val_data = synthetic("forecast", 2, 1)
     config = ModelConfig(cell="gru", input_size=1, hidden_size=16, num_layers=1, output_size=1, task="forecast")
