@@ -48,11 +48,12 @@ class RecurrentModel(nn.Module):
         """Chrono initialization (Tallec & Ollivier 2018), sized to the data: the LSTM's forget gates (input gates
         their opposite) and the GRU's update gates start with biases log U(1, steps - 1), so the units keep their
         state over time scales spread from one step to the longest series. Classify trains from each series' last
-        step back through the whole series; with PyTorch's zero bias a unit forgets about half its memory a step,
+        step back through the whole series; with PyTorch's near-zero bias a unit forgets about half its memory a step,
         and with the former fixed forget bias of 1 Coffee's models (286 steps) sat at chance (loss ln 2) for
         2,500-2,900 of their 3,000 steps, learning only as the learning rate decayed; with this init they left
-        chance after 750-1,200 (one model a seed, seeds 0-2, docs/own-data-benchmark.md). The stateful tagger and
-        forecaster (targets at every step) keep PyTorch's init, with which the bundled recipe was measured."""
+        chance after 730-1,230 (one LSTM a seed, seeds 0-2, and the benchmark's four models of its seed 0;
+        docs/own-data-benchmark.md). The stateful tagger and forecaster (targets at every step) keep PyTorch's init,
+        with which the bundled recipe was measured."""
         if self.config.cell not in ("lstm", "gru"):
             return
         h, lstm = self.config.hidden_size, self.config.cell == "lstm"
