@@ -50,7 +50,7 @@ class RecurrentModel(nn.Module):
         state over time scales spread from one step to the longest series. Classify trains from each series' last
         step back through the whole series; with PyTorch's near-zero bias a unit forgets about half its memory a step,
         and with the former fixed forget bias of 1 Coffee's models (286 steps) sat at chance (loss ln 2) for
-        2,500-2,900 of their 3,000 steps, learning only as the learning rate decayed; with this init they left
+        2,200-2,900 of their 3,000 steps, learning only as the learning rate decayed; with this init they left
         chance after 730-1,230 (one LSTM a seed, seeds 0-2, and the benchmark's four models of its seed 0;
         docs/own-data-benchmark.md). The stateful tagger and forecaster (targets at every step) keep PyTorch's init,
         with which the bundled recipe was measured."""
