@@ -30,6 +30,8 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
               level shift (each training recording moved by up to LEVEL_SHIFT training stds: a trend's later
               levels are ones training never saw; Airline's worst of seeds 0-2 2320 -> 590), else none
               (_augmentation)
+  init        classify: chrono (RecurrentModel.remember_for), the kept gates' biases spread up to its longest
+              training series (memory_span); tag and forecast: PyTorch's
   final_fit   classify below 100,000 training samples, with a test split: the kept model's members trained
               again on the training and validation series together, each for the epochs its validated run kept
               (train.final_fit). A fifth of a small set held out is a fifth less to learn from: Covid3MonthDiscrete's
@@ -51,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_traits, wide_channels
-from rnnedge.tasks import get_task
+from rnnedge.tasks import classify_series, get_task
 from rnnedge.training.config import CHANGE, TrainConfig
 
 MIN_STEPS = 3000
@@ -144,9 +146,20 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
     spread_limit = SPREAD_LIMIT if spread_limit is None else float(spread_limit)
     why.append(_normalization(train, spread_limit, "given" if given.get("spread_limit") is not None else "default"))
     augment = _augmentation(train, given, why, task)
+    span = memory_span(train, task, window_len)
+    why.append(f"init chrono (gate biases up to log {span - 1}: the longest series, {span} steps)" if span else
+               "init PyTorch's (targets at every step)")
     final_fit = pick("final_fit", *_final_fit(spec.per_series, samples, tested, task))
     return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit, augment,
                   final_fit, tuple(why))
+
+
+def memory_span(train: Dataset, task: str, window_len: int = 0) -> int:
+    """The steps a classify model learns back through, its longest training series: the chrono init's T
+    (RecurrentModel.remember_for). 0 for tag and forecast (targets at every step), which keep PyTorch's init."""
+    if not get_task(task).per_series:
+        return 0
+    return max((len(s) for s in classify_series(train.recordings, window_len or None, 1)), default=0)
 
 
 def _final_fit(per_series: bool, samples: int, tested: bool, task: str) -> tuple[bool, str]:

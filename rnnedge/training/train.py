@@ -28,7 +28,7 @@ from rnnedge.training.checkpoint import Checkpoint
 from rnnedge.training.config import ModelConfig, TrainConfig, with_variant
 from rnnedge.training.ensemble import fold, member_seeds
 from rnnedge.training.model import RecurrentModel
-from rnnedge.training.recipe import PATIENCE_STEPS
+from rnnedge.training.recipe import PATIENCE_STEPS, memory_span
 from rnnedge.training.scoring import clearly_better, report, scored_count
 
 REFIT_SEED_OFFSET = 1_000_000
@@ -173,8 +173,9 @@ def train(train_data: Dataset, val_data: Dataset, model_config: ModelConfig, cfg
     norm = Normalization.fit(train_data.recordings, cfg.spread_limit)
     scored_labels = train_data.label_names[1:]  # label 0 is 'unlabelled': streamed through, never a class
     model = RecurrentModel(model_config)
-    if task.per_series:  # classify learns from each series' last step back through the whole series
-        model.remember_for(max(len(s) for s in classify_series(train_data.recordings, cfg.window_len or None, 1)))
+    span = memory_span(train_data, model_config.task, cfg.window_len)
+    if span:  # classify learns from each series' last step back through the whole series
+        model.remember_for(span)
     if model_config.change_input:
         model.fit_change_scale([norm.apply(r.signals) for r in train_data.recordings])
     weights = None

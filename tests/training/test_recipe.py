@@ -4,7 +4,7 @@ every setting given is kept."""
 import numpy as np
 
 from rnnedge.data.recording import Dataset, Recording
-from rnnedge.training.recipe import AUGMENTS, LEVEL_SHIFT, MIN_STEPS, PATIENCE_STEPS, size_recipe
+from rnnedge.training.recipe import AUGMENTS, LEVEL_SHIFT, MIN_STEPS, PATIENCE_STEPS, memory_span, size_recipe
 from tests.conftest import hapt_split
 
 
@@ -129,3 +129,15 @@ def test_a_small_classify_set_with_a_test_split_is_fitted_again_on_all_it_has():
     assert not size_recipe(hapt_split("train"), "tag", {}).final_fit
     assert "final_fit no (given)" in size_recipe(dataset(40, 150), "classify", {"final_fit": False}).describe()
     assert size_recipe(dataset(6, 90), "forecast", {"final_fit": True}).final_fit
+
+
+def test_the_init_is_said_with_the_span_classify_learns_back_through():
+    """Classify's chrono init is sized to its longest training series (or the window it is cut to); the tagger and
+    forecaster keep PyTorch's init, and the line says which."""
+    mixed = Dataset([*dataset(4, 90).recordings, *dataset(4, 150).recordings], ["x"], ["UNLABELED", "0", "1"], 10.0,
+                    "synthetic")
+    assert memory_span(mixed, "classify") == 150 and memory_span(mixed, "classify", window_len=40) == 40
+    assert "init chrono (gate biases up to log 149: the longest series, 150 steps)" in \
+        size_recipe(mixed, "classify", {}).describe()
+    assert memory_span(mixed, "tag") == 0 and memory_span(mixed, "forecast") == 0
+    assert "init PyTorch's (targets at every step)" in size_recipe(mixed, "tag", {}).describe()
