@@ -10,6 +10,7 @@ from rnnedge.tasks import TASKS
 
 Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
 CELLS: tuple[str, ...] = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+GATED: tuple[str, ...] = ("lstm", "gru")  # the cells with a gate that keeps state (RecurrentModel.remember_for)
 CHANGE = "+change"  # a forecast's cell fed the change since the last sample beside the level (ModelConfig.variant)
 
 

@@ -54,7 +54,7 @@ import numpy as np
 
 from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_traits, wide_channels
 from rnnedge.tasks import classify_series, get_task
-from rnnedge.training.config import CHANGE, TrainConfig
+from rnnedge.training.config import CHANGE, GATED, TrainConfig
 
 MIN_STEPS = 3000
 PATIENCE_STEPS = 1000
@@ -146,9 +146,9 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
     spread_limit = SPREAD_LIMIT if spread_limit is None else float(spread_limit)
     why.append(_normalization(train, spread_limit, "given" if given.get("spread_limit") is not None else "default"))
     augment = _augmentation(train, given, why, task)
-    span = memory_span(train, task, window_len)
-    why.append(f"init chrono (gate biases up to log {span - 1}: the longest series, {span} steps)" if span else
-               "init PyTorch's (targets at every step)")
+    span, gated = memory_span(train, task, window_len), any(c.removesuffix(CHANGE) in GATED for c in cells)
+    why.append(f"init chrono (gate biases up to log {span - 1}: the longest series, {span} steps)" if span and gated
+               else "init PyTorch's (" + ("targets at every step)" if not span else "no gate to keep open)"))
     final_fit = pick("final_fit", *_final_fit(spec.per_series, samples, tested, task))
     return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit, augment,
                   final_fit, tuple(why))

@@ -141,3 +141,5 @@ def test_the_init_is_said_with_the_span_classify_learns_back_through():
         size_recipe(mixed, "classify", {}).describe()
     assert memory_span(mixed, "tag") == 0 and memory_span(mixed, "forecast") == 0
     assert "init PyTorch's (targets at every step)" in size_recipe(mixed, "tag", {}).describe()
+    vanilla = size_recipe(mixed, "classify", {"cells": ("rnn_tanh",)})
+    assert "init PyTorch's (no gate to keep open)" in vanilla.describe()
