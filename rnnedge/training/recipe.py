@@ -146,9 +146,7 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
     spread_limit = SPREAD_LIMIT if spread_limit is None else float(spread_limit)
     why.append(_normalization(train, spread_limit, "given" if given.get("spread_limit") is not None else "default"))
     augment = _augmentation(train, given, why, task)
-    span, gated = memory_span(train, task, window_len), any(c.removesuffix(CHANGE) in GATED for c in cells)
-    why.append(f"init chrono (gate biases up to log {span - 1}: the longest series, {span} steps)" if span and gated
-               else "init PyTorch's (" + ("targets at every step)" if not span else "no gate to keep open)"))
+    why.append(_init(memory_span(train, task, window_len), any(c.removesuffix(CHANGE) in GATED for c in cells)))
     final_fit = pick("final_fit", *_final_fit(spec.per_series, samples, tested, task))
     return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit, augment,
                   final_fit, tuple(why))
@@ -160,6 +158,15 @@ def memory_span(train: Dataset, task: str, window_len: int = 0) -> int:
     if not get_task(task).per_series:
         return 0
     return max((len(s) for s in classify_series(train.recordings, window_len or None, 1)), default=0)
+
+
+def _init(span: int, gated: bool) -> str:
+    """The recipe's line on the init: chrono up to `span` steps where there is a gate to keep open."""
+    if not span:
+        return "init PyTorch's (targets at every step)"
+    if not gated:
+        return "init PyTorch's (no gate to keep open)"
+    return f"init chrono (gate biases up to log {span - 1}: the longest series, {span} steps)"
 
 
 def _final_fit(per_series: bool, samples: int, tested: bool, task: str) -> tuple[bool, str]:
