@@ -40,7 +40,7 @@ from rnnedge.devices.mcu import McuProfile, step_instructions
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import Task, get_task, shown
 from rnnedge.training.checkpoint import Checkpoint
-from rnnedge.training.config import ModelConfig, TrainConfig, with_variant
+from rnnedge.training.config import ModelConfig, TrainConfig, variant_name, variant_parts, with_variant
 from rnnedge.training.ensemble import GATES, member_seeds, runs_apart
 from rnnedge.training.scoring import clearly_better, scored_count
 from rnnedge.training.train import (
@@ -136,9 +136,10 @@ def candidates(base: Candidate, per_series: bool, cells: tuple[str, ...] = ("lst
     the recipe normalized some channel nearer its median recording (Normalization.fit), so normalizing by all
     samples is a change too."""
     recipe = [replace(base, cell=cell) for cell in cells]
-    sizes = ModelConfig(task="forecast")  # only the cell, input and sizes count here; a forecast's takes any
-    picked = with_variant(sizes, base.cell)
-    other_cell = replace(picked, cell="lstm" if picked.cell == "gru" else "gru").variant  # its input kept
+    cell, change, slow = variant_parts(base.cell)
+    # only the cell, input and sizes count here: a config whose task takes the variant (the init changes no size)
+    sizes = ModelConfig(task="classify" if slow else "forecast")
+    other_cell = variant_name("lstm" if cell == "gru" else "gru", change, slow)  # its input and init kept
     other_layers = 1 if base.layers > 1 else 2
     changes = [replace(base, cell=other_cell), replace(base, hidden=max(8, base.hidden // 2)),
                replace(base, layers=other_layers), replace(base, lr=base.lr / 3),

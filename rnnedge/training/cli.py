@@ -15,10 +15,11 @@ from rnnedge.console import table_console
 from rnnedge.data.source import BUNDLED
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import TASKS, shown
-from rnnedge.training.config import CELLS, CHANGE, TrainConfig
+from rnnedge.training.config import CELLS, CHANGE, GATED, SLOW, TrainConfig
 
 # typer lists an Enum's values in --help and refuses others with the list
-Cell = Enum("Cell", {name: name for name in (*CELLS, *(cell + CHANGE for cell in CELLS))}, type=str)
+VARIANTS = (*CELLS, *(cell + CHANGE for cell in CELLS), *(cell + SLOW for cell in GATED))
+Cell = Enum("Cell", {name: name for name in VARIANTS}, type=str)
 TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
 Nonlinearity = Enum("Nonlinearity", {"tanh": "tanh", "relu": "relu"}, type=str)
 
@@ -42,9 +43,10 @@ def train_command(
                                     "training and found again by `rnnedge export` and `rnnedge evaluate`."),
     out: Path = typer.Option(DEFAULT_RUN_DIR, help="Run folder: model.pt, metrics.json, training_curve.png."),
     cell: Cell | None = typer.Option(None, show_default=False, help="The recurrent cell [default: lstm; "
-                                     "classify: an lstm and a gru, the better on validation kept; forecast: an lstm "
-                                     "with and without the change since the last sample as input (lstm+change), the "
-                                     "better kept]."),
+                                     "classify: an lstm and a gru, each with its gates' time scales spread over "
+                                     "octaves and (+slow) most of them slow, the best on validation kept; forecast: an "
+                                     "lstm with and without the change since the last sample as input (lstm+change), "
+                                     "the better kept]."),
     hidden: int | None = typer.Option(None, min=1, show_default=False, help="Hidden units per layer [default: "
                                       "64]."),
     layers: int | None = typer.Option(None, min=1, max=4, show_default=False, help="Stacked recurrent layers "

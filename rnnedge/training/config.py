@@ -12,6 +12,7 @@ Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
 CELLS: tuple[str, ...] = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 GATED: tuple[str, ...] = ("lstm", "gru")  # the cells with a gate that keeps state (RecurrentModel.remember_for)
 CHANGE = "+change"  # a forecast's cell fed the change since the last sample beside the level (ModelConfig.variant)
+SLOW = "+slow"  # a classify model's gated cell started with most units slow (ModelConfig.slow_init)
 
 
 @dataclass
@@ -28,6 +29,8 @@ class ModelConfig:
     residual: bool = False  # forecast: each output is the latest input plus the head's change (0: persistence)
     change_input: bool = False  # forecast: the first layer also sees each channel's change since the last sample
     # (the state then carries that sample: `previous_size`)
+    slow_init: bool = False  # classify, a gated cell: the chrono init as published, time scales uniform up to the
+    # longest series (most units slow), instead of spread evenly over octaves (RecurrentModel.remember_for)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -44,6 +47,8 @@ class ModelConfig:
             raise ValueError(f"residual outputs add the latest input to a forecast, not to {self.task!r} outputs")
         if self.change_input and self.task != "forecast":
             raise ValueError(f"the change input is a forecast's, not a {self.task!r} model's")
+        if self.slow_init and (self.cell not in GATED or not TASKS[self.task].per_series):
+            raise ValueError(f"the slow init keeps a classify model's gates open, not a {self.task!r} {self.cell}'s")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -77,8 +82,9 @@ class ModelConfig:
 
     @property
     def variant(self) -> str:
-        """The cell's name as the recipe and tune name a model: the cell, + CHANGE with the change input."""
-        return self.cell + (CHANGE if self.change_input else "")
+        """The cell's name as the recipe and tune name a model: the cell, + CHANGE with the change input, + SLOW with
+        the slow init."""
+        return variant_name(self.cell, self.change_input, self.slow_init)
 
     @property
     def streamable(self) -> bool:
@@ -94,9 +100,21 @@ class ModelConfig:
 
 
 def with_variant(model: ModelConfig, variant: str) -> ModelConfig:
-    """`model` as the recipe's `variant` names it: a cell, or a cell + CHANGE (`ModelConfig.variant`)."""
-    cell = variant.removesuffix(CHANGE)
-    return replace(model, cell=cell, change_input=cell != variant)
+    """`model` as the recipe's `variant` names it: a cell, + CHANGE, + SLOW (`ModelConfig.variant`)."""
+    cell, change, slow = variant_parts(variant)
+    return replace(model, cell=cell, change_input=change, slow_init=slow)
+
+
+def variant_name(cell: str, change: bool = False, slow: bool = False) -> str:
+    """The variant `variant_parts` reads back."""
+    return cell + (CHANGE if change else "") + (SLOW if slow else "")
+
+
+def variant_parts(variant: str) -> tuple[str, bool, bool]:
+    """A variant's cell, whether it has the change input, and whether the slow init."""
+    rest = variant.removesuffix(SLOW)
+    cell = rest.removesuffix(CHANGE)
+    return cell, cell != rest, rest != variant
 
 
 @dataclass

@@ -9,6 +9,8 @@ forecast with the change input (ModelConfig.change_input) then carries the last 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -46,22 +48,27 @@ class RecurrentModel(nn.Module):
     @torch.no_grad()
     def remember_for(self, steps: int) -> None:
         """Chrono initialization (Tallec & Ollivier 2018), sized to the data: the LSTM's forget gates (input gates
-        their opposite) and the GRU's update gates start with biases log U(1, steps - 1), so the units keep their
-        state over time scales spread from one step to the longest series. Classify trains from each series' last
-        step back through the whole series; with PyTorch's near-zero bias a unit forgets about half its memory a step,
-        and with the former fixed forget bias of 1 Coffee's models (286 steps) sat at chance (loss ln 2) for
-        2,200-2,900 of their 3,000 steps, learning only as the learning rate decayed; with this init they left
-        chance after 730-1,230 (one LSTM a seed, seeds 0-2, and the benchmark's four models of its seed 0;
-        docs/own-data-benchmark.md). It costs PLAID (1,344 steps of appliance current, where most units come out
-        slow): 0.6518 -> 0.5121 on the worst of three seeds. The stateful tagger and forecaster (targets at every
-        step) keep PyTorch's init, with which the bundled recipe was measured."""
+        their opposite) and the GRU's update gates start with biases b, so that a unit keeps its state for about e^b
+        steps, from one step to the longest series. Classify trains from each series' last step back through the
+        whole series; with PyTorch's near-zero bias a unit forgets about half its memory a step, and with the former
+        fixed forget bias of 1 Coffee's models (286 steps) sat at chance (loss ln 2) for 2,200-2,900 of their 3,000
+        steps; with chrono they left chance after 730-1,230 (docs/own-data-benchmark.md).
+        The time scales are spread evenly over octaves (b ~ U(0, log(steps - 1)): as many units per octave), or with
+        `slow_init` drawn as published (b = log U(1, steps - 1): half the units keep over half the longest series).
+        Neither suits every set: spread, PLAID (1,344 steps of appliance current, where a waveform's shape needs
+        fast units) scored 0.5940 against 0.5121 as published and Coffee's worst seed 1.0000 against 0.9643, while
+        PigCVP (2,000 steps) scored 0.1202 against 0.1346 (seed 0 of each); the recipe trains both and keeps the
+        better on validation. The stateful tagger and forecaster (targets at every step) keep PyTorch's init, with
+        which the bundled recipe was measured."""
         if self.config.cell not in GATED:
             return
         h, lstm = self.config.hidden_size, self.config.cell == "lstm"
         gates = slice(0, 2 * h) if lstm else slice(h, 2 * h)  # gates in PyTorch's order: LSTM i, f, g, o; GRU r, z, n
         for name, bias in self.rnn.named_parameters():
             if name.startswith("bias_ih"):
-                keep = torch.log(1 + torch.rand(h) * max(steps - 2, 0))
+                draw = torch.rand(h)
+                keep = torch.log(1 + draw * max(steps - 2, 0)) if self.config.slow_init else \
+                    draw * math.log(max(steps - 1, 1))
                 bias[gates] = torch.cat([-keep, keep]) if lstm else keep  # LSTM: an input gate as shut as f is open
             elif name.startswith("bias_hh"):
                 bias[gates] = 0.0

@@ -5,9 +5,10 @@ epoch) stopped a 50-series set after ~50 steps, having learnt nothing. These rul
 epochs, and follow the training split's size, so a small set trains long enough and a large one as before (on the
 bundled set they give exactly its recipe). Printed at the start of training; docs/design.md states them.
 
-  cells       classify: an LSTM and a GRU, the better on validation kept (ties: the LSTM); else an LSTM. Neither
-              wins everywhere: on Trace an LSTM never learnt the detail 150 steps before the end (0.67-0.74
-              over 3 seeds and 3 learning rates) that a GRU did (0.97); on BasicMotions the GRU's validation was 0.75
+  cells       classify: an LSTM and a GRU, each with either init (below), the best on validation kept (ties: the
+              earlier of lstm, gru, lstm+slow, gru+slow); else an LSTM. Neither cell wins everywhere: on Trace an
+              LSTM never learnt the detail 150 steps before the end (0.67-0.74 over 3 seeds and 3 learning rates)
+              that a GRU did (0.97); on BasicMotions the GRU's validation was 0.75
   lanes       tag/forecast: min(16, recordings // 2), at least 1; classify: min(16, series // 5), at least 4
               (a batch of a few series: more steps per epoch on small sets)
   chunk_len   tag/forecast: 250, or the median recording's length when shorter
@@ -30,8 +31,9 @@ bundled set they give exactly its recipe). Printed at the start of training; doc
               level shift (each training recording moved by up to LEVEL_SHIFT training stds: a trend's later
               levels are ones training never saw; Airline's worst of seeds 0-2 2320 -> 590), else none
               (_augmentation)
-  init        classify: chrono (RecurrentModel.remember_for), the kept gates' biases spread up to its longest
-              training series (memory_span); tag and forecast: PyTorch's
+  init        classify: chrono (RecurrentModel.remember_for), the kept gates' time scales spread over octaves up to
+              the longest training series (memory_span), or (+slow) drawn as published, most units slow; neither
+              suits every set (PLAID's needs fast units, PigCVP's slow), so both train; tag and forecast: PyTorch's
   final_fit   classify below 100,000 training samples, with a test split: the kept model's members trained
               again on the training and validation series together, each for the epochs its validated run kept
               (train.final_fit). A fifth of a small set held out is a fifth less to learn from: Covid3MonthDiscrete's
@@ -54,7 +56,7 @@ import numpy as np
 
 from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_traits, wide_channels
 from rnnedge.tasks import classify_series, get_task
-from rnnedge.training.config import CHANGE, GATED, TrainConfig
+from rnnedge.training.config import CHANGE, GATED, SLOW, TrainConfig, variant_parts
 
 MIN_STEPS = 3000
 PATIENCE_STEPS = 1000
@@ -115,7 +117,7 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
         return rule
 
     if spec.per_series:
-        default_cells, reason = ("lstm", "gru"), "the better on validation"
+        default_cells, reason = ("lstm", "gru", "lstm" + SLOW, "gru" + SLOW), "the best on validation"
     elif task == "forecast":  # the change input kept only when clearly better (train.kept_cell)
         default_cells, reason = ("lstm", "lstm" + CHANGE), "the second only when clearly better on validation"
     else:
@@ -146,7 +148,7 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
     spread_limit = SPREAD_LIMIT if spread_limit is None else float(spread_limit)
     why.append(_normalization(train, spread_limit, "given" if given.get("spread_limit") is not None else "default"))
     augment = _augmentation(train, given, why, task)
-    why.append(_init(memory_span(train, task, window_len), any(c.removesuffix(CHANGE) in GATED for c in cells)))
+    why.append(_init(memory_span(train, task, window_len), cells))
     final_fit = pick("final_fit", *_final_fit(spec.per_series, samples, tested, task))
     return Recipe(cells, members, lanes, chunk_len, hidden, layers, epochs, patience, steps, spread_limit, augment,
                   final_fit, tuple(why))
@@ -160,13 +162,16 @@ def memory_span(train: Dataset, task: str, window_len: int = 0) -> int:
     return max((len(s) for s in classify_series(train.recordings, window_len or None, 1)), default=0)
 
 
-def _init(span: int, gated: bool) -> str:
-    """The recipe's line on the init: chrono up to `span` steps where there is a gate to keep open."""
+def _init(span: int, cells: tuple[str, ...]) -> str:
+    """The recipe's line on the init: chrono up to `span` steps where there is a gate to keep open, in the draws
+    `cells` name (RecurrentModel.remember_for)."""
     if not span:
         return "init PyTorch's (targets at every step)"
-    if not gated:
+    slow = [is_slow for cell, _, is_slow in map(variant_parts, cells) if cell in GATED]
+    if not slow:
         return "init PyTorch's (no gate to keep open)"
-    return f"init chrono (gate biases up to log {span - 1}: the longest series, {span} steps)"
+    draws = ["spread over octaves"] * (not all(slow)) + [f"{SLOW}: as published, most units slow"] * any(slow)
+    return f"init chrono (gate time scales from 1 to {span - 1} steps, the longest series {span}: {'; '.join(draws)})"
 
 
 def _final_fit(per_series: bool, samples: int, tested: bool, task: str) -> tuple[bool, str]:

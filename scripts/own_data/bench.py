@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnedge.training.config import ModelConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "data"))
 from ts_to_csv import parse_ts, write_csvs  # noqa: E402  (the converter examples/data documents)
@@ -243,8 +245,7 @@ def int8_score(checkpoint: Path, folder: Path, log: Path) -> dict:
     kept = training.get("final_fit", {}).get("kept")
     folded += {"fit and validated": ", final fit beside the validated",
                "validated": ", the validated (its final fit dropped)"}.get(kept, "")
-    cell = shape["cell"] + ("+change" if shape.get("change_input") else "")  # as the recipe names it (config.CHANGE)
-    said = {"shape": f"{cell} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
+    said = {"shape": f"{ModelConfig.from_dict(shape).variant} {shape['num_layers']}x{shape['hidden_size']}{folded}"}
     scored = [r for r in rows if r["model"] == "onnx int8"]
     if scored:
         return scored[0] | said

@@ -22,6 +22,7 @@ def rnnedge(*args: str) -> subprocess.CompletedProcess:
       "--sample-rate", "10", "--rotate-deg", "30", "--epochs", "1"], "no 3-axis sensor among the channels (acc-x"),
     (["train", "--channels", "acc-x", "--epochs", "1"], "hapt: --channels for CSV data only"),
     (["train", "--cell", "lstm+change", "--epochs", "1"], "the change input is a forecast's, not a 'tag' model's"),
+    (["train", "--cell", "gru+slow", "--epochs", "1"], "the slow init keeps a classify model's gates open, not a"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message):
     result = rnnedge(*args)

@@ -133,3 +133,12 @@ def test_the_change_input_is_a_forecasts_and_named_by_its_variant():
     assert recurrent.stop == last.stop == seen.stop == ModelConfig(task="forecast").state_size
     with pytest.raises(ValueError, match="change input is a forecast's"):
         with_variant(ModelConfig(task="tag"), "lstm+change")
+
+
+def test_the_slow_init_is_a_gated_classify_models_and_named_by_its_variant():
+    slow = with_variant(ModelConfig(task="classify"), "gru+slow")
+    assert slow.slow_init and slow.cell == "gru" and slow.variant == "gru+slow"
+    assert not with_variant(slow, "gru").slow_init
+    for task, cell in (("tag", "lstm"), ("forecast", "gru"), ("classify", "rnn_tanh")):
+        with pytest.raises(ValueError, match="the slow init keeps a classify model's gates open"):
+            ModelConfig(task=task, cell=cell, slow_init=True)

@@ -42,14 +42,16 @@ def test_short_recordings_get_short_chunks():
     assert recipe.chunk_len == 90 and recipe.lanes == 3
 
 
-def test_classify_tries_both_gated_cells_unless_one_is_given():
-    """Trace: an LSTM never learnt it, a GRU did; BasicMotions the other way round (recipe.py)."""
-    assert size_recipe(dataset(40, 150), "classify", {}).cells == ("lstm", "gru")
+def test_classify_tries_both_gated_cells_and_both_inits_unless_one_is_given():
+    """Trace: an LSTM never learnt it, a GRU did; BasicMotions the other way round; PLAID's models needed fast
+    units, PigCVP's slow ones (recipe.py)."""
+    assert size_recipe(dataset(40, 150), "classify", {}).cells == ("lstm", "gru", "lstm+slow", "gru+slow")
     assert size_recipe(dataset(40, 150), "classify", {"cells": ("gru",)}).cells == ("gru",)
     assert size_recipe(dataset(6, 90), "forecast", {}).cells == ("lstm", "lstm+change")
     assert size_recipe(dataset(6, 90), "forecast", {"cells": ("gru",)}).cells == ("gru",)
     assert size_recipe(dataset(6, 90), "tag", {}).cells == ("lstm",)
-    assert "cells lstm or gru (the better on validation)" in size_recipe(dataset(40, 150), "classify", {}).describe()
+    assert "cells lstm or gru or lstm+slow or gru+slow (the best on validation)" in \
+        size_recipe(dataset(40, 150), "classify", {}).describe()
     assert "cells lstm or lstm+change (the second only when clearly better on validation)" in \
         size_recipe(dataset(6, 90), "forecast", {}).describe()
 
@@ -137,8 +139,11 @@ def test_the_init_is_said_with_the_span_classify_learns_back_through():
     mixed = Dataset([*dataset(4, 90).recordings, *dataset(4, 150).recordings], ["x"], ["UNLABELED", "0", "1"], 10.0,
                     "synthetic")
     assert memory_span(mixed, "classify") == 150 and memory_span(mixed, "classify", window_len=40) == 40
-    assert "init chrono (gate biases up to log 149: the longest series, 150 steps)" in \
-        size_recipe(mixed, "classify", {}).describe()
+    both = "init chrono (gate time scales from 1 to 149 steps, the longest series 150: spread over octaves; +slow: as "
+    assert both + "published, most units slow)" in size_recipe(mixed, "classify", {}).describe()
+    assert "150: spread over octaves)" in size_recipe(mixed, "classify", {"cells": ("gru",)}).describe()
+    slow = size_recipe(mixed, "classify", {"cells": ("gru+slow",)})
+    assert "150: +slow: as published, most units slow)" in slow.describe()
     assert memory_span(mixed, "tag") == 0 and memory_span(mixed, "forecast") == 0
     assert "init PyTorch's (targets at every step)" in size_recipe(mixed, "tag", {}).describe()
     vanilla = size_recipe(mixed, "classify", {"cells": ("rnn_tanh",)})
