@@ -66,6 +66,10 @@ def test_candidates_start_from_the_recipe_and_vary_one_thing_each():
     assert [c.cell for c in changes[:2]] == ["lstm", "lstm+change"]
     other = next(c for c in changes if c.cell.startswith("gru"))
     assert other.cell == "gru+change" and other.shape(ModelConfig(task="forecast")).change_input  # keeps the input
+    slow = candidates(Candidate("lstm+slow", 64, 1, 3e-3, 250), per_series=True,
+                      cells=("lstm", "gru", "lstm+slow", "gru+slow"))
+    assert len(slow) == 8 and all(c.cell == "lstm+slow" for c in slow[4:])  # its init kept; its GRU is the recipe's
+    assert slow[4].shape(ModelConfig(task="classify")).slow_init
     rescaled = candidates(Candidate("lstm", 64, 1, 3e-3, 250), per_series=True, rescaled=True)
     assert [c.name for c in rescaled if c.spread_limit == 0] == ["lstm-1x64-lr0.003-chunk250-scaleall"]
 
