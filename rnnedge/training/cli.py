@@ -15,10 +15,11 @@ from rnnedge.console import table_console
 from rnnedge.data.source import BUNDLED
 from rnnedge.errors import RnnedgeError
 from rnnedge.tasks import TASKS, shown
-from rnnedge.training.config import CELLS, CHANGE, GATED, SLOW, TrainConfig
+from rnnedge.training.config import CELLS, GATED, TrainConfig, variant_name
 
 # typer lists an Enum's values in --help and refuses others with the list
-VARIANTS = (*CELLS, *(cell + CHANGE for cell in CELLS), *(cell + SLOW for cell in GATED))
+VARIANTS = (*CELLS, *(variant_name(cell, change=True) for cell in CELLS),
+            *(variant_name(cell, slow=True) for cell in GATED))
 Cell = Enum("Cell", {name: name for name in VARIANTS}, type=str)
 TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
 Nonlinearity = Enum("Nonlinearity", {"tanh": "tanh", "relu": "relu"}, type=str)
