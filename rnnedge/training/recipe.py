@@ -56,7 +56,7 @@ import numpy as np
 
 from rnnedge.data.recording import SPREAD_LIMIT, Dataset, channel_traits, wide_channels
 from rnnedge.tasks import classify_series, get_task
-from rnnedge.training.config import CHANGE, GATED, SLOW, TrainConfig, variant_name, variant_parts
+from rnnedge.training.config import GATED, SLOW, TrainConfig, variant_name, variant_parts
 
 MIN_STEPS = 3000
 PATIENCE_STEPS = 1000
@@ -120,7 +120,8 @@ def size_recipe(train: Dataset, task: str, given: dict[str, Any], window_len: in
         default_cells = (*GATED, *(variant_name(cell, slow=True) for cell in GATED))  # ties: the earlier
         reason = "the best on validation"
     elif task == "forecast":  # the change input kept only when clearly better (train.kept_cell)
-        default_cells, reason = ("lstm", "lstm" + CHANGE), "the second only when clearly better on validation"
+        default_cells = ("lstm", variant_name("lstm", change=True))
+        reason = "the second only when clearly better on validation"
     else:
         default_cells, reason = ("lstm",), "default"
     cells = pick("cells", default_cells, reason)
